@@ -1,0 +1,177 @@
+"""Quantization arithmetic: qparams, weight quantize/dequantize, dynamic activation fake-quant.
+
+The conventions are compressed-tensors' (so that what we compute is exactly what it packs and
+what transformers / vLLM dequantize): symmetric int scale = max|w| / ((qmax - qmin) / 2)
+(int4: /7.5, int8: /127.5), q = clamp(round(w / s + z)), w' = (q - z) * s, FP8 E4M3 by a cast
+after scaling into [-448, 448]. `fake_quantize_activation` is our twin of compressed-tensors'
+dynamic per-token activation quantization, op for op, so logits can be compared exactly.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+from compressed_tensors.quantization.utils.helpers import calculate_qparams
+
+FP8_MAX = torch.finfo(torch.float8_e4m3fn).max
+
+
+@dataclass
+class QuantizedWeight:
+    """A Linear's weight after quantization. `q` holds the codes (int8 or float8_e4m3fn);
+    `dequant` is (q - zero_point) * scale in float32, exact for these small codes."""
+
+    q: torch.Tensor
+    scale: torch.Tensor  # stored dtype (the model's), shape as compressed-tensors expects
+    zero_point: torch.Tensor | None  # int8 codes for asymmetric int, else None
+    dequant: torch.Tensor  # float32 [out, in]
+
+
+def check_supported(scheme: QuantizationScheme, where: str) -> None:
+    """Raise a clear error for schemes whose algorithms or formats we do not implement."""
+    w, a = scheme.weights, scheme.input_activations
+    if w is None:
+        raise NotImplementedError(f"{where}: activation-only schemes are not supported")
+    if w.type == "int" and not 2 <= w.num_bits <= 8:
+        raise NotImplementedError(f"{where}: int weights need 2..8 bits, got {w.num_bits}")
+    if w.type == "float" and w.num_bits != 8:
+        raise NotImplementedError(f"{where}: only FP8 float weights are supported (not {w.num_bits}-bit, e.g. NVFP4/MXFP4)")
+    if w.strategy not in ("group", "channel", "tensor"):
+        raise NotImplementedError(f"{where}: weight strategy {w.strategy!r} is not supported (group, channel, tensor are)")
+    if w.type == "float" and not w.symmetric:
+        raise NotImplementedError(f"{where}: asymmetric FP8 weights are not supported")
+    if w.dynamic:
+        raise NotImplementedError(f"{where}: dynamic weight quantization is not supported")
+    if a is not None and not (a.dynamic is True and a.strategy == "token" and a.symmetric):
+        raise NotImplementedError(
+            f"{where}: only dynamic symmetric per-token input activations are supported "
+            f"(e.g. W8A8, FP8_DYNAMIC); static activation scales (e.g. the FP8 preset) need calibrated "
+            f"input_scale, which is not implemented"
+        )
+    if a is not None and not (a.type == w.type and a.num_bits == 8):
+        raise NotImplementedError(f"{where}: input activations must be int8 with int weights or FP8 with FP8 weights")
+    if scheme.output_activations is not None:
+        raise NotImplementedError(f"{where}: output activation quantization is not supported")
+
+
+def _grouped(w: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
+    """View [out, in] as [out, groups, group_size] (channel: one group, tensor: everything)."""
+    if args.strategy == "group":
+        return w.unflatten(-1, (w.shape[-1] // args.group_size, args.group_size))
+    if args.strategy == "channel":
+        return w.unsqueeze(1)
+    return w.reshape(1, 1, -1)
+
+
+MSE_OBSERVERS = ("mse", "memoryless_mse")
+
+
+def compute_qparams(
+    w: torch.Tensor, args: QuantizationArgs, scale_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Qparams for a float32 weight [out, in] from each group's min/max or, with the "mse"
+    observer, from the min/max shrunk by the factor (1, 1 - 1/grid, ... 1 - maxshrink) that
+    minimises sum |w - q(w)|^norm (llm-compressor's observer_kwargs, defaults 100, 0.2, 2.4).
+    The scale is rounded to the dtype it is stored in before anything uses it, so quantization
+    and the checkpoint agree bit for bit. Returns scale [out, groups] ([out, 1] channel, [1]
+    tensor) and int8 zero points or None."""
+    g = _grouped(w.float(), args)
+    lo, hi = g.amin(dim=-1), g.amax(dim=-1)
+    scale, zp = _qparams(lo, hi, args, scale_dtype)
+    if args.observer in MSE_OBSERVERS:
+        kw = args.observer_kwargs or {}
+        grid, maxshrink, norm = float(kw.get("grid", 100.0)), float(kw.get("maxshrink", 0.2)), float(kw.get("norm", 2.4))
+        best = _group_error(g, scale, zp, args, norm)
+        for i in range(1, int(maxshrink * grid) + 1):
+            s, z = _qparams(lo * (1 - i / grid), hi * (1 - i / grid), args, scale_dtype)
+            err = _group_error(g, s, z, args, norm)
+            better = err < best
+            best = torch.where(better, err, best)
+            scale = torch.where(better, s, scale)
+            zp = torch.where(better, z, zp) if zp is not None else None
+    if args.strategy == "tensor":
+        scale, zp = scale.reshape(1), zp.reshape(1) if zp is not None else None
+    return scale, zp
+
+
+def _qparams(lo, hi, args, scale_dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    scale, zp = calculate_qparams(lo, hi, args)
+    scale = scale.to(scale_dtype)
+    if args.type == "float" or args.symmetric:
+        return scale, None
+    return scale, torch.round(zp.float()).to(torch.int8)
+
+
+def _group_error(g, scale, zp, args, norm) -> torch.Tensor:
+    _, deq = quantize_values(g, scale.float().unsqueeze(-1), None if zp is None else zp.float().unsqueeze(-1), args)
+    return (deq - g).abs().pow(norm).sum(dim=-1)
+
+
+def expand_qparams(
+    t: torch.Tensor | None, args: QuantizationArgs, shape: torch.Size
+) -> torch.Tensor | None:
+    """Broadcast per-group qparams to one value per weight element, as float32."""
+    if t is None:
+        return None
+    t = t.float()
+    if args.strategy == "group":
+        return t.repeat_interleave(args.group_size, dim=-1)
+    return t.expand(shape) if args.strategy == "channel" else t.reshape(1, 1).expand(shape)
+
+
+def quantize_values(
+    w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, args: QuantizationArgs
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize float32 `w` with float32 `scale` / `zero_point` of the same (or broadcastable)
+    shape. Returns (codes as float32, dequantized float32)."""
+    x = w / scale
+    if args.type == "float":
+        q = x.clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).float()
+        return q, q * scale
+    if zero_point is not None:
+        x = x + zero_point
+    lo, hi = -(2 ** (args.num_bits - 1)), 2 ** (args.num_bits - 1) - 1
+    q = torch.round(x).clamp_(lo, hi)
+    deq = (q - zero_point) * scale if zero_point is not None else q * scale
+    return q, deq
+
+
+def quantize_weight(w: torch.Tensor, args: QuantizationArgs, scale_dtype: torch.dtype) -> QuantizedWeight:
+    """Round-to-nearest with min/max qparams."""
+    w = w.float()
+    scale, zp = compute_qparams(w, args, scale_dtype)
+    q, deq = quantize_values(w, expand_qparams(scale, args, w.shape), expand_qparams(zp, args, w.shape), args)
+    return QuantizedWeight(codes(q, args), scale, zp, deq)
+
+
+def codes(q: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
+    """Float32 codes in their storage dtype (exact: they are already on the grid)."""
+    return q.to(torch.float8_e4m3fn if args.type == "float" else torch.int8)
+
+
+def fake_quantize_activation(x: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
+    """Dynamic symmetric per-token quantize-dequantize, in x's dtype, in the same order of
+    operations as compressed-tensors (so the result matches it exactly)."""
+    lo = torch.clamp(x.amin(dim=-1, keepdim=True), max=0)
+    hi = torch.clamp(x.amax(dim=-1, keepdim=True), min=0)
+    if args.type == "float":
+        qmin, qmax = -FP8_MAX, FP8_MAX
+    else:
+        qmin, qmax = -(2.0 ** (args.num_bits - 1)), 2.0 ** (args.num_bits - 1) - 1
+    half_range = torch.tensor(qmax - qmin, device=x.device).to(x.dtype) / 2
+    scale = torch.maximum(lo.abs(), hi.abs()) / half_range
+    scale = torch.where(scale == 0, torch.tensor(torch.finfo(scale.dtype).eps, dtype=scale.dtype, device=x.device), scale)
+    y = torch.clamp(x / scale, torch.tensor(qmin, device=x.device), torch.tensor(qmax, device=x.device))
+    y = y.to(torch.float8_e4m3fn).to(x.dtype) if args.type == "float" else torch.round(y)
+    return y.to(scale.dtype) * scale
+
+
+def attach_activation_quant(modules: dict[str, torch.nn.Module], schemes: dict[str, QuantizationScheme]) -> list:
+    """Fake-quantize the inputs of the Linears whose scheme quantizes input activations.
+    Returns the hook handles (remove them to detach)."""
+    handles = []
+    for name, module in modules.items():
+        act = schemes[name].input_activations if name in schemes else None
+        if act is not None:
+            handles.append(module.register_forward_pre_hook(lambda m, a, act=act: (fake_quantize_activation(a[0], act),)))
+    return handles

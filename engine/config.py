@@ -1,0 +1,194 @@
+"""Model and engine configuration.
+
+`ModelConfig` is read straight from a Hugging Face `config.json` (no transformers import), with
+the defaults of the transformers config class of each supported architecture, so a checkpoint
+that omits a key behaves as it does in transformers.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# architecture name -> defaults that differ between the families (transformers' config classes)
+_ARCHITECTURES: dict[str, dict] = {
+    "LlamaForCausalLM": {"qkv_bias": None, "qk_norm": False, "sliding": None},
+    "MistralForCausalLM": {"qkv_bias": False, "qk_norm": False, "sliding": "mistral"},
+    "Qwen2ForCausalLM": {"qkv_bias": True, "qk_norm": False, "sliding": "qwen"},
+    "Qwen3ForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "qwen"},
+}
+SUPPORTED_ARCHITECTURES = tuple(_ARCHITECTURES)
+_ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class UnsupportedModelError(ValueError):
+    """The checkpoint is of a kind this engine does not run (yet)."""
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    theta: float = 10000.0
+    type: str = "default"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    rms_norm_eps: float
+    max_position_embeddings: int
+    rope: RopeConfig
+    tie_word_embeddings: bool
+    qkv_bias: bool
+    o_bias: bool
+    mlp_bias: bool
+    qk_norm: bool
+    # attention window, when the checkpoint uses one: the engine caps max_model_len to it, where
+    # windowed attention and full attention agree
+    sliding_window: int | None
+    dtype: torch.dtype
+    # config.json's quantization_config; `layers.linear.linear_method_for` decides what runs it
+    quantization: dict | None = None
+    eos_token_ids: tuple[int, ...] = ()
+    bos_token_id: int | None = None
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path) -> "ModelConfig":
+        path = Path(model_dir) / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no config.json in {model_dir}")
+        return cls.from_dict(json.loads(path.read_text()), generation_config=_generation_config(Path(model_dir)))
+
+    @classmethod
+    def from_dict(cls, cfg: dict, generation_config: dict | None = None) -> "ModelConfig":
+        archs = cfg.get("architectures") or []
+        arch = next((a for a in archs if a in _ARCHITECTURES), None)
+        if arch is None:
+            raise UnsupportedModelError(
+                f"architecture {archs or cfg.get('model_type')!r} is not supported; "
+                f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            )
+        family = _ARCHITECTURES[arch]
+        if cfg.get("hidden_act", "silu") != "silu":
+            raise UnsupportedModelError(f"hidden_act {cfg['hidden_act']!r} is not supported (only silu)")
+        if cfg.get("partial_rotary_factor", 1.0) != 1.0:
+            raise UnsupportedModelError("partial rotary embeddings are not supported")
+        num_heads = cfg["num_attention_heads"]
+        attention_bias = bool(cfg.get("attention_bias", False))
+        qkv_bias = attention_bias if family["qkv_bias"] is None else family["qkv_bias"]
+        # Qwen2 has biases on q/k/v only; Llama and Qwen3 put attention_bias on o_proj too
+        o_bias = attention_bias if arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") else False
+        gen = generation_config or {}
+        eos = gen.get("eos_token_id", cfg.get("eos_token_id"))
+        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+        return cls(
+            architecture=arch,
+            hidden_size=cfg["hidden_size"],
+            intermediate_size=cfg["intermediate_size"],
+            num_layers=cfg["num_hidden_layers"],
+            num_heads=num_heads,
+            num_kv_heads=cfg.get("num_key_value_heads") or num_heads,
+            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // num_heads,
+            vocab_size=cfg["vocab_size"],
+            rms_norm_eps=cfg.get("rms_norm_eps", 1e-6),
+            max_position_embeddings=cfg.get("max_position_embeddings", 2048),
+            rope=_rope_config(cfg),
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            qkv_bias=qkv_bias,
+            o_bias=o_bias,
+            mlp_bias=bool(cfg.get("mlp_bias", False)) if arch == "LlamaForCausalLM" else False,
+            qk_norm=family["qk_norm"],
+            sliding_window=_sliding_window(cfg, family["sliding"]),
+            dtype=_checkpoint_dtype(cfg),
+            quantization=cfg.get("quantization_config"),
+            eos_token_ids=eos_ids,
+            bos_token_id=gen.get("bos_token_id", cfg.get("bos_token_id")),
+        )
+
+
+def _generation_config(model_dir: Path) -> dict:
+    path = model_dir / "generation_config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _rope_config(cfg: dict) -> RopeConfig:
+    # transformers >= 5 writes `rope_parameters` (theta inside); older checkpoints write
+    # `rope_theta` next to an optional `rope_scaling`
+    params = dict(cfg.get("rope_parameters") or cfg.get("rope_scaling") or {})
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type not in _ROPE_TYPES:
+        raise UnsupportedModelError(f"rope type {rope_type!r} is not supported yet; supported: {_ROPE_TYPES}")
+    return RopeConfig(
+        theta=float(params.get("rope_theta", cfg.get("rope_theta", 10000.0))),
+        type=rope_type,
+        factor=float(params.get("factor", 1.0)),
+        low_freq_factor=float(params.get("low_freq_factor", 1.0)),
+        high_freq_factor=float(params.get("high_freq_factor", 4.0)),
+        original_max_position_embeddings=params.get(
+            "original_max_position_embeddings", cfg.get("max_position_embeddings")
+        ),
+    )
+
+
+def _sliding_window(cfg: dict, kind: str | None) -> int | None:
+    if kind is None or (kind == "qwen" and not cfg.get("use_sliding_window", False)):
+        return None
+    # transformers' MistralConfig defaults to a 4096 window when the key is absent
+    return cfg.get("sliding_window", 4096 if kind == "mistral" else None)
+
+
+def _checkpoint_dtype(cfg: dict) -> torch.dtype:
+    name = cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
+    if name not in _DTYPES:
+        raise UnsupportedModelError(f"checkpoint dtype {name!r} is not supported; use one of {list(_DTYPES)}")
+    return _DTYPES[name]
+
+
+def resolve_dtype(dtype: str | torch.dtype, model: ModelConfig) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return model.dtype
+    aliases = {"fp32": "float32", "float": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+    name = aliases.get(dtype, dtype)
+    if name not in _DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of auto, {', '.join(_DTYPES)}")
+    return _DTYPES[name]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class EngineConfig:
+    model_dir: Path
+    model: ModelConfig
+    dtype: torch.dtype
+    device: torch.device
+    block_size: int = 16
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 2048
+    max_model_len: int = 2048
+    num_kv_blocks: int | None = None
+    kv_cache_memory: int | None = None
+    enable_prefix_caching: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.block_size <= 0 or self.max_num_seqs <= 0 or self.max_num_batched_tokens <= 0:
+            raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be positive")

@@ -1,0 +1,56 @@
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+import kernels
+
+
+@dataclass
+class AttentionMetadata:
+    """Where this step's tokens go in the paged KV cache and what each one attends to
+    (the layout `kernels.paged_attention` documents)."""
+
+    slot_mapping: torch.Tensor  # [T] int64
+    block_tables: torch.Tensor  # [B, max_blocks] int32
+    seq_lens: torch.Tensor  # [B] int32, cached + new tokens
+    query_start_loc: torch.Tensor  # [B + 1] int32
+
+
+@contextmanager
+def _one_cpu_thread(tensor: torch.Tensor) -> Iterator[None]:
+    # The CPU path of these kernels is a loop of tiny per-sequence ops; forking OpenMP threads for
+    # each costs more than the op, and on a busy machine one descheduled thread stalls every op.
+    if tensor.is_cuda:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class PagedAttention(nn.Module):
+    """Stores this step's K/V into the layer's cache blocks, then attends over each sequence's
+    cached context; prefill chunks and decodes of many sequences share one call."""
+
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.scale = head_dim**-0.5
+        # views into the engine's cache tensor, bound by the runner once it is allocated
+        self.k_cache = torch.empty(0)
+        self.v_cache = torch.empty(0)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        with _one_cpu_thread(q):
+            kernels.store_kvcache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+            return kernels.paged_attention(
+                q, self.k_cache, self.v_cache, meta.block_tables, meta.seq_lens, meta.query_start_loc, self.scale
+            )

@@ -1,0 +1,279 @@
+"""Compressed-tensors checkpoints: which scheme each Linear has, and the `LinearMethod`s that run
+them straight from the stored tensors (facts: ../shared/reference/anchors.md §3).
+
+- pack-quantized W4A16 / W8A16 (int weights packed into int32, group or channel scales,
+  symmetric or with zero points): `WNA16Method`, the dequant-GEMM kernel;
+- int-quantized W8A8 (int8 weights with per-channel or per-tensor scales, int8 activations
+  quantized per token at run time): `ScaledMMMethod` over int8;
+- float-quantized FP8 (E4M3 weights, per-channel or per-tensor, FP8 activations per token):
+  `ScaledMMMethod` over float8_e4m3fn;
+- 2:4 sparse models, saved dense: `Sparse24Method`, PyTorch's semi-structured sparse tensors on
+  GPUs that have them (`sparsify_two_of_four`).
+
+Config groups pick Linears the way compressed-tensors does: `ignore` first, then targets that
+are a class name ("Linear": every projection), an exact module name, or a `re:` regex over the
+checkpoint's module names. A fused layer (q/k/v, gate/up) needs one scheme for all its shards.
+"""
+
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import kernels
+from engine.config import UnsupportedModelError
+from engine.layers.linear import DenseLinearMethod, Linear, LinearMethod, copy_weight
+from kernels.reference import unpack_int32
+
+_LINEAR_CLASSES = ("Linear",)  # class-name targets that select our Linear layers
+
+
+@dataclass(frozen=True)
+class Scheme:
+    format: str  # pack-quantized | int-quantized | float-quantized
+    weight_type: str  # int | float
+    bits: int
+    symmetric: bool
+    strategy: str  # group | channel | tensor
+    group_size: int | None
+    activations: str | None  # None (weight-only), or "int" / "float": 8-bit dynamic per-token
+
+
+def _infer_format(weights: dict, activations: dict | None) -> str:
+    # compressed-tensors' choice when a group names none (compressors/format.py)
+    if weights.get("type", "int") == "float":
+        return "float-quantized"
+    return "int-quantized" if activations is not None else "pack-quantized"
+
+
+def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
+    where = f"quantization_config group {name!r}"
+    weights, acts = group.get("weights"), group.get("input_activations")
+    if weights is None:
+        raise UnsupportedModelError(f"{where}: activation-only quantization is not supported")
+    if group.get("output_activations") is not None:
+        raise UnsupportedModelError(f"{where}: output activation quantization is not supported")
+    fmt = group.get("format") or (model_format if model_format not in (None, "mixed-precision") else None)
+    fmt = fmt or _infer_format(weights, acts)
+    wtype, bits = weights.get("type", "int"), weights.get("num_bits", 8)
+    group_size = weights.get("group_size")
+    strategy = weights.get("strategy") or ("group" if group_size and group_size > 0 else "channel" if group_size == -1 else "tensor")
+    if weights.get("dynamic"):
+        raise UnsupportedModelError(f"{where}: dynamic weight quantization is not supported")
+    if weights.get("actorder") == "group" or weights.get("actorder") == "dynamic":
+        raise UnsupportedModelError(f"{where}: group activation ordering (weight_g_idx) is not supported")
+    if strategy not in ("group", "channel", "tensor"):
+        raise UnsupportedModelError(f"{where}: weight strategy {strategy!r} is not supported (group, channel, tensor)")
+    activations = None
+    if acts is not None:
+        if not (acts.get("dynamic") is True and acts.get("strategy") == "token" and acts.get("symmetric", True)
+                and acts.get("num_bits", 8) == 8 and acts.get("type", "int") == wtype):
+            raise UnsupportedModelError(
+                f"{where}: input activations must be dynamic symmetric per-token 8-bit of the weights' type "
+                f"(W8A8, FP8_DYNAMIC); static activation scales (e.g. the FP8 preset) are not supported yet"
+            )
+        activations = wtype
+    scheme = Scheme(fmt, wtype, bits, bool(weights.get("symmetric", True)), strategy,
+                    group_size if strategy == "group" else None, activations)
+    supported = (
+        (fmt == "pack-quantized" and wtype == "int" and bits in (4, 8) and activations is None
+         and strategy in ("group", "channel"))
+        or (fmt == "int-quantized" and wtype == "int" and bits == 8 and scheme.symmetric and activations == "int"
+            and strategy in ("channel", "tensor"))
+        or (fmt == "float-quantized" and wtype == "float" and bits == 8 and activations == "float"
+            and strategy in ("channel", "tensor"))
+    )  # fmt: skip
+    if not supported:
+        raise UnsupportedModelError(
+            f"{where}: {fmt} {wtype}{bits} {strategy} weights"
+            + (f" with {activations} activations" if activations else " without activation quantization")
+            + " are not supported yet; supported: pack-quantized int4/int8 (group or channel, symmetric or "
+            "asymmetric, no activation quantization), int-quantized W8A8 and float-quantized FP8 (channel or "
+            "tensor weights, dynamic per-token activations)"
+        )
+    return scheme
+
+
+def _matches(name: str, target: str) -> bool:
+    if target.startswith("re:"):
+        return re.match(target[3:], name) is not None
+    return target == name or target in _LINEAR_CLASSES
+
+
+class CompressedTensorsMethod(LinearMethod):
+    """Chooses each Linear's method from config.json's `quantization_config`."""
+
+    def __init__(self, quantization: dict) -> None:
+        method = quantization.get("quant_method")
+        if method != "compressed-tensors":
+            raise UnsupportedModelError(
+                f"quantized checkpoints of quant_method {method!r} are not supported; "
+                "the engine runs compressed-tensors checkpoints"
+            )
+        status = quantization.get("quantization_status", "compressed")
+        if status != "compressed":
+            raise UnsupportedModelError(f"compressed-tensors status {status!r} is not supported (only 'compressed')")
+        for key, what in (("sparsity_config", "sparse compression formats (2:4 models load when saved dense)"),
+                          ("transform_config", "transforms (QuIP, SpinQuant)"),
+                          ("kv_cache_scheme", "quantized KV caches")):
+            if quantization.get(key):
+                raise UnsupportedModelError(f"compressed-tensors {what} are not supported yet ({key})")
+        groups = quantization.get("config_groups") or {}
+        if not groups:
+            raise UnsupportedModelError("compressed-tensors configs without config_groups are not supported yet")
+        self.ignore: list[str] = list(quantization.get("ignore") or [])
+        self.groups = [
+            (list(g.get("targets") or []), _parse_scheme(name, g, quantization.get("format")))
+            for name, g in groups.items()
+        ]
+        self._methods: dict[Scheme, LinearMethod] = {}
+        if self.scheme_for("lm_head") is not None:
+            raise UnsupportedModelError("a quantized lm_head is not supported yet (compressed-tensors ignore: [lm_head])")
+
+    def scheme_for(self, name: str) -> Scheme | None:
+        if any(_matches(name, t) for t in self.ignore):
+            return None
+        found = [scheme for targets, scheme in self.groups if any(_matches(name, t) for t in targets)]
+        if len(set(found)) > 1:
+            raise UnsupportedModelError(f"{name} matches several quantization config groups")
+        return found[0] if found else None
+
+    def for_layer(self, names: list[str]) -> LinearMethod:
+        if not names:
+            raise ValueError("a quantized model's Linear layers need their checkpoint module names")
+        schemes = {self.scheme_for(n) for n in names}
+        if len(schemes) > 1:
+            raise UnsupportedModelError(f"the fused layers {names} are quantized differently; the engine fuses them")
+        scheme = schemes.pop()
+        if scheme is None:
+            return DenseLinearMethod()
+        if scheme not in self._methods:
+            self._methods[scheme] = WNA16Method(scheme) if scheme.format == "pack-quantized" else ScaledMMMethod(scheme)
+        return self._methods[scheme]
+
+
+def _checkpoint_shape(layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
+    rows = layer.out_features if shard is None else layer.output_sizes[shard]
+    if tensor.tolist() != [rows, layer.in_features]:
+        raise ValueError(f"{name}: checkpoint weight_shape {tensor.tolist()} does not match the model's {[rows, layer.in_features]}")
+
+
+class WNA16Method(LinearMethod):
+    """Packed int4 / int8 weights with group (or channel) scales, activations left as they are.
+    Zero points, packed eight to a word along the output dim on disk, are unpacked to int8 at
+    load (a fused layer's shards need not start on a word)."""
+
+    def __init__(self, scheme: Scheme) -> None:
+        self.bits = scheme.bits
+        self.group_size = scheme.group_size  # None: channel (one group of K)
+        self.symmetric = scheme.symmetric
+
+    def create_weights(self, layer: Linear, dtype: torch.dtype) -> None:
+        n, k = layer.out_features, layer.in_features
+        group = self.group_size or k
+        if k % group or (k * self.bits) % 32:
+            raise UnsupportedModelError(f"in_features {k} is not a multiple of the group size {group} and of {32 // self.bits}")
+        layer.group_size = group
+        layer.weight_packed = nn.Parameter(torch.empty(n, k * self.bits // 32, dtype=torch.int32), requires_grad=False)
+        # scales in the compute dtype, as compressed-tensors writes them in the model's dtype
+        layer.weight_scale = nn.Parameter(torch.empty(n, k // group, dtype=dtype), requires_grad=False)
+        layer.weight_zero_point = (
+            None if self.symmetric else nn.Parameter(torch.empty(n, k // group, dtype=torch.int8), requires_grad=False)
+        )
+
+    def load_weight(self, layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
+        if name == "weight_shape":
+            return _checkpoint_shape(layer, name, tensor, shard)
+        if name == "weight_zero_point" and layer.weight_zero_point is not None:
+            rows = layer.output_slice(layer.weight_zero_point, shard)
+            codes = unpack_int32(tensor.t(), self.bits).t()[: rows.shape[0]] - (1 << (self.bits - 1))
+            return copy_weight(rows, codes.to(torch.int8), name)
+        if name in ("weight_packed", "weight_scale"):
+            return copy_weight(layer.output_slice(getattr(layer, name), shard), tensor, name)
+        raise KeyError(f"unexpected tensor {name!r} for a pack-quantized linear layer")
+
+    def apply(self, layer: Linear, x: torch.Tensor) -> torch.Tensor:
+        out = kernels.wna16_gemm(
+            x, layer.weight_packed, layer.weight_scale, layer.weight_zero_point, self.bits, layer.group_size
+        )
+        return out if layer.bias is None else out + layer.bias
+
+
+class ScaledMMMethod(LinearMethod):
+    """int8 (W8A8) or FP8 weights [N, K] with per-channel or per-tensor scales; activations are
+    quantized per token on every call and the product is scaled in the GEMM's epilogue. A
+    per-tensor scale is kept per row (each shard of a fused layer has its own)."""
+
+    def __init__(self, scheme: Scheme) -> None:
+        self.qdtype = torch.int8 if scheme.weight_type == "int" else torch.float8_e4m3fn
+
+    def create_weights(self, layer: Linear, dtype: torch.dtype) -> None:
+        n, k = layer.out_features, layer.in_features
+        layer.weight = nn.Parameter(torch.empty(n, k, dtype=self.qdtype), requires_grad=False)
+        layer.weight_scale = nn.Parameter(torch.empty(n, 1, dtype=torch.float32), requires_grad=False)
+
+    def load_weight(self, layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
+        if name == "weight":
+            if tensor.dtype != self.qdtype:
+                raise ValueError(f"{name}: checkpoint dtype {tensor.dtype} is not the scheme's {self.qdtype}")
+            return copy_weight(layer.output_slice(layer.weight, shard), tensor, name)
+        if name == "weight_scale":
+            rows = layer.output_slice(layer.weight_scale, shard)
+            src = tensor.reshape(-1, 1)
+            return copy_weight(rows, src.expand(rows.shape[0], 1) if src.numel() == 1 else src, name)
+        raise KeyError(f"unexpected tensor {name!r} for a {self.qdtype} quantized linear layer")
+
+    def apply(self, layer: Linear, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, x.shape[-1])
+        q, scale = kernels.quantize_per_token(x2, self.qdtype)
+        out = kernels.scaled_mm(q, layer.weight, scale, layer.weight_scale, x.dtype, layer.bias)
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+
+class Sparse24Method(DenseLinearMethod):
+    """A dense weight with two non-zeros in every four along K, held as a semi-structured
+    sparse tensor (cuSPARSELt or CUTLASS kernels, half the multiply-adds)."""
+
+    def apply(self, layer: Linear, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, x.shape[-1])
+        out = F.linear(x2, layer.weight, layer.bias)
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def is_two_of_four(weight: torch.Tensor) -> bool:
+    """At most two non-zeros in each group of four consecutive inputs of every row."""
+    if weight.shape[-1] % 4:
+        return False
+    return bool(((weight.reshape(-1, 4) != 0).sum(dim=-1) <= 2).all())
+
+
+def two_of_four_supported(device: torch.device, dtype: torch.dtype) -> bool:
+    """PyTorch's semi-structured sparse kernels: CUDA compute capability 8.0+, fp16 / bf16."""
+    return (
+        device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
+        and torch.cuda.get_device_capability(device) >= (8, 0)
+    )  # fmt: skip
+
+
+def sparsify_two_of_four(model: nn.Module) -> list[str]:
+    """Turns every dense Linear whose weight is 2:4 sparse (compress's 2of4 presets save them
+    dense) into a `Sparse24Method` layer. Returns the names of the layers it turned."""
+    from torch.sparse import to_sparse_semi_structured
+
+    turned = []
+    for name, module in model.named_modules():
+        if not isinstance(module, Linear) or type(module.method) is not DenseLinearMethod:
+            continue
+        w = module.weight
+        if not two_of_four_supported(w.device, w.dtype) or not is_two_of_four(w):
+            continue
+        try:
+            sparse = to_sparse_semi_structured(w.data)
+        except (RuntimeError, ValueError):
+            continue  # a shape the sparse kernels refuse (too small, not a multiple of their tile)
+        module.weight = nn.Parameter(sparse, requires_grad=False)
+        module.method = Sparse24Method()
+        turned.append(name)
+    return turned

@@ -1,0 +1,100 @@
+"""Builds a model from a Hugging Face checkpoint directory (config.json + safetensors)."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from engine.config import ModelConfig
+from engine.layers.linear import Linear, copy_weight, linear_method_for
+from engine.layers.quant import sparsify_two_of_four
+from engine.models.llama import LlamaForCausalLM
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# buffers some exporters write that carry nothing the engine needs (rotary frequencies)
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+class WeightsError(ValueError):
+    """The checkpoint's weight files are missing, unsafe, or do not fit the model."""
+
+
+def safetensors_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = [model_dir / name for name in sorted(set(weight_map.values()))]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise WeightsError(f"shards listed in {index.name} are missing: {missing}")
+        return files
+    files = sorted(model_dir.glob("*.safetensors"))
+    if files:
+        return files
+    pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles:
+        raise WeightsError(
+            f"{model_dir} has only pickle weight files ({', '.join(pickles)}); they can run arbitrary code "
+            "when loaded and are refused: convert the checkpoint to safetensors"
+        )
+    raise WeightsError(f"no safetensors weights in {model_dir}")
+
+
+def iter_checkpoint(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    for path in safetensors_files(model_dir):
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():
+                yield name, f.get_tensor(name)
+
+
+def load_model(model_dir: str | Path, dtype: torch.dtype, device: torch.device, max_position: int) -> LlamaForCausalLM:
+    model_dir = Path(model_dir)
+    cfg = ModelConfig.from_pretrained(model_dir)
+    method = linear_method_for(cfg.quantization)
+    with torch.device(device):
+        model = LlamaForCausalLM(cfg, max_position, method, dtype)
+    load_weights(model, iter_checkpoint(model_dir))
+    if device.type == "cuda":
+        # 2:4 sparse models are saved dense (compress's 2of4 presets): found by their weights
+        sparsify_two_of_four(model)
+    return model.eval()
+
+
+def load_weights(model: LlamaForCausalLM, weights: Iterator[tuple[str, torch.Tensor]]) -> None:
+    params = dict(model.named_parameters())
+    loaded: set[str] = set()
+    for name, tensor in weights:
+        if name.endswith(_IGNORED_SUFFIXES):
+            continue
+        if name == "lm_head.weight" and model.config.tie_word_embeddings:
+            continue  # some exporters write the tied matrix twice
+        module_path, _, param_name = name.rpartition(".")
+        parent, _, leaf = module_path.rpartition(".")
+        shard = None
+        if leaf in model.packed_modules:
+            leaf, shard = model.packed_modules[leaf]
+            module_path = f"{parent}.{leaf}"
+        try:
+            module = model.get_submodule(module_path)
+        except AttributeError:
+            raise WeightsError(f"checkpoint tensor {name!r} has no place in {model.config.architecture}") from None
+        if isinstance(module, Linear):
+            module.load_weight(param_name, tensor, shard)
+        elif f"{module_path}.{param_name}" in params:
+            copy_weight(params[f"{module_path}.{param_name}"], tensor, name)
+        else:
+            raise WeightsError(f"checkpoint tensor {name!r} has no place in {model.config.architecture}")
+        loaded.add(f"{module_path}.{param_name}" if shard is None else f"{module_path}.{param_name}#{shard}")
+    expected = set()
+    for pname in params:
+        module_path, _, param_name = pname.rpartition(".")
+        module = model.get_submodule(module_path)
+        if isinstance(module, Linear) and len(module.output_sizes) > 1:
+            expected.update(f"{pname}#{i}" for i in range(len(module.output_sizes)))
+        else:
+            expected.add(pname)
+    missing = sorted(expected - loaded)
+    if missing:
+        raise WeightsError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:5]}")

@@ -1,0 +1,134 @@
+"""One model class for the Llama family: Llama 2/3, Mistral, Qwen2 (q/k/v bias), Qwen3 (q/k norm).
+
+Tokens of all sequences of a step are packed along dim 0; the paged attention layer finds each
+sequence's context through the `AttentionMetadata`.
+"""
+
+import torch
+from torch import nn
+
+from engine.config import ModelConfig
+from engine.layers.activation import SiluAndMul
+from engine.layers.attention import AttentionMetadata, PagedAttention
+from engine.layers.embed import LMHead, VocabEmbedding
+from engine.layers.linear import Linear, LinearMethod
+from engine.layers.norm import RMSNorm
+from engine.layers.rotary import RotaryEmbedding
+
+
+class Attention(nn.Module):
+    def __init__(
+        self, cfg: ModelConfig, rotary: RotaryEmbedding, method: LinearMethod, dtype: torch.dtype, prefix: str
+    ) -> None:
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.q_size = cfg.num_heads * cfg.head_dim
+        self.kv_size = cfg.num_kv_heads * cfg.head_dim
+        qkv_names = [f"{prefix}.{n}" for n in ("q_proj", "k_proj", "v_proj")]
+        self.qkv_proj = Linear(
+            cfg.hidden_size, [self.q_size, self.kv_size, self.kv_size], cfg.qkv_bias, method, dtype, qkv_names
+        )
+        self.o_proj = Linear(self.q_size, [cfg.hidden_size], cfg.o_bias, method, dtype, [f"{prefix}.o_proj"])
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps, dtype)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps, dtype)
+        self.qk_norm = cfg.qk_norm
+        self.rotary = rotary
+        self.attn = PagedAttention(cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
+
+    def forward(self, positions: torch.Tensor, x: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = q.view(-1, self.num_heads, self.head_dim)
+        k = k.view(-1, self.num_kv_heads, self.head_dim)
+        v = v.view(-1, self.num_kv_heads, self.head_dim)
+        if self.qk_norm:
+            q = self.q_norm(q)
+            k = self.k_norm(k)
+        q, k = self.rotary(positions, q, k)
+        out = self.attn(q, k, v, meta)
+        return self.o_proj(out.view(-1, self.q_size))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig, method: LinearMethod, dtype: torch.dtype, prefix: str) -> None:
+        super().__init__()
+        size = cfg.intermediate_size
+        gate_up_names = [f"{prefix}.gate_proj", f"{prefix}.up_proj"]
+        self.gate_up_proj = Linear(cfg.hidden_size, [size, size], cfg.mlp_bias, method, dtype, gate_up_names)
+        self.down_proj = Linear(size, [cfg.hidden_size], cfg.mlp_bias, method, dtype, [f"{prefix}.down_proj"])
+        self.act = SiluAndMul()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act(self.gate_up_proj(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(
+        self, cfg: ModelConfig, rotary: RotaryEmbedding, method: LinearMethod, dtype: torch.dtype, prefix: str
+    ) -> None:
+        super().__init__()
+        self.self_attn = Attention(cfg, rotary, method, dtype, f"{prefix}.self_attn")
+        self.mlp = MLP(cfg, method, dtype, f"{prefix}.mlp")
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+
+    def forward(
+        self, positions: torch.Tensor, x: torch.Tensor, residual: torch.Tensor | None, meta: AttentionMetadata
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # the residual stream travels beside the hidden state so each add fuses into the next norm
+        if residual is None:
+            residual = x
+            x = self.input_layernorm(x)
+        else:
+            x, residual = self.input_layernorm(x, residual)
+        x = self.self_attn(positions, x, meta)
+        x, residual = self.post_attention_layernorm(x, residual)
+        return self.mlp(x), residual
+
+
+class Model(nn.Module):
+    def __init__(self, cfg: ModelConfig, max_position: int, method: LinearMethod, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.embed_tokens = VocabEmbedding(cfg.vocab_size, cfg.hidden_size, dtype)
+        rotary = RotaryEmbedding(cfg.rope, cfg.head_dim, max_position)
+        # prefixes are the checkpoint's module names, which quantization configs target
+        self.layers = nn.ModuleList(
+            DecoderLayer(cfg, rotary, method, dtype, f"model.layers.{i}") for i in range(cfg.num_layers)
+        )
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        x = self.embed_tokens(input_ids)
+        residual = None
+        for layer in self.layers:
+            x, residual = layer(positions, x, residual, meta)
+        x, _ = self.norm(x, residual)
+        return x
+
+
+class LlamaForCausalLM(nn.Module):
+    # checkpoint module name -> (our fused module, index of its output shard)
+    packed_modules = {
+        "q_proj": ("qkv_proj", 0),
+        "k_proj": ("qkv_proj", 1),
+        "v_proj": ("qkv_proj", 2),
+        "gate_proj": ("gate_up_proj", 0),
+        "up_proj": ("gate_up_proj", 1),
+    }
+
+    def __init__(self, cfg: ModelConfig, max_position: int, method: LinearMethod, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.config = cfg
+        self.model = Model(cfg, max_position, method, dtype)
+        tied = self.model.embed_tokens if cfg.tie_word_embeddings else None
+        self.lm_head = LMHead(cfg.vocab_size, cfg.hidden_size, dtype, tied)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Final hidden states of every scheduled token, [T, hidden]."""
+        return self.model(input_ids, positions, meta)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)
+
+    def attention_layers(self) -> list[PagedAttention]:
+        return [layer.self_attn.attn for layer in self.model.layers]

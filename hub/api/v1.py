@@ -1,0 +1,491 @@
+"""REST API /api/v1/: models, variants, results and jobs, with an OpenAPI 3 schema and its docs
+(served from local files: the hub runs air-gapped).
+
+Reads are open to everyone for public rows; a bearer token shows its user's private rows too.
+Writes (submit, cancel, retry) need a token with the write scope. Every error has one shape:
+{"error": {"code": ..., "message": ..., "details": ...}}."""
+
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.pagination import PageNumberPagination, paginate
+from ninja.security import HttpBearer
+
+from hub.api.models import ApiToken
+from hub.catalog.models import BaseModel, Variant
+from hub.catalog.views import filtered, visible, with_measures
+from hub.jobs.forms import JobForm
+from hub.jobs.models import Job, Stage
+from hub.jobs.views import visible_jobs
+from hub.results.models import BenchmarkRun, EvalRun
+
+
+class Bearer(HttpBearer):
+    """`Authorization: Bearer <token>`. With `optional`, a request without the header is served as
+    anonymous; a header with a bad token is refused either way, never silently downgraded."""
+
+    def __init__(self, optional: bool = False, write: bool = False) -> None:
+        super().__init__()
+        self.optional, self.write = optional, write
+
+    def __call__(self, request: HttpRequest):
+        if self.optional and not request.headers.get("Authorization"):
+            return AnonymousUser()
+        result = super().__call__(request)
+        if result is None:
+            raise AuthenticationError(message="a valid `Authorization: Bearer <token>` header is required")
+        return result
+
+    def authenticate(self, request: HttpRequest, token: str):
+        api_token = ApiToken.authenticate(token)
+        if api_token is None:
+            raise AuthenticationError(message="unknown or revoked token")
+        if self.write and not api_token.can_write:
+            raise HttpError(403, "this token is read-only; issue one with the write scope")
+        return api_token.user
+
+
+api = NinjaAPI(
+    title="Model hub API",
+    version="1",
+    description="Models, variants, accuracy and speed results, and compression jobs.",
+    urls_namespace="api-v1",
+    auth=Bearer(optional=True),
+)
+
+
+def error(request: HttpRequest, status: int, code: str, message: str, details=None) -> HttpResponse:
+    body = {"error": {"code": code, "message": message, **({"details": details} if details is not None else {})}}
+    return api.create_response(request, body, status=status)
+
+
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+         409: "conflict", 422: "invalid", 429: "throttled"}
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request, exc: HttpError):
+    return error(request, exc.status_code, CODES.get(exc.status_code, "error"), str(exc) or CODES.get(exc.status_code, "error"))
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request, exc: ValidationError):
+    return error(request, 422, "invalid", "the request is not valid", exc.errors)
+
+
+@api.exception_handler(Http404)
+def on_not_found(request, exc):
+    return error(request, 404, "not_found", str(exc) or "not found")
+
+
+@api.exception_handler(PermissionDenied)
+def on_forbidden(request, exc):
+    return error(request, 403, "forbidden", str(exc) or "forbidden")
+
+
+class Pagination(PageNumberPagination):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(page_size=settings.API_PAGE_SIZE, max_page_size=500, **kwargs)
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    details: list | dict | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+
+
+# -- schemas ------------------------------------------------------------------------------------
+
+
+class FileOut(Schema):
+    path: str
+    size: int
+    sha256: str
+
+
+class BaseModelOut(Schema):
+    id: int
+    name: str
+    hf_repo_id: str
+    revision: str
+    resolved_sha: str
+    status: str
+    architecture: str
+    num_parameters: int | None
+    dtype: str
+    license: str
+    size_bytes: int | None
+    private: bool
+    created_at: datetime
+    url: str
+
+    @staticmethod
+    def resolve_url(obj: BaseModel) -> str:
+        return reverse("model", args=[obj.pk])
+
+
+class BaseModelDetail(BaseModelOut):
+    config: dict
+    files: list[FileOut]
+    variants: list[int]
+
+    @staticmethod
+    def resolve_variants(obj: BaseModel, context) -> list[int]:
+        return list(visible(obj.variants.all(), context["request"].auth).values_list("pk", flat=True))
+
+
+class PublicationOut(Schema):
+    endpoint: str
+    repo_id: str
+    commit_sha: str
+    url: str
+    created_at: datetime
+
+
+class VariantOut(Schema):
+    id: int
+    name: str
+    base: int = Field(alias="base_id")
+    recipe: str
+    scheme: str
+    gate: str
+    recovery: float | None = Field(None, description="worst task's recovery in the latest validation")
+    speedup: float | None = Field(None, description="output tokens/s over the base's, in the same benchmark stage")
+    size_bytes: int | None
+    private: bool
+    job: int | None = Field(alias="job_id")
+    created_at: datetime
+    url: str
+
+    @staticmethod
+    def resolve_recipe(obj: Variant) -> str:
+        return str(obj.recipe)
+
+    @staticmethod
+    def resolve_url(obj: Variant) -> str:
+        return reverse("variant", args=[obj.pk])
+
+
+class VariantDetail(VariantOut):
+    files: list[FileOut]
+    compression_report: dict
+    gate_report: dict
+    publications: list[PublicationOut]
+
+    @staticmethod
+    def resolve_publications(obj: Variant) -> list:
+        return list(obj.publications.all())
+
+
+class RecoveryOut(Schema):
+    task: str
+    metric: str
+    base_value: float
+    variant_value: float
+    recovery: float
+    diff: float
+    diff_stderr: float | None
+    ci_low: float | None
+    ci_high: float | None
+    threshold: float
+    passed: bool
+    base_run: int = Field(alias="base_run_id")
+
+
+class EvalRunOut(Schema):
+    id: int
+    base_model: int | None = Field(alias="base_model_id")
+    variant: int | None = Field(alias="variant_id")
+    job: int | None = Field(alias="job_id")
+    suite: str
+    suite_version: str
+    engine_version: str
+    settings: dict
+    metrics: dict
+    duration_s: float | None
+    created_at: datetime
+    recoveries: list[RecoveryOut]
+
+    @staticmethod
+    def resolve_recoveries(obj: EvalRun) -> list:
+        return list(obj.recoveries.all())
+
+
+class BenchmarkRunOut(Schema):
+    id: int
+    base_model: int | None = Field(alias="base_model_id")
+    variant: int | None = Field(alias="variant_id")
+    job: int | None = Field(alias="job_id")
+    stage: int | None = Field(alias="stage_id")
+    profile: str
+    profile_version: str
+    engine_version: str
+    hardware: dict
+    settings: dict
+    metrics: dict
+    runnable: bool
+    reason: str
+    created_at: datetime
+
+
+class StageOut(Schema):
+    id: int
+    kind: str
+    recipe: str | None
+    status: str
+    progress: float
+    message: str
+    attempt: int
+    worker: str
+    queue: str
+    error: str
+    outputs: dict
+    depends_on: list[int]
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_recipe(obj: Stage) -> str | None:
+        return str(obj.recipe) if obj.recipe_id else None
+
+    @staticmethod
+    def resolve_depends_on(obj: Stage) -> list[int]:
+        return [s.pk for s in obj.depends_on.all()]
+
+
+class JobOut(Schema):
+    id: int
+    owner: str | None
+    base_model: int = Field(alias="base_model_id")
+    recipes: list[str]
+    suite: str
+    benchmark_profile: str
+    publish_targets: list[str]
+    status: str
+    cancel_requested: bool
+    private: bool
+    error: str
+    versions: dict
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    variants: list[int]
+    stages: list[StageOut]
+    url: str
+
+    @staticmethod
+    def resolve_owner(obj: Job) -> str | None:
+        return obj.owner.username if obj.owner_id else None
+
+    @staticmethod
+    def resolve_recipes(obj: Job) -> list[str]:
+        return [str(r) for r in obj.recipes.all()]
+
+    @staticmethod
+    def resolve_variants(obj: Job) -> list[int]:
+        return [v.pk for v in obj.variants.all()]
+
+    @staticmethod
+    def resolve_stages(obj: Job) -> list:
+        return list(obj.stages.select_related("recipe").prefetch_related("depends_on"))
+
+    @staticmethod
+    def resolve_url(obj: Job) -> str:
+        return reverse("job", args=[obj.pk])
+
+
+class JobSummary(Schema):
+    id: int
+    owner: str | None
+    base_model: int = Field(alias="base_model_id")
+    status: str
+    private: bool
+    created_at: datetime
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_owner(obj: Job) -> str | None:
+        return obj.owner.username if obj.owner_id else None
+
+
+class JobIn(Schema):
+    base: int | None = Field(None, description="id of a model in the catalog; or give hf_id")
+    hf_id: str = Field("", description="a Hugging Face model id, fetched by the job")
+    revision: str = "main"
+    presets: list[str] = Field(default_factory=list, description="recipe preset names")
+    recipe_yaml: str = Field("", description="a recipe in llm-compressor's YAML shape")
+    recipe_name: str = ""
+    suite: str = Field("quick", description="evaluation suite; empty skips validation")
+    benchmark_profile: str = Field("chat", description="benchmark profile; empty skips benchmarks")
+    gpu: str = Field("", description="target GPU compute capability, e.g. 8.9; refuses schemes it cannot run")
+    publish_targets: list[str] = Field(default_factory=list)
+    private: bool = False
+
+
+class RetryIn(Schema):
+    stage: int | None = Field(None, description="the stage to retry from; every failed or cancelled stage when omitted")
+
+
+class ModelFilters(Schema):
+    q: str = ""
+    architecture: str = ""
+    size: str = ""
+
+
+class VariantFilters(Schema):
+    base: int | None = None
+    q: str = ""
+    scheme: str = ""
+    gpu: str = Field("", description="compute capability: only variants whose scheme runs there")
+    task: str = ""
+    validated: bool = False
+
+
+class ResultFilters(Schema):
+    base: int | None = None
+    variant: int | None = None
+
+
+class JobFilters(Schema):
+    status: str = ""
+    mine: bool = False
+
+
+# -- models and variants ------------------------------------------------------------------------
+
+
+@api.get("/models", response=list[BaseModelOut], tags=["catalog"])
+@paginate(Pagination)
+def list_models(request, filters: Query[ModelFilters]):
+    bases, _ = filtered(request.auth, filters.dict())
+    return bases.order_by("-created_at", "-pk")
+
+
+@api.get("/models/{model_id}", response={200: BaseModelDetail, **ERRORS}, tags=["catalog"])
+def get_model(request, model_id: int):
+    bases, _ = filtered(request.auth, {})
+    return get_object_or_404(bases, pk=model_id)
+
+
+@api.get("/variants", response=list[VariantOut], tags=["catalog"])
+@paginate(Pagination)
+def list_variants(request, filters: Query[VariantFilters]):
+    _, variants = filtered(request.auth, filters.dict())
+    if filters.base is not None:
+        variants = variants.filter(base_id=filters.base)
+    if filters.q:
+        variants = variants.filter(name__icontains=filters.q)
+    return with_measures(variants).select_related("recipe").order_by("-created_at", "-pk")
+
+
+@api.get("/variants/{variant_id}", response={200: VariantDetail, **ERRORS}, tags=["catalog"])
+def get_variant(request, variant_id: int):
+    _, variants = filtered(request.auth, {})
+    return get_object_or_404(with_measures(variants).select_related("recipe"), pk=variant_id)
+
+
+# -- results ------------------------------------------------------------------------------------
+
+
+def results_of(model: type, request, filters: ResultFilters) -> QuerySet:
+    bases, variants = filtered(request.auth, {})
+    rows = model.objects.filter(
+        base_model__in=bases.values("pk")
+    ) | model.objects.filter(variant__in=variants.values("pk"))
+    if filters.base is not None:
+        rows = rows.filter(base_model_id=filters.base)
+    if filters.variant is not None:
+        rows = rows.filter(variant_id=filters.variant)
+    return rows.order_by("-created_at", "-pk")
+
+
+@api.get("/results/evals", response=list[EvalRunOut], tags=["results"])
+@paginate(Pagination)
+def list_evals(request, filters: Query[ResultFilters]):
+    return results_of(EvalRun, request, filters).prefetch_related("recoveries")
+
+
+@api.get("/results/benchmarks", response=list[BenchmarkRunOut], tags=["results"])
+@paginate(Pagination)
+def list_benchmarks(request, filters: Query[ResultFilters]):
+    return results_of(BenchmarkRun, request, filters)
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+def job_for(request, job_id: int, manage: bool = False) -> Job:
+    job = get_object_or_404(visible_jobs(request.auth), pk=job_id)
+    if manage and not (request.auth.is_staff or job.owner_id == request.auth.pk):
+        raise HttpError(403, "only the job's owner or staff can change it")
+    return job
+
+
+@api.get("/jobs", response=list[JobSummary], tags=["jobs"])
+@paginate(Pagination)
+def list_jobs(request, filters: Query[JobFilters]):
+    jobs = visible_jobs(request.auth)
+    if filters.status:
+        jobs = jobs.filter(status=filters.status)
+    if filters.mine:
+        jobs = jobs.filter(owner=request.auth) if request.auth.is_authenticated else jobs.none()
+    return jobs.order_by("-created_at", "-pk")
+
+
+@api.post("/jobs", response={201: JobOut, **ERRORS}, auth=Bearer(write=True), tags=["jobs"])
+def submit_job(request, payload: JobIn):
+    """Submit a job: the same checks as the web form, with the same messages."""
+    data = payload.dict()
+    data["publish_targets"] = "\n".join(data["publish_targets"])
+    form = JobForm(data=data, user=request.auth)
+    if not form.is_valid():
+        return error(request, 422, "invalid", "the job cannot run as asked", form.errors.get_json_data())
+    return Status(201, form.submit())
+
+
+@api.get("/jobs/{job_id}", response={200: JobOut, **ERRORS}, tags=["jobs"])
+def get_job(request, job_id: int):
+    return job_for(request, job_id)
+
+
+@api.post("/jobs/{job_id}/cancel", response={200: JobOut, **ERRORS}, auth=Bearer(write=True), tags=["jobs"])
+def cancel_job(request, job_id: int):
+    job = job_for(request, job_id, manage=True)
+    job.cancel()
+    return Job.objects.get(pk=job.pk)
+
+
+@api.post("/jobs/{job_id}/retry", response={200: JobOut, 409: ErrorOut, **ERRORS}, auth=Bearer(write=True), tags=["jobs"])
+def retry_job(request, job_id: int, payload: RetryIn | None = None):
+    """Run a failed or cancelled stage again, and what its failure stopped; done stages stay done."""
+    job = job_for(request, job_id, manage=True)
+    if payload and payload.stage is not None:
+        stages = [get_object_or_404(job.stages, pk=payload.stage)]
+    else:
+        stages = list(job.stages.filter(status__in=[Stage.Status.FAILED, Stage.Status.CANCELLED]))
+        if not stages:
+            return error(request, 409, "conflict", f"job {job.pk} has no failed or cancelled stage to retry")
+    for stage in stages:
+        stage.refresh_from_db()
+        if stage.status in (Stage.Status.PENDING, Stage.Status.QUEUED) and len(stages) > 1:
+            continue  # an earlier retry in this loop already reset it
+        try:
+            stage.retry()
+        except ValueError as exc:
+            return error(request, 409, "conflict", str(exc))
+    return Job.objects.get(pk=job.pk)

@@ -1,0 +1,104 @@
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from hub.catalog.checkpoints import CheckpointInfo
+
+
+class BaseModel(models.Model):
+    """A source checkpoint: an HF repo at a resolved revision, or an imported local directory."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending fetch"
+        READY = "ready"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=200, unique=True, help_text="owner/name, as on the Hub")
+    hf_repo_id = models.CharField(max_length=200, blank=True, db_index=True)
+    revision = models.CharField(max_length=200, blank=True, help_text="revision asked for")
+    resolved_sha = models.CharField(max_length=64, blank=True, help_text="commit the revision resolved to")
+    source_path = models.CharField(max_length=1000, blank=True, help_text="imported local directory")
+    local_path = models.CharField(max_length=1000, blank=True, help_text="verified snapshot on this hub")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    architecture = models.CharField(max_length=100, blank=True)
+    model_type = models.CharField(max_length=50, blank=True)
+    num_parameters = models.BigIntegerField(null=True, blank=True)
+    dtype = models.CharField(max_length=20, blank=True)
+    license = models.CharField(max_length=100, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    files = models.JSONField(default=list, blank=True, help_text="[{path, size, sha256}]")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    private = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def record_checkpoint(self, info: CheckpointInfo, path: Path) -> None:
+        """Fill the row from a verified snapshot stored at `path` (named by its content)."""
+        self.architecture = info.architecture
+        self.model_type = info.model_type
+        self.config = info.config
+        self.num_parameters = info.num_parameters
+        self.dtype = info.dtype
+        self.size_bytes = info.size_bytes
+        self.license = self.license or info.license
+        self.files = info.files
+        self.local_path = str(path)
+        if not self.hf_repo_id:
+            self.resolved_sha = path.name
+        self.status = self.Status.READY
+        self.fetched_at = timezone.now()
+        self.save()
+
+
+class Variant(models.Model):
+    """The catalog entry of one compressed model produced by a job's compress stage."""
+
+    class Gate(models.TextChoices):
+        PENDING = "pending"
+        PASSED = "passed"
+        FAILED = "failed"
+
+    base = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="variants")
+    recipe = models.ForeignKey("jobs.Recipe", on_delete=models.PROTECT, related_name="variants")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="variants")
+    name = models.CharField(max_length=200, unique=True)
+    scheme = models.CharField(max_length=50, blank=True)
+    local_path = models.CharField(max_length=1000, blank=True)
+    files = models.JSONField(default=list, blank=True, help_text="[{path, size, sha256}]")
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    compression_report = models.JSONField(default=dict, blank=True)
+    gate = models.CharField(max_length=16, choices=Gate.choices, default=Gate.PENDING)
+    gate_report = models.JSONField(default=dict, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    private = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Publication(models.Model):
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="publications")
+    endpoint = models.CharField(max_length=500, help_text="'local' for this hub, else the HF endpoint URL")
+    repo_id = models.CharField(max_length=200)
+    commit_sha = models.CharField(max_length=64)
+    url = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}@{self.commit_sha[:10]} ({self.endpoint})"

@@ -1,0 +1,477 @@
+"""The catalog: base models with their variants, a page per model, the compare view of a base's
+variants, and file downloads. Whatever the stages have measured so far is shown; what they have
+not is said to be "not measured" or "pending"."""
+
+import hashlib
+import json
+from pathlib import Path
+from urllib.parse import urlencode
+
+from django import forms
+from django.conf import settings
+from django.core.cache import cache
+from django.core.paginator import Paginator
+from django.db.models import Case, Count, Exists, F, FloatField, Min, OuterRef, Q, QuerySet, Subquery, When, Window
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, RowNumber
+from django.forms.utils import flatatt
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import filesizeformat
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+from hub.catalog import charts
+from hub.catalog.models import BaseModel, Variant
+from hub.catalog.templatetags import hub as hub_filters
+from hub.jobs.presets import PRESETS
+from hub.results.models import BenchmarkRun, EvalRun, Recovery
+
+# Compute capabilities users pick their GPU by (users.md section 0, item 3).
+GPUS = {
+    "7.5": "7.5 (T4, RTX 20xx)",
+    "8.0": "8.0 (A100, A30)",
+    "8.6": "8.6 (A10, A40, RTX 30xx)",
+    "8.9": "8.9 (L4, L40S, RTX 40xx)",
+    "9.0": "9.0 (H100, H200, GH200)",
+    "10.0": "10.0 (B200)",
+}
+SIZES = {  # parameter-count buckets, as the HF Hub's slider
+    "lt1b": ("< 1B", None, 1e9),
+    "1-3b": ("1B to 3B", 1e9, 3e9),
+    "3-8b": ("3B to 8B", 3e9, 8e9),
+    "8-15b": ("8B to 15B", 8e9, 15e9),
+    "15-40b": ("15B to 40B", 15e9, 40e9),
+    "gt40b": ("> 40B", 40e9, None),
+}
+SORTS = {"newest": "newest", "recovery": "recovery", "speedup": "speedup", "size": "size (smallest first)"}
+VARIANTS_PER_BASE = 6
+
+
+def visible(qs: QuerySet, user) -> QuerySet:
+    """Public rows, plus the user's own; staff see everything."""
+    if user.is_staff:
+        return qs
+    if user.is_authenticated:
+        return qs.filter(Q(private=False) | Q(owner=user))
+    return qs.filter(private=False)
+
+
+def scheme_min_cc(scheme: str) -> float | None:
+    """The lowest compute capability with a fast path for a scheme, as the presets declare it;
+    custom recipes' schemes fall back on what they contain (FP8 needs 8.9, 2:4 needs 8.0)."""
+    needs = [p.min_compute_capability for p in PRESETS.values() if p.scheme == scheme and p.min_compute_capability]
+    if needs:
+        return max(needs)
+    upper = scheme.upper()
+    if "FP8" in upper:
+        return 8.9
+    if "2:4" in upper:
+        return 8.0
+    return None
+
+
+def needs_newer_gpu(gpu: float) -> Q:
+    """The schemes `scheme_min_cc` says need more than compute capability `gpu`, as a filter."""
+    q = Q(scheme__in=[p.scheme for p in PRESETS.values() if (p.min_compute_capability or 0) > gpu])
+    if gpu < 8.9:
+        q |= Q(scheme__icontains="FP8")
+    if gpu < 8.0:
+        q |= Q(scheme__contains="2:4")
+    return q
+
+
+def with_measures(variants: QuerySet) -> QuerySet:
+    """Annotate each variant with `recovery` (its worst task's recovery in its latest validation:
+    the gate passes only when every task passes) and `speedup` (output tokens/s over its base's,
+    measured in the same benchmark stage, so on the same hardware and profile)."""
+    latest_eval = EvalRun.objects.filter(variant=OuterRef("pk")).order_by("-created_at").values("pk")[:1]
+    worst = (
+        Recovery.objects.filter(variant_run=OuterRef("latest_eval")).values("variant_run")
+        .annotate(m=Min("recovery")).values("m")
+    )
+    throughput = Cast(KT("metrics__output_throughput"), FloatField())
+    runs = BenchmarkRun.objects.filter(variant=OuterRef("pk"), runnable=True).order_by("-created_at")
+    base_runs = BenchmarkRun.objects.filter(
+        base_model=OuterRef("base_id"), stage=OuterRef("bench_stage"), runnable=True
+    ).annotate(tp=throughput)
+    return (
+        variants.annotate(
+            latest_eval=Subquery(latest_eval),
+            bench_stage=Subquery(runs.values("stage")[:1]),
+            variant_tp=Subquery(runs.annotate(tp=throughput).values("tp")[:1]),
+        )
+        .annotate(recovery=Subquery(worst, output_field=FloatField()), base_tp=Subquery(base_runs.values("tp")[:1]))
+        .annotate(
+            speedup=Case(When(base_tp__gt=0, then=F("variant_tp") / F("base_tp")), default=None, output_field=FloatField())
+        )
+    )
+
+
+class Select(forms.Select):
+    """A select drawn with one format_html call: the catalog page shows seven on every request,
+    and Django's per-option templates were a third of its rendering time."""
+
+    def render(self, name, value, attrs=None, renderer=None) -> SafeString:
+        attrs = self.build_attrs(self.attrs, {**(attrs or {}), "name": name})
+        options = format_html_join(
+            "", '<option value="{}"{}>{}</option>',
+            ((k, mark_safe(" selected") if str(k) == str(value or "") else "", label) for k, label in self.choices),
+        )
+        return format_html("<select{}>{}</select>", flatatt(attrs), options)
+
+
+class CatalogFilter(forms.Form):
+    q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "name or architecture"}))
+    architecture = forms.ChoiceField(required=False, widget=Select)
+    size = forms.ChoiceField(required=False, widget=Select, choices=[("", "any size")] + [(k, v[0]) for k, v in SIZES.items()])
+    scheme = forms.ChoiceField(required=False, widget=Select)
+    gpu = forms.ChoiceField(required=False, widget=Select, label="Runs on my GPU", choices=[("", "any GPU")] + list(GPUS.items()))
+    task = forms.ChoiceField(required=False, widget=Select, label="Measured on task")
+    validated = forms.BooleanField(required=False, label="validated only")
+    sort = forms.ChoiceField(required=False, widget=Select, choices=list(SORTS.items()))
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        choices = filter_choices()
+        self.fields["architecture"].choices = [("", "any architecture")] + [(a, a) for a in choices["architecture"]]
+        self.fields["scheme"].choices = [("", "any scheme")] + [(s, s) for s in choices["scheme"]]
+        self.fields["task"].choices = [("", "any task")] + [(t, t) for t in choices["task"]]
+
+
+def filter_choices() -> dict[str, list[str]]:
+    """Distinct architectures, schemes and tasks: cheap queries, but not for every request."""
+    choices = cache.get("catalog-choices")
+    if choices is None:
+        def distinct(qs: QuerySet, field: str) -> list[str]:
+            return sorted(v for v in qs.order_by().values_list(field, flat=True).distinct() if v)
+
+        choices = {
+            "architecture": distinct(BaseModel.objects.all(), "architecture"),
+            "scheme": distinct(Variant.objects.all(), "scheme"),
+            "task": distinct(Recovery.objects.all(), "task"),
+        }
+        cache.set("catalog-choices", choices, 30)
+    return choices
+
+
+def catalog(request: HttpRequest) -> HttpResponse:
+    filters, results = cached_parts(request)
+    if request.headers.get("HX-Request"):
+        return HttpResponse(results)
+    return render(request, "catalog/catalog.html", {"filters": filters, "results": results})
+
+
+def cached_parts(request: HttpRequest) -> tuple[SafeString, SafeString]:
+    """The filter form and the list under it, rendered. Many people ask for the same few filters
+    and the catalog changes only when a stage ends, so both are kept for CATALOG_CACHE_SECONDS per
+    query and per audience (anonymous, each user, staff): a page lags new rows by that much."""
+    user = request.user
+    audience = "staff" if user.is_staff else f"user{user.pk}" if user.is_authenticated else "anonymous"
+    query = urlencode(sorted((k, v) for k, values in request.GET.lists() for v in values))
+    key = "catalog:" + hashlib.sha256(f"{audience}?{query}".encode()).hexdigest()
+    if settings.CATALOG_CACHE_SECONDS and (parts := cache.get(key)) is not None:
+        return mark_safe(parts[0]), mark_safe(parts[1])
+    form = CatalogFilter(request.GET)
+    f = form.cleaned_data if form.is_valid() else {}
+    bases, variants = filtered(user, f)
+    sort = f.get("sort") or "newest"
+    page = Paginator(sorted_bases(bases, variants, sort), settings.CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+    groups = variant_groups([b.pk for b in page], variants, sort)
+    entries = []
+    for base in page:
+        shown, total = groups.get(base.pk, ([], 0))
+        entries.append((base, format_html_join("", "{}", ((variant_row(v),) for v in shown)), len(shown), total))
+    params = request.GET.copy()
+    params.pop("page", None)
+    parts = (
+        render_to_string("catalog/_filters.html", {"form": form}),
+        render_to_string("catalog/_results.html", {
+            "page": page, "entries": entries, "query": params.urlencode(), "filtered": filters_on(f),
+        }),
+    )
+    if settings.CATALOG_CACHE_SECONDS:
+        cache.set(key, parts, settings.CATALOG_CACHE_SECONDS)
+    return mark_safe(parts[0]), mark_safe(parts[1])
+
+
+def filters_on(f: dict) -> bool:
+    return any(f.get(k) for k in ("q", "architecture", "size", "scheme", "gpu", "task", "validated"))
+
+
+def filtered(user, f: dict) -> tuple[QuerySet, QuerySet]:
+    """The bases and the variants that match the filters and that the user may see."""
+    bases = visible(BaseModel.objects.all(), user)
+    variants = visible(Variant.objects.all(), user)
+    if f.get("architecture"):
+        bases = bases.filter(architecture=f["architecture"])
+    if f.get("size"):
+        _, low, high = SIZES[f["size"]]
+        if low is not None:
+            bases = bases.filter(num_parameters__gte=low)
+        if high is not None:
+            bases = bases.filter(num_parameters__lt=high)
+    if f.get("scheme"):
+        variants = variants.filter(scheme=f["scheme"])
+    if f.get("gpu"):
+        gpu = float(f["gpu"])
+        variants = variants.exclude(needs_newer_gpu(gpu))
+    if f.get("validated"):
+        variants = variants.filter(gate=Variant.Gate.PASSED)
+    if f.get("task"):
+        variants = variants.filter(Exists(Recovery.objects.filter(variant_run__variant=OuterRef("pk"), task=f["task"])))
+    if f.get("q"):
+        q = f["q"]
+        named = variants.filter(base=OuterRef("pk")).filter(Q(name__icontains=q) | Q(recipe__name__icontains=q))
+        bases = bases.filter(Q(name__icontains=q) | Q(hf_repo_id__icontains=q) | Q(architecture__icontains=q) | Exists(named))
+    if any(f.get(k) for k in ("scheme", "gpu", "validated", "task")):
+        bases = bases.filter(Exists(variants.filter(base=OuterRef("pk"))))
+    return bases, variants
+
+
+def sorted_bases(bases: QuerySet, variants: QuerySet, sort: str) -> QuerySet:
+    if sort in ("recovery", "speedup"):
+        best = with_measures(variants.filter(base=OuterRef("pk"))).order_by(F(sort).desc(nulls_last=True)).values(sort)[:1]
+        return bases.annotate(best=Subquery(best, output_field=FloatField())).order_by(
+            F("best").desc(nulls_last=True), "-created_at"
+        )
+    if sort == "size":
+        return bases.order_by(F("num_parameters").asc(nulls_last=True), "name")
+    return bases.order_by("-created_at", "-pk")
+
+
+def variant_groups(base_ids: list[int], variants: QuerySet, sort: str) -> dict[int, tuple[list[Variant], int]]:
+    """The first variants of each base on the page, in the chosen order, and how many there are:
+    the database ranks them, so a base with hundreds of variants costs no more than one with six."""
+    order = {
+        "recovery": [F("recovery").desc(nulls_last=True)],
+        "speedup": [F("speedup").desc(nulls_last=True)],
+        "size": [F("size_bytes").asc(nulls_last=True)],
+    }.get(sort, []) + [F("created_at").desc()]
+    rows = (
+        with_measures(variants.filter(base_id__in=base_ids))
+        .annotate(
+            rank=Window(RowNumber(), partition_by=[F("base_id")], order_by=order),
+            total=Window(Count("pk"), partition_by=[F("base_id")]),
+        )
+        .filter(rank__lte=VARIANTS_PER_BASE)
+        .order_by("base_id", "rank")
+    )
+    groups: dict[int, tuple[list[Variant], int]] = {}
+    for v in rows:
+        groups.setdefault(v.base_id, ([], v.total))[0].append(v)
+    return groups
+
+
+def variant_row(v: Variant) -> SafeString:
+    """One line of a base's variant tree. Built here rather than in the template: the catalog
+    draws up to a hundred of them per page, and this is most of its rendering time."""
+    gate = {"passed": "validated", "failed": "gate failed"}.get(v.gate, "validation pending")
+    return format_html(
+        '<li class="variant" data-name="{}"><a href="{}">{}</a> <span class="tag">{}</span> '
+        '<span class="gate gate-{}">{}</span> <span title="worst task\'s recovery">recovery {}</span> '
+        '<span title="output tokens/s over the base\'s, same stage">speedup {}</span> <span>{}</span></li>',
+        v.name, reverse("variant", args=[v.pk]), v.name, v.scheme or "?", v.gate, gate, hub_filters.pct(v.recovery),
+        hub_filters.times(v.speedup), filesizeformat(v.size_bytes) if v.size_bytes else "",
+    )
+
+
+# -- model pages -------------------------------------------------------------------------------
+
+
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    base = get_object_or_404(visible(BaseModel.objects.all(), request.user), pk=pk)
+    variants = with_measures(visible(base.variants.all(), request.user)).select_related("recipe")
+    baseline = EvalRun.objects.filter(base_model=base).order_by("-created_at")
+    benchmarks = BenchmarkRun.objects.filter(base_model=base).order_by("profile", "-created_at")
+    return render(request, "catalog/model.html", {
+        "base": base,
+        "variants": variants,
+        "baseline": baseline.first(),
+        "eval_runs": baseline[:10],
+        "benchmarks": [bench_row(r) for r in benchmarks[:20]],
+        "files": file_rows(base.files, reverse("base-file", args=[base.pk, "_"])[:-1]),
+        "snippets": snippets(base.hf_repo_id, settings.HF_ENDPOINT, base.resolved_sha if base.hf_repo_id else ""),
+        "config": json.dumps(base.config, indent=2, sort_keys=True),
+    })
+
+
+def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    variant = get_object_or_404(
+        with_measures(visible(Variant.objects.select_related("base", "recipe", "job"), request.user)), pk=pk
+    )
+    eval_run = EvalRun.objects.filter(variant=variant).order_by("-created_at").first()
+    recoveries = list(eval_run.recoveries.select_related("base_run")) if eval_run else []
+    runs = BenchmarkRun.objects.filter(variant=variant).order_by("profile", "-created_at")
+    bench = []
+    seen_profiles = set()
+    for run in runs:
+        if run.profile in seen_profiles:
+            continue  # the latest run per profile
+        seen_profiles.add(run.profile)
+        base_run = (
+            BenchmarkRun.objects.filter(base_model=variant.base_id, stage=run.stage_id, profile=run.profile).first()
+            if run.stage_id else None
+        )
+        bench.append({"variant": bench_row(run), "base": bench_row(base_run) if base_run else None})
+    publications = list(variant.publications.all())
+    published = next((p for p in publications if p.endpoint == "local"), None) or next(iter(publications), None)
+    local = Path(variant.local_path) if variant.local_path else None
+    return render(request, "catalog/variant.html", {
+        "variant": variant,
+        "base": variant.base,
+        "eval_run": eval_run,
+        "recoveries": recoveries,
+        "bench_rows": [
+            row for pair in bench
+            for row in ([{**pair["base"], "label": "base"}] if pair["base"] else [])
+            + [{**pair["variant"], "label": "this variant" + speedup_note(pair)}]
+        ],
+        "charts": bench_charts(bench),
+        "publications": publications,
+        "published": published,
+        "files": file_rows(variant.files, reverse("variant-file", args=[variant.pk, "_"])[:-1]),
+        "snippets": snippets(
+            published.repo_id if published else "",
+            settings.SITE_URL.rstrip("/") if published and published.endpoint == "local" else (published.endpoint if published else None),
+            published.commit_sha if published else "",
+        ),
+        "card": read_text(local / "README.md") if local else "",
+        "recipe_yaml": read_text(local / "recipe.yaml") if local else variant.recipe.yaml,
+        "report": json.dumps(variant.compression_report, indent=2, sort_keys=True) if variant.compression_report else "",
+        "gate_report": json.dumps(variant.gate_report, indent=2, sort_keys=True) if variant.gate_report else "",
+        "eval_settings": json.dumps(eval_run.settings, indent=2, sort_keys=True) if eval_run else "",
+        "versions": json.dumps(variant.job.versions, indent=2, sort_keys=True) if variant.job and variant.job.versions else "",
+    })
+
+
+def compare(request: HttpRequest, pk: int) -> HttpResponse:
+    """Every variant of a base on accuracy, speed and memory, with the Pareto front marked."""
+    base = get_object_or_404(visible(BaseModel.objects.all(), request.user), pk=pk)
+    variants = list(with_measures(visible(base.variants.all(), request.user)).select_related("recipe"))
+    rows = [
+        {"variant": v, "recovery": v.recovery, "speedup": v.speedup, "size": v.size_bytes}
+        for v in variants
+    ]
+    front = charts.pareto_front(rows, maximize=("recovery", "speedup"), minimize=("size",))
+    for i, row in enumerate(rows):
+        row["front"] = i in front
+    points = [{"x": r["size"], "y": r["recovery"], "label": r["variant"].name, "front": r["front"]} for r in rows]
+    return render(request, "catalog/compare.html", {
+        "base": base,
+        "rows": rows,
+        "chart": charts.scatter("Accuracy against size", "size (bytes)", "worst-task recovery", points),
+        "speed_chart": charts.scatter(
+            "Speed against size", "size (bytes)", "speedup (output tokens/s)",
+            [{"x": r["size"], "y": r["speedup"], "label": r["variant"].name, "front": r["front"]} for r in rows],
+        ),
+    })
+
+
+def base_file(request: HttpRequest, pk: int, path: str) -> FileResponse:
+    base = get_object_or_404(visible(BaseModel.objects.all(), request.user), pk=pk)
+    return serve_file(base.local_path, base.files, path)
+
+
+def variant_file(request: HttpRequest, pk: int, path: str) -> FileResponse:
+    variant = get_object_or_404(visible(Variant.objects.all(), request.user), pk=pk)
+    return serve_file(variant.local_path, variant.files, path)
+
+
+def serve_file(root: str, files: list[dict], path: str) -> FileResponse:
+    """Stream one recorded file; only paths in the row's file list are served, so nothing
+    outside the checkpoint folder can be asked for."""
+    entry = next((f for f in files if f["path"] == path), None)
+    if not root or entry is None or not (Path(root) / path).is_file():
+        raise Http404(f"no file {path!r}")
+    response = FileResponse((Path(root) / path).open("rb"), as_attachment=True, filename=Path(path).name)
+    response["X-Checksum-Sha256"] = entry["sha256"]
+    return response
+
+
+# -- helpers for the pages ---------------------------------------------------------------------
+
+
+def file_rows(files: list[dict], url_prefix: str) -> list[dict]:
+    return [{**f, "url": url_prefix + f["path"]} for f in sorted(files, key=lambda f: f["path"])]
+
+
+def read_text(path: Path, limit: int = 200_000) -> str:
+    try:
+        return path.read_text(errors="replace")[:limit]
+    except OSError:
+        return ""
+
+
+def pick(metrics: dict, key: str, stat: str | None = None) -> float | None:
+    value = metrics.get(key)
+    if stat is not None:
+        value = value.get(stat) if isinstance(value, dict) else None
+    return value if isinstance(value, (int, float)) else None
+
+
+def bench_row(run: BenchmarkRun) -> dict:
+    m = run.metrics or {}
+    hw = run.hardware or {}
+    return {
+        "run": run,
+        "hardware": hw.get("gpu_name") or hw.get("name") or hw.get("cpu") or ", ".join(f"{k}: {v}" for k, v in hw.items()),
+        "ttft": pick(m, "ttft_ms", "median"),
+        "tpot": pick(m, "tpot_ms", "median"),
+        "itl": pick(m, "itl_ms", "median"),
+        "e2el": pick(m, "e2el_ms", "median"),
+        "e2el_p99": pick(m, "e2el_ms", "p99"),
+        "rps": pick(m, "request_throughput"),
+        "tps": pick(m, "output_throughput"),
+        "weights": pick(m, "weights_bytes"),
+        "kv_tokens": pick(m, "kv_capacity_tokens"),
+    }
+
+
+def speedup_note(pair: dict) -> str:
+    base, variant = pair["base"], pair["variant"]
+    if base and base["tps"] and variant["tps"]:
+        return f" ({variant['tps'] / base['tps']:.2f}x)"
+    return ""
+
+
+def bench_charts(bench: list[dict]) -> list:
+    out = []
+    for key, title, unit in (("ttft", "Time to first token, median", "ms"), ("tpot", "Time per output token, median", "ms"),
+                             ("tps", "Output throughput", "tokens/s")):
+        groups = [
+            (pair["variant"]["run"].profile, [("base", pair["base"][key] if pair["base"] else None), ("variant", pair["variant"][key])])
+            for pair in bench if pair["variant"]["run"].runnable
+        ]
+        chart = charts.bars(title, unit, groups)
+        if chart:
+            out.append(chart)
+    return out
+
+
+def snippets(repo_id: str, endpoint: str | None, revision: str = "") -> list[tuple[str, str]]:
+    """How to run the model: the Hub client (pointed at `endpoint`; None is huggingface.co), our
+    engine, vLLM and transformers. Without a repo, the files below downloaded into one folder."""
+    if not repo_id:
+        return [
+            ("our engine", "python -m engine generate MODEL_DIR --prompt 'Once upon a time'"),
+            ("vLLM", "vllm serve MODEL_DIR"),
+            ("transformers", "from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained('MODEL_DIR')"),
+        ]
+    env = f"HF_ENDPOINT={endpoint} " if endpoint else ""
+    rev = f" --revision {revision}" if revision else ""
+    folder = repo_id.split("/")[-1]
+    python_env = f"import os\nos.environ['HF_ENDPOINT'] = '{endpoint}'\n" if endpoint else ""
+    python_rev = f", revision='{revision}'" if revision else ""
+    return [
+        ("huggingface-cli", f"{env}huggingface-cli download {repo_id}{rev} --local-dir {folder}"),
+        ("our engine", f"python -m engine generate {folder} --prompt 'Once upon a time'"),
+        ("vLLM", f"{env}vllm serve {repo_id}{rev}"),
+        ("transformers", (
+            f"{python_env}from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            f"model = AutoModelForCausalLM.from_pretrained('{repo_id}'{python_rev})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained('{repo_id}'{python_rev})"
+        )),
+    ]

@@ -1,0 +1,234 @@
+"""The job submission form. It refuses up front what cannot work (an unsupported architecture,
+pickle-only weights, a scheme the target GPU cannot run, a recipe that does not parse), so nobody
+waits for a worker to tell them. The REST API submits through this same form."""
+
+import re
+
+import yaml
+from django import forms
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from hub.catalog.checkpoints import PICKLE_SUFFIXES, SUPPORTED_ARCHITECTURES, CheckpointError, check_config
+from hub.catalog.models import BaseModel
+from hub.catalog.store import check_repo_name
+from hub.catalog.views import GPUS, scheme_min_cc, visible
+from hub.jobs.models import Job, Recipe
+from hub.jobs.presets import PRESETS, PROFILES, SUITES
+
+# The modifiers the compression library implements (compress.recipe; a test keeps them equal).
+# The hub checks the recipe's shape and names here; the library checks the arguments when it runs.
+KNOWN_MODIFIERS = (
+    "QuantizationModifier",
+    "GPTQModifier",
+    "AWQModifier",
+    "SmoothQuantModifier",
+    "SparseGPTModifier",
+    "MagnitudePruningModifier",
+)
+TARGET = re.compile(r"^(https?://\S+\s+)?\S+$")
+
+
+def recipe_schemes(text: str) -> list[str]:
+    """Check a pasted recipe has llm-compressor's shape (`<name>_stage:` holding
+    `<name>_modifiers:` of known `ModifierName: {arguments}`); return the schemes it names."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise forms.ValidationError(f"the recipe is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict) or not doc:
+        raise forms.ValidationError("the recipe must be a mapping of `<name>_stage:` entries")
+    schemes, modifiers = [], 0
+    for stage_key, stage in doc.items():
+        if not (isinstance(stage_key, str) and stage_key.endswith("_stage") and isinstance(stage, dict)):
+            raise forms.ValidationError(
+                f"top-level key {stage_key!r} is not a stage: expected `<name>_stage:` holding `<name>_modifiers:` groups"
+            )
+        for group_key, group in stage.items():
+            if group_key == "run_type":
+                continue
+            if not (isinstance(group_key, str) and group_key.endswith("_modifiers") and isinstance(group, dict)):
+                raise forms.ValidationError(f"{stage_key}.{group_key} is not a `<name>_modifiers:` mapping")
+            for name, args in group.items():
+                if name not in KNOWN_MODIFIERS:
+                    raise forms.ValidationError(
+                        f"unknown modifier {name!r} in {stage_key}.{group_key}; supported: {', '.join(KNOWN_MODIFIERS)}"
+                    )
+                if args is not None and not isinstance(args, dict):
+                    raise forms.ValidationError(f"the arguments of {name} must be a mapping")
+                args = args or {}
+                modifiers += 1
+                if isinstance(args.get("scheme"), str):
+                    schemes.append(args["scheme"])
+                if args.get("mask_structure") == "2:4":
+                    schemes.append("2:4")
+    if not modifiers:
+        raise forms.ValidationError("the recipe has no modifiers")
+    return schemes
+
+
+def inspect_remote(repo_id: str, revision: str) -> str | None:
+    """Refuse a Hub repository that cannot work (pickle-only weights, unsupported architecture),
+    asking the configured endpoint. Returns a note when the endpoint cannot be reached: the
+    fetch stage makes the same checks before downloading any weight."""
+    import tempfile
+
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    api = HfApi(endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None)
+    try:
+        info = api.model_info(repo_id, revision=revision or None, timeout=5)
+    except RepositoryNotFoundError:
+        raise forms.ValidationError(f"{repo_id}: no such repository on the Hub (or it is private and no token allows it)") from None
+    except RevisionNotFoundError:
+        raise forms.ValidationError(f"{repo_id}: no revision {revision!r}") from None
+    except (OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
+        return f"the Hub could not be asked about {repo_id} ({type(exc).__name__}); the fetch stage will check it"
+    names = [s.rfilename for s in info.siblings or []]
+    if not any(n.endswith(".safetensors") for n in names):
+        pickles = [n for n in names if n.lower().endswith(PICKLE_SUFFIXES)]
+        if pickles:
+            raise forms.ValidationError(
+                f"{repo_id} has only pickle weights ({', '.join(pickles[:3])}): loading them can run arbitrary code; "
+                "the hub accepts safetensors weights only"
+            )
+        raise forms.ValidationError(f"{repo_id} has no safetensors weights")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            config = hf_hub_download(repo_id, "config.json", revision=info.sha, local_dir=tmp,
+                                     endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None)
+            check_config(config)
+        except CheckpointError as exc:
+            raise forms.ValidationError(f"{repo_id}: {exc}") from None
+        except (HfHubHTTPError, OSError) as exc:
+            return f"config.json of {repo_id} could not be read ({type(exc).__name__}); the fetch stage will check it"
+    return None
+
+
+class JobForm(forms.Form):
+    base = forms.ModelChoiceField(queryset=BaseModel.objects.none(), required=False, label="Imported or fetched model",
+                                  empty_label="(a Hugging Face model instead)")
+    hf_id = forms.CharField(required=False, max_length=200, label="Hugging Face model id",
+                            widget=forms.TextInput(attrs={"placeholder": "HuggingFaceTB/SmolLM2-135M-Instruct"}))
+    revision = forms.CharField(required=False, max_length=200, label="revision", initial="main")
+    presets = forms.MultipleChoiceField(
+        required=False, label="Recipe presets", widget=forms.CheckboxSelectMultiple,
+        choices=[(name, f"{name}: {p.description}") for name, p in PRESETS.items()],
+    )
+    recipe_yaml = forms.CharField(required=False, label="or a recipe (llm-compressor YAML)",
+                                  widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}))
+    recipe_name = forms.CharField(required=False, max_length=80, label="name for the pasted recipe")
+    suite = forms.ChoiceField(required=False, label="Evaluation suite",
+                              choices=[("", "none (skip validation)")] + list(SUITES.items()))
+    benchmark_profile = forms.ChoiceField(required=False, label="Benchmark profile",
+                                          choices=[("", "none (skip benchmarks)")] + list(PROFILES.items()))
+    gpu = forms.ChoiceField(required=False, label="Target GPU", choices=[("", "no GPU target (CPU, or any GPU)")] + list(GPUS.items()))
+    publish_targets = forms.CharField(required=False, label="Also publish to (one per line: [endpoint URL] owner/name)",
+                                      widget=forms.Textarea(attrs={"rows": 2}))
+    private = forms.BooleanField(required=False, label="private (only you and staff see the job and its models)")
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.notes: list[str] = []
+        self.fields["base"].queryset = visible(BaseModel.objects.all(), user).order_by("name")
+
+    def clean_hf_id(self) -> str:
+        hf_id = self.cleaned_data["hf_id"].strip()
+        if hf_id:
+            try:
+                check_repo_name(hf_id)
+            except CheckpointError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return hf_id
+
+    def clean_recipe_yaml(self) -> str:
+        text = self.cleaned_data["recipe_yaml"].strip()
+        self.yaml_schemes = recipe_schemes(text) if text else []
+        return text
+
+    def clean_publish_targets(self) -> list[str]:
+        lines = [line.strip() for line in self.cleaned_data["publish_targets"].splitlines() if line.strip()]
+        for line in lines:
+            if not TARGET.match(line):
+                raise forms.ValidationError(f"{line!r}: write a target as 'owner/name' or 'https://endpoint owner/name'")
+            try:
+                check_repo_name(line.split()[-1])
+            except CheckpointError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return lines
+
+    def clean(self) -> dict:
+        data = super().clean()
+        base, hf_id = data.get("base"), data.get("hf_id")
+        if base and hf_id:
+            self.add_error("hf_id", "choose an imported model or a Hugging Face id, not both")
+        elif not base and not hf_id and "hf_id" not in self.errors:
+            self.add_error("hf_id", "choose an imported model or give a Hugging Face id")
+        if base:
+            self.check_base(base)
+        elif hf_id and not self.errors:
+            known = BaseModel.objects.filter(hf_repo_id=hf_id, revision=data.get("revision") or "main").first()
+            if known:
+                self.check_base(known)
+            else:
+                note = inspect_remote(hf_id, data.get("revision") or "main")
+                if note:
+                    self.notes.append(note)
+        if not data.get("presets") and not data.get("recipe_yaml") and "recipe_yaml" not in self.errors:
+            self.add_error("presets", "choose at least one recipe preset, or paste a recipe")
+        if data.get("gpu"):
+            self.check_hardware(float(data["gpu"]), data.get("presets") or [], getattr(self, "yaml_schemes", []))
+        return data
+
+    def check_base(self, base: BaseModel) -> None:
+        if base.architecture and base.architecture not in SUPPORTED_ARCHITECTURES:
+            self.add_error("base", f"{base.name} is a {base.architecture}; supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)}")
+        names = [f["path"] for f in base.files]
+        if names and not any(n.endswith(".safetensors") for n in names):
+            self.add_error("base", f"{base.name} has no safetensors weights (pickle files are refused: loading them can run code)")
+
+    def check_hardware(self, gpu: float, chosen: list[str], yaml_schemes: list[str]) -> None:
+        label = GPUS[f"{gpu:.1f}"]
+        for name in chosen:
+            need = PRESETS[name].min_compute_capability
+            if need and need > gpu:
+                self.add_error("presets", f"{name} needs compute capability {need:g} or newer; the target GPU is {label}")
+        for scheme in yaml_schemes:
+            need = scheme_min_cc(scheme)
+            if need and need > gpu:
+                self.add_error("recipe_yaml", f"the recipe's {scheme} needs compute capability {need:g} or newer; the target GPU is {label}")
+
+    @transaction.atomic
+    def submit(self) -> Job:
+        data = self.cleaned_data
+        base = data["base"]
+        if base is None:
+            revision = data["revision"] or "main"
+            base = BaseModel.objects.filter(hf_repo_id=data["hf_id"], revision=revision).first()
+            if base is None:
+                name = data["hf_id"] if revision == "main" else f"{data['hf_id']}-{revision[:12]}"
+                taken = set(BaseModel.objects.filter(name__startswith=name).values_list("name", flat=True))
+                name = next(n for n in [name] + [f"{name}-{i}" for i in range(2, len(taken) + 2)] if n not in taken)
+                base = BaseModel.objects.create(
+                    name=name, hf_repo_id=data["hf_id"], revision=revision, owner=self.user, private=data["private"]
+                )
+        recipes = [Recipe.for_preset(name) for name in data["presets"]]
+        if data["recipe_yaml"]:
+            name = data["recipe_name"] or "custom"
+            version = (Recipe.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
+            recipes.append(Recipe.objects.create(
+                name=name, version=version, yaml=data["recipe_yaml"], owner=self.user,
+                scheme=" + ".join(dict.fromkeys(self.yaml_schemes)),
+            ))
+        return Job.submit(
+            base_model=base, recipes=recipes, owner=self.user, suite=data["suite"],
+            benchmark_profile=data["benchmark_profile"], publish_targets=data["publish_targets"], private=data["private"],
+        )

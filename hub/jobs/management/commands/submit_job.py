@@ -1,0 +1,29 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from hub.catalog.models import BaseModel
+from hub.jobs.models import Job, Recipe
+
+
+class Command(BaseCommand):
+    help = "Submit a compression job for a base model already in the catalog."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("base", help="base model name (see import_model)")
+        parser.add_argument("--recipe", action="append", required=True, help="preset name; repeat for several")
+        parser.add_argument("--suite", default="quick", help="eval suite ('' to skip validation)")
+        parser.add_argument("--profile", default="chat", help="benchmark profile ('' to skip benchmarks)")
+        parser.add_argument("--user", help="submitting user's username")
+
+    def handle(self, base: str, recipe: list[str], suite: str, profile: str, user: str | None, **options) -> None:
+        try:
+            base_model = BaseModel.objects.get(name=base)
+        except BaseModel.DoesNotExist:
+            raise CommandError(f"no base model named {base!r}; import one with `manage.py import_model PATH`") from None
+        try:
+            recipes = [Recipe.for_preset(name) for name in recipe]
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        owner = get_user_model().objects.get(username=user) if user else None
+        job = Job.submit(base_model=base_model, recipes=recipes, owner=owner, suite=suite, benchmark_profile=profile)
+        self.stdout.write(f"submitted job {job.pk}: {', '.join(s.name for s in job.stages.all())}")

@@ -1,0 +1,50 @@
+"""The compression presets the hub offers. `compress.PRESETS` implements them; a test keeps
+the two lists equal. The web side needs this without importing torch."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    scheme: str
+    description: str
+    # Recovery gate default: 8-bit schemes must keep 99%, 4-bit and 2:4 96% (users.md, §2).
+    recovery_threshold: float
+    # Lowest CUDA compute capability with a fast path; None when any device runs it.
+    min_compute_capability: float | None = None
+
+
+PRESETS: dict[str, Preset] = {
+    "w4a16": Preset("W4A16", "int4 weights (symmetric, group 128), round-to-nearest", 0.96),
+    "w4a16-gptq": Preset("W4A16", "int4 weights (symmetric, group 128), GPTQ", 0.96),
+    "w4a16-awq": Preset("W4A16", "int4 weights (group 128), AWQ", 0.96),
+    "w4a16-asym": Preset("W4A16_ASYM", "int4 weights (asymmetric, group 128), GPTQ", 0.96),
+    "w8a16": Preset("W8A16", "int8 weights, 16-bit activations", 0.99),
+    "w8a8-int8": Preset("W8A8", "int8 weights per channel, int8 dynamic per-token activations", 0.99),
+    "fp8-dynamic": Preset("FP8_DYNAMIC", "fp8 e4m3 weights per channel, dynamic per-token activations", 0.99, 8.9),
+    "2of4": Preset("2:4", "2:4 sparsity, SparseGPT", 0.96, 8.0),
+    "2of4-magnitude": Preset("2:4", "2:4 sparsity, magnitude pruning", 0.96, 8.0),
+    "2of4-fp8": Preset("2:4+FP8_DYNAMIC", "2:4 sparsity (SparseGPT) with fp8 dynamic quantization", 0.96, 8.9),
+    "2of4-w4a16": Preset("2:4+W4A16", "2:4 sparsity (SparseGPT) with int4 weights", 0.96, 8.0),
+}
+
+
+# Benchmark workload profiles (issue 8), name -> what it measures. The benchmark engineer keeps
+# this equal to the engine's own list; the web form and the API offer these names.
+PROFILES: dict[str, str] = {
+    "chat": "chat: 512 tokens in, 256 out",
+    "rag": "retrieval-augmented generation: 4k in, 256 out",
+    "summarization": "summarization: 2k in, 512 out",
+    "code": "code completion: 256 in, 1k out",
+    "single-stream": "single stream: one request at a time, latency",
+    "sweep": "concurrency sweep: 1, 4, 16, 64, max",
+}
+
+
+# The evaluation suites (`evals.SUITES` defines them; a test keeps the names equal). Name -> what
+# a user picks it for, for the job form without importing the evaluation library.
+SUITES: dict[str, str] = {
+    "quick": "Quick check on a CPU in minutes: ARC-Easy, HellaSwag, WinoGrande, LAMBADA subsets",
+    "openllm-v1": "Open LLM Leaderboard v1: ARC-C, HellaSwag, MMLU, TruthfulQA, WinoGrande, GSM8K (GPU)",
+    "wikitext": "WikiText-2 perplexity",
+}

@@ -1,0 +1,144 @@
+"""Job pages: submit, follow a job's stages live (htmx polling), cancel, retry from a stage, and
+the list of my jobs and of the queue."""
+
+import statistics
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from hub.jobs.forms import JobForm
+from hub.jobs.models import Job, Stage
+
+ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
+
+
+def visible_jobs(user) -> QuerySet:
+    """Public jobs, plus the user's own private ones; staff see everything."""
+    jobs = Job.objects.select_related("base_model", "owner")
+    if user.is_staff:
+        return jobs
+    if user.is_authenticated:
+        return jobs.filter(Q(private=False) | Q(owner=user))
+    return jobs.filter(private=False)
+
+
+def can_manage(user, job: Job) -> bool:
+    return user.is_authenticated and (user.is_staff or job.owner_id == user.pk)
+
+
+def job_list(request: HttpRequest) -> HttpResponse:
+    jobs = visible_jobs(request.user)
+    mine = jobs.filter(owner=request.user)[:50] if request.user.is_authenticated else []
+    queue = jobs.filter(status__in=ACTIVE).order_by("created_at")[:100]
+    waiting = {
+        q: Stage.objects.filter(status=Stage.Status.QUEUED, queue=q).count() for q in sorted(set(Stage.QUEUES.values()))
+    }
+    running = Stage.objects.filter(status=Stage.Status.RUNNING, job__in=jobs).select_related("job", "recipe")
+    return render(request, "jobs/list.html", {
+        "mine": mine,
+        "queue": queue,
+        "waiting": waiting,
+        "running": running.order_by("started_at"),
+        "recent": jobs.exclude(status__in=ACTIVE)[:20] if request.user.is_staff else [],
+    })
+
+
+@login_required
+def job_new(request: HttpRequest) -> HttpResponse:
+    initial = {"revision": "main", "suite": "quick", "benchmark_profile": "chat"}
+    if request.GET.get("base"):
+        initial["base"] = request.GET["base"]
+    form = JobForm(request.POST or None, user=request.user, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        job = form.submit()
+        for note in form.notes:
+            messages.info(request, note)
+        messages.success(request, f"Job {job.pk} submitted.")
+        return redirect("job", pk=job.pk)
+    return render(request, "jobs/new.html", {"form": form})
+
+
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(visible_jobs(request.user), pk=pk)
+    context = stage_context(request, job)
+    if request.headers.get("HX-Request"):
+        return render(request, "jobs/_stages.html", context)
+    return render(request, "jobs/detail.html", context)
+
+
+def stage_context(request: HttpRequest, job: Job) -> dict:
+    stages = list(job.stages.select_related("recipe").prefetch_related("depends_on"))
+    now = timezone.now()
+    typical = typical_durations()
+    remaining = timedelta()
+    for stage in stages:
+        stage.eta = None
+        if stage.status == Stage.Status.RUNNING and stage.started_at:
+            elapsed = now - stage.started_at
+            stage.elapsed = elapsed
+            if stage.progress >= 0.02:
+                stage.eta = elapsed * (1 - stage.progress) / stage.progress
+            elif stage.kind in typical:
+                stage.eta = max(typical[stage.kind] - elapsed, timedelta())
+        elif stage.status in (Stage.Status.PENDING, Stage.Status.QUEUED) and stage.kind in typical:
+            stage.eta = typical[stage.kind]
+        if stage.eta is not None:
+            remaining += stage.eta
+        stage.retryable = stage.status in (Stage.Status.FAILED, Stage.Status.CANCELLED, Stage.Status.SKIPPED)
+    active = job.status in ACTIVE
+    return {
+        "job": job,
+        "stages": stages,
+        "active": active,
+        "eta": remaining if active and remaining else None,
+        "can_manage": can_manage(request.user, job),
+        "recipes": list(job.recipes.all()),
+        "variants": list(job.variants.all()),
+    }
+
+
+def typical_durations() -> dict[str, timedelta]:
+    """The median run time of each kind of stage over the last finished ones: the guess for
+    stages that have not started, when nothing better is known. (A stage's own progress beats it.)"""
+    out = {}
+    for kind in Stage.Kind.values:
+        rows = (
+            Stage.objects.filter(kind=kind, status=Stage.Status.DONE, started_at__isnull=False, finished_at__isnull=False)
+            .order_by("-finished_at").values_list("started_at", "finished_at")[:20]
+        )
+        took = [(end - start).total_seconds() for start, end in rows]
+        if took:
+            out[kind] = timedelta(seconds=statistics.median(took))
+    return out
+
+
+@require_POST
+def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(visible_jobs(request.user), pk=pk)
+    if not can_manage(request.user, job):
+        raise PermissionDenied("only the job's owner or staff can cancel it")
+    job.cancel()
+    messages.success(request, f"Job {job.pk} cancelled." if job.status == Job.Status.CANCELLED else
+                     f"Job {job.pk}: cancel requested; the running stage stops at its next check.")
+    return redirect("job", pk=job.pk)
+
+
+@require_POST
+def stage_retry(request: HttpRequest, pk: int, stage_pk: int) -> HttpResponse:
+    job = get_object_or_404(visible_jobs(request.user), pk=pk)
+    if not can_manage(request.user, job):
+        raise PermissionDenied("only the job's owner or staff can retry it")
+    stage = get_object_or_404(job.stages, pk=stage_pk)
+    try:
+        stage.retry()
+        messages.success(request, f"Retrying {stage.name} and what it stopped.")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("job", pk=job.pk)

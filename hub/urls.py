@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from hub import monitoring
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("health", monitoring.health, name="health"),
+    path("metrics", monitoring.metrics, name="metrics"),
+    path("", include("hub.api.urls")),
+    path("", include("hub.jobs.urls")),
+    path("", include("hub.catalog.urls")),
+    # last: its /{namespace}/{name} routes must not shadow the routes above
+    path("", include("hub.hfapi.urls")),
+]

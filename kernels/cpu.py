@@ -1,0 +1,101 @@
+"""Paged attention for CPU tensors, batched (twin: `kernels.reference.paged_attention`).
+
+The reference attends one sequence at a time, which on a CPU costs a fixed ~0.2 ms per
+sequence per layer, most of it op overhead: a decode step of 64 sequences pays it 64 times per
+layer. Here sequences with the same number of new tokens and similar context lengths form one
+padded batch: their blocks are gathered with one `index_select` into `[B, L, Hkv, D]`, and one
+masked `scaled_dot_product_attention` serves the whole batch. The query heads of a group are
+folded into the query-length dimension, so each KV head is attended by `group * q_len` rows
+without repeating K/V.
+"""
+
+import torch
+import torch.nn.functional as F
+
+# a sequence joins a batch while its context is at least this fraction of the batch's longest,
+# so padding at most doubles the keys attended
+_MIN_FILL = 0.5
+
+
+def paged_attention(
+    query: torch.Tensor,  # [T, Hq, D]
+    k_cache: torch.Tensor,  # [num_blocks, block_size, Hkv, D]
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,  # [B, max_blocks] int32
+    seq_lens: torch.Tensor,  # [B] int32
+    query_start_loc: torch.Tensor,  # [B + 1] int32
+    scale: float,
+    out: torch.Tensor | None = None,  # [T, Hq, D]
+) -> torch.Tensor:
+    if out is None:
+        out = torch.empty_like(query)
+    starts = query_start_loc.tolist()
+    ctx_lens = seq_lens.tolist()
+    for seqs in _batches(starts, ctx_lens):
+        _attend(query, k_cache, v_cache, block_tables, seqs, starts, ctx_lens, scale, out)
+    return out
+
+
+def _batches(starts: list[int], ctx_lens: list[int]) -> list[list[int]]:
+    """Sequences grouped by query length, then by context length within _MIN_FILL."""
+    by_q_len: dict[int, list[int]] = {}
+    for b, ctx in enumerate(ctx_lens):
+        q_len = starts[b + 1] - starts[b]
+        if q_len:
+            by_q_len.setdefault(q_len, []).append(b)
+    batches = []
+    for seqs in by_q_len.values():
+        seqs.sort(key=lambda b: -ctx_lens[b])
+        batch = [seqs[0]]
+        for b in seqs[1:]:
+            if ctx_lens[b] < _MIN_FILL * ctx_lens[batch[0]]:
+                batches.append(batch)
+                batch = []
+            batch.append(b)
+        batches.append(batch)
+    return batches
+
+
+def _attend(
+    query: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seqs: list[int],
+    starts: list[int],
+    ctx_lens: list[int],
+    scale: float,
+    out: torch.Tensor,
+) -> None:
+    num_q_heads, head_dim = query.shape[1], query.shape[2]
+    block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
+    group = num_q_heads // num_kv_heads
+    n = len(seqs)
+    q_len = starts[seqs[0] + 1] - starts[seqs[0]]
+    ctx = torch.tensor([ctx_lens[b] for b in seqs])
+    max_ctx = int(ctx.max())
+    num_blocks = -(-max_ctx // block_size)
+    width = num_blocks * block_size
+
+    # table entries past a sequence's own blocks may hold anything: read block 0 there (masked)
+    tables = block_tables.index_select(0, torch.tensor(seqs))[:, :num_blocks].long()
+    own = torch.arange(num_blocks)[None, :] * block_size < ctx[:, None]
+    ids = torch.where(own, tables, 0).flatten()
+    # [n, Hkv, width, D]
+    k = k_cache.index_select(0, ids).view(n, width, num_kv_heads, head_dim).transpose(1, 2).float()
+    v = v_cache.index_select(0, ids).view(n, width, num_kv_heads, head_dim).transpose(1, 2).float()
+
+    rows = (torch.tensor([starts[b] for b in seqs])[:, None] + torch.arange(q_len)).flatten()
+    # [n, q_len, Hkv, group, D] -> [n, Hkv, group * q_len, D]
+    q = query.index_select(0, rows).view(n, q_len, num_kv_heads, group, head_dim)
+    q = q.permute(0, 2, 3, 1, 4).reshape(n, num_kv_heads, group * q_len, head_dim).float()
+
+    # query row t of a sequence sits at position ctx - q_len + t and sees keys up to there
+    q_pos = ctx[:, None] - q_len + torch.arange(q_len)  # [n, q_len]
+    visible = torch.arange(width)[None, None, :] <= q_pos[:, :, None]  # [n, q_len, width]
+    mask = visible[:, None].expand(n, group, q_len, width).reshape(n, 1, group * q_len, width)
+
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    # [n, Hkv, group, q_len, D] -> [n * q_len, Hq, D]
+    o = o.view(n, num_kv_heads, group, q_len, head_dim).permute(0, 3, 1, 2, 4).reshape(n * q_len, num_q_heads, head_dim)
+    out.index_copy_(0, rows, o.to(out.dtype))

@@ -1,0 +1,239 @@
+"""W8A8 int8 and FP8 scaled GEMM, and the dynamic per-token activation quantization feeding it
+(twins: `kernels.reference.scaled_mm`, `kernels.reference.quantize_per_token`).
+
+`scaled_mm` computes (scale_a * a) @ (scale_b * b).T with the integer (int32) or float32 product
+accumulated over K and both scales applied once in the epilogue: per token (row of a) and per
+output channel (row of b), or per tensor. The weight keeps the checkpoint's [N, K] layout: K is
+contiguous in both operands, which is the K-major order the 8-bit tensor-core instructions want.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.gemm_wna16 import num_sms
+from kernels.util import interpreting
+
+_HALF_RANGE = {torch.int8: 127.5, torch.float8_e4m3fn: 448.0}
+_EPS = torch.finfo(torch.float32).eps
+# rows up to this many elements are quantized from registers in one read; longer ones in two
+_MAX_ROW_BLOCK = 16384
+
+
+@triton.jit
+def _round_to_e4m3(y):
+    """Rounds float32 |y| <= 448 to the nearest FP8 E4M3 value, ties to even. Only for Triton's
+    interpreter, whose float32 -> fp8 cast drops the carry when rounding up crosses a power of
+    two (31.1 becomes 16); the GPU's conversion rounds correctly."""
+    exponent = ((y.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
+    step = tl.exp2((tl.maximum(exponent, -6) - 3).to(tl.float32))  # 3 mantissa bits; subnormals below 2**-6
+    return ((y / step + 12582912.0) - 12582912.0) * step
+
+
+@triton.jit
+def _quantize_per_token_kernel(
+    x_ptr,
+    q_ptr,
+    s_ptr,
+    M,
+    K,
+    stride_x,
+    stride_q,
+    HALF_RANGE: tl.constexpr,
+    EPS: tl.constexpr,
+    IS_FP8: tl.constexpr,
+    INTERPRET: tl.constexpr,
+    ONE_PASS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = rows < M
+    x_rows = x_ptr + rows.to(tl.int64)[:, None] * stride_x
+    q_rows = q_ptr + rows.to(tl.int64)[:, None] * stride_q
+    if ONE_PASS:  # the whole row fits in registers: read x once
+        ks = tl.arange(0, BLOCK_K)
+        x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0).to(tl.float32)
+        amax = tl.max(tl.abs(x), axis=1)
+    else:
+        amax = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0).to(tl.float32)
+            amax = tl.maximum(amax, tl.max(tl.abs(x), axis=1))
+    scale = tl.math.div_rn(amax, HALF_RANGE)
+    scale = tl.where(scale == 0.0, EPS, scale)
+    tl.store(s_ptr + rows, scale, mask=mask_m)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        mask = mask_m[:, None] & (ks < K)[None, :]
+        if not ONE_PASS:
+            x = tl.load(x_rows + ks[None, :], mask=mask, other=0.0).to(tl.float32)
+        # div_rn: the default float32 division is approximate on GPUs, and codes must round
+        # exactly as the reference's do
+        y = tl.math.div_rn(x, scale[:, None])
+        if IS_FP8:
+            y = tl.clamp(y, -HALF_RANGE, HALF_RANGE)
+            if INTERPRET:
+                y = _round_to_e4m3(y)
+            q = y.to(tl.float8e4nv)
+        else:
+            # adding and subtracting 1.5 * 2**23 rounds |y| < 2**22 to the nearest even integer
+            # (torch.round's rule) without a libdevice call the interpreter lacks
+            y = tl.clamp(y, -128.0, 127.0)
+            q = ((y + 12582912.0) - 12582912.0).to(tl.int8)
+        tl.store(q_rows + ks[None, :], q, mask=mask)
+
+
+def quantize_per_token(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    if dtype not in _HALF_RANGE:
+        raise ValueError(f"per-token quantization to {dtype} is not supported (int8, float8_e4m3fn)")
+    x2 = x if x.stride(-1) == 1 else x.contiguous()
+    m, k = x2.shape
+    q = torch.empty((m, k), dtype=dtype, device=x.device)
+    scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)
+    block_k = min(triton.next_power_of_2(k), _MAX_ROW_BLOCK)
+    block_m = min(max(1, 16384 // block_k), triton.next_power_of_2(max(m, 1))) if interpreting() else 1
+    _quantize_per_token_kernel[(triton.cdiv(m, block_m),)](
+        x2, q, scale, m, k, x2.stride(0), q.stride(0),
+        HALF_RANGE=_HALF_RANGE[dtype], EPS=_EPS, IS_FP8=dtype == torch.float8_e4m3fn, INTERPRET=interpreting(),
+        ONE_PASS=block_k >= k, BLOCK_M=block_m, BLOCK_K=block_k, num_warps=max(4, min(16, block_k // 1024)),
+    )  # fmt: skip
+    return q, scale
+
+
+@triton.jit
+def _scaled_mm_kernel(
+    a_ptr,
+    b_ptr,
+    sa_ptr,
+    sb_ptr,
+    bias_ptr,
+    out_ptr,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_bn,
+    stride_om,
+    SA_PER_ROW: tl.constexpr,
+    SB_PER_ROW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    INT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    # programs walk the output in column bands of GROUP_M row tiles, so neighbours share B in L2
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    per_band = GROUP_M * tiles_n
+    band = pid // per_band
+    first_m = band * GROUP_M
+    rows_in_band = tl.minimum(tiles_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_band) % rows_in_band
+    pid_n = (pid % per_band) // rows_in_band
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    offs_k = tl.arange(0, BLOCK_K)
+    a_rows = a_ptr + offs_m.to(tl.int64)[:, None] * stride_am
+    b_cols = b_ptr + offs_n.to(tl.int64)[None, :] * stride_bn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32 if INT else tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + offs_k
+        mask_k = ks < K
+        a = tl.load(a_rows + ks[None, :], mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+        b = tl.load(b_cols + ks[:, None], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if INT:
+            acc = tl.dot(a, b, acc, out_dtype=tl.int32)
+        else:
+            acc = tl.dot(a, b, acc)
+    out = acc.to(tl.float32)
+    if SA_PER_ROW:
+        out *= tl.load(sa_ptr + offs_m, mask=mask_m, other=0.0)[:, None]
+    else:
+        out *= tl.load(sa_ptr)
+    if SB_PER_ROW:
+        out *= tl.load(sb_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
+    else:
+        out *= tl.load(sb_ptr)
+    if HAS_BIAS:
+        out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    o = out_ptr + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+    tl.store(o, out.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+def scaled_mm(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale_a: torch.Tensor,
+    scale_b: torch.Tensor,
+    out_dtype: torch.dtype,
+    bias: torch.Tensor | None = None,
+    block: tuple[int, int, int] | None = None,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+) -> torch.Tensor:
+    if a.dtype != b.dtype or a.dtype not in _HALF_RANGE:
+        raise ValueError(f"scaled_mm takes int8 or float8_e4m3fn operands of one dtype, got {a.dtype} and {b.dtype}")
+    m, k = a.shape
+    n = b.shape[0]
+    if b.shape[1] != k:
+        raise ValueError(f"scaled_mm: a {tuple(a.shape)} and b {tuple(b.shape)} disagree on K")
+    scale_a = scale_a.float().reshape(-1).contiguous()
+    scale_b = scale_b.float().reshape(-1).contiguous()
+    out = torch.empty((m, n), dtype=out_dtype, device=a.device)
+    if interpreting():
+        bm, bn, bk, stages = max(16, min(64, triton.next_power_of_2(m))), 64, 64, 1
+    elif block is not None:
+        (bm, bn, bk), stages = block, num_stages or 3
+    elif triton.cdiv(m, 128) * triton.cdiv(n, 128) >= num_sms(a.device.index or 0):
+        # H100 sweep (bench/RESULTS.md): 128 x 128 tiles once they fill the SMs, 64 x 128 before
+        bm, bn, bk, stages = 128, 128, 128, 3
+    else:
+        bm, bn, bk, stages = 64, 128, 128, 4
+    warps = num_warps or (4 if bm * bn <= 64 * 128 else 8)
+    grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
+    _scaled_mm_kernel[grid](
+        a, b, scale_a, scale_b, bias if bias is not None else scale_a, out,
+        m, n, k, a.stride(0), b.stride(0), out.stride(0),
+        SA_PER_ROW=scale_a.numel() > 1, SB_PER_ROW=scale_b.numel() > 1, HAS_BIAS=bias is not None,
+        INT=a.dtype == torch.int8,
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8,
+        num_warps=warps, num_stages=stages,
+    )  # fmt: skip
+    return out
+
+
+def _cublas_fp8(a: torch.Tensor, b: torch.Tensor, out_dtype: torch.dtype) -> bool:
+    # row-wise scaled FP8 in cuBLAS: FP8 tensor cores (compute capability 8.9+), bf16 output,
+    # K and N multiples of 16
+    return (
+        a.dtype == torch.float8_e4m3fn and out_dtype == torch.bfloat16
+        and torch.cuda.get_device_capability(a.device) >= (8, 9)
+        and a.shape[1] % 16 == 0 and b.shape[0] % 16 == 0
+    )  # fmt: skip
+
+
+def scaled_mm_fastest(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale_a: torch.Tensor,
+    scale_b: torch.Tensor,
+    out_dtype: torch.dtype,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`torch._scaled_mm` (cuBLAS) for FP8 where it runs, the Triton kernel otherwise."""
+    if _cublas_fp8(a, b, out_dtype):
+        m, n = a.shape[0], b.shape[0]
+        return torch._scaled_mm(
+            a, b.t(),
+            scale_a=scale_a.float().reshape(-1, 1).expand(m, 1).contiguous(),
+            scale_b=scale_b.float().reshape(1, -1).expand(1, n).contiguous(),
+            bias=bias, out_dtype=out_dtype,
+        )  # fmt: skip
+    return scaled_mm(a, b, scale_a, scale_b, out_dtype, bias)

@@ -1,0 +1,259 @@
+"""W4A16 / W8A16 dequant-GEMM: x @ W.T with W packed int (twin: `kernels.reference.wna16_gemm`).
+
+The weight stays in compressed-tensors' layout: int32 words [N, K * bits / 32], 32 / bits codes per
+word along K (low bits first, offset by 2**(bits-1)), group scales [N, K / G], optional signed
+zero points [N, K / G]. Codes are multiplied as integer values in x's dtype (exact) and a group's
+scale is applied to the product, since a K tile never crosses a group. Two kernels:
+- strided (groups of 128 int4 and up): the j-th code of every word in a tile multiplies the
+  strided slice x[:, j::32/bits], so codes need one shift and mask each and no reordering;
+- interleaved (smaller groups, whose tiles are too few words for the tensor cores' K step):
+  the tile of words is widened with interleaves into K order and the codes shifted out.
+Small batches read the weight once with few output tiles, so K is split across programs
+(split-K) and a second small kernel sums the partial products.
+"""
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.util import interpreting
+
+
+@triton.jit
+def _wna16_kernel(
+    x_ptr,
+    w_ptr,
+    s_ptr,
+    z_ptr,
+    out_ptr,
+    M,
+    N,
+    K,
+    k_per_split,
+    group_size,
+    stride_xm,
+    stride_wn,
+    stride_sn,
+    stride_zn,
+    stride_om,
+    stride_split,
+    BITS: tl.constexpr,
+    HAS_ZP: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    UPCAST: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    PACK: tl.constexpr = 32 // BITS
+    LOG2_PACK: tl.constexpr = 3 if BITS == 4 else 2
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    offs_k = tl.arange(0, BLOCK_K)
+    offs_w = tl.arange(0, BLOCK_K // PACK)
+    shifts = (offs_k % PACK) * BITS
+    n_words = K // PACK
+    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
+    w_rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    k_start = pid_k * k_per_split
+    k_end = tl.minimum(K, k_start + k_per_split)
+    for k0 in range(k_start, k_end, BLOCK_K):
+        ks = k0 + offs_k
+        x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0)
+        words = k0 // PACK + offs_w
+        p = tl.load(w_rows + words[None, :], mask=mask_n[:, None] & (words < n_words)[None, :], other=0)
+        for _ in tl.static_range(LOG2_PACK):
+            p = tl.interleave(p, p)  # column c now holds word c // PACK
+        codes = (p >> shifts[None, :]) & ((1 << BITS) - 1)
+        g = k0 // group_size
+        if HAS_ZP:
+            z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.int32)
+            w = codes - ((1 << (BITS - 1)) + z[:, None])
+        else:
+            w = codes - (1 << (BITS - 1))
+        if UPCAST:
+            x = x.to(tl.float32)
+            w = w.to(tl.float32)
+        else:
+            w = w.to(x.dtype)
+        if IEEE:
+            part = tl.dot(x, tl.trans(w), input_precision="ieee")
+        else:
+            part = tl.dot(x, tl.trans(w))
+        s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
+        acc += part * s[None, :]
+    out = out_ptr + pid_k * stride_split + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _wna16_strided_kernel(
+    x_ptr,
+    w_ptr,
+    s_ptr,
+    z_ptr,
+    out_ptr,
+    M,
+    N,
+    K,
+    k_per_split,
+    group_size,
+    stride_xm,
+    stride_wn,
+    stride_sn,
+    stride_zn,
+    stride_om,
+    stride_split,
+    BITS: tl.constexpr,
+    HAS_ZP: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    UPCAST: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    # Code j of each word holds input column PACK * word + j, so the tile's product is PACK
+    # products of a strided slice of x with the j-th codes of the words: no unpacking into K
+    # order. The offset 2**(bits-1) (and a zero point) is taken off once per tile through the
+    # sum of x: x . (q - o) = x . q - o * sum(x).
+    PACK: tl.constexpr = 32 // BITS
+    WORDS: tl.constexpr = BLOCK_K // PACK
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    offs_w = tl.arange(0, WORDS)
+    n_words = K // PACK
+    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
+    w_cols = w_ptr + offs_n.to(tl.int64)[None, :] * stride_wn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    k_start = pid_k * k_per_split
+    k_end = tl.minimum(K, k_start + k_per_split)
+    for k0 in range(k_start, k_end, BLOCK_K):
+        words = k0 // PACK + offs_w
+        p = tl.load(w_cols + words[:, None], mask=(words < n_words)[:, None] & mask_n[None, :], other=0)
+        part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        xsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for j in tl.static_range(PACK):
+            ks = k0 + offs_w * PACK + j
+            x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0)
+            q = (p >> (BITS * j)) & ((1 << BITS) - 1)
+            if UPCAST:
+                x = x.to(tl.float32)
+            xsum += tl.sum(x.to(tl.float32), axis=1)
+            if IEEE:
+                part = tl.dot(x, q.to(x.dtype), part, input_precision="ieee")
+            else:
+                part = tl.dot(x, q.to(x.dtype), part)
+        g = k0 // group_size
+        if HAS_ZP:
+            z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.float32)
+            part -= xsum[:, None] * ((1 << (BITS - 1)) + z[None, :])
+        else:
+            part -= xsum[:, None] * (1 << (BITS - 1))
+        s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
+        acc += part * s[None, :]
+    out = out_ptr + pid_k * stride_split + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _sum_splits_kernel(part_ptr, out_ptr, numel, split, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for s in range(split):
+        acc += tl.load(part_ptr + s * numel + offs, mask=mask, other=0.0)
+    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@dataclass(frozen=True)
+class Config:
+    block_m: int
+    block_n: int
+    block_k: int
+    split_k: int
+    num_warps: int = 4
+    num_stages: int = 4
+    strided: bool = True
+
+
+@functools.cache
+def num_sms(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def split_for(m: int, n: int, k: int, block_m: int, block_n: int, block_k: int, device: torch.device) -> int:
+    """Enough programs for two waves over the SMs, each keeping at least 4 K tiles."""
+    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
+    return max(1, min(triton.cdiv(k, block_k) // 4, triton.cdiv(2 * num_sms(device.index or 0), tiles)))
+
+
+def default_config(m: int, n: int, k: int, group_size: int, bits: int, device: torch.device) -> Config:
+    """Launch shape from the H100 sweep in bench/quant_gemm.py (see bench/RESULTS.md). The
+    strided kernel needs K tiles of 16 words (the tensor cores' K step): groups of 128 int4."""
+    block_k = min(128, group_size)
+    strided = block_k * bits // 32 >= 16
+    if interpreting():
+        return Config(max(16, min(64, triton.next_power_of_2(m))), 64, block_k, 1, 4, 1, strided)
+    block_m = 16 if m <= 16 else (32 if m <= 32 else 64)
+    block_n = 128 if m <= 16 else 64
+    return Config(block_m, block_n, block_k, split_for(m, n, k, block_m, block_n, block_k, device), 4, 4, strided)
+
+
+def wna16_gemm(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    scale: torch.Tensor,
+    zero: torch.Tensor | None,
+    bits: int,
+    group_size: int,
+    config: Config | None = None,
+) -> torch.Tensor:
+    if bits not in (4, 8):
+        raise ValueError(f"{bits}-bit packed weights are not supported (4, 8)")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    m, k = x2.shape
+    n = packed.shape[0]
+    if packed.shape[1] * (32 // bits) != k:
+        raise ValueError(f"packed weight {tuple(packed.shape)} does not hold {k} {bits}-bit columns")
+    cfg = config or default_config(m, n, k, group_size, bits, x.device)
+    if group_size < k and group_size % cfg.block_k:
+        raise ValueError(f"group size {group_size} is not a multiple of BLOCK_K {cfg.block_k}")
+    k_tiles = triton.cdiv(k, cfg.block_k)
+    split = min(cfg.split_k, k_tiles)
+    k_per_split = triton.cdiv(k_tiles, split) * cfg.block_k
+    split = triton.cdiv(k, k_per_split)
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n), split)
+    kernel = _wna16_strided_kernel if cfg.strided else _wna16_kernel
+    kernel[grid](
+        x2, packed, scale, zero if zero is not None else scale, dest,
+        m, n, k, k_per_split, group_size,
+        x2.stride(0), packed.stride(0), scale.stride(0), zero.stride(0) if zero is not None else 0,
+        n, m * n,
+        BITS=bits, HAS_ZP=zero is not None,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+        UPCAST=interpreting(), IEEE=x.dtype == torch.float32,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )  # fmt: skip
+    if split > 1:
+        block = 1024
+        _sum_splits_kernel[(triton.cdiv(m * n, block),)](dest, out, m * n, split, BLOCK=block)
+    return out.view(*lead, n)

@@ -1,0 +1,197 @@
+"""PyTorch reference twins of the Triton kernels.
+
+These are the contract: each Triton kernel in `kernels/` takes the same arguments and must
+match its twin here within dtype tolerance. On a machine without CUDA the engine runs on
+these functions directly, so they are also the CPU execution path (except paged attention,
+whose batched CPU path `kernels.cpu` is held to the twin here).
+
+Layout conventions shared by the engine and the kernels:
+- tokens of all sequences in a step are packed along dim 0 (`T` = total scheduled tokens);
+- KV cache per layer: `k_cache`, `v_cache` of shape `[num_blocks, block_size, num_kv_heads, head_dim]`;
+- `slot_mapping[t] = block_id * block_size + offset` for token t, `-1` means "do not store"
+  (padding in CUDA-graph batches);
+- `block_tables[b, i]` is the i-th block of sequence b (int32, padded with any value past the end);
+- `seq_lens[b]` is the number of tokens of sequence b in the cache *after* this step's store;
+- `query_start_loc[b] : query_start_loc[b+1]` are sequence b's query rows (its last `q_len` tokens).
+"""
+
+import torch
+
+
+def store_kvcache(
+    key: torch.Tensor,  # [T, Hkv, D]
+    value: torch.Tensor,  # [T, Hkv, D]
+    k_cache: torch.Tensor,  # [num_blocks, block_size, Hkv, D]
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,  # [T] int
+) -> None:
+    keep = slot_mapping >= 0
+    slots = slot_mapping[keep].long()
+    k_cache.view(-1, *k_cache.shape[2:])[slots] = key[keep].to(k_cache.dtype)
+    v_cache.view(-1, *v_cache.shape[2:])[slots] = value[keep].to(v_cache.dtype)
+
+
+def paged_attention(
+    query: torch.Tensor,  # [T, Hq, D]
+    k_cache: torch.Tensor,  # [num_blocks, block_size, Hkv, D]
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,  # [B, max_blocks] int32
+    seq_lens: torch.Tensor,  # [B] int32, context length including this step's tokens
+    query_start_loc: torch.Tensor,  # [B + 1] int32
+    scale: float,
+    out: torch.Tensor | None = None,  # [T, Hq, D]
+) -> torch.Tensor:
+    """Causal attention of each sequence's new tokens over its whole cached context.
+
+    One function covers decode (q_len 1), prefill and prefill chunks over a cached prefix:
+    query row i of sequence b sits at position `seq_lens[b] - q_len + i` and sees positions
+    up to and including its own.
+    """
+    num_q_heads, head_dim = query.shape[1], query.shape[2]
+    block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
+    group = num_q_heads // num_kv_heads
+    if out is None:
+        out = torch.empty_like(query)
+    starts = query_start_loc.tolist()
+    lens = seq_lens.tolist()
+    for b, ctx_len in enumerate(lens):
+        q0, q1 = starts[b], starts[b + 1]
+        q_len = q1 - q0
+        if q_len == 0:
+            continue
+        n_blocks = (ctx_len + block_size - 1) // block_size
+        blocks = block_tables[b, :n_blocks].long()
+        k = k_cache.index_select(0, blocks).reshape(-1, num_kv_heads, head_dim)[:ctx_len].float()
+        v = v_cache.index_select(0, blocks).reshape(-1, num_kv_heads, head_dim)[:ctx_len].float()
+        k = k.repeat_interleave(group, dim=1)  # [L, Hq, D]
+        v = v.repeat_interleave(group, dim=1)
+        q = query[q0:q1].float()  # [q_len, Hq, D]
+        scores = torch.einsum("qhd,khd->hqk", q, k) * scale
+        q_pos = torch.arange(ctx_len - q_len, ctx_len, device=query.device)
+        k_pos = torch.arange(ctx_len, device=query.device)
+        scores.masked_fill_(k_pos[None, None, :] > q_pos[None, :, None], float("-inf"))
+        probs = scores.softmax(dim=-1)
+        out[q0:q1] = torch.einsum("hqk,khd->qhd", probs, v).to(out.dtype)
+    return out
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)
+    return (xf * weight.float()).to(x.dtype)
+
+
+def fused_add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (rms_norm(x + residual), x + residual); the sum is rounded to x's dtype first,
+    as an unfused model would store it."""
+    summed = (x.float() + residual.float()).to(x.dtype)
+    return rms_norm(summed, weight, eps), summed
+
+
+def rotary_embedding(
+    positions: torch.Tensor,  # [T] int
+    query: torch.Tensor,  # [T, Hq, D]
+    key: torch.Tensor,  # [T, Hkv, D]
+    cos_sin_cache: torch.Tensor,  # [max_position, D] fp32: cos in [:, :D/2], sin in [:, D/2:]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Neox-style (rotate-half) rotary embedding, as HF Llama applies it."""
+    half = query.shape[-1] // 2
+    cos_sin = cos_sin_cache[positions.long()]
+    cos = cos_sin[:, None, :half]
+    sin = cos_sin[:, None, half:]
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x[..., :half].float(), x[..., half:].float()
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+
+    return rotate(query), rotate(key)
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """x = [gate | up] along the last dim; returns silu(gate) * up."""
+    gate, up = x.float().chunk(2, dim=-1)
+    return (torch.nn.functional.silu(gate) * up).to(x.dtype)
+
+
+# --- quantized linear layers (compressed-tensors layouts, see engine/layers/quant.py) ---------
+#
+# Weights are [N, K] (out, in). Packed int weights: int32 words [N, K * bits / 32], element i of
+# a row in bits [i*bits, i*bits + bits) of word i // (32 // bits), stored offset by 2**(bits-1)
+# (unsigned); scales [N, K / group_size] (channel: group_size = K); optional zero points as
+# signed ints [N, K / group_size]. Dequantized: w = (code - 2**(bits-1) - zero) * scale.
+
+INT8_HALF_RANGE = 127.5  # (127 - (-128)) / 2: compressed-tensors' symmetric int8 scale divisor
+FP8_MAX = 448.0
+
+
+def unpack_int32(packed: torch.Tensor, bits: int) -> torch.Tensor:
+    """int32 words [R, W] -> unsigned codes [R, W * 32 / bits] (int32)."""
+    shifts = torch.arange(0, 32, bits, device=packed.device, dtype=torch.int32)
+    return ((packed.unsqueeze(-1) >> shifts) & ((1 << bits) - 1)).flatten(-2)
+
+
+def dequantize_packed(
+    packed: torch.Tensor,  # [N, K * bits / 32] int32
+    scale: torch.Tensor,  # [N, K / group_size]
+    zero: torch.Tensor | None,  # [N, K / group_size] signed ints, or None (symmetric)
+    bits: int,
+    group_size: int,
+) -> torch.Tensor:
+    """The float32 weight [N, K]; exact, since codes and zero points are small ints."""
+    q = (unpack_int32(packed, bits) - (1 << (bits - 1))).float()
+    if zero is not None:
+        q = q - zero.float().repeat_interleave(group_size, dim=1)
+    return q * scale.float().repeat_interleave(group_size, dim=1)
+
+
+def wna16_gemm(
+    x: torch.Tensor,  # [M, K]
+    packed: torch.Tensor,
+    scale: torch.Tensor,
+    zero: torch.Tensor | None,
+    bits: int,
+    group_size: int,
+) -> torch.Tensor:
+    """x @ W.T for a packed int (4 or 8-bit) weight with group scales, in x's dtype; the CPU
+    path dequantizes the weight on every call."""
+    w = dequantize_packed(packed, scale, zero, bits, group_size)
+    return torch.nn.functional.linear(x.float(), w).to(x.dtype)
+
+
+def quantize_per_token(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic symmetric per-row quantization of x [M, K] to int8 or float8_e4m3fn, computed in
+    float32 in compressed-tensors' order of operations (scale = max|x| / half range, an all-zero
+    row takes scale eps; q = round(clamp(x / scale))). Returns (q [M, K], scale [M, 1] float32)."""
+    xf = x.float()
+    lo = torch.clamp(xf.amin(dim=-1, keepdim=True), max=0)
+    hi = torch.clamp(xf.amax(dim=-1, keepdim=True), min=0)
+    # a tensor divisor: CUDA turns division by a Python number into multiplication by its
+    # reciprocal, which rounds differently from compressed-tensors' (and the kernel's) division
+    half_range = torch.tensor(FP8_MAX if dtype == torch.float8_e4m3fn else INT8_HALF_RANGE, device=x.device)
+    scale = torch.maximum(lo.abs(), hi.abs()) / half_range
+    scale = torch.where(scale == 0, torch.finfo(torch.float32).eps, scale)
+    if dtype == torch.float8_e4m3fn:
+        q = torch.clamp(xf / scale, -FP8_MAX, FP8_MAX).to(dtype)
+    elif dtype == torch.int8:
+        q = torch.round(torch.clamp(xf / scale, -128, 127)).to(dtype)
+    else:
+        raise ValueError(f"per-token quantization to {dtype} is not supported (int8, float8_e4m3fn)")
+    return q, scale
+
+
+def scaled_mm(
+    a: torch.Tensor,  # [M, K] int8 or float8_e4m3fn
+    b: torch.Tensor,  # [N, K], same dtype
+    scale_a: torch.Tensor,  # [M, 1] or [1] float32
+    scale_b: torch.Tensor,  # [N, 1] or [1] float32
+    out_dtype: torch.dtype,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(scale_a * a) @ (scale_b * b).T (+ bias): per-token x per-channel (or per-tensor) scaled
+    GEMM, computed on the dequantized operands in float32."""
+    a_deq = a.float() * scale_a.float().reshape(-1, 1)
+    b_deq = b.float() * scale_b.float().reshape(-1, 1)
+    out = torch.nn.functional.linear(a_deq, b_deq, None if bias is None else bias.float())
+    return out.to(out_dtype)

@@ -1,0 +1,79 @@
+"""What compress writes is the compressed-tensors format: transformers loads it and computes
+exactly what our own fake-quantized model computes."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from compress import PRESETS
+from compress.quant import fake_quantize_activation
+from compress.save import load_dequantized
+from tests.compress.helpers import compress_in_process
+
+# transformers cannot load asymmetric pack-quantized checkpoints with compressed-tensors 0.20
+# (its meta-device setup expects unpacked zero points); test_asymmetric_... covers that preset
+LOADABLE = [p for p in PRESETS if p != "w4a16-asym"]
+
+
+@pytest.mark.parametrize("preset", LOADABLE)
+def test_it_writes_checkpoints_transformers_loads_with_logits_equal_to_our_fake_quantized_model(
+    preset, make_model, lambada, tmp_path
+):
+    from transformers import AutoModelForCausalLM
+
+    model_dir = make_model()
+    reference, result = compress_in_process(model_dir, preset, tmp_path / "out", lambada)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype="auto").eval()
+    ids = torch.randint(0, 512, (2, 48), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = reference(ids).logits, loaded(ids).logits
+    assert torch.equal(ours, theirs)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    if result.quantized:
+        q = config["quantization_config"]
+        assert q["quant_method"] == "compressed-tensors" and q["quantization_status"] == "compressed"
+        assert q["ignore"] == ["lm_head"] and q["sparsity_config"] == {}
+    else:
+        assert "quantization_config" not in config
+
+
+def test_asymmetric_checkpoints_decode_to_our_weights(make_model, lambada, tmp_path):
+    reference, result = compress_in_process(make_model(), "w4a16-asym", tmp_path / "out", lambada)
+    decoded = load_dequantized(tmp_path / "out")
+    assert set(result.quantized) and all(result.quantized[n].zero_point is not None for n in result.quantized)
+    for name in result.quantized:
+        assert torch.equal(decoded[f"{name}.weight"], reference.get_submodule(name).weight), name
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as f:
+        zp = f.get_tensor("model.layers.0.mlp.down_proj.weight_zero_point")
+    # zero points packed along the output dimension: [out / 8, groups] int32
+    assert zp.dtype == torch.int32 and tuple(zp.shape) == (128 // 8, 256 // 128)
+
+
+def test_int4_codes_are_packed_eight_to_a_word_low_nibble_first_offset_by_eight(make_model, lambada, tmp_path):
+    _, result = compress_in_process(make_model(), "w4a16", tmp_path / "out", lambada)
+    name = "model.layers.1.self_attn.o_proj"
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as f:
+        packed = f.get_tensor(f"{name}.weight_packed")
+        scale = f.get_tensor(f"{name}.weight_scale")
+        assert f.get_tensor(f"{name}.weight_shape").tolist() == [128, 128]
+        assert not any(k.endswith("weight_g_idx") or k.endswith("weight_zero_point") for k in f.keys())
+    assert packed.dtype == torch.int32 and tuple(packed.shape) == (128, 128 // 8)
+    nibbles = torch.stack([(packed >> (4 * i)) & 0xF for i in range(8)], dim=-1).flatten(1)
+    assert torch.equal(nibbles - 8, result.quantized[name].q.long())
+    assert torch.equal(scale, result.quantized[name].scale) and scale.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("scheme", ["W8A8", "FP8_DYNAMIC"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_our_activation_quantization_is_compressed_tensors_own(scheme, dtype):
+    from compressed_tensors.quantization import preset_name_to_scheme
+    from compressed_tensors.quantization.lifecycle.forward import fake_quantize
+    from compressed_tensors.quantization.utils import compute_dynamic_scales_and_zp
+
+    args = preset_name_to_scheme(scheme, ["Linear"]).input_activations
+    x = (torch.randn(3, 17, 64, generator=torch.Generator().manual_seed(0)) * torch.logspace(-3, 2, 64)).to(dtype)
+    x[0, 0] = 0  # an all-zero token takes the epsilon scale
+    scale, zp = compute_dynamic_scales_and_zp(x, args, module=None)
+    assert torch.equal(fake_quantize_activation(x, args), fake_quantize(x, scale, zp, args))

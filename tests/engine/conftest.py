@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = dict(
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=128,
+    max_position_embeddings=256,
+    # larger than the usual 0.02 so random models have clear favourites (no near-ties in argmax)
+    initializer_range=0.3,
+)
+
+
+@pytest.fixture(autouse=True, scope="package")
+def one_torch_thread():
+    """Runs the engine tests on one intra-op thread. The models here are small, so a second
+    thread gains little, and on a shared machine a descheduled OpenMP thread stalls every op
+    (measured: the SmolLM2 equality test takes 5x longer with 2 threads under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(arch: str, overrides: dict):
+    import transformers
+
+    classes = {
+        "llama": transformers.LlamaConfig,
+        "mistral": transformers.MistralConfig,
+        "qwen2": transformers.Qwen2Config,
+        "qwen3": transformers.Qwen3Config,
+    }
+    kwargs = {**TINY, **overrides}
+    if arch == "mistral":
+        kwargs.setdefault("sliding_window", None)
+    if arch == "qwen3":
+        kwargs.setdefault("head_dim", 32)
+    return classes[arch](**kwargs)
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory):
+    """Writes a random transformers model of the given family to a fresh directory."""
+    from transformers import AutoModelForCausalLM
+
+    def make(arch: str = "llama", dtype: torch.dtype = torch.float32, shard: str | None = None, **overrides) -> Path:
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(_config(arch, overrides), dtype=dtype)
+        out = tmp_path_factory.mktemp(arch)
+        model.save_pretrained(out, max_shard_size=shard or "1GB")
+        return out
+
+    return make

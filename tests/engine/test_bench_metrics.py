@@ -1,0 +1,104 @@
+"""Benchmark metrics against values worked out by hand on synthetic timestamp streams, with
+vLLM's definitions (TTFT, TPOT = (E2EL - TTFT) / (n - 1), pooled ITL, E2EL, linear percentiles,
+one-second buckets for the peaks)."""
+
+import math
+
+import pytest
+
+from engine.bench import RequestRecord, compute_metrics, min_compute_capability, speedup, summarize, unrunnable_reason
+from hub.jobs.presets import PRESETS
+
+
+def close(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        assert actual[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_it_summarizes_in_milliseconds_with_linear_percentiles():
+    close(summarize([0.1, 0.3]), {"mean": 200, "std": 100, "median": 200, "p90": 280, "p99": 298})
+    close(summarize([0.2, 0.3, 0.3]), {"mean": 800 / 3, "std": math.sqrt(20000 / 9), "median": 300, "p90": 300, "p99": 300})
+    close(summarize([0.05]), {"mean": 50, "std": 0, "median": 50, "p90": 50, "p99": 50})
+    assert summarize([]) == {}
+
+
+def test_it_measures_two_requests_sent_at_once():
+    # A: tokens at 0.1, 0.3, 0.6; B: first token at 0.3 (the step that also gave A its second)
+    a = RequestRecord(0, input_tokens=10, start=0.0, token_times=[0.1, 0.3, 0.6], finished=True)
+    b = RequestRecord(1, input_tokens=20, start=0.0, token_times=[0.3, 0.6], finished=True)
+    m = compute_metrics([a, b], duration_s=1.0)
+
+    assert (m["completed"], m["incomplete"], m["input_tokens"], m["output_tokens"]) == (2, 0, 30, 5)
+    assert (m["request_throughput"], m["output_throughput"], m["total_token_throughput"]) == (2.0, 5.0, 35.0)
+    close(m["ttft_ms"], {"mean": 200, "std": 100, "median": 200, "p90": 280, "p99": 298})
+    # TPOT: A (600 - 100) / 2 = 250, B (600 - 300) / 1 = 300
+    close(m["tpot_ms"], {"mean": 275, "std": 25, "median": 275, "p90": 295, "p99": 299.5})
+    # ITL pooled: A 200, 300; B 300
+    close(m["itl_ms"], {"mean": 800 / 3, "std": math.sqrt(20000 / 9), "median": 300, "p90": 300, "p99": 300})
+    close(m["e2el_ms"], {"mean": 600, "std": 0, "median": 600, "p90": 600, "p99": 600})
+    assert m["max_running_requests"] == 2  # both got a token in the steps ending at 0.3 and 0.6
+    assert m["max_output_tokens_per_s"] == 5 and m["max_concurrent_requests"] == 2  # all in second 0
+
+
+def test_it_times_a_request_from_when_its_slot_freed():
+    # one slot: B is sent when A finishes at 0.4
+    a = RequestRecord(0, 4, start=0.0, token_times=[0.1, 0.4], finished=True)
+    b = RequestRecord(1, 4, start=0.4, token_times=[0.5, 0.7, 0.9], finished=True)
+    m = compute_metrics([a, b], duration_s=0.9)
+    close(m["ttft_ms"], {"mean": 100, "std": 0, "median": 100, "p90": 100, "p99": 100})
+    close(m["e2el_ms"], {"mean": 450, "std": 50, "median": 450, "p90": 490, "p99": 499})
+    close(m["tpot_ms"], {"mean": 250, "std": 50, "median": 250, "p90": 290, "p99": 299})
+    assert m["max_running_requests"] == 1
+    assert m["request_throughput"] == pytest.approx(2 / 0.9)
+
+
+def test_it_counts_peaks_in_one_second_buckets_as_vllm():
+    a = RequestRecord(0, 1, start=0.0, token_times=[0.5, 1.5, 2.5], finished=True)  # seconds 0, 1, 2
+    b = RequestRecord(1, 1, start=1.2, token_times=[1.4, 1.6], finished=True)  # second 1
+    m = compute_metrics([a, b], duration_s=3.0)
+    assert m["max_output_tokens_per_s"] == 3  # 1.4, 1.5 and 1.6
+    assert m["max_concurrent_requests"] == 2
+
+
+def test_it_leaves_unfinished_and_single_token_requests_out_where_vllm_does():
+    one = RequestRecord(0, 8, start=0.0, token_times=[0.2], finished=True)
+    cut = RequestRecord(1, 8, start=0.0, token_times=[0.2, 0.4], finished=False)  # the duration ran out
+    never = RequestRecord(2, 8, start=0.0)
+    m = compute_metrics([one, cut, never], duration_s=0.5)
+    assert (m["completed"], m["incomplete"], m["input_tokens"], m["output_tokens"]) == (1, 2, 8, 1)
+    close(m["ttft_ms"], {"mean": 200, "std": 0, "median": 200, "p90": 200, "p99": 200})
+    close(m["e2el_ms"], {"mean": 200, "std": 0, "median": 200, "p90": 200, "p99": 200})
+    assert m["tpot_ms"] == {} and m["itl_ms"] == {}  # no request with a second token finished
+    assert m["request_throughput"] == 2.0 and m["output_throughput"] == 2.0
+
+
+def test_it_computes_speedups_as_ratios_above_one_when_the_variant_is_better():
+    base = {"request_throughput": 2.0, "output_throughput": 100.0, "total_token_throughput": 300.0,
+            "ttft_ms": {"median": 50.0}, "tpot_ms": {"median": 20.0}, "itl_ms": {"median": 20.0},
+            "e2el_ms": {"median": 1000.0}, "weights_bytes": 1000, "kv_capacity_tokens": 4096, "peak_memory_bytes": 2000}
+    variant = {"request_throughput": 3.0, "output_throughput": 150.0, "total_token_throughput": 450.0,
+               "ttft_ms": {"median": 40.0}, "tpot_ms": {"median": 25.0}, "itl_ms": {"median": 10.0},
+               "e2el_ms": {"median": 800.0}, "weights_bytes": 250, "kv_capacity_tokens": 8192, "peak_memory_bytes": 1000}
+    s = speedup(base, variant)
+    assert s["output_throughput"] == 1.5 and s["request_throughput"] == 1.5 and s["total_token_throughput"] == 1.5
+    assert s["ttft_median"] == 1.25 and s["tpot_median"] == 0.8 and s["itl_median"] == 2.0 and s["e2el_median"] == 1.25
+    assert s["memory"] == {"weights_bytes": 0.25, "kv_capacity_tokens": 2.0, "peak_memory_bytes": 0.5}
+
+    levels_b = [{**base, "concurrency": 1}, {**base, "concurrency": "max"}]
+    levels_v = [{**variant, "concurrency": 1}, {**base, "concurrency": "max"}]
+    s = speedup({**base, "levels": levels_b}, {**variant, "levels": levels_v})
+    assert [(lv["concurrency"], lv["output_throughput"]) for lv in s["levels"]] == [(1, 1.5), ("max", 1.0)]
+
+
+def test_it_knows_which_gpus_run_which_schemes_as_the_presets_say():
+    for name, preset in PRESETS.items():
+        assert min_compute_capability(preset.scheme) == preset.min_compute_capability, name
+    a100 = {"device": "cuda", "gpu_name": "NVIDIA A100", "compute_capability": "8.0"}
+    h100 = {"device": "cuda", "gpu_name": "NVIDIA H100", "compute_capability": "9.0"}
+    t4 = {"device": "cuda", "gpu_name": "Tesla T4", "compute_capability": "7.5"}
+    assert unrunnable_reason("FP8_DYNAMIC", a100) == "FP8_DYNAMIC needs compute capability 8.9 or higher; NVIDIA A100 is 8.0"
+    assert unrunnable_reason("FP8_DYNAMIC", h100) is None
+    assert "8.0" in unrunnable_reason("2:4 + W4A16", t4) and unrunnable_reason("2:4 + W4A16", a100) is None
+    assert unrunnable_reason("W4A16", t4) is None and unrunnable_reason("W8A8", t4) is None
+    assert unrunnable_reason("FP8_DYNAMIC", {"device": "cpu"}) is None  # reference kernels run everything

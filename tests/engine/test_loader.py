@@ -1,0 +1,138 @@
+"""Checkpoints of each supported family load and run like transformers; others are refused."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from engine import LLM, SamplingParams, UnsupportedModelError, WeightsError
+from engine.config import ModelConfig
+from tests.engine.helpers import hf_continuation_logprobs, hf_greedy
+
+LLAMA31_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 32,
+}
+
+
+def prompts() -> list[list[int]]:
+    g = torch.Generator().manual_seed(1)
+    return [torch.randint(0, 128, (n,), generator=g).tolist() for n in (1, 5, 23, 40, 70)]
+
+
+def assert_matches_transformers(path, dtype=torch.float32) -> LLM:
+    llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=64)
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    ps = prompts()
+    outputs = llm.generate(ps, SamplingParams(max_tokens=12, temperature=0, ignore_eos=True))
+    hf.generation_config.eos_token_id = None
+    assert [o.token_ids for o in outputs] == hf_greedy(hf, ps, 12)
+    context, continuation = ps[3], ps[4][:20]
+    [result] = llm.score([(context, continuation)])
+    assert result.token_logprobs == pytest.approx(hf_continuation_logprobs(hf, context, continuation), abs=1e-4)
+    return llm
+
+
+@pytest.mark.parametrize(
+    "arch, overrides",
+    [
+        ("llama", {"rope_parameters": LLAMA31_ROPE}),  # Llama 3.1: GQA, scaled rope past position 32
+        ("llama", {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True}),
+        ("llama", {"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}}),
+        ("llama", {"rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}}),
+        ("mistral", {}),
+        ("qwen2", {}),  # q/k/v biases
+        ("qwen3", {}),  # q/k norms, head_dim != hidden / heads
+    ],
+    ids=["llama3.1-rope", "llama-tied-biases", "llama-linear-rope", "llama-dynamic-rope", "mistral", "qwen2", "qwen3"],
+)
+def test_it_runs_each_family_like_transformers(make_checkpoint, arch, overrides):
+    assert_matches_transformers(make_checkpoint(arch, **overrides))
+
+
+def test_it_loads_a_sharded_checkpoint(make_checkpoint):
+    path = make_checkpoint("llama", shard="40KB")
+    assert (path / "model.safetensors.index.json").is_file()
+    assert len(list(path.glob("*.safetensors"))) > 2
+    assert_matches_transformers(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_it_runs_half_precision_checkpoints_in_their_dtype(make_checkpoint, dtype):
+    path = make_checkpoint("llama", dtype=dtype)
+    llm = LLM(path, device="cpu", num_kv_blocks=16)
+    assert llm.config.dtype == dtype
+    assert all(p.dtype == dtype for p in llm.model.parameters())
+    assert llm.runner.kv_cache.dtype == dtype
+    assert llm.weights_bytes == sum(p.numel() for p in llm.model.parameters()) * 2
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    context, continuation = prompts()[3], prompts()[4][:10]
+    [result] = llm.score([(context, continuation)])
+    expected = hf_continuation_logprobs(hf, context, continuation)
+    assert result.token_logprobs == pytest.approx(expected, rel=0.05, abs=0.05)  # half-precision rounding
+    assert LLM(path, dtype="float32", device="cpu", num_kv_blocks=16).config.dtype == torch.float32
+
+
+def test_it_reads_rope_scaling_from_older_configs_the_same_way():
+    base = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 128}
+    old = ModelConfig.from_dict({**base, "rope_theta": 500000.0, "rope_scaling": {
+        "type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32}})
+    new = ModelConfig.from_dict({**base, "rope_parameters": LLAMA31_ROPE})
+    assert old.rope == new.rope and new.rope.type == "llama3" and new.rope.theta == 500000.0
+
+
+def test_it_refuses_pickle_weights(make_checkpoint, tmp_path):
+    path = make_checkpoint("llama")
+    (tmp_path / "config.json").write_text((path / "config.json").read_text())
+    torch.save({"x": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(WeightsError, match="pickle"):
+        LLM(tmp_path, device="cpu")
+
+
+def test_it_refuses_unknown_architectures(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
+    with pytest.raises(UnsupportedModelError, match="GPT2LMHeadModel.*not supported"):
+        LLM(tmp_path, device="cpu")
+
+
+def test_it_refuses_compressed_tensors_checkpoints_for_now(make_checkpoint, tmp_path):
+    path = make_checkpoint("llama")
+    config = json.loads((path / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "compressed-tensors", "format": "pack-quantized"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes())
+    with pytest.raises(UnsupportedModelError, match="compressed-tensors.*not supported yet"):
+        LLM(tmp_path, device="cpu")
+
+
+def test_it_refuses_rope_types_it_does_not_implement():
+    with pytest.raises(UnsupportedModelError, match="yarn"):
+        ModelConfig.from_dict({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+                               "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 128,
+                               "rope_parameters": {"rope_type": "yarn", "factor": 4.0}})
+
+
+def test_it_names_missing_tensors(make_checkpoint, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = make_checkpoint("llama")
+    tensors = load_file(path / "model.safetensors")
+    del tensors["model.layers.1.mlp.up_proj.weight"]
+    save_file(tensors, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text((path / "config.json").read_text())
+    with pytest.raises(WeightsError, match="layers.1.mlp.gate_up_proj"):
+        LLM(tmp_path, device="cpu")
+
+
+def test_it_caps_max_model_len_at_the_sliding_window(make_checkpoint):
+    path = make_checkpoint("mistral", sliding_window=48)
+    assert LLM(path, device="cpu", num_kv_blocks=8).config.max_model_len == 48
+    with pytest.raises(ValueError, match="sliding window"):
+        LLM(path, device="cpu", max_model_len=100)

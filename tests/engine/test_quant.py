@@ -1,0 +1,180 @@
+"""Checkpoints written by compress run in the engine from their stored (packed, int8, FP8)
+tensors and generate what transformers generates from the same checkpoint; schemes the
+engine cannot run are refused with a clear error."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import LLM, SamplingParams, UnsupportedModelError
+from engine.layers.linear import DenseLinearMethod
+from engine.layers.quant import ScaledMMMethod, WNA16Method, is_two_of_four
+from tests.engine.helpers import hf_greedy
+
+GREEDY = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
+
+
+def _rtn(weights: str, activations: str = "null", ignore: tuple[str, ...] = ("lm_head",)) -> str:
+    """A round-to-nearest recipe of one config group (the tiny widths take group 32)."""
+    return (
+        "default_stage:\n  default_modifiers:\n    QuantizationModifier:\n"
+        f"      ignore: {list(ignore)}\n"
+        f"      config_groups: {{group_0: {{targets: [Linear], weights: {{{weights}}}, input_activations: {activations}}}}}\n"
+    ).replace("'", '"')
+
+
+W4_ASYM = "num_bits: 4, type: int, symmetric: false, strategy: group, group_size: 32"
+W8_CHANNEL = "num_bits: 8, type: int, symmetric: true, strategy: channel"
+A8_TOKEN = "{num_bits: 8, type: int, symmetric: true, strategy: token, dynamic: true}"
+
+
+# round-to-nearest recipes need no calibration data; each writes the format of its preset
+# (w4a16-asym and w8a8-int8 run GPTQ there, which only changes the values)
+RECIPES = {
+    "w4a16": "w4a16",
+    "w4a16-asym": _rtn(W4_ASYM),
+    "w8a16": "w8a16",
+    "w8a8-int8": _rtn(W8_CHANNEL, A8_TOKEN),
+    "fp8-dynamic": "fp8-dynamic",
+    "2of4-magnitude": "2of4-magnitude",
+}
+
+
+@pytest.fixture(scope="session")
+def compressed(make_checkpoint, tmp_path_factory):
+    from compress import compress
+
+    made: dict[str, Path] = {}
+
+    def make(name: str, recipe: str | None = None) -> Path:
+        if name not in made:
+            out = tmp_path_factory.mktemp("quant") / name
+            compress(make_checkpoint("llama"), recipe or RECIPES[name], out, device="cpu")
+            made[name] = out
+        return made[name]
+
+    return make
+
+
+def load_transformers(path: Path):
+    from transformers import AutoModelForCausalLM, CompressedTensorsConfig
+
+    # transformers reads packed asymmetric zero points only when it dequantizes at load time
+    # (compressed-tensors 0.20); the other schemes load the default way, packed, and decompress
+    asym = '"symmetric": false' in (path / "config.json").read_text()
+    extra = {"quantization_config": CompressedTensorsConfig(dequantize=True)} if asym else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **extra).eval()
+    model.generation_config.eos_token_id = None
+    return model
+
+
+def assert_greedy_matches(outputs, hf, prompts: list[list[int]], max_tokens: int, tie: float = 1e-3) -> list[str]:
+    """Engine and transformers greedy tokens agree, except after a step where transformers'
+    top-2 logits are closer than `tie` (then either token is a right answer). Returns those
+    near-ties, described."""
+    expected = hf_greedy(hf, prompts, max_tokens)
+    ties = []
+    for i, (out, ref) in enumerate(zip(outputs, expected)):
+        if out.token_ids == ref:
+            continue
+        j = next(j for j, (a, b) in enumerate(zip(out.token_ids, ref)) if a != b)
+        with torch.inference_mode():
+            logits = hf(torch.tensor([prompts[i] + ref[:j]])).logits[0, -1].float()
+        top = logits.topk(2)
+        margin = (top.values[0] - top.values[1]).item()
+        assert margin < tie and out.token_ids[j] in top.indices.tolist(), (
+            f"prompt {i} ({len(prompts[i])} tokens) differs at generated token {j}: engine {out.token_ids[j]}, "
+            f"transformers {ref[j]}, transformers' top-2 margin {margin:.3g}"
+        )
+        ties.append(f"prompt {i} token {j}: margin {margin:.2e}")
+    return ties
+
+
+def random_prompts(n: int = 8) -> list[list[int]]:
+    g = torch.Generator().manual_seed(3)
+    return [torch.randint(0, 128, (int(length),), generator=g).tolist() for length in torch.linspace(1, 60, n)]
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_it_generates_what_transformers_generates_from_the_same_checkpoint(compressed, name):
+    path = compressed(name)
+    llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=64)
+    prompts = random_prompts()
+    outputs = llm.generate(prompts, GREEDY)
+    assert_greedy_matches(outputs, load_transformers(path), prompts, GREEDY.max_tokens)
+
+
+@pytest.mark.parametrize(
+    "name, method, stored",
+    [
+        ("w4a16", WNA16Method, {"weight_packed": torch.int32}),
+        ("w4a16-asym", WNA16Method, {"weight_packed": torch.int32, "weight_zero_point": torch.int8}),
+        ("w8a16", WNA16Method, {"weight_packed": torch.int32}),
+        ("w8a8-int8", ScaledMMMethod, {"weight": torch.int8}),
+        ("fp8-dynamic", ScaledMMMethod, {"weight": torch.float8_e4m3fn}),
+    ],
+)
+def test_it_keeps_the_stored_tensors_instead_of_a_dense_weight(compressed, name, method, stored):
+    llm = LLM(compressed(name), dtype="float32", device="cpu", num_kv_blocks=16)
+    layer = llm.model.model.layers[0].mlp.gate_up_proj
+    assert isinstance(layer.method, method)
+    for param, dtype in stored.items():
+        assert getattr(layer, param).dtype == dtype
+    if method is WNA16Method:
+        assert not hasattr(layer, "weight")
+        bits = 4 if "w4" in name else 8
+        assert layer.weight_packed.shape == (layer.out_features, layer.in_features * bits // 32)
+
+
+def test_it_leaves_the_layers_a_config_ignores_dense(compressed):
+    path = compressed("w4a16-ignore-down", _rtn(W4_ASYM, ignore=("lm_head", "re:.*down_proj$")))
+    llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=64)
+    mlp = llm.model.model.layers[1].mlp
+    assert isinstance(mlp.down_proj.method, DenseLinearMethod)
+    assert isinstance(mlp.gate_up_proj.method, WNA16Method)
+    prompts = random_prompts(4)
+    assert_greedy_matches(llm.generate(prompts, GREEDY), load_transformers(path), prompts, GREEDY.max_tokens)
+
+
+def test_it_recognises_two_of_four_weights(compressed, make_checkpoint):
+    from safetensors.torch import load_file
+
+    pruned = load_file(compressed("2of4-magnitude") / "model.safetensors")
+    dense = load_file(make_checkpoint("llama") / "model.safetensors")
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert is_two_of_four(pruned[name]) and not is_two_of_four(dense[name])
+    assert not is_two_of_four(torch.ones(4, 6))  # K not a multiple of four
+
+
+def _with_config(src: Path, dst: Path, edit) -> Path:
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    edit(config["quantization_config"])
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+def _static_activations(q: dict) -> None:
+    q["config_groups"]["group_0"]["input_activations"].update(dynamic=False, strategy="tensor")
+
+
+@pytest.mark.parametrize(
+    "name, edit, message",
+    [
+        ("fp8-dynamic", _static_activations, "static activation scales"),
+        ("w4a16", lambda q: q.update(ignore=["lm_head", "re:.*k_proj$"]), "quantized differently"),
+        ("w4a16", lambda q: q.update(ignore=[]), "quantized lm_head"),
+        ("w4a16", lambda q: q.update(quant_method="gptq"), "quant_method 'gptq'"),
+        ("w4a16", lambda q: q["config_groups"]["group_0"]["weights"].update(num_bits=3), "int3"),
+        ("w4a16", lambda q: q["config_groups"]["group_0"]["weights"].update(actorder="group"), "weight_g_idx"),
+        ("w4a16", lambda q: q.update(kv_cache_scheme={"num_bits": 8, "type": "float"}), "quantized KV caches"),
+    ],
+    ids=["static-fp8", "mixed-qkv", "lm-head", "gptq-format", "int3", "g-idx", "kv-cache"],
+)
+def test_it_refuses_what_it_cannot_run_with_a_clear_error(compressed, tmp_path, name, edit, message):
+    path = _with_config(compressed(name), tmp_path / "model", edit)
+    with pytest.raises(UnsupportedModelError, match=message):
+        LLM(path, dtype="float32", device="cpu", num_kv_blocks=16)

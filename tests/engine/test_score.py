@@ -1,0 +1,67 @@
+"""`LLM.score` gives transformers' log-likelihoods, and greedy-ness, of continuations."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from engine import LLM
+from tests.engine.helpers import STORY, hf_continuation_logprobs
+
+
+def score_requests(tokenizer) -> list[tuple[list[int], list[int]]]:
+    ids = tokenizer(STORY).input_ids
+    requests = []
+    for i in range(12):
+        cut = 3 + (i * 13) % 100
+        requests.append((ids[:cut], ids[cut : cut + 1 + i % 7]))
+    # a continuation the model would not pick, and a one-token context
+    requests.append((ids[:20], tokenizer(" zebra quantum").input_ids[-2:]))
+    requests.append((ids[:1], ids[1:6]))
+    return requests
+
+
+def compare(model_dir, **engine_args) -> LLM:
+    llm = LLM(model_dir, dtype="float32", device="cpu", **engine_args)
+    requests = score_requests(llm.tokenizer)
+    results = llm.score(requests)
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    greedy_seen = set()
+    for (context, continuation), result in zip(requests, results):
+        expected = hf_continuation_logprobs(hf, context, continuation)
+        assert len(result.token_logprobs) == len(continuation)
+        assert result.token_logprobs == pytest.approx(expected, abs=1e-4)
+        assert result.logprob == pytest.approx(sum(expected), abs=1e-4)
+        with torch.inference_mode():
+            logits = hf(torch.tensor([context + continuation])).logits[0]
+        argmax = logits[len(context) - 1 : -1].argmax(-1).tolist()
+        assert result.is_greedy == (argmax == continuation)
+        greedy_seen.add(result.is_greedy)
+    assert greedy_seen == {True, False}, "the requests were meant to include greedy and non-greedy continuations"
+    assert llm.kv.num_free_blocks == llm.num_kv_blocks
+    return llm
+
+
+def test_it_scores_like_transformers_on_stories260k(stories260k):
+    compare(stories260k)
+
+
+def test_it_scores_like_transformers_when_prompts_are_chunked(stories260k):
+    # scored tokens fall on both sides of chunk boundaries
+    llm = compare(stories260k, num_kv_blocks=12, max_num_batched_tokens=24, enable_prefix_caching=False)
+    assert max(len(c) + len(x) for c, x in score_requests(llm.tokenizer)) > 3 * 24
+
+
+def test_it_scores_like_transformers_on_smollm2(smollm2):
+    compare(smollm2)
+
+
+def test_it_gives_the_same_scores_when_logits_are_read_in_small_pieces(stories260k, monkeypatch):
+    import engine.runner
+
+    llm = LLM(stories260k, dtype="float32", device="cpu")
+    requests = score_requests(llm.tokenizer)
+    whole = llm.score(requests)
+    monkeypatch.setattr(engine.runner, "_SCORE_ROWS_PER_CHUNK", 5)
+    pieces = llm.score(requests)
+    assert [r.token_logprobs for r in pieces] == [r.token_logprobs for r in whole]
+    assert [r.is_greedy for r in pieces] == [r.is_greedy for r in whole]

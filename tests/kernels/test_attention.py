@@ -1,0 +1,92 @@
+import math
+
+import pytest
+import torch
+
+from kernels import attention, reference
+from tests.kernels.conftest import DTYPES, assert_close, poisoned_like
+
+DECODE = [(1, 1), (15, 1), (16, 1), (17, 1), (100, 1)]
+# (context length after this step, new query tokens): prefills, chunks over a cached prefix,
+# decodes, a sequence with no tokens this step, lengths on and around block boundaries
+MIXED = [(37, 37), (50, 20), (33, 1), (10, 0), (32, 32), (129, 7), (1, 1)]
+GROUPS = [(4, 4), (4, 2), (6, 2), (8, 2), (8, 1)]  # query heads per KV head: 1, 2, 3, 4, 8
+
+
+def make_batch(specs, q_heads, kv_heads, head_dim, block_size, dtype, device):
+    """Random queries and cache with each sequence's blocks scattered over the cache."""
+    blocks_per_seq = [math.ceil(ctx / block_size) for ctx, _ in specs]
+    num_blocks = sum(blocks_per_seq) + 3
+    width = max(blocks_per_seq) + 2
+    # unused table entries hold valid but wrong block ids, so reading past a context shows
+    block_tables = torch.randint(0, num_blocks, (len(specs), width), dtype=torch.int32)
+    order = torch.randperm(num_blocks).to(torch.int32)
+    used = 0
+    for b, n in enumerate(blocks_per_seq):
+        block_tables[b, :n] = order[used : used + n]
+        used += n
+    q_lens = [q for _, q in specs]
+    num_tokens = sum(q_lens)
+    return dict(
+        query=torch.randn(num_tokens, q_heads, head_dim).to(dtype).to(device),
+        k_cache=torch.randn(num_blocks, block_size, kv_heads, head_dim).to(dtype).to(device),
+        v_cache=torch.randn(num_blocks, block_size, kv_heads, head_dim).to(dtype).to(device),
+        block_tables=block_tables.to(device),
+        seq_lens=torch.tensor([ctx for ctx, _ in specs], dtype=torch.int32, device=device),
+        query_start_loc=torch.tensor([0] + q_lens, dtype=torch.int32).cumsum(0).to(torch.int32).to(device),
+        scale=head_dim**-0.5,
+    )
+
+
+def check(batch, **launch):
+    out = attention.paged_attention(**batch, out=poisoned_like(batch["query"]), **launch)
+    assert_close(out, reference.paged_attention(**batch))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("q_heads, kv_heads", GROUPS)
+def test_it_matches_the_reference_on_a_mixed_batch(device, dtype, q_heads, kv_heads):
+    check(make_batch(MIXED, q_heads, kv_heads, 64, 16, dtype, device))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("q_heads, kv_heads", [(4, 4), (6, 2), (8, 1)])
+@pytest.mark.parametrize("num_segments", [2, 8])
+def test_it_matches_the_reference_with_split_k(device, dtype, q_heads, kv_heads, num_segments):
+    # segments down to one tile, so these short contexts really split
+    batch = make_batch(DECODE + [(45, 3)], q_heads, kv_heads, 64, 16, dtype, device)
+    check(batch, num_segments=num_segments, min_segment_keys=1)
+
+
+@pytest.mark.parametrize("head_dim", [80, 128])
+def test_it_handles_head_dims_that_are_not_powers_of_two(device, head_dim):
+    check(make_batch(MIXED, 6, 2, head_dim, 16, torch.bfloat16, device))
+
+
+def test_it_matches_the_reference_with_an_odd_block_size(device):
+    check(make_batch(MIXED, 8, 2, 64, 7, torch.float16, device))
+
+
+@pytest.mark.parametrize("q_heads, kv_heads", [(4, 4), (6, 2), (8, 1)])
+@pytest.mark.parametrize("num_segments", [1, 4])
+def test_it_matches_the_reference_with_gpu_sized_tiles(device, q_heads, kv_heads, num_segments):
+    # 16-row Q-blocks and 16-key tiles: several Q-blocks per prefill and many KV tiles per
+    # sequence, which the interpreter's big default tiles skip; with the default segment
+    # length most split-K segments are empty
+    batch = make_batch(MIXED, q_heads, kv_heads, 64, 16, torch.float32, device)
+    check(batch, block_m=16, tile_n=16, num_segments=num_segments)
+
+
+def test_it_writes_into_a_strided_output_view(device):
+    batch = make_batch(DECODE, 4, 2, 64, 16, torch.float32, device)
+    wide = torch.full((len(DECODE), 4 * 64 * 2), float("nan"), device=device)
+    out = wide[:, : 4 * 64].view(len(DECODE), 4, 64)
+    attention.paged_attention(**batch, out=out)
+    assert_close(out, reference.paged_attention(**batch))
+    assert wide[:, 4 * 64 :].isnan().all()
+
+
+def test_it_refuses_heads_that_do_not_group(device):
+    batch = make_batch(DECODE, 6, 4, 64, 16, torch.float32, device)
+    with pytest.raises(ValueError, match="do not group"):
+        attention.paged_attention(**batch)

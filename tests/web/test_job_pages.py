@@ -1,0 +1,87 @@
+"""Job pages: live stages with logs and ETA, cancel, retry from a stage, my jobs and the queue."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from hub.jobs.models import Job, Recipe, Stage
+
+S = Stage.Status
+
+
+def submitted(base, owner, private=False) -> Job:
+    return Job.submit(base_model=base, recipes=[Recipe.for_preset("w4a16")], owner=owner, suite="",
+                      benchmark_profile="", private=private)
+
+
+def test_it_shows_stages_with_progress_logs_and_eta(client, catalog, alice):
+    job = submitted(catalog.llama, alice)
+    now = timezone.now()
+    job.stages.filter(kind="fetch").update(status=S.DONE, started_at=now - timedelta(seconds=30), finished_at=now, log="fetched\n")
+    job.stages.filter(kind="compress").update(status=S.RUNNING, progress=0.25, message="layer 4/16",
+                                              started_at=now - timedelta(seconds=60), log="quantizing layer 4\n")
+    job.refresh_status()
+    html = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert 'data-kind="compress" data-status="running"' in html and "layer 4/16" in html
+    assert "about 3 min" in html  # 60 s for a quarter: three more minutes
+    assert "quantizing layer 4" in html and "log of fetch" in html
+    assert 'hx-trigger="every 2s"' in html  # live while the job runs
+
+
+def test_it_answers_the_poll_with_the_stages_fragment_and_stops_polling_when_done(client, catalog, alice):
+    job = submitted(catalog.llama, alice)
+    html = client.get(f"/jobs/{job.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert html.lstrip().startswith('<section id="job-live"') and "every 2s" in html
+    job.cancel()
+    assert "every 2s" not in client.get(f"/jobs/{job.pk}/", HTTP_HX_REQUEST="true").content.decode()
+
+
+def test_it_lets_the_owner_cancel(client, catalog, alice, bob):
+    job = submitted(catalog.llama, alice)
+    client.force_login(bob)
+    assert client.post(f"/jobs/{job.pk}/cancel/").status_code == 403
+    assert Job.objects.get(pk=job.pk).status == Job.Status.QUEUED
+    client.force_login(alice)
+    assert "Cancel job" in client.get(f"/jobs/{job.pk}/").content.decode()
+    client.post(f"/jobs/{job.pk}/cancel/")
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED
+    assert set(job.stages.values_list("status", flat=True)) == {S.CANCELLED}
+
+
+def test_it_retries_from_a_failed_stage(client, catalog, alice):
+    job = submitted(catalog.llama, alice)
+    job.stages.filter(kind="fetch").update(status=S.DONE)
+    compress = job.stages.get(kind="compress")
+    Stage.objects.filter(pk=compress.pk).update(status=S.FAILED, error="boom")
+    job.stages.filter(kind="publish").update(status=S.SKIPPED)
+    job.refresh_status()
+    client.force_login(alice)
+    assert "retry from here" in client.get(f"/jobs/{job.pk}/").content.decode()
+    client.post(f"/jobs/{job.pk}/stages/{compress.pk}/retry/")
+    statuses = dict(job.stages.values_list("kind", "status"))
+    assert statuses == {"fetch": S.DONE, "compress": S.QUEUED, "publish": S.PENDING}
+
+
+def test_it_refuses_to_retry_a_done_stage(client, catalog, alice):
+    job = submitted(catalog.llama, alice)
+    fetch = job.stages.get(kind="fetch")
+    Stage.objects.filter(pk=fetch.pk).update(status=S.DONE)
+    client.force_login(alice)
+    response = client.post(f"/jobs/{job.pk}/stages/{fetch.pk}/retry/", follow=True)
+    assert "only a failed, cancelled or skipped stage can be retried" in response.content.decode()
+
+
+def test_it_lists_my_jobs_and_the_queue(client, catalog, alice, bob):
+    mine = submitted(catalog.llama, alice)
+    hidden = submitted(catalog.private, alice, private=True)
+    for job in (mine, hidden):
+        job.dispatch()  # what commit would do (tests run inside one transaction)
+    client.force_login(alice)
+    html = client.get("/jobs/").content.decode()
+    assert f"/jobs/{mine.pk}/" in html and f"/jobs/{hidden.pk}/" in html
+    assert "cpu 2" in html  # both fetch stages wait on the cpu queue
+    client.force_login(bob)
+    html = client.get("/jobs/").content.decode()
+    assert f"/jobs/{mine.pk}/" in html and f"/jobs/{hidden.pk}/" not in html
+    assert client.get(f"/jobs/{hidden.pk}/").status_code == 404

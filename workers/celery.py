@@ -1,0 +1,21 @@
+"""The Celery app, configured from Django settings (CELERY_*). Importing it pulls in no heavy
+library: stage bodies import torch and friends only when they run."""
+
+import os
+
+from celery import Celery
+from celery.signals import worker_ready
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+app = Celery("hub", include=["workers.tasks"])
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+@worker_ready.connect
+def reconcile_on_start(sender, **kwargs) -> None:
+    """A worker that starts cannot be running anything yet: stages still marked running under
+    its name were orphaned when its previous incarnation died."""
+    from hub.jobs.models import Stage
+
+    Stage.reconcile(worker_restarted=sender.hostname)

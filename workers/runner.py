@@ -1,0 +1,190 @@
+"""Run one stage: claim its row, give its body a progress/cancel context backed by a heartbeat
+thread, record its outputs atomically, and hand on to the stages that waited for it."""
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+
+from hub.jobs.models import Job, Stage
+
+log = logging.getLogger(__name__)
+
+
+def with_db_retry(what: str, fn: Callable[[], object]) -> object:
+    """Run `fn` (one whole transaction), retrying while the database is briefly unreachable, so
+    a stage's outcome is not lost to a database restart that happens as it ends."""
+    deadline = time.monotonic() + settings.STAGE_DB_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database unavailable while %s (%s); retrying in %.1f s", what, exc, delay)
+            connection.close()
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
+class StageUnavailable(RuntimeError):
+    """The library a stage needs has not landed yet."""
+
+
+class StageError(RuntimeError):
+    """An expected failure whose message says everything (no traceback needed)."""
+
+
+@dataclass
+class StageResult:
+    outputs: dict
+    # Writes the stage's rows; runs in the same transaction that marks the stage done.
+    record: Callable[[], None] | None = None
+    versions: dict = field(default_factory=dict)
+
+
+class StageContext:
+    """What a stage body gets: `progress(done, message)` and `cancelled()` for the libraries, and
+    a logger whose lines land in the stage's log tail. All database writes happen on a
+    heartbeat thread, at most about once a second, so the body never waits on the database."""
+
+    TICK = 1.0
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.started = time.monotonic()
+        self.deadline = self.started + settings.STAGE_TIME_LIMIT
+        self._progress: tuple[float, str] | None = None
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.cancel_requested = False
+        self.lost = False
+        self.timed_out = False
+        self.logger = logging.getLogger(f"stage.{stage.pk}")
+        self._handler = _ListHandler(self)
+        self.logger.addHandler(self._handler)
+        self.logger.setLevel(logging.INFO)
+        self._thread = threading.Thread(target=self._beat_loop, name=f"heartbeat-{stage.pk}", daemon=True)
+
+    def progress(self, done: float, message: str = "") -> None:
+        with self._lock:
+            self._progress = (done, message)
+
+    def cancelled(self) -> bool:
+        if time.monotonic() > self.deadline:
+            self.timed_out = True
+        return self.cancel_requested or self.lost or self.timed_out
+
+    def add_log(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line.rstrip("\n") + "\n")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._try_flush()
+
+    def _try_flush(self) -> bool:
+        try:
+            self._flush()
+            return True
+        except (OperationalError, InterfaceError) as exc:  # a database hiccup must not kill the stage
+            log.warning("heartbeat of stage %s failed: %s", self.stage.pk, exc)
+            connection.close()
+            return False
+
+    def _flush(self) -> None:
+        with self._lock:
+            progress, self._progress = self._progress, None
+            lines, self._lines = "".join(self._lines), []
+        done, message = progress if progress else (None, None)
+        if not self.stage.beat(done, message, lines):
+            self.lost = True
+        self.cancel_requested = Job.objects.filter(pk=self.stage.job_id, cancel_requested=True).exists()
+
+    def _beat_loop(self) -> None:
+        last_beat = 0.0
+        try:
+            while not self._stop.wait(self.TICK):
+                with self._lock:
+                    pending = self._progress is not None or bool(self._lines)
+                if pending or time.monotonic() - last_beat >= settings.STAGE_HEARTBEAT_INTERVAL:
+                    if self._try_flush():
+                        last_beat = time.monotonic()
+        finally:
+            connection.close()
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, ctx: StageContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.ctx.add_log(self.format(record))
+
+
+def execute(stage_id: int, worker: str) -> str:
+    from workers.stages import BODIES
+
+    try:
+        stage = Stage.objects.select_related("job__base_model", "recipe").get(pk=stage_id)
+    except Stage.DoesNotExist:
+        return "gone"
+    if not stage.claim(worker):
+        return "not claimed"
+    ctx = StageContext(stage)
+    ctx.start()
+    ctx.logger.info("%s started on %s (attempt %d)", stage.name, worker, stage.attempt)
+    try:
+        result = BODIES[stage.kind](stage, ctx)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the stage
+        if isinstance(exc, (StageUnavailable, StageError)):
+            ctx.logger.info("%s", exc)
+        else:
+            ctx.logger.info("%s", "".join(traceback.format_exception(exc))[-4000:])
+        ctx.stop()
+        return with_db_retry("recording the failure", lambda: _record_failure(stage, ctx, exc))
+    ctx.logger.info("%s finished in %.1f s", stage.name, time.monotonic() - ctx.started)
+    ctx.stop()
+    if result.versions:
+        with_db_retry("recording versions", lambda: stage.job.record_versions(result.versions))
+    if not with_db_retry("recording the outcome", lambda: _record_success(stage, result)):
+        return "lost claim"
+    with_db_retry("queueing the next stages", stage.job.dispatch)
+    return "done"
+
+
+def _record_success(stage: Stage, result: StageResult) -> bool:
+    with transaction.atomic():
+        if result.record:
+            result.record()
+        if not stage.finish(result.outputs):
+            transaction.set_rollback(True)
+            return False
+    return True
+
+
+def _record_failure(stage: Stage, ctx: StageContext, exc: Exception) -> str:
+    if ctx.lost:
+        return "lost claim"  # another attempt owns the stage now; it records the outcome
+    if ctx.cancel_requested or Job.objects.filter(pk=stage.job_id, cancel_requested=True).exists():
+        stage.fail("cancelled by request", status=Stage.Status.CANCELLED)
+    elif ctx.timed_out:
+        stage.fail(f"time limit of {settings.STAGE_TIME_LIMIT} s exceeded")
+    elif isinstance(exc, (StageUnavailable, StageError)):
+        stage.fail(str(exc))
+    else:
+        stage.fail(f"{type(exc).__name__}: {exc}")
+    return stage.status

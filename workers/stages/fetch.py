@@ -1,0 +1,121 @@
+"""fetch: make the base model's snapshot present and verified on this hub's disk."""
+
+import shutil
+import tempfile
+from functools import partial
+from pathlib import Path
+
+from django.conf import settings
+
+from hub.catalog.checkpoints import PICKLE_SUFFIXES, CheckpointError, check_config
+from hub.catalog.models import BaseModel
+from hub.catalog.store import hash_into_place, hf_models_root, local_models_root, verify_checkpoint
+from workers.runner import StageError, StageResult
+
+# What a Llama-family snapshot needs; pickled weights and remote code are never downloaded.
+WANTED_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".md", ".jinja", ".tiktoken")
+
+
+def fetch(stage, ctx) -> StageResult:
+    base: BaseModel = stage.job.base_model
+    try:
+        if base.status == BaseModel.Status.READY and base.local_path:
+            ctx.logger.info("verifying the stored snapshot %s", base.local_path)
+            verify_checkpoint(Path(base.local_path), base.files, ctx.progress)
+            return StageResult(outputs=_outputs(base), record=None)
+        if base.source_path:
+            ctx.logger.info("importing %s", base.source_path)
+            info, path = hash_into_place(
+                Path(base.source_path), local_models_root(base.name), ctx.progress, ctx.cancelled
+            )
+        elif base.hf_repo_id:
+            info, path = _download(base, ctx)
+        else:
+            raise StageError(f"base model {base.name} has neither a Hub repo id nor a local source")
+    except CheckpointError as exc:
+        raise StageError(f"{base.name}: {exc}") from None
+
+    def record() -> None:
+        base.record_checkpoint(info, path)
+
+    return StageResult(outputs={**_outputs(base), "local_path": str(path), "files": len(info.files)}, record=record)
+
+
+def _outputs(base: BaseModel) -> dict:
+    return {"base_model": base.pk, "resolved_sha": base.resolved_sha, "local_path": base.local_path}
+
+
+def _download(base: BaseModel, ctx) -> tuple:
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    api = HfApi(endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None)
+    revision = base.revision or "main"
+    try:
+        info = api.model_info(base.hf_repo_id, revision=revision, files_metadata=True)
+    except OfflineModeIsEnabled:
+        raise StageError(
+            f"{base.hf_repo_id}: the hub is offline (HF_HUB_OFFLINE); import the model with "
+            "`manage.py import_model PATH` instead"
+        ) from None
+    except GatedRepoError:
+        raise StageError(f"{base.hf_repo_id} is gated: accept its terms and set HUB_HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise StageError(f"{base.hf_repo_id}: no such repository (or it is private and no token allows it)") from None
+    except RevisionNotFoundError:
+        raise StageError(f"{base.hf_repo_id}: no revision {revision!r}") from None
+    except HfHubHTTPError as exc:
+        raise StageError(f"{base.hf_repo_id}: the Hub answered {exc}") from None
+
+    siblings = {s.rfilename: s.size or 0 for s in info.siblings or []}
+    if not any(name.endswith(".safetensors") for name in siblings):
+        pickles = [n for n in siblings if n.lower().endswith(PICKLE_SUFFIXES)]
+        if pickles:
+            raise StageError(
+                f"{base.hf_repo_id}@{info.sha[:10]} has only pickle weights ({', '.join(pickles[:3])}): loading them "
+                "can run arbitrary code; the hub accepts safetensors weights only"
+            )
+        raise StageError(f"{base.hf_repo_id}@{info.sha[:10]} has no *.safetensors weights")
+    unsafe = [n for n in siblings if n.startswith("/") or ".." in n.split("/") or "\0" in n]
+    if unsafe:
+        raise StageError(f"{base.hf_repo_id}@{info.sha[:10]} lists unsafe file paths: {unsafe[:3]}")
+    wanted = sorted(n for n in siblings if n.endswith(WANTED_SUFFIXES))
+    if "config.json" not in wanted:
+        raise StageError(f"{base.hf_repo_id}@{info.sha[:10]} has no config.json")
+
+    dest_root = hf_models_root(base.hf_repo_id)
+    dest_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dest_root))
+    try:
+        # The architecture is checked before any weight is downloaded.
+        download = partial(
+            hf_hub_download, base.hf_repo_id, revision=info.sha, local_dir=tmp,
+            endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None,
+        )
+        download("config.json")
+        try:
+            check_config(tmp / "config.json")
+        except CheckpointError as exc:
+            raise StageError(f"{base.hf_repo_id}@{info.sha[:10]}: {exc}") from None
+        total = sum(siblings[n] for n in wanted) or 1
+        done = 0
+        for name in wanted:
+            if ctx.cancelled():
+                raise StageError("cancelled")
+            ctx.progress(0.9 * done / total, f"downloading {name}")
+            download(name)
+            done += siblings[name]
+        shutil.rmtree(tmp / ".cache", ignore_errors=True)
+        checkpoint, path = hash_into_place(
+            tmp, dest_root, lambda d, m: ctx.progress(0.9 + 0.1 * d, m), ctx.cancelled, copy=False
+        )
+        base.resolved_sha = info.sha
+        return checkpoint, path
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
