@@ -59,6 +59,7 @@ def test_it_follows_a_job_to_done(page, live_server, alice, start_worker, storie
     base = BaseModel.objects.get(name="stories260k")
     start_worker(  # w8a8-int8 (per-channel, so any width) calibrates on a few local samples
         "e2e@localhost",
+        HUB_SITE_URL=live_server.url,  # publish uploads through the hub's own HTTP API
         HUB_CALIBRATION_DATASET=str(fixtures_dir / "datasets" / "wikitext2_raw" / "test.txt"),
         HUB_CALIBRATION_SAMPLES="4",
         HUB_CALIBRATION_SEQ_LEN="64",
