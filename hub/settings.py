@@ -163,6 +163,8 @@ REPOS_DIR = Path(os.environ.get("HUB_REPOS_DIR", VAR_DIR / "repos"))
 HFAPI_UPLOAD_URL_TTL = env_int("HUB_UPLOAD_URL_TTL", 3600)
 # Files at least this large (or binary, or weights) are uploaded as LFS objects, not inline.
 HFAPI_LFS_THRESHOLD = env_int("HUB_LFS_THRESHOLD", 1024 * 1024)
+# The largest file an upload may announce (the Hugging Face Hub's own limit is 50 GB a file).
+HFAPI_MAX_FILE_SIZE = env_int("HUB_MAX_FILE_SIZE", 50 * 1000**3)
 
 # The publish stage. It uploads into this hub through its own HTTP API at PUBLISH_LOCAL_ENDPOINT
 # (SITE_URL unless the workers reach the web server at another address) as the system user

@@ -21,6 +21,19 @@ SAFETENSORS_DTYPE_BYTES = {
     "I64": 8, "U64": 8, "F64": 8,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+# Upper bounds on the sizes a config may declare, several times the largest Llama-family models
+# (Llama 3.1 405B: hidden 16384, 126 layers; vocabularies up to 256k): a config past them is a
+# mistake or an attack, and the engine would try to allocate what it declares.
+CONFIG_LIMITS = {
+    "hidden_size": 1 << 16,
+    "intermediate_size": 1 << 18,
+    "num_hidden_layers": 1024,
+    "num_attention_heads": 1024,
+    "num_key_value_heads": 1024,
+    "head_dim": 1024,
+    "vocab_size": 1 << 22,
+    "max_position_embeddings": 1 << 24,
+}
 
 Progress = Callable[[float, str], None]
 
@@ -140,6 +153,10 @@ def check_config(config_path: Path) -> dict:
             f"unsupported architecture {', '.join(map(str, unsupported))}: the hub handles the Llama family "
             f"({', '.join(SUPPORTED_ARCHITECTURES)})"
         )
+    for key, limit in CONFIG_LIMITS.items():
+        value = config.get(key)
+        if value is not None and (type(value) is not int or not 1 <= value <= limit):
+            raise CheckpointError(f"config.json: {key} = {value!r} is out of range (an integer from 1 to {limit})")
     return config
 
 

@@ -14,6 +14,8 @@ from hub.catalog.checkpoints import CheckpointError, CheckpointInfo, inspect_che
 
 Progress = Callable[[float, str], None]
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+# A branch, tag, `refs/pr/N` or commit sha: git's ref alphabet, without what git itself refuses.
+REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 
 class Cancelled(Exception):
@@ -27,6 +29,18 @@ def check_repo_name(name: str) -> str:
             f"invalid model name {name!r}: use 'name' or 'owner/name' with letters, digits, '.', '_' and '-'"
         )
     return name
+
+
+def check_revision(revision: str) -> str:
+    """A revision the Hub could have: it is sent to the Hub and shown in command lines."""
+    if (
+        not REVISION.match(revision) or ".." in revision or "//" in revision
+        or revision.endswith(("/", ".", ".lock"))
+    ):
+        raise CheckpointError(
+            f"invalid revision {revision!r}: use a branch, tag or commit sha (letters, digits, '.', '_', '-', '/')"
+        )
+    return revision
 
 
 def _hasher(

@@ -21,10 +21,18 @@ def split(text: str) -> tuple[str, str]:
     return match.group(2), text[match.end():]
 
 
+def load_yaml(raw: str):
+    """safe_load without anchors and aliases: a card's metadata goes out as JSON (model_info), and
+    aliases make it circular (an error) or exponentially large (a "billion laughs" card)."""
+    if any(isinstance(token, (yaml.AliasToken, yaml.AnchorToken)) for token in yaml.scan(raw, Loader=yaml.SafeLoader)):
+        raise yaml.YAMLError("YAML anchors and aliases are not accepted in model card metadata")
+    return yaml.safe_load(raw)
+
+
 def metadata(text: str) -> dict:
     """The card's metadata, or {} when it has none or it does not parse."""
     try:
-        data = yaml.safe_load(split(text)[0]) or {}
+        data = load_yaml(split(text)[0]) or {}
     except yaml.YAMLError:
         return {}
     return data if isinstance(data, dict) else {}
@@ -38,7 +46,7 @@ def validate(text: str) -> tuple[list[str], list[str]]:
     if not raw.strip():
         return [], ["Empty or missing yaml metadata in repo card"]
     try:
-        data = yaml.safe_load(raw)
+        data = load_yaml(raw)
     except yaml.YAMLError as exc:
         return [f"YAML does not parse: {exc}"], []
     if not isinstance(data, dict):

@@ -311,6 +311,9 @@ def lfs_batch(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
         if not isinstance(oid, str) or not re.fullmatch(r"[0-9a-f]{64}", oid) or not isinstance(size, int) or size < 0:
             objects.append({"oid": str(oid), "size": size if isinstance(size, int) else 0,
                             "error": {"code": 422, "message": "an object needs a sha256 hex 'oid' and a 'size'"}})
+        elif size > settings.HFAPI_MAX_FILE_SIZE:
+            objects.append({"oid": oid, "size": size, "error": {
+                "code": 422, "message": f"{size} bytes is more than this hub takes in one file ({settings.HFAPI_MAX_FILE_SIZE})"}})
         elif oid in uploaded and storage.has_object(oid, size):
             objects.append({"oid": oid, "size": size})  # no actions: already here
         else:
@@ -337,7 +340,7 @@ def lfs_upload(request: HttpRequest, claim: str) -> HttpResponse:
     if repo is None:
         raise RepoError("the repository of this upload URL is gone", 404, "RepoNotFound")
     length = request.META.get("CONTENT_LENGTH")
-    if not length or int(length) != grant["size"]:
+    if not length or not length.isdigit() or int(length) != grant["size"]:
         raise RepoError(f"this URL takes exactly {grant['size']} bytes with a Content-Length (got {length or 'none'})")
     storage.receive(request.read, grant["size"], grant["oid"])
     LfsObject.objects.get_or_create(repo=repo, oid=grant["oid"], defaults={"size": grant["size"]})
@@ -366,6 +369,8 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
             key, value = item["key"], item["value"]
         except (ValueError, KeyError, TypeError):
             raise RepoError("each line must be a JSON object with 'key' and 'value'") from None
+        if not isinstance(value, dict):
+            raise RepoError(f"the value of a {key!r} line must be a JSON object")
         if key == "header":
             header = value
         elif key == "file":
@@ -381,13 +386,17 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
         elif key == "lfsFile":
             path = check_path(value.get("path"))
             oid, size = value.get("oid"), value.get("size")
-            if value.get("algo", "sha256") != "sha256" or oid not in uploaded or not storage.has_object(oid, size):
+            if (
+                value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not isinstance(size, int)
+                or oid not in uploaded or not storage.has_object(oid, size)
+            ):
                 raise RepoError(f"{path}: LFS object {oid} of {size} bytes was not uploaded to {repo.repo_id}")
             added[path] = FileSpec(size, oid, storage.git_blob_id(storage.lfs_pointer(oid, size)), lfs=True)
         elif key == "deletedFile":
             deleted_files.add(check_path(value.get("path")))
         elif key == "deletedFolder":
-            deleted_folders.add(check_path(value.get("path").rstrip("/")))
+            folder = value.get("path")
+            deleted_folders.add(check_path(folder.rstrip("/") if isinstance(folder, str) else folder))
         else:
             raise RepoError(f"unsupported commit operation {key!r}")
     if not isinstance(header, dict) or not header.get("summary"):
@@ -439,7 +448,7 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
     try:
         repo, _, _ = find_repo(request, namespace, name)
         commit = repo.resolve(revision)
-        entry = commit.entries.filter(path=path).first()
+        entry = commit.entries.filter(path=check_path(path)).first()
         if entry is None:
             raise RepoError(f"Entry not found: {path} at {commit.sha}", 404, "EntryNotFound", commit.sha)
         span = parse_range(request.headers.get("Range"), entry.size)

@@ -12,7 +12,7 @@ from django.db.models import Max
 
 from hub.catalog.checkpoints import PICKLE_SUFFIXES, SUPPORTED_ARCHITECTURES, CheckpointError, check_config
 from hub.catalog.models import BaseModel
-from hub.catalog.store import check_repo_name
+from hub.catalog.store import check_repo_name, check_revision
 from hub.catalog.views import GPUS, scheme_min_cc, visible
 from hub.jobs.models import Job, Recipe
 from hub.jobs.presets import PRESETS, PROFILES, SUITES
@@ -27,7 +27,16 @@ KNOWN_MODIFIERS = (
     "SparseGPTModifier",
     "MagnitudePruningModifier",
 )
+# The schemes compressed-tensors knows (its PRESET_SCHEMES; a test keeps them equal), for the
+# same reason: a typo is refused at submission, not hours later on a GPU worker.
+KNOWN_SCHEMES = (
+    "UNQUANTIZED", "W4A16_ASYM", "W8A8", "INT8", "W4AFP8", "FP8", "FP8_DYNAMIC", "FP8_BLOCK", "NVFP4A16", "NVFP4",
+    "MXFP4A16", "MXFP4", "MXFP4XFP8", "MXFP6A16", "MXFP6A8", "MXFP8A16", "MXFP8", "W2A4", "W2A8", "W2A16", "W3A4",
+    "W3A8", "W3A16", "W4A4", "W4A8", "W4A16", "W5A8", "W5A16", "W6A8", "W6A16", "W7A8", "W7A16", "W8A16",
+)
 TARGET = re.compile(r"^(https?://\S+\s+)?\S+$")
+# Recipe names become part of variant and repository names: the same alphabet.
+RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 def recipe_schemes(text: str) -> list[str]:
@@ -59,8 +68,14 @@ def recipe_schemes(text: str) -> list[str]:
                     raise forms.ValidationError(f"the arguments of {name} must be a mapping")
                 args = args or {}
                 modifiers += 1
-                if isinstance(args.get("scheme"), str):
-                    schemes.append(args["scheme"])
+                named = args.get("scheme")
+                for scheme in [named] if isinstance(named, str) else named if isinstance(named, dict) else []:
+                    if not isinstance(scheme, str) or scheme.upper() not in KNOWN_SCHEMES:
+                        raise forms.ValidationError(
+                            f"unknown scheme {scheme!r} in {name}; supported: {', '.join(KNOWN_SCHEMES)}"
+                        )
+                if isinstance(named, str):
+                    schemes.append(named)
                 if args.get("mask_structure") == "2:4":
                     schemes.append("2:4")
     if not modifiers:
@@ -148,6 +163,23 @@ class JobForm(forms.Form):
             except CheckpointError as exc:
                 raise forms.ValidationError(str(exc)) from None
         return hf_id
+
+    def clean_revision(self) -> str:
+        revision = self.cleaned_data["revision"].strip()
+        if revision:
+            try:
+                check_revision(revision)
+            except CheckpointError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return revision
+
+    def clean_recipe_name(self) -> str:
+        name = self.cleaned_data["recipe_name"].strip()
+        if name and not RECIPE_NAME.match(name):
+            raise forms.ValidationError(
+                f"invalid recipe name {name!r}: use letters, digits, '.', '_' and '-' (it becomes part of model names)"
+            )
+        return name
 
     def clean_recipe_yaml(self) -> str:
         text = self.cleaned_data["recipe_yaml"].strip()
