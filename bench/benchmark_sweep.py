@@ -1,6 +1,6 @@
 """The benchmark stage's measurement on a GPU: a Llama-3.1-8B-shaped model with random weights,
 dense bf16 and the same model as compressed-tensors W4A16 (pack-quantized, symmetric, group
-128) and FP8_DYNAMIC (float-quantized per-channel weights, dynamic per-token activations)
+128), W8A8 (int-quantized, per-channel weights, dynamic per-token int8 activations) and FP8_DYNAMIC (float-quantized per-channel weights, dynamic per-token activations)
 checkpoints, one after the other in one process on a workload profile (the concurrency sweep
 by default), with `engine.bench.measure`. Random weights run exactly as fast as trained ones
 (greedy, `ignore_eos`, fixed lengths); a scheme the engine or the GPU cannot run is reported as
@@ -28,12 +28,16 @@ _GROUPS = {
     "w4a16": {"format": "pack-quantized", "targets": ["Linear"], "input_activations": None,
               "weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 128,
                           "dynamic": False}},
+    "w8a8": {"format": "int-quantized", "targets": ["Linear"],
+             "weights": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel", "dynamic": False},
+             "input_activations": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token",
+                                   "dynamic": True}},
     "fp8": {"format": "float-quantized", "targets": ["Linear"],
             "weights": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel", "dynamic": False},
             "input_activations": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token",
                                   "dynamic": True}},
 }
-_SCHEME_NAMES = {"bf16": "dense", "w4a16": "W4A16", "fp8": "FP8_DYNAMIC"}
+_SCHEME_NAMES = {"bf16": "dense", "w4a16": "W4A16", "w8a8": "W8A8", "fp8": "FP8_DYNAMIC"}
 
 
 def quantized_linear(scheme: str, prefix: str, n: int, k: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -43,6 +47,11 @@ def quantized_linear(scheme: str, prefix: str, n: int, k: int, gen: torch.Genera
             f"{prefix}.weight_packed": torch.randint(-2**31, 2**31 - 1, (n, k // 8), dtype=torch.int32, device=dev, generator=gen),
             f"{prefix}.weight_scale": torch.full((n, k // 128), 0.02 / 4, dtype=torch.bfloat16, device=dev),
             f"{prefix}.weight_shape": torch.tensor([n, k], dtype=torch.int64, device=dev),
+        }
+    if scheme == "w8a8":
+        return {
+            f"{prefix}.weight": torch.randint(-127, 128, (n, k), dtype=torch.int8, device=dev, generator=gen),
+            f"{prefix}.weight_scale": torch.full((n, 1), 0.02 / 64, dtype=torch.bfloat16, device=dev),
         }
     return {
         f"{prefix}.weight": torch.randn(n, k, device=dev, generator=gen).to(torch.float8_e4m3fn),

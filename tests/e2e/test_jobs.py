@@ -70,7 +70,7 @@ def test_it_follows_a_job_to_done(page, live_server, alice, start_worker, storie
     # the page follows the worker: stages turn done one after the other, without a reload
     expect(page.locator('tr.stage[data-kind="compress"]')).to_have_attribute("data-status", "done", timeout=120_000)
     page.shots("compressed")
-    expect(page.locator("#job-status")).to_have_text("done", timeout=900_000)
+    expect(page.locator("#job-status")).to_have_text("done", timeout=300_000)
     page.shots("done")
     assert set(job.stages.values_list("status", flat=True)) == {Stage.Status.DONE}
     page.locator("a", has_text="stories260k-w8a8-int8").first.click()
