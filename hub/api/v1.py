@@ -18,6 +18,7 @@ from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.pagination import PageNumberPagination, paginate
 from ninja.security import HttpBearer
+from pydantic import field_validator
 
 from hub.api.models import ApiToken
 from hub.catalog.models import BaseModel, Variant
@@ -341,13 +342,24 @@ class RetryIn(Schema):
     stage: int | None = Field(None, description="the stage to retry from; every failed or cancelled stage when omitted")
 
 
-class ModelFilters(Schema):
+class Filters(Schema):
+    """Query filters. PostgreSQL text cannot hold NUL: refuse it here (422), not as a database error."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def no_nul(cls, value):
+        if isinstance(value, str) and "\0" in value:
+            raise ValueError("NUL characters are not allowed")
+        return value
+
+
+class ModelFilters(Filters):
     q: str = ""
     architecture: str = ""
     size: str = ""
 
 
-class VariantFilters(Schema):
+class VariantFilters(Filters):
     base: int | None = None
     q: str = ""
     scheme: str = ""
@@ -356,12 +368,12 @@ class VariantFilters(Schema):
     validated: bool = False
 
 
-class ResultFilters(Schema):
+class ResultFilters(Filters):
     base: int | None = None
     variant: int | None = None
 
 
-class JobFilters(Schema):
+class JobFilters(Filters):
     status: str = ""
     mine: bool = False
 

@@ -67,7 +67,7 @@ def read_safetensors_header(path: Path) -> dict:
         raw = f.read(n)
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting too
         raise CheckpointError(f"{path.name}: malformed safetensors header ({exc})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path.name}: malformed safetensors header (not a JSON object)")
@@ -81,7 +81,7 @@ def read_safetensors_header(path: Path) -> dict:
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise CheckpointError(f"{path.name}: tensor {name!r} has a malformed entry")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in SAFETENSORS_DTYPE_BYTES:
+        if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BYTES:
             raise CheckpointError(f"{path.name}: tensor {name!r} has unknown dtype {dtype!r}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise CheckpointError(f"{path.name}: tensor {name!r} has a malformed shape")
@@ -95,10 +95,17 @@ def read_safetensors_header(path: Path) -> dict:
         if offsets[1] - offsets[0] != math.prod(shape) * SAFETENSORS_DTYPE_BYTES[dtype]:
             raise CheckpointError(f"{path.name}: tensor {name!r} size does not match its shape and dtype")
         spans.append(offsets)
-    spans.sort()
-    for (_, end), (begin, _) in zip(spans, spans[1:]):
-        if begin < end:
+    # as the format requires (and the safetensors library checks): tensors tile the data section
+    # exactly, with no overlap, hole or trailing bytes that could hide a second file
+    covered = 0
+    for begin, end in sorted(spans):
+        if begin < covered:
             raise CheckpointError(f"{path.name}: tensors overlap in the data section")
+        if begin > covered:
+            raise CheckpointError(f"{path.name}: bytes {covered} to {begin} of the data section belong to no tensor")
+        covered = end
+    if covered != data_len:
+        raise CheckpointError(f"{path.name}: the data section has {data_len - covered} bytes past its last tensor")
     return header
 
 
@@ -140,7 +147,7 @@ def check_config(config_path: Path) -> dict:
         raise CheckpointError("config.json is missing: not a Hugging Face checkpoint directory")
     try:
         config = json.loads(config_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"config.json is not valid JSON ({exc})") from None
     if not isinstance(config, dict):
         raise CheckpointError("config.json must hold a JSON object")
@@ -197,7 +204,7 @@ def inspect_checkpoint(directory: Path) -> CheckpointInfo:
     if index.is_file():
         try:
             shards = set(json.loads(index.read_text())["weight_map"].values())
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise CheckpointError("model.safetensors.index.json is malformed") from None
         missing = sorted(s for s in shards if not (directory / s).is_file())
         if missing:

@@ -116,7 +116,7 @@ def writable_repo(request: HttpRequest, namespace: str, name: str, revision: str
 def json_body(request: HttpRequest) -> dict:
     try:
         data = json.loads(request.body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past Python's limit
         raise RepoError(f"the request body is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise RepoError("the request body must be a JSON object")
@@ -367,7 +367,7 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
         try:
             item = json.loads(line)
             key, value = item["key"], item["value"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise RepoError("each line must be a JSON object with 'key' and 'value'") from None
         if not isinstance(value, dict):
             raise RepoError(f"the value of a {key!r} line must be a JSON object")
@@ -401,6 +401,8 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
             raise RepoError(f"unsupported commit operation {key!r}")
     if not isinstance(header, dict) or not header.get("summary"):
         raise RepoError("the commit needs a header line with a summary")
+    if "\0" in f"{header['summary']}{header.get('description') or ''}":
+        raise RepoError("the commit message may not contain NUL characters")
     new = repo.commit(
         user, str(header["summary"]), str(header.get("description") or ""), header.get("parentCommit"),
         added, frozenset(deleted_files), frozenset(deleted_folders),

@@ -310,6 +310,13 @@ def test_it_refuses_a_bad_job_and_stores_nothing(client, alice, base, settings, 
     assert list(BaseModel.objects.all()) == [base] and stored_files(settings) == set()
 
 
+@pytest.mark.parametrize("url", ["/api/v1/models?q=%00", "/api/v1/variants?scheme=W4%00", "/api/v1/jobs?status=%00"])
+def test_it_refuses_nul_in_api_filters(client, db, url):
+    # PostgreSQL text cannot hold NUL: refused as invalid input, not left to fail in the database
+    response = client.get(url)
+    assert response.status_code == 422 and "NUL characters are not allowed" in response.content.decode()
+
+
 def test_it_knows_the_schemes_compressed_tensors_implements():
     from compressed_tensors.quantization.quant_scheme import PRESET_SCHEMES
 
