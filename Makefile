@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 export HUB_VAR_DIR ?= $(CURDIR)/var
+# workers publish through the web server's own HTTP API, so they must know where it listens
+export HUB_SITE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: install run web worker worker-gpu test test-fast migrate browser
 
