@@ -1,0 +1,182 @@
+"""A whole job's benchmark stages through a real worker with no network: import a base,
+compress it with each recipe, benchmark base and variant side by side on a workload profile
+(no eval suite), and print one row per BenchmarkRun with its speedups over the base measured
+in the same stage. Exits 1 when a stage fails, or when a runnable run lacks a metric or a
+speedup.
+
+    python bench/benchmark_job.py [--model DIR] [--recipes w8a8-int8,fp8-dynamic] [--profile chat] \
+        [--scale S] [--threads 1] [--json OUT]
+
+The hub runs on SQLite and the file broker in a fresh temporary folder; the worker runs inside
+`unshare -n` (a network namespace with nothing in it) with HF_HUB_OFFLINE=1. Default model:
+SmolLM2-135M-Instruct from ../shared/tools/make-smollm2. The scale defaults to the stage's own
+(1/8 of the profile's lengths and requests on a CPU).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+LATENCIES = (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"), ("e2el_ms", "E2EL"))
+# every metric the issue names; a runnable run missing one (None or empty) fails the bench
+REQUIRED = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "request_throughput", "output_throughput",
+            "total_token_throughput", "max_concurrent_requests", "max_running_requests", "preemptions",
+            "weights_bytes", "kv_capacity_tokens", "peak_memory_bytes")
+
+
+def missing_metrics(metrics: dict) -> list[str]:
+    return [k for k in REQUIRED if metrics.get(k) in (None, {})]
+
+
+def row(run, gains: dict | None) -> dict:
+    m = run.metrics
+    out = {"model": str(run.model), "stage": run.stage.name if run.stage else "", "runnable": run.runnable,
+           "reason": run.reason, "missing": missing_metrics(m) if run.runnable else []}
+    if not run.runnable:
+        return out
+    for key, _ in LATENCIES:
+        out[key] = {s: round(m[key][s], 2) for s in ("mean", "median", "p90", "p99")}
+    out.update(
+        completed=m["completed"], req_per_s=round(m["request_throughput"], 3), out_tok_per_s=round(m["output_throughput"], 1),
+        total_tok_per_s=round(m["total_token_throughput"], 1), max_concurrent=m["max_concurrent_requests"],
+        max_running=m["max_running_requests"], preemptions=m["preemptions"],
+        weights_mib=round(m["weights_bytes"] / 2**20, 1), kv_tokens=m["kv_capacity_tokens"],
+        peak_mib=round(m["peak_memory_bytes"] / 2**20, 1),
+    )
+    if gains is not None:
+        out["speedup"] = {k: round(v, 3) for k, v in gains.items() if k not in ("memory", "levels")}
+        out["memory_ratio"] = {k: round(v, 3) for k, v in gains["memory"].items()}
+    return out
+
+
+def markdown(rows: list[dict]) -> str:
+    """One line per run: latencies as mean / median / p90 / p99 ms, then throughput and memory,
+    then the variant's ratios over the base of its stage (> 1 is better; memory plain)."""
+    head = ("| run | stage | TTFT ms | TPOT ms | ITL ms | E2EL ms | req/s | out tok/s | total tok/s "
+            "| weights MiB | KV tokens | peak MiB | speedup (out tok/s, TTFT, TPOT, ITL, E2EL median) | weights ratio |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        if not r["runnable"]:
+            lines.append(f"| {r['model']} | {r['stage']} | not runnable here: {r['reason']} |")
+            continue
+        lat = [" / ".join(f"{r[k][s]:.1f}" for s in ("mean", "median", "p90", "p99")) for k, _ in LATENCIES]
+        s = r.get("speedup")
+        gains = (f"{s['output_throughput']:.2f}x, {s['ttft_median']:.2f}x, {s['tpot_median']:.2f}x, "
+                 f"{s['itl_median']:.2f}x, {s['e2el_median']:.2f}x") if s else "base"
+        weights = f"{r['memory_ratio']['weights_bytes']:.2f}" if s else "-"
+        lines.append(f"| {r['model']} | {r['stage']} | {' | '.join(lat)} | {r['req_per_s']:.3f} | {r['out_tok_per_s']:.1f} "
+                     f"| {r['total_tok_per_s']:.1f} | {r['weights_mib']:.1f} | {r['kv_tokens']} | {r['peak_mib']:.1f} "
+                     f"| {gains} | {weights} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path)
+    p.add_argument("--recipes", default="w8a8-int8,fp8-dynamic")
+    p.add_argument("--profile", default="chat")
+    p.add_argument("--scale", type=float, help="profile scale (default: the stage's, 1/8 on a CPU)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads while benchmarking")
+    p.add_argument("--calibration", default=str(FIXTURES / "datasets" / "wikitext2_raw" / "test.txt"))
+    p.add_argument("--calibration-samples", type=int, default=16)
+    p.add_argument("--calibration-seq-len", type=int, default=128)
+    p.add_argument("--timeout", type=int, default=3600)
+    p.add_argument("--keep", action="store_true", help="keep the temporary hub folder")
+    p.add_argument("--json", type=Path, help="write the rows as JSON")
+    a = p.parse_args()
+    model = a.model or Path(
+        subprocess.run([str(ROOT.parent / "shared" / "tools" / "make-smollm2")], check=True, capture_output=True,
+                       text=True, env={**os.environ, "PYTHON": sys.executable}).stdout.split()[-1]
+    )
+    var = Path(tempfile.mkdtemp(prefix="benchmark-job-"))
+    env = {
+        **os.environ,
+        "HUB_VAR_DIR": str(var),
+        "HUB_CALIBRATION_DATASET": a.calibration,
+        "HUB_CALIBRATION_SAMPLES": str(a.calibration_samples),
+        "HUB_CALIBRATION_SEQ_LEN": str(a.calibration_seq_len),
+        "HUB_BENCHMARK_THREADS": str(a.threads),
+        "HUB_BENCHMARK_SCALE": str(a.scale or 0),
+        "OMP_NUM_THREADS": str(a.threads),
+        "HF_HOME": str(var / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "DJANGO_SETTINGS_MODULE": "hub.settings",
+        "PYTHONPATH": str(ROOT),
+    }
+    for key in ("DATABASE_URL", "CELERY_BROKER_URL"):  # SQLite and the file broker: nothing to reach
+        env.pop(key, None)
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from hub.catalog.models import BaseModel
+    from hub.jobs.models import Job, Recipe, Stage
+    from hub.results.models import BenchmarkRun
+
+    call_command("import_model", str(model), name="bench/base")
+    job = Job.submit(base_model=BaseModel.objects.get(name="bench/base"),
+                     recipes=[Recipe.for_preset(r) for r in a.recipes.split(",")], suite="", benchmark_profile=a.profile)
+    cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "cpu,gpu", "-P", "solo", "-n", "bench@localhost",
+           "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:
+        cmd = ["unshare", "-n", *cmd]
+    else:
+        print("warning: no network namespace here; the worker runs with HF_HUB_OFFLINE=1 only", file=sys.stderr)
+    log = (var / "worker.log").open("w")
+    worker = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    started = time.monotonic()
+    wanted = [Stage.Kind.FETCH, Stage.Kind.COMPRESS, Stage.Kind.BENCHMARK]
+    try:
+        while time.monotonic() - started < a.timeout:
+            if all(s.status in Stage.FINAL for s in job.stages.filter(kind__in=wanted)):
+                break
+            time.sleep(5)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        log.close()
+
+    stages = list(job.stages.filter(kind__in=wanted).select_related("recipe").order_by("id"))
+    rows = []
+    for stage in stages:
+        if stage.kind != Stage.Kind.BENCHMARK:
+            continue
+        for run in BenchmarkRun.objects.filter(stage=stage).order_by("id"):  # the base first, then the variant
+            rows.append(row(run, run.metrics.get("speedup") if run.variant_id else None))
+    hardware = BenchmarkRun.objects.filter(job=job).values_list("hardware", flat=True).first()
+    figures = {
+        "model": str(model), "recipes": a.recipes.split(","), "profile": a.profile,
+        "settings": BenchmarkRun.objects.filter(job=job).values_list("settings", flat=True).first(),
+        "hardware": hardware, "network_namespace": cmd[0] == "unshare",
+        "stages": {s.name: {"status": s.status, "seconds": round((s.finished_at - s.started_at).total_seconds(), 1)
+                            if s.finished_at and s.started_at else None, "error": s.error[:300]} for s in stages},
+        "runs": rows,
+    }
+    print(json.dumps(figures, indent=1))
+    print(markdown(rows))
+    if a.json:
+        a.json.write_text(json.dumps(figures, indent=1))
+    variants = [r for r in rows if r.get("speedup") is not None or not r["runnable"]]
+    complete = (all(s.status == Stage.Status.DONE for s in stages) and len(variants) == len(a.recipes.split(","))
+                and not any(r["missing"] for r in rows) and all(r.get("speedup") for r in variants if r["runnable"]))
+    if not complete:
+        print(f"incomplete; worker log: {var / 'worker.log'}", file=sys.stderr)
+        sys.exit(1)
+    if not a.keep:
+        shutil.rmtree(var, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
