@@ -34,7 +34,7 @@ def make_model(tmp_path_factory, stories260k):
     return make
 
 
-SMOLLM2_SLICE_LAYERS = 4
+SMOLLM2_SLICE_LAYERS = 2
 
 
 @pytest.fixture(scope="session")
