@@ -123,6 +123,9 @@ CATALOG_CACHE_SECONDS = env_int("HUB_CATALOG_CACHE_SECONDS", 10)
 API_PAGE_SIZE = env_int("HUB_API_PAGE_SIZE", 50)
 HEALTH_PING_TIMEOUT = float(os.environ.get("HUB_HEALTH_PING_TIMEOUT", "1.0"))
 
+# Error reports mask tokens wherever they appear, not only in settings named like secrets.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "hub.reporting.SecretsFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -22,7 +22,7 @@ from pydantic import field_validator
 
 from hub.api.models import ApiToken
 from hub.catalog.models import BaseModel, Variant
-from hub.catalog.views import filtered, visible, with_measures
+from hub.catalog.views import GPUS, SIZES, filtered, visible, with_measures
 from hub.jobs.forms import JobForm
 from hub.jobs.models import Job, Stage
 from hub.jobs.views import visible_jobs
@@ -93,6 +93,11 @@ def on_forbidden(request, exc):
 
 
 class Pagination(PageNumberPagination):
+    class Input(Schema):
+        # bounded so that page * page_size stays an OFFSET the database can take (a bigint)
+        page: int = Field(1, ge=1, le=10**9)
+        page_size: int | None = Field(None, ge=1, le=10**9)
+
     def __init__(self, **kwargs) -> None:
         super().__init__(page_size=settings.API_PAGE_SIZE, max_page_size=500, **kwargs)
 
@@ -353,19 +358,35 @@ class Filters(Schema):
         return value
 
 
+def one_of(value: str, choices: dict) -> str:
+    if value and value not in choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
 class ModelFilters(Filters):
     q: str = ""
     architecture: str = ""
-    size: str = ""
+    size: str = Field("", description=f"parameter-count bucket: {', '.join(SIZES)}")
+
+    @field_validator("size")
+    @classmethod
+    def known_size(cls, value: str) -> str:
+        return one_of(value, SIZES)
 
 
 class VariantFilters(Filters):
     base: int | None = None
     q: str = ""
     scheme: str = ""
-    gpu: str = Field("", description="compute capability: only variants whose scheme runs there")
+    gpu: str = Field("", description=f"compute capability ({', '.join(GPUS)}): only variants whose scheme runs there")
     task: str = ""
     validated: bool = False
+
+    @field_validator("gpu")
+    @classmethod
+    def known_gpu(cls, value: str) -> str:
+        return one_of(value, GPUS)
 
 
 class ResultFilters(Filters):
