@@ -8,10 +8,11 @@ machine's disk first, then the rest; deps.md "Set B"). Both sides get:
   "mse" observer (our w4a16-gptq preset; llm-compressor has the same observer) or `--observer minmax`;
 - the same calibration windows (compress.calibration on LAMBADA text: this script saves them for
   llm-compressor, ours builds the identical windows itself), batches of TOKENS_PER_BATCH tokens;
-- timing from model load to the saved checkpoint, each in its own process, measured inside it.
+- timing (wall and CPU) from model load to the saved checkpoint, each in its own process, measured
+  inside it, with the same torch thread count (--threads, default 1);
 Then both checkpoints are scored by bench/compress_quality.py's WikiText-2 perplexity here.
 
-    .venv/bin/python bench/compress_vs_llmcompressor.py [--samples 64 --seq-len 512] [--venv var/llmcompressor-venv]
+    .venv/bin/python bench/compress_vs_llmcompressor.py [--samples 64 --seq-len 512] [--venv var/llmcompressor-venv] [--threads 1]
 """
 
 import argparse
@@ -51,10 +52,10 @@ OURS = textwrap.dedent("""
           dampening_frac: 0.01
           actorder: static
     '''
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     # the windows the parent saved for llm-compressor: same function, seed and tokenizer
     compress(model, recipe, out, calibration=CalibrationConfig(lambada, int(samples), int(seq_len)), device="cpu")
-    print(json.dumps({"seconds": time.perf_counter() - start, "imports": start - t0}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "imports": start - t0}))
 """)
 
 THEIRS = textwrap.dedent("""
@@ -68,7 +69,7 @@ THEIRS = textwrap.dedent("""
     model_dir, calib, out, group, batch, observer = sys.argv[1:7]
     ids = torch.load(calib)
     ds = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist()})
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     recipe = GPTQModifier(
@@ -81,7 +82,7 @@ THEIRS = textwrap.dedent("""
             num_calibration_samples=len(ids), batch_size=int(batch), shuffle_calibration_samples=False)
     model.save_pretrained(out, save_compressed=True)
     tokenizer.save_pretrained(out)
-    print(json.dumps({"seconds": time.perf_counter() - start, "imports": start - t0}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "imports": start - t0}))
 """)
 
 
@@ -95,12 +96,14 @@ def ensure_venv(venv: Path) -> Path:
     return python
 
 
-def run(python: Path, code: str, *args: str, cwd: Path) -> dict:
+def run(python: Path, code: str, *args: str, cwd: Path, threads: int) -> dict:
     script = cwd / "child.py"
     script.write_text(code)
+    # both children get the same environment, thread count included
     proc = subprocess.run([str(python), str(script), *args], capture_output=True, text=True, cwd=ROOT,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-                               "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+                               "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                               "OMP_NUM_THREADS": str(threads)})
     if proc.returncode:
         raise RuntimeError(f"{python} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -119,6 +122,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=ROOT / "var" / "compress-vs-llmcompressor")
     p.add_argument("--ppl-tokens", type=int, default=32768)
     p.add_argument("--observer", default="mse", help="weight observer for both: mse (our presets) or minmax")
+    p.add_argument("--threads", type=int, default=1, help="torch threads in both children (OMP_NUM_THREADS)")
     a = p.parse_args()
     theirs_python = ensure_venv(a.venv)
     model = smollm2()
@@ -129,16 +133,20 @@ def main() -> None:
     batch = str(max(1, TOKENS_PER_BATCH // a.seq_len))
 
     theirs = run(theirs_python, THEIRS, str(model), str(a.work / "calib.pt"), str(a.work / "theirs"), str(GROUP_SIZE), batch,
-                 a.observer, cwd=a.work)
+                 a.observer, cwd=a.work, threads=a.threads)
     print(f"llm-compressor: {theirs['seconds']:.1f} s", flush=True)
     ours = run(Path(sys.executable), OURS, str(model), str(LAMBADA), str(a.samples), str(a.seq_len), str(a.work / "ours"),
-               str(GROUP_SIZE), a.observer, cwd=a.work)
+               str(GROUP_SIZE), a.observer, cwd=a.work, threads=a.threads)
     print(f"ours: {ours['seconds']:.1f} s", flush=True)
     results = {
         "observer": a.observer,
+        "threads": a.threads,
         "calibration": f"{a.samples} x {a.seq_len} tokens of LAMBADA, batches of {min(int(batch), a.samples)}",
         "ours_seconds": ours["seconds"], "llmcompressor_seconds": theirs["seconds"],
         "time_ratio_llmcompressor_over_ours": theirs["seconds"] / ours["seconds"],
+        "ours_cpu_seconds": ours["cpu_seconds"], "llmcompressor_cpu_seconds": theirs["cpu_seconds"],
+        # the machine is shared: CPU time is the steadier measure
+        "cpu_time_ratio_llmcompressor_over_ours": theirs["cpu_seconds"] / ours["cpu_seconds"],
         "ppl_base": perplexity(model, a.ppl_tokens),
         "ppl_ours": perplexity(a.work / "ours", a.ppl_tokens),
         "ppl_llmcompressor": perplexity(a.work / "theirs", a.ppl_tokens),
