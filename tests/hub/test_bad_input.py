@@ -86,6 +86,9 @@ CHECKPOINTS = {
     "safetensors: reversed offsets": (safetensors({"w": {**F32x4, "data_offsets": [16, 0]}}, b"\0" * 16), "outside the file"),
     "safetensors: overlapping offsets": (
         safetensors({"a": F32x4, "b": {**F32x4, "data_offsets": [8, 24]}}, b"\0" * 24), "tensors overlap"),
+    "safetensors: a hole between tensors": (
+        safetensors({"a": F32x4, "b": {**F32x4, "data_offsets": [24, 40]}}, b"\0" * 40), "bytes 16 to 24 of the data section"),
+    "safetensors: bytes past the last tensor": (safetensors({"w": F32x4}, b"\0" * 16 + b"PK\3\4"), "4 bytes past its last tensor"),
     "safetensors: unknown dtype": (safetensors({"w": {**F32x4, "dtype": "F128"}}, b"\0" * 16), "unknown dtype 'F128'"),
     "safetensors: shape/size mismatch": (safetensors({"w": {**F32x4, "shape": [5]}}, b"\0" * 16), "does not match its shape"),
     "safetensors: negative dimension": (safetensors({"w": {**F32x4, "shape": [-4]}}, b"\0" * 16), "malformed shape"),
