@@ -4,10 +4,12 @@ engine cannot run are refused with a clear error."""
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from engine import LLM, SamplingParams, UnsupportedModelError
 from engine.layers.linear import DenseLinearMethod
@@ -65,10 +67,28 @@ def load_transformers(path: Path):
     # transformers reads packed asymmetric zero points only when it dequantizes at load time
     # (compressed-tensors 0.20); the other schemes load the default way, packed, and decompress
     asym = '"symmetric": false' in (path / "config.json").read_text()
-    extra = {"quantization_config": CompressedTensorsConfig(dequantize=True)} if asym else {}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **extra).eval()
+    if not asym:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    else:
+        # that dequantization computes in the scales' dtype: bf16 scales would round every
+        # weight to bf16, so it reads a copy whose scales are float32 (the very same values)
+        with tempfile.TemporaryDirectory() as tmp:
+            model = AutoModelForCausalLM.from_pretrained(
+                float32_scales(path, Path(tmp)), dtype=torch.float32,
+                quantization_config=CompressedTensorsConfig(dequantize=True),
+            ).eval()
     model.generation_config.eos_token_id = None
     return model
+
+
+def float32_scales(path: Path, out: Path) -> Path:
+    for f in path.iterdir():
+        if f.suffix == ".safetensors":
+            tensors = {k: t.float() if k.endswith("_scale") else t for k, t in load_file(f).items()}
+            save_file(tensors, out / f.name, metadata={"format": "pt"})
+        elif f.is_file():
+            shutil.copy(f, out / f.name)
+    return out
 
 
 def assert_greedy_matches(outputs, hf, prompts: list[list[int]], max_tokens: int, tie: float = 1e-3) -> list[str]:
