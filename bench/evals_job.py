@@ -105,12 +105,17 @@ def main() -> None:
     evaluations = [s for s in stages if s.kind in (Stage.Kind.BASELINE, Stage.Kind.VALIDATE)]
     figures["evaluation_seconds"] = round(sum(figures["stages"][s.name]["seconds"] or 0 for s in evaluations), 1)
     for run in EvalRun.objects.filter(job=job).order_by("id"):
-        figures["runs"][str(run.model)] = {"seconds": round(run.duration_s, 1), **{t: round(m["value"], 4) for t, m in run.metrics.items()}}
+        figures["runs"][str(run.model)] = {"seconds": round(run.duration_s, 1), "dtype": run.settings["dtype"],
+                                           **{t: round(m["value"], 4) for t, m in run.metrics.items()}}
+        # the recovery's own interval and verdict are kept in the variant's gate report
+        gated = run.variant.gate_report.get("tasks", {}) if run.variant_id else {}
         for r in Recovery.objects.filter(variant_run=run):
             figures["recovery"].setdefault(str(run.model), {})[r.task] = {
                 "metric": r.metric, "base": round(r.base_value, 4), "variant": round(r.variant_value, 4),
                 "recovery": round(r.recovery, 4), "diff": round(r.diff, 4), "diff_stderr": round(r.diff_stderr, 4),
-                "ci": [round(r.ci_low, 4), round(r.ci_high, 4)], "threshold": r.threshold, "passed": r.passed,
+                "ci": [round(r.ci_low, 4), round(r.ci_high, 4)],
+                "recovery_ci": [round(gated[r.task]["recovery_low"], 4), round(gated[r.task]["recovery_high"], 4)],
+                "verdict": gated[r.task]["verdict"], "threshold": r.threshold, "passed": r.passed,
             }
     figures["gates"] = {v.name: v.gate_report.get("summary") for v in job.variants.all()}
     print(json.dumps(figures, indent=1))
