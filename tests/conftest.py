@@ -62,6 +62,27 @@ def smollm2() -> Path:
     return Path(out)
 
 
+@pytest.fixture(scope="session")
+def smollm2_slice(smollm2: Path, tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct cut to its first HUB_TEST_SMOLLM2_LAYERS decoder layers (default 2; 0
+    keeps all 30): its real weights, widths, tied embeddings and tokenizer, at a fraction of the
+    cost. Every decoder layer runs the same code, so depth adds time, not coverage; the full
+    model's figures come from bench/ scripts and from a run with HUB_TEST_SMOLLM2_LAYERS=0."""
+    layers = int(os.environ.get("HUB_TEST_SMOLLM2_LAYERS", "2"))
+    if layers == 0:
+        return smollm2
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from compress.save import copy_tokenizer_files
+
+    config = AutoConfig.from_pretrained(smollm2)
+    config.num_hidden_layers = layers
+    path = tmp_path_factory.mktemp("smollm2-slice")
+    AutoModelForCausalLM.from_pretrained(smollm2, config=config, dtype="auto").save_pretrained(path)
+    copy_tokenizer_files(smollm2, path)
+    return path
+
+
 @pytest.fixture
 def isolated_storage(settings, tmp_path):
     """Models and artifacts of one test live in its own temporary folder."""

@@ -34,27 +34,6 @@ def make_model(tmp_path_factory, stories260k):
     return make
 
 
-SMOLLM2_SLICE_LAYERS = 2
-
-
-@pytest.fixture(scope="session")
-def smollm2_slice(smollm2: Path, tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct cut to its first decoder layers: its real weights, widths, tied
-    embeddings and tokenizer, at a fraction of the cost (every decoder layer goes through the same
-    code, so depth adds time, not coverage; the full model is compressed and loaded in
-    transformers by bench/compress_quality.py)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from compress.save import copy_tokenizer_files
-
-    config = AutoConfig.from_pretrained(smollm2)
-    config.num_hidden_layers = SMOLLM2_SLICE_LAYERS
-    path = tmp_path_factory.mktemp("smollm2-slice")
-    AutoModelForCausalLM.from_pretrained(smollm2, config=config, dtype="auto").save_pretrained(path)
-    copy_tokenizer_files(smollm2, path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def lambada(fixtures_dir: Path) -> Path:
     return fixtures_dir / "datasets" / "lambada_openai" / "test.jsonl"

@@ -1,4 +1,5 @@
-"""Every compress preset on the real SmolLM2-135M-Instruct: the engine's greedy output on 32
+"""Every compress preset on the real SmolLM2-135M-Instruct (its first layers, `smollm2_slice`; the
+whole model with HUB_TEST_SMOLLM2_LAYERS=0): the engine's greedy output on 32
 prompts is transformers' greedy output for the same compressed checkpoint (CPU, float32),
 except after a near-tie (top-2 logits closer than 1e-3), which is printed.
 
@@ -40,7 +41,7 @@ QUANTIZED_GAP = 1.0  # logits; transformers' generate and full forward differ by
 
 
 @pytest.fixture(scope="session")
-def smollm2_compressed(smollm2, fixtures_dir, tmp_path_factory):
+def smollm2_compressed(smollm2_slice, fixtures_dir, tmp_path_factory):
     """Each preset compressed once per session, with a tiny calibration set where it needs one."""
     from compress import compress
     from compress.calibration import CalibrationConfig
@@ -53,7 +54,7 @@ def smollm2_compressed(smollm2, fixtures_dir, tmp_path_factory):
         if preset not in made:
             out = tmp_path_factory.mktemp("smollm2") / preset
             calibration = CalibrationConfig(str(data), 2, 64) if load_recipe(preset).needs_data else None
-            compress(smollm2, preset, out, calibration=calibration, device="cpu")
+            compress(smollm2_slice, preset, out, calibration=calibration, device="cpu")
             made[preset] = out
         return made[preset]
 
@@ -104,7 +105,7 @@ def generate(path: Path, prompts: list[list[int]]) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_smollm2_generates_what_transformers_generates_for_every_preset(smollm2_compressed, preset, monkeypatch):
+def test_it_generates_what_transformers_generates_for_every_preset(smollm2_compressed, preset, monkeypatch):
     path = smollm2_compressed(preset)
     hf = load_transformers(path)
     prompts = [p[:PROMPT_TOKENS] for p in mixed_prompts(hf_tokenizer(path), 32)]
