@@ -160,20 +160,25 @@ def execute(stage_id: int, worker: str) -> str:
     ctx.stop()
     if result.versions:
         with_db_retry("recording versions", lambda: stage.job.record_versions(result.versions))
-    if not with_db_retry("recording the outcome", lambda: _record_success(stage, result)):
-        return "lost claim"
-    with_db_retry("queueing the next stages", stage.job.dispatch)
-    return "done"
+    outcome = with_db_retry("recording the outcome", lambda: _record_success(stage, result))
+    if outcome == "done":
+        with_db_retry("queueing the next stages", stage.job.dispatch)
+    return outcome
 
 
-def _record_success(stage: Stage, result: StageResult) -> bool:
+def _record_success(stage: Stage, result: StageResult) -> str:
     with transaction.atomic():
+        # A cancel that lands while the body finishes still wins: the job row is locked, so the
+        # result is recorded only if no cancel was committed before it.
+        if Job.objects.select_for_update().filter(pk=stage.job_id, cancel_requested=True).exists():
+            cancelled = stage.fail("cancelled by request before its result was recorded", status=Stage.Status.CANCELLED)
+            return Stage.Status.CANCELLED if cancelled else "lost claim"
         if result.record:
             result.record()
         if not stage.finish(result.outputs):
             transaction.set_rollback(True)
-            return False
-    return True
+            return "lost claim"
+    return "done"
 
 
 def _record_failure(stage: Stage, ctx: StageContext, exc: Exception) -> str:

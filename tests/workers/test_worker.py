@@ -9,7 +9,9 @@ from django.core.management import call_command
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe, Stage
 from tests.conftest import write_tiny_checkpoint
-from tests.workers.conftest import wait_for
+from tests.workers.conftest import run_queued, wait_for
+from workers import stages
+from workers.runner import StageResult
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 S = Stage.Status
@@ -76,3 +78,19 @@ def test_it_cancels_a_running_stage(start_worker, tmp_path):
     assert stage(job, "fetch").status == S.CANCELLED
     assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELLED
     assert BaseModel.objects.get(pk=base.pk).status == BaseModel.Status.PENDING
+
+
+def test_it_cancels_a_stage_whose_cancel_lands_while_it_finishes(transactional_db, tmp_path, monkeypatch):
+    base = BaseModel.objects.create(name="org/tiny", source_path=str(write_tiny_checkpoint(tmp_path / "tiny")))
+    job = Job.submit(base_model=base, recipes=[Recipe.for_preset("w8a8-int8")], suite="", benchmark_profile="")
+    recorded = []
+
+    def body(stage, ctx):  # the user cancels after the work is done, before its result is stored
+        Job.objects.get(pk=stage.job_id).cancel()
+        return StageResult(outputs={"resolved_sha": "x"}, record=lambda: recorded.append(stage.kind))
+
+    monkeypatch.setitem(stages.BODIES, "fetch", body)
+    assert run_queued(job, "fetch") == S.CANCELLED
+    assert recorded == []
+    assert stage(job, "fetch").status == S.CANCELLED and "before its result was recorded" in stage(job, "fetch").error
+    assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELLED
