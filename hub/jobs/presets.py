@@ -22,6 +22,7 @@ PRESETS: dict[str, Preset] = {
     "w8a16": Preset("W8A16", "int8 weights, 16-bit activations", 0.99),
     "w8a8-int8": Preset("W8A8", "int8 weights per channel, int8 dynamic per-token activations", 0.99),
     "fp8-dynamic": Preset("FP8_DYNAMIC", "fp8 e4m3 weights per channel, dynamic per-token activations", 0.99, 8.9),
+    "fp8-gptq": Preset("FP8_DYNAMIC", "fp8 e4m3 weights per channel placed by GPTQ, dynamic per-token activations", 0.99, 8.9),
     "2of4": Preset("2:4", "2:4 sparsity, SparseGPT", 0.96, 8.0),
     "2of4-magnitude": Preset("2:4", "2:4 sparsity, magnitude pruning", 0.96, 8.0),
     "2of4-fp8": Preset("2:4+FP8_DYNAMIC", "2:4 sparsity (SparseGPT) with fp8 dynamic quantization", 0.96, 8.9),

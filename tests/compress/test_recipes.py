@@ -30,14 +30,17 @@ def test_it_parses_every_preset_into_the_documented_algorithms():
     assert kinds["w4a16-gptq"] == [("QuantizeStep", "gptq")]
     assert kinds["w4a16-awq"] == [("SmoothStep", "awq"), ("QuantizeStep", "rtn")]
     assert kinds["w8a8-int8"] == [("SmoothStep", "smoothquant"), ("QuantizeStep", "gptq")]
+    assert kinds["fp8-dynamic"] == [("QuantizeStep", "rtn")]
+    assert kinds["fp8-gptq"] == [("QuantizeStep", "gptq")]
     assert kinds["2of4"] == [("PruneStep", "sparsegpt")]
     assert kinds["2of4-magnitude"] == [("PruneStep", "magnitude")]
     assert kinds["2of4-w4a16"] == [("PruneStep", "sparsegpt"), ("QuantizeStep", "gptq")]
     w = load_recipe("w4a16-gptq").steps[0].schemes[0].weights
     assert (w.num_bits, w.symmetric, w.strategy, w.group_size, w.actorder) == (4, True, "group", 128, "static")
     assert load_recipe("w4a16-asym").steps[0].schemes[0].weights.symmetric is False
-    fp8 = load_recipe("fp8-dynamic").steps[0].schemes[0]
-    assert (fp8.weights.type, fp8.weights.strategy, fp8.input_activations.strategy) == ("float", "channel", "token")
+    for name in ("fp8-dynamic", "fp8-gptq"):
+        fp8 = load_recipe(name).steps[0].schemes[0]
+        assert (fp8.weights.type, fp8.weights.strategy, fp8.input_activations.strategy) == ("float", "channel", "token")
     step = load_recipe("2of4").steps[0]
     assert (step.n, step.m, step.structure) == (2, 4, "2:4")
 

@@ -32,8 +32,9 @@ from tests.engine.test_quant import load_transformers
 
 pytestmark = pytest.mark.slow
 
-PRESETS = ["w4a16", "w4a16-gptq", "w4a16-asym", "w8a16", "w8a8-int8", "fp8-dynamic", "2of4", "2of4-fp8", "2of4-w4a16"]
-ACTIVATION_QUANTIZED = {"w8a8-int8", "fp8-dynamic", "2of4-fp8"}
+PRESETS = ["w4a16", "w4a16-gptq", "w4a16-asym", "w8a16", "w8a8-int8", "fp8-dynamic", "fp8-gptq", "2of4", "2of4-fp8",
+           "2of4-w4a16"]
+ACTIVATION_QUANTIZED = {"w8a8-int8", "fp8-dynamic", "fp8-gptq", "2of4-fp8"}
 GREEDY = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
 PROMPT_TOKENS = 48  # prompts cut to this length: the check is per token, and shorter runs faster
 TIE = 1e-3
