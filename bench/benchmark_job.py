@@ -15,16 +15,13 @@ SmolLM2-135M-Instruct from ../shared/tools/make-smollm2. The scale defaults to t
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+# run as a file, bench/ would come first on sys.path and its kernels.py shadow the kernels package
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+from bench.offline_job import FIXTURES, run_worker_until, smollm2, stage_times, start_hub  # noqa: E402
 LATENCIES = (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"), ("e2el_ms", "E2EL"))
 # every metric the issue names; a runnable run missing one (None or empty) fails the bench
 REQUIRED = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "request_throughput", "output_throughput",
@@ -92,33 +89,15 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the temporary hub folder")
     p.add_argument("--json", type=Path, help="write the rows as JSON")
     a = p.parse_args()
-    model = a.model or Path(
-        subprocess.run([str(ROOT.parent / "shared" / "tools" / "make-smollm2")], check=True, capture_output=True,
-                       text=True, env={**os.environ, "PYTHON": sys.executable}).stdout.split()[-1]
-    )
-    var = Path(tempfile.mkdtemp(prefix="benchmark-job-"))
-    env = {
-        **os.environ,
-        "HUB_VAR_DIR": str(var),
+    model = a.model or smollm2()
+    var, env = start_hub("benchmark-job-", {
         "HUB_CALIBRATION_DATASET": a.calibration,
         "HUB_CALIBRATION_SAMPLES": str(a.calibration_samples),
         "HUB_CALIBRATION_SEQ_LEN": str(a.calibration_seq_len),
         "HUB_BENCHMARK_THREADS": str(a.threads),
         "HUB_BENCHMARK_SCALE": str(a.scale or 0),
         "OMP_NUM_THREADS": str(a.threads),
-        "HF_HOME": str(var / "hf"),
-        "HF_HUB_OFFLINE": "1",
-        "DJANGO_SETTINGS_MODULE": "hub.settings",
-        "PYTHONPATH": str(ROOT),
-    }
-    for key in ("DATABASE_URL", "CELERY_BROKER_URL"):  # SQLite and the file broker: nothing to reach
-        env.pop(key, None)
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-
-    import django
-
-    django.setup()
+    })
     from django.core.management import call_command
 
     from hub.catalog.models import BaseModel
@@ -128,25 +107,8 @@ def main() -> None:
     call_command("import_model", str(model), name="bench/base")
     job = Job.submit(base_model=BaseModel.objects.get(name="bench/base"),
                      recipes=[Recipe.for_preset(r) for r in a.recipes.split(",")], suite="", benchmark_profile=a.profile)
-    cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "cpu,gpu", "-P", "solo", "-n", "bench@localhost",
-           "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:
-        cmd = ["unshare", "-n", *cmd]
-    else:
-        print("warning: no network namespace here; the worker runs with HF_HUB_OFFLINE=1 only", file=sys.stderr)
-    log = (var / "worker.log").open("w")
-    worker = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    started = time.monotonic()
     wanted = [Stage.Kind.FETCH, Stage.Kind.COMPRESS, Stage.Kind.BENCHMARK]
-    try:
-        while time.monotonic() - started < a.timeout:
-            if all(s.status in Stage.FINAL for s in job.stages.filter(kind__in=wanted)):
-                break
-            time.sleep(5)
-    finally:
-        worker.terminate()
-        worker.wait(60)
-        log.close()
+    isolated = run_worker_until(job, wanted, var, env, a.timeout)
 
     stages = list(job.stages.filter(kind__in=wanted).select_related("recipe").order_by("id"))
     rows = []
@@ -159,9 +121,7 @@ def main() -> None:
     figures = {
         "model": str(model), "recipes": a.recipes.split(","), "profile": a.profile,
         "settings": BenchmarkRun.objects.filter(job=job).values_list("settings", flat=True).first(),
-        "hardware": hardware, "network_namespace": cmd[0] == "unshare",
-        "stages": {s.name: {"status": s.status, "seconds": round((s.finished_at - s.started_at).total_seconds(), 1)
-                            if s.finished_at and s.started_at else None, "error": s.error[:300]} for s in stages},
+        "hardware": hardware, "network_namespace": isolated, "stages": stage_times(stages),
         "runs": rows,
     }
     print(json.dumps(figures, indent=1))
