@@ -15,7 +15,6 @@ no worker runs, the messages are counted), the objects and the clients' caches a
 own; the temporary folder and the database are removed at the end."""
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from hub.catalog.checkpoints import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/hub_bench_load"
@@ -62,14 +63,6 @@ def random_safetensors(path: Path, mib: int) -> None:
         f.write(struct.pack("<Q", len(header)) + header)
         for _ in range(mib):
             f.write(os.urandom(1 << 20))
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def at_once(n: int, call) -> tuple[list, list[float], float]:
@@ -163,7 +156,7 @@ def main() -> None:
         folder = tmp / "published"
         shutil.copytree(args.checkpoint, folder)
         random_safetensors(folder / "random.safetensors", args.mib)
-        expected = {str(f.relative_to(folder)): sha256(f) for f in sorted(folder.rglob("*")) if f.is_file()}
+        expected = {str(f.relative_to(folder)): sha256_file(f) for f in sorted(folder.rglob("*")) if f.is_file()}
         api.upload_folder(folder_path=folder, repo_id="bench/published")
         repo_mib = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / (1 << 20)
 
@@ -203,7 +196,7 @@ def main() -> None:
         def download(i: int) -> dict[str, str]:
             path = Path(snapshot_download("bench/published", endpoint=url, cache_dir=tmp / "clients" / str(i),
                                           max_workers=2))
-            return {str(f.relative_to(path)): sha256(f) for f in sorted(path.rglob("*")) if f.is_file()}
+            return {str(f.relative_to(path)): sha256_file(f) for f in sorted(path.rglob("*")) if f.is_file()}
 
         start = time.perf_counter()
         snapshots = [download(args.downloads)]

@@ -1,13 +1,13 @@
 """A live hub (pytest-django's live server: the real views over real HTTP) that stock
 huggingface_hub clients talk to, and the users and tokens they talk to it with."""
 
-import hashlib
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 
 from hub.api.models import ApiToken
+from hub.catalog.checkpoints import sha256_file
 
 
 @pytest.fixture(autouse=True)
@@ -49,13 +49,5 @@ def bob_token(bob) -> str:
     return ApiToken.issue(bob, "tests", ApiToken.Scope.WRITE)[1]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder_hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): sha256_of(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -8,8 +8,9 @@ import sys
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
+from hub.catalog.checkpoints import sha256_file
 from hub.hfapi.models import Repo
-from tests.hfapi.conftest import folder_hashes, sha256_of
+from tests.hfapi.conftest import folder_hashes
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_it_round_trips_a_checkpoint_byte_for_byte(uploaded, hub_url, stories260
 
     head = Repo.objects.get(namespace="alice", name="stories").head
     weights = head.entries.get(path="model.safetensors")
-    assert weights.lfs and weights.sha256 == sha256_of(stories260k / "model.safetensors")
+    assert weights.lfs and weights.sha256 == sha256_file(stories260k / "model.safetensors")
     assert not head.entries.get(path="config.json").lfs  # small text travels inline in the commit
     assert os.path.basename(folder) == head.sha
 
@@ -37,7 +38,7 @@ def test_it_lists_files_and_metadata_like_the_hub(uploaded, hub_url, stories260k
     info = api.model_info(uploaded, files_metadata=True)
     assert info.id == uploaded and len(info.sha) == 40 and info.private is False
     siblings = {s.rfilename: s for s in info.siblings}
-    assert siblings["model.safetensors"].lfs.sha256 == sha256_of(stories260k / "model.safetensors")
+    assert siblings["model.safetensors"].lfs.sha256 == sha256_file(stories260k / "model.safetensors")
     assert siblings["config.json"].size == (stories260k / "config.json").stat().st_size
     assert sorted(api.list_repo_files(uploaded)) == sorted([".gitattributes", *os.listdir(stories260k)])
     meta = api.get_safetensors_metadata(uploaded)  # reads the header with Range requests
