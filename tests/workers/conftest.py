@@ -80,6 +80,7 @@ def start_worker(transactional_db, settings, tmp_path):
         "DATABASE_URL": database_url(),
         "HUB_VAR_DIR": str(settings.VAR_DIR),
         "HUB_MODELS_DIR": str(settings.MODELS_DIR),
+        "HUB_ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR),
         "HUB_STAGE_HEARTBEAT_INTERVAL": "1",
         "PYTHONUNBUFFERED": "1",
     }
