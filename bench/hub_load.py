@@ -166,11 +166,12 @@ def main() -> None:
                                    json={"base": base.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""})
             return response.status_code, response.json().get("id") if response.status_code == 201 else None
 
-        alone = []
+        alone, alone_times = [], []
         for i in range(args.jobs, args.jobs + BASELINE_JOBS):
             start = time.perf_counter()
             alone.append(submit(i))
-            alone_s = time.perf_counter() - start if i == args.jobs else min(alone_s, time.perf_counter() - start)
+            alone_times.append(time.perf_counter() - start)
+        alone_s = min(alone_times)
         results, latencies, wall = at_once(args.jobs, submit)
         statuses = [s for s, _ in results + alone]
         ids = {i for _, i in results + alone if i is not None}
