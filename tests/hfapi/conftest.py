@@ -8,6 +8,9 @@ from django.contrib.auth.models import User
 
 from hub.api.models import ApiToken
 from hub.catalog.checkpoints import sha256_file
+from hub.catalog.models import BaseModel, Variant
+from hub.jobs.models import Job, Recipe, Stage
+from tests.conftest import write_tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +54,22 @@ def bob_token(bob) -> str:
 
 def folder_hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def recorded_variant_job(hub_url, alice, tmp_path):
+    """A job whose fetch and compress stages are recorded done, with a variant as compress
+    records one (a tiny checkpoint), publishing to alice/elsewhere on this hub: for what publish
+    writes or refuses."""
+    folder = write_tiny_checkpoint(tmp_path / "variant")
+    (folder / "recipe.yaml").write_text("quant_stage: {}\n")
+    files = [{"path": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())]
+    base = BaseModel.objects.create(name="stories260k", status=BaseModel.Status.READY, architecture="LlamaForCausalLM")
+    recipe = Recipe.for_preset("w8a8-int8")
+    job = Job.submit(base_model=base, recipes=[recipe], owner=alice, suite="", benchmark_profile="",
+                     publish_targets=[f"{hub_url} alice/elsewhere"])
+    job.stages.filter(kind__in=(Stage.Kind.FETCH, Stage.Kind.COMPRESS)).update(status=Stage.Status.DONE)
+    Variant.objects.create(base=base, recipe=recipe, job=job, name="stories260k-w8a8-int8", scheme="W8A8",
+                           local_path=str(folder), files=files, size_bytes=sum(f["size"] for f in files))
+    job.dispatch()
+    return job

@@ -12,12 +12,10 @@ import pytest
 from django.core.management import call_command
 from huggingface_hub import HfApi, ModelCard, snapshot_download
 
-from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import BaseModel, Publication, Variant
 from hub.hfapi.models import Repo
 from hub.jobs.models import Job, Recipe, Stage
 from hub.results.models import BenchmarkRun, EvalRun, Recovery
-from tests.conftest import write_tiny_checkpoint
 from tests.hfapi.conftest import folder_hashes
 from tests.workers.conftest import run_queued
 
@@ -32,24 +30,6 @@ def variant_job(hub_url, alice, stories260k, settings, fixtures_dir):
                      owner=alice, suite="", benchmark_profile="", publish_targets=[f"{hub_url} alice/elsewhere"])
     assert run_queued(job, "fetch") == "done"
     assert run_queued(job, "compress") == "done", job.stages.get(kind="compress").error
-    return job
-
-
-@pytest.fixture
-def recorded_variant_job(hub_url, alice, tmp_path):
-    """A job whose fetch and compress stages are recorded done, with a variant as compress
-    records one (a tiny checkpoint), for what publish writes or refuses."""
-    folder = write_tiny_checkpoint(tmp_path / "variant")
-    (folder / "recipe.yaml").write_text("quant_stage: {}\n")
-    files = [{"path": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())]
-    base = BaseModel.objects.create(name="stories260k", status=BaseModel.Status.READY, architecture="LlamaForCausalLM")
-    recipe = Recipe.for_preset("w8a8-int8")
-    job = Job.submit(base_model=base, recipes=[recipe], owner=alice, suite="", benchmark_profile="",
-                     publish_targets=[f"{hub_url} alice/elsewhere"])
-    job.stages.filter(kind__in=(Stage.Kind.FETCH, Stage.Kind.COMPRESS)).update(status=Stage.Status.DONE)
-    Variant.objects.create(base=base, recipe=recipe, job=job, name="stories260k-w8a8-int8", scheme="W8A8",
-                           local_path=str(folder), files=files, size_bytes=sum(f["size"] for f in files))
-    job.dispatch()
     return job
 
 

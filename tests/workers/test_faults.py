@@ -3,10 +3,8 @@ stage, the broker restarted with messages in it, the disk filling up, a stage ou
 time limit. Each test asserts the end state: resumed or failed with the reason, nothing
 half-written. (A worker killed mid-stage is in test_worker.py.)"""
 
-import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import threading
