@@ -3,6 +3,7 @@ pickle-only weights, a scheme the target GPU cannot run, a recipe that does not 
 waits for a worker to tell them. The REST API submits through this same form."""
 
 import re
+from collections.abc import Callable
 
 import yaml
 from django import forms
@@ -155,23 +156,20 @@ class JobForm(forms.Form):
         self.notes: list[str] = []
         self.fields["base"].queryset = visible(BaseModel.objects.all(), user).order_by("name")
 
-    def clean_hf_id(self) -> str:
-        hf_id = self.cleaned_data["hf_id"].strip()
-        if hf_id:
+    def _checked(self, field: str, check: Callable[[str], object]) -> str:
+        value = self.cleaned_data[field].strip()
+        if value:
             try:
-                check_repo_name(hf_id)
+                check(value)
             except CheckpointError as exc:
                 raise forms.ValidationError(str(exc)) from None
-        return hf_id
+        return value
+
+    def clean_hf_id(self) -> str:
+        return self._checked("hf_id", check_repo_name)
 
     def clean_revision(self) -> str:
-        revision = self.cleaned_data["revision"].strip()
-        if revision:
-            try:
-                check_revision(revision)
-            except CheckpointError as exc:
-                raise forms.ValidationError(str(exc)) from None
-        return revision
+        return self._checked("revision", check_revision)
 
     def clean_recipe_name(self) -> str:
         name = self.cleaned_data["recipe_name"].strip()
