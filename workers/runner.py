@@ -110,7 +110,7 @@ class StageContext:
         done, message = progress if progress else (None, None)
         if not self.stage.beat(done, message, lines):
             self.lost = True
-        self.cancel_requested = Job.objects.filter(pk=self.stage.job_id, cancel_requested=True).exists()
+        self.cancel_requested = Job.cancel_requested_for(self.stage.job_id)
 
     def _beat_loop(self) -> None:
         last_beat = 0.0
@@ -168,9 +168,9 @@ def execute(stage_id: int, worker: str) -> str:
 
 def _record_success(stage: Stage, result: StageResult) -> str:
     with transaction.atomic():
-        # A cancel that lands while the body finishes still wins: the job row is locked, so the
-        # result is recorded only if no cancel was committed before it.
-        if Job.objects.select_for_update().filter(pk=stage.job_id, cancel_requested=True).exists():
+        # A cancel that lands while the body finishes still wins: the result is recorded only if
+        # no cancel was committed before it.
+        if Job.cancel_requested_for(stage.job_id, lock=True):
             cancelled = stage.fail("cancelled by request before its result was recorded", status=Stage.Status.CANCELLED)
             return Stage.Status.CANCELLED if cancelled else "lost claim"
         if result.record:
@@ -184,7 +184,7 @@ def _record_success(stage: Stage, result: StageResult) -> str:
 def _record_failure(stage: Stage, ctx: StageContext, exc: Exception) -> str:
     if ctx.lost:
         return "lost claim"  # another attempt owns the stage now; it records the outcome
-    if ctx.cancel_requested or Job.objects.filter(pk=stage.job_id, cancel_requested=True).exists():
+    if ctx.cancel_requested or Job.cancel_requested_for(stage.job_id):
         stage.fail("cancelled by request", status=Stage.Status.CANCELLED)
     elif ctx.timed_out:
         stage.fail(f"time limit of {settings.STAGE_TIME_LIMIT} s exceeded")

@@ -167,6 +167,13 @@ class Job(models.Model):
         for key, value in updates.items():
             setattr(self, key, value)
 
+    @staticmethod
+    def cancel_requested_for(job_id: int, lock: bool = False) -> bool:
+        """Whether the job was asked to stop; `lock` holds its row to the end of the transaction,
+        so no cancel can be committed between this answer and what the caller writes."""
+        jobs = Job.objects.select_for_update() if lock else Job.objects
+        return jobs.filter(pk=job_id, cancel_requested=True).exists()
+
     def cancel(self) -> None:
         """Stop the job: waiting stages are cancelled now, a running stage at its next check."""
         with transaction.atomic():
