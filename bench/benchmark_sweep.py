@@ -1,12 +1,13 @@
 """The benchmark stage's measurement on a GPU: a Llama-3.1-8B-shaped model with random weights,
 dense bf16 and the same model as compressed-tensors W4A16 (pack-quantized, symmetric, group
-128), W8A8 (int-quantized, per-channel weights, dynamic per-token int8 activations) and FP8_DYNAMIC (float-quantized per-channel weights, dynamic per-token activations)
-checkpoints, one after the other in one process on a workload profile (the concurrency sweep
-by default), with `engine.bench.measure`. Random weights run exactly as fast as trained ones
+128), W8A8 (int-quantized per-channel weights, dynamic per-token int8 activations) and
+FP8_DYNAMIC (float-quantized per-channel weights, dynamic per-token activations) checkpoints,
+one after the other in one process on a workload profile (the concurrency sweep by default),
+with `engine.bench.measure`. Random weights run exactly as fast as trained ones
 (greedy, `ignore_eos`, fixed lengths); a scheme the engine or the GPU cannot run is reported as
 such. Prints one table per variant against bf16 and writes every measurement as JSON.
 
-    python3 -m bench.benchmark_sweep --dir /dev/shm/sweep [--schemes bf16,w4a16,fp8] [--scale 1] \
+    python3 -m bench.benchmark_sweep --dir /dev/shm/sweep [--schemes bf16,w4a16,w8a8,fp8] [--scale 1] \
         [--profile sweep] [--layers 32] [--json OUT.json]
 """
 
