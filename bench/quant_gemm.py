@@ -3,9 +3,10 @@ shapes, in one process on one CUDA device.
 
     python -m bench.quant_gemm [--json PATH] [--quick]
 
-- W4A16 (int4, symmetric, group 128; the Triton dequant-GEMM with split-K) at batch 1, 4, 16, 64:
-  a small sweep of tile shapes and split-K counts, the best and the engine's heuristic beside
-  bf16 `F.linear`; asymmetric int4 and W8A16 at the heuristic;
+- W4A16 (int4, symmetric, group 128) at batch 1, 4, 8, 16, 32, 64: each path of
+  `kernels.gemm_wna16` (multiply-add gemv, tensor-core strided, dequantize + cuBLAS) at a
+  small sweep of tile shapes and split-K counts (one shape each with --quick), its best and
+  the engine's heuristic beside bf16 `F.linear`; asymmetric int4 and W8A16 at the heuristic;
 - W8A8 int8 and FP8 at batch 256, 1024, 2048: the GEMM alone (Triton tiles; `torch._int_mm` plus
   a scaling pass; `torch._scaled_mm` row-wise for FP8) and with the per-token quantization of
   the bf16 activations in front, as the engine runs it;
@@ -22,6 +23,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
+import triton
 
 from bench.kernels import eager_ms, graph_ms
 from kernels import reference
@@ -41,14 +43,27 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
 
 
-def w4_configs(m: int, n: int, k: int, dev: torch.device) -> list[Config]:
-    shapes = [(16, 64, 4, 4), (16, 128, 4, 4), (16, 128, 4, 3), (16, 256, 8, 3)] if m <= 16 else \
-        [(64, 64, 4, 4), (64, 128, 4, 4), (32, 128, 4, 4), (64, 128, 8, 3)]
-    out = []
-    for bm, bn, warps, stages in shapes:
-        s = split_for(m, n, k, bm, bn, 128, dev)
-        out += [Config(bm, bn, 128, split, warps, stages, True) for split in sorted({s, 2 * s})]
-    return out
+def w4_configs(m: int, n: int, k: int, dev: torch.device, quick: bool) -> dict[str, list[Config]]:
+    """Launch shapes to try per path; quick: one each. The multiply-add kernel is tried up to
+    16 rows, the tensor-core one up to 64, dequantize + cuBLAS everywhere."""
+    paths: dict[str, list[Config]] = {"dequant": [Config("dequant", 1, 64, 128)]}
+    if m <= 16:
+        bm = triton.next_power_of_2(m)
+        shrink = max(1, bm // 4)  # the [rows, outputs, words] block lives in registers
+        shapes = [(64, 4, 3, 8), (32, 4, 3, 8), (128, 4, 3, 8), (64, 2, 2, 8), (64, 4, 3, 16)]
+        paths["gemv"] = [
+            Config("gemv", bm, bn // shrink, 128, split_for(m, n, k, bm, bn // shrink, 128, dev, per_sm, 2), warps, stages)
+            for bn, warps, stages, per_sm in shapes[: 1 if quick else None]
+        ]
+    if m <= 64:
+        # 64-row blocks go to Hopper's warpgroup MMA; 16 and 32 stay on the register MMA
+        shapes = [(16, 128, 4, 4), (16, 64, 4, 4), (16, 128, 4, 3), (16, 256, 8, 3)] if m <= 16 else \
+            [(32, 64, 4, 4), (32, 128, 4, 4), (64, 64, 4, 4), (64, 128, 8, 3)]
+        paths["strided"] = []
+        for bm, bn, warps, stages in shapes[: 1 if quick else None]:
+            split = split_for(m, n, k, bm, bn, 128, dev)
+            paths["strided"] += [Config("strided", bm, bn, 128, sp, warps, stages) for sp in sorted({split, 2 * split})]
+    return paths
 
 
 def bench_wna16(batches: list[int], dev: torch.device, quick: bool) -> list[dict]:
@@ -64,30 +79,30 @@ def bench_wna16(batches: list[int], dev: torch.device, quick: bool) -> list[dict
         for m in batches:
             x = torch.randn(m, k, device=dev, dtype=DTYPE)
             base = graph_ms([lambda w=w: F.linear(x, w) for w in dense])
-            results = {}
-            for cfg in [None] + ([] if quick else w4_configs(m, n, k, dev)):
-                try:
-                    ms = graph_ms([lambda p=p, s=s: wna16_gemm(x, p, s, None, 4, 128, cfg) for p, s in zip(packed, scales)])
-                except Exception as e:  # a tile shape this GPU cannot hold
-                    print(f"  {name} m={m} {cfg}: {type(e).__name__} {str(e)[:80]}", file=sys.stderr)
-                    continue
-                results["heuristic" if cfg is None else str(cfg)] = ms
-            best_name = min(results, key=results.get)
+            heuristic = default_config(m, n, k, 128, 4, dev)
+            paths = {}  # path -> {config: ms}
+            for path, configs in w4_configs(m, n, k, dev, quick).items():
+                for cfg in configs:
+                    ms = timed([lambda p=p, s=s, cfg=cfg: wna16_gemm(x, p, s, None, 4, 128, cfg) for p, s in zip(packed, scales)])
+                    if ms is not None:
+                        paths.setdefault(path, {})[str(cfg)] = ms
+            heur_ms = graph_ms([lambda p=p, s=s: wna16_gemm(x, p, s, None, 4, 128) for p, s in zip(packed, scales)])
+            best = {path: min(times.values()) for path, times in paths.items()}
             err = rel_err(wna16_gemm(x, packed[0], scales[0], None, 4, 128),
                           reference.wna16_gemm(x, packed[0], scales[0], None, 4, 128))  # fmt: skip
             asym = graph_ms([lambda p=p, s=s, z=z: wna16_gemm(x, p, s, z, 4, 128) for p, s, z in zip(packed, scales, zeros)])
             w8 = graph_ms([lambda p=p, s=s: wna16_gemm(x, p, s, None, 8, 128) for p, s in zip(packed8, scales)])
             row = {
                 "shape": name, "n": n, "k": k, "batch": m, "bf16_ms": base,
-                "w4a16_heuristic_ms": results["heuristic"], "w4a16_best_ms": results[best_name], "w4a16_best": best_name,
-                "speedup_heuristic": base / results["heuristic"], "speedup_best": base / results[best_name],
-                "w4a16_asym_ms": asym, "w8a16_ms": w8, "rel_err": err, "sweep": results,
-                "heuristic": str(default_config(m, n, k, 128, 4, dev)),
+                "heuristic": str(heuristic), "w4a16_heuristic_ms": heur_ms, "speedup_heuristic": base / heur_ms,
+                "best_per_path_ms": best, "speedup_per_path": {path: base / ms for path, ms in best.items()},
+                "w4a16_asym_ms": asym, "w8a16_ms": w8, "rel_err": err, "sweep": paths,
             }  # fmt: skip
             rows.append(row)
-            print(f"W4A16 {name:13s} m={m:3d}  bf16 {base*1e3:7.1f} us  heur {results['heuristic']*1e3:7.1f} us "
-                  f"({row['speedup_heuristic']:.2f}x)  best {results[best_name]*1e3:7.1f} us ({row['speedup_best']:.2f}x) "
-                  f"{best_name}  asym {asym*1e3:6.1f}  w8a16 {w8*1e3:6.1f}  err {err:.1e}", flush=True)  # fmt: skip
+            per_path = "  ".join(f"{path} {ms*1e3:7.1f} ({base/ms:.2f}x)" for path, ms in best.items())
+            print(f"W4A16 {name:13s} m={m:3d}  bf16 {base*1e3:7.1f} us  heuristic {heuristic.kernel} {heur_ms*1e3:7.1f} us "
+                  f"({base/heur_ms:.2f}x)  best per path: {per_path}  asym {asym*1e3:6.1f}  w8a16 {w8*1e3:6.1f}  "
+                  f"err {err:.1e}", flush=True)  # fmt: skip
         del dense, packed, scales, zeros, packed8
     return rows
 
@@ -192,14 +207,11 @@ def main() -> None:
     dev = torch.device("cuda")
     torch.manual_seed(0)
     props = torch.cuda.get_device_properties(dev)
-    result = {"device": props.name, "sms": props.multi_processor_count, "torch": torch.__version__}
-    import triton
-
-    result["triton"] = triton.__version__
+    result = {"device": props.name, "sms": props.multi_processor_count, "torch": torch.__version__, "triton": triton.__version__}
     parts = args.only or ["wna16", "scaled", "sparse"]
     try:
         if "wna16" in parts:
-            result["wna16"] = bench_wna16([1, 4, 16, 64], dev, args.quick)
+            result["wna16"] = bench_wna16([1, 4, 8, 16, 32, 64], dev, args.quick)
         if "scaled" in parts:
             result["scaled"] = bench_scaled([256, 1024, 2048], dev, args.quick)
         if "sparse" in parts:

@@ -148,6 +148,7 @@ class LLM:
             activations = (
                 cfg.max_num_batched_tokens * (4 * m.hidden_size + 3 * m.intermediate_size) * cfg.dtype.itemsize * 2
                 + cfg.max_num_seqs * m.vocab_size * 4 * 3
+                + self._dequant_scratch_bytes()
             )
             blocks = int(free - (1 - _GPU_MEMORY_UTILIZATION) * total - activations) // per_block
         else:
@@ -157,6 +158,12 @@ class LLM:
         if blocks < 1:
             raise ValueError("no memory left for the KV cache; lower max_num_batched_tokens or pass num_kv_blocks")
         return blocks
+
+    def _dequant_scratch_bytes(self) -> int:
+        """Packed int weights are expanded one layer at a time for products of many rows
+        (`kernels.gemm_wna16`); the largest expanded weight must fit beside the cache."""
+        sizes = [m.out_features * m.in_features for m in self.model.modules() if getattr(m, "weight_packed", None) is not None]
+        return max(sizes, default=0) * self.config.dtype.itemsize
 
     @property
     def tokenizer(self):

@@ -2,12 +2,22 @@
 
 The weight stays in compressed-tensors' layout: int32 words [N, K * bits / 32], 32 / bits codes per
 word along K (low bits first, offset by 2**(bits-1)), group scales [N, K / G], optional signed
-zero points [N, K / G]. Codes are multiplied as integer values in x's dtype (exact) and a group's
-scale is applied to the product, since a K tile never crosses a group. Two kernels:
-- strided (groups of 128 int4 and up): the j-th code of every word in a tile multiplies the
-  strided slice x[:, j::32/bits], so codes need one shift and mask each and no reordering;
+zero points [N, K / G]. A K tile never crosses a group, so a group's scale is applied to the
+tile's product. Four paths, chosen by the number of rows of x (`default_config`):
+- gemv (a few rows): plain multiply-adds, no tensor cores. With so few rows the weight is read
+  once and every code is used a few times, so the work is turning codes into floats; the
+  exponent trick does that in two bit operations and a subtract, where a conversion
+  instruction runs at an eighth of the multiply-add rate;
+- strided (up to 16 rows, groups of 128 int4 and up): tensor cores; the j-th code of every word in
+  a tile multiplies the strided slice x[:, j::32/bits], so codes need one shift and mask each
+  and no reordering;
 - interleaved (smaller groups, whose tiles are too few words for the tensor cores' K step):
-  the tile of words is widened with interleaves into K order and the codes shifted out.
+  the tile of words is widened with interleaves into K order and the codes shifted out;
+- dequant (more rows): the weight is expanded into x's dtype by a small kernel and multiplied by
+  cuBLAS. Past a few dozen rows the product is no longer bound by reading the weight, and the
+  fused kernels, which dequantize every tile once per block of rows, fall far behind (0.08x of
+  bf16 at 64 rows on the H100, bench/RESULTS.md); expanding costs one extra pass over a
+  bf16-sized weight.
 Small batches read the weight once with few output tiles, so K is split across programs
 (split-K) and a second small kernel sums the partial products.
 """
@@ -170,6 +180,111 @@ def _wna16_strided_kernel(
 
 
 @triton.jit
+def _wna16_gemv_kernel(
+    x_ptr,
+    w_ptr,
+    s_ptr,
+    z_ptr,
+    out_ptr,
+    M,
+    N,
+    K,
+    k_per_split,
+    group_size,
+    stride_xm,
+    stride_wn,
+    stride_sn,
+    stride_zn,
+    stride_om,
+    stride_split,
+    BITS: tl.constexpr,
+    HAS_ZP: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    UPCAST: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    # Products are summed in a [rows, outputs, words] block and reduced over words once per
+    # tile. A code c OR-ed into the low mantissa bits of the float 2**23 gives 2**23 + c, so
+    # subtracting 2**23 plus the offset gives the signed code exactly, with no conversion.
+    # Everything is float32 here, so UPCAST and IEEE (kept for one launch signature) do nothing.
+    PACK: tl.constexpr = 32 // BITS
+    WORDS: tl.constexpr = BLOCK_K // PACK
+    MAGIC: tl.constexpr = 8388608.0  # 2**23, the float whose bits are 0x4B000000
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    offs_w = tl.arange(0, WORDS)
+    n_words = K // PACK
+    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
+    w_rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    k_start = pid_k * k_per_split
+    k_end = tl.minimum(K, k_start + k_per_split)
+    for k0 in range(k_start, k_end, BLOCK_K):
+        words = k0 // PACK + offs_w
+        p = tl.load(w_rows + words[None, :], mask=mask_n[:, None] & (words < n_words)[None, :], other=0)
+        part = tl.zeros((BLOCK_M, BLOCK_N, WORDS), dtype=tl.float32)
+        xsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for j in tl.static_range(PACK):
+            ks = k0 + offs_w * PACK + j
+            x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0).to(tl.float32)
+            bits = ((p >> (BITS * j)) & ((1 << BITS) - 1)) | 0x4B000000
+            w = bits.to(tl.float32, bitcast=True) - (MAGIC + (1 << (BITS - 1)))
+            part += x[:, None, :] * w[None, :, :]
+            if HAS_ZP:
+                xsum += tl.sum(x, axis=1)
+        dot = tl.sum(part, axis=2)
+        g = k0 // group_size
+        if HAS_ZP:
+            z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.float32)
+            dot -= xsum[:, None] * z[None, :]
+        s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
+        acc += dot * s[None, :]
+    out = out_ptr + pid_k * stride_split + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _dequantize_kernel(
+    w_ptr,
+    s_ptr,
+    z_ptr,
+    out_ptr,
+    N,
+    K,
+    group_size,
+    stride_wn,
+    stride_sn,
+    stride_zn,
+    stride_on,
+    BITS: tl.constexpr,
+    HAS_ZP: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # Each word is gathered once per code it holds; the repeats hit the L1 cache.
+    PACK: tl.constexpr = 32 // BITS
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    mask = (offs_n < N)[:, None] & (offs_k < K)[None, :]
+    rows = offs_n.to(tl.int64)[:, None]
+    p = tl.load(w_ptr + rows * stride_wn + (offs_k // PACK)[None, :], mask=mask, other=0)
+    q = ((p >> ((offs_k % PACK) * BITS)[None, :]) & ((1 << BITS) - 1)) - (1 << (BITS - 1))
+    g = (offs_k // group_size)[None, :]
+    if HAS_ZP:
+        q -= tl.load(z_ptr + rows * stride_zn + g, mask=mask, other=0).to(tl.int32)
+    s = tl.load(s_ptr + rows * stride_sn + g, mask=mask, other=0.0).to(tl.float32)
+    w = q.to(tl.float32) * s
+    tl.store(out_ptr + rows * stride_on + offs_k[None, :], w.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _sum_splits_kernel(part_ptr, out_ptr, numel, split, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel
@@ -179,15 +294,20 @@ def _sum_splits_kernel(part_ptr, out_ptr, numel, split, BLOCK: tl.constexpr):
     tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+KERNELS = {"gemv": _wna16_gemv_kernel, "strided": _wna16_strided_kernel, "interleaved": _wna16_kernel}
+GEMV_MAX_M = 4  # rows of x up to which the multiply-add kernel runs
+FUSED_MAX_M = 16  # and the tensor-core kernels; past it, dequantize and cuBLAS
+
+
 @dataclass(frozen=True)
 class Config:
+    kernel: str  # a key of KERNELS, or "dequant"
     block_m: int
     block_n: int
     block_k: int
-    split_k: int
+    split_k: int = 1
     num_warps: int = 4
     num_stages: int = 4
-    strided: bool = True
 
 
 @functools.cache
@@ -195,22 +315,50 @@ def num_sms(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-def split_for(m: int, n: int, k: int, block_m: int, block_n: int, block_k: int, device: torch.device) -> int:
-    """Enough programs for two waves over the SMs, each keeping at least 4 K tiles."""
+def split_for(
+    m: int, n: int, k: int, block_m: int, block_n: int, block_k: int, device: torch.device,
+    programs_per_sm: int = 2, min_k_tiles: int = 4,
+) -> int:  # fmt: skip
+    """Enough programs for `programs_per_sm` over the SMs, each keeping `min_k_tiles` K tiles."""
     tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
-    return max(1, min(triton.cdiv(k, block_k) // 4, triton.cdiv(2 * num_sms(device.index or 0), tiles)))
+    wanted = triton.cdiv(programs_per_sm * num_sms(device.index or 0), tiles)
+    return max(1, min(triton.cdiv(k, block_k) // min_k_tiles, wanted))
 
 
 def default_config(m: int, n: int, k: int, group_size: int, bits: int, device: torch.device) -> Config:
-    """Launch shape from the H100 sweep in bench/quant_gemm.py (see bench/RESULTS.md). The
-    strided kernel needs K tiles of 16 words (the tensor cores' K step): groups of 128 int4."""
+    """The path and launch shape for m rows. Tensor-core shapes are from the H100 sweep in
+    bench/quant_gemm.py (bench/RESULTS.md); the strided kernel needs K tiles of 16 words (the
+    tensor cores' K step): groups of 128 int4. The gemv shape and the row limits of the paths
+    are estimates from operation counts, to be set by that sweep: the gemv kernel keeps many
+    programs per SM, since nothing but the weight's reads is in flight to hide their latency."""
     block_k = min(128, group_size)
-    strided = block_k * bits // 32 >= 16
+    if m > FUSED_MAX_M:
+        return Config("dequant", 1, 64, 128)
+    if m <= GEMV_MAX_M:
+        block_m = triton.next_power_of_2(m)
+        if interpreting():
+            return Config("gemv", block_m, 64, block_k, 1, 4, 1)
+        return Config("gemv", block_m, 64, block_k, split_for(m, n, k, block_m, 64, block_k, device, 8, 2), 4, 3)
+    kernel = "strided" if block_k * bits // 32 >= 16 else "interleaved"
     if interpreting():
-        return Config(max(16, min(64, triton.next_power_of_2(m))), 64, block_k, 1, 4, 1, strided)
-    block_m = 16 if m <= 16 else (32 if m <= 32 else 64)
-    block_n = 128 if m <= 16 else 64
-    return Config(block_m, block_n, block_k, split_for(m, n, k, block_m, block_n, block_k, device), 4, 4, strided)
+        return Config(kernel, 16, 64, block_k, 1, 4, 1)
+    return Config(kernel, 16, 128, block_k, split_for(m, n, k, 16, 128, block_k, device), 4, 4)
+
+
+def dequantize(
+    packed: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int, group_size: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """The weight [N, K] in `dtype` (twin: `kernels.reference.dequantize_packed`, in float32)."""
+    n, k = packed.shape[0], packed.shape[1] * (32 // bits)
+    out = torch.empty((n, k), dtype=dtype, device=packed.device)
+    block_n, block_k = 32, 256
+    _dequantize_kernel[(triton.cdiv(n, block_n), triton.cdiv(k, block_k))](
+        packed, scale, zero if zero is not None else scale, out,
+        n, k, group_size,
+        packed.stride(0), scale.stride(0), zero.stride(0) if zero is not None else 0, out.stride(0),
+        BITS=bits, HAS_ZP=zero is not None, BLOCK_N=block_n, BLOCK_K=block_k,
+    )  # fmt: skip
+    return out
 
 
 def wna16_gemm(
@@ -233,6 +381,8 @@ def wna16_gemm(
     if packed.shape[1] * (32 // bits) != k:
         raise ValueError(f"packed weight {tuple(packed.shape)} does not hold {k} {bits}-bit columns")
     cfg = config or default_config(m, n, k, group_size, bits, x.device)
+    if cfg.kernel == "dequant":
+        return torch.nn.functional.linear(x2, dequantize(packed, scale, zero, bits, group_size, x.dtype)).view(*lead, n)
     if group_size < k and group_size % cfg.block_k:
         raise ValueError(f"group size {group_size} is not a multiple of BLOCK_K {cfg.block_k}")
     k_tiles = triton.cdiv(k, cfg.block_k)
@@ -242,8 +392,7 @@ def wna16_gemm(
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
     grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n), split)
-    kernel = _wna16_strided_kernel if cfg.strided else _wna16_kernel
-    kernel[grid](
+    KERNELS[cfg.kernel][grid](
         x2, packed, scale, zero if zero is not None else scale, dest,
         m, n, k, k_per_split, group_size,
         x2.stride(0), packed.stride(0), scale.stride(0), zero.stride(0) if zero is not None else 0,

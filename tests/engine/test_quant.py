@@ -155,6 +155,9 @@ def test_it_leaves_the_layers_a_config_ignores_dense(compressed):
     mlp = llm.model.model.layers[1].mlp
     assert isinstance(mlp.down_proj.method, DenseLinearMethod)
     assert isinstance(mlp.gate_up_proj.method, WNA16Method)
+    # on a GPU, room is kept beside the KV cache for the largest packed weight expanded (float32 here)
+    gate_up = mlp.gate_up_proj
+    assert llm._dequant_scratch_bytes() == gate_up.out_features * gate_up.in_features * 4
     prompts = random_prompts(4)
     assert_greedy_matches(llm.generate(prompts, GREEDY), load_transformers(path), prompts, GREEDY.max_tokens)
 
