@@ -4,13 +4,13 @@ The weight stays in compressed-tensors' layout: int32 words [N, K * bits / 32], 
 word along K (low bits first, offset by 2**(bits-1)), group scales [N, K / G], optional signed
 zero points [N, K / G]. A K tile never crosses a group, so a group's scale is applied to the
 tile's product. Four paths, chosen by the number of rows of x (`default_config`):
-- gemv (a few rows): plain multiply-adds, no tensor cores. With so few rows the weight is read
-  once and every code is used a few times, so the work is turning codes into floats; the
-  exponent trick does that in two bit operations and a subtract, where a conversion
-  instruction runs at an eighth of the multiply-add rate;
 - strided (up to 16 rows, groups of 128 int4 and up): tensor cores; the j-th code of every word in
   a tile multiplies the strided slice x[:, j::32/bits], so codes need one shift and mask each
   and no reordering;
+- gemv (a few rows): the strided kernel with plain multiply-adds instead of tensor cores. With
+  so few rows every code is used a few times, so the work is turning codes into floats; the
+  exponent trick does that in two bit operations and a subtract, where a conversion
+  instruction runs at an eighth of the multiply-add rate;
 - interleaved (smaller groups, whose tiles are too few words for the tensor cores' K step):
   the tile of words is widened with interleaves into K order and the codes shifted out;
 - dequant (more rows): the weight is expanded into x's dtype by a small kernel and multiplied by
@@ -130,13 +130,18 @@ def _wna16_strided_kernel(
     BLOCK_K: tl.constexpr,
     UPCAST: tl.constexpr,
     IEEE: tl.constexpr,
+    TENSOR_CORES: tl.constexpr,
 ):
     # Code j of each word holds input column PACK * word + j, so the tile's product is PACK
     # products of a strided slice of x with the j-th codes of the words: no unpacking into K
     # order. The offset 2**(bits-1) (and a zero point) is taken off once per tile through the
-    # sum of x: x . (q - o) = x . q - o * sum(x).
+    # sum of x: x . (q - o) = x . q - o * sum(x). Without tensor cores (gemv) the products are
+    # summed in a [rows, words, outputs] block, reduced over words once per tile, and a code
+    # becomes a float without a conversion instruction: c OR-ed into the low mantissa bits of
+    # the float 2**23 gives 2**23 + c.
     PACK: tl.constexpr = 32 // BITS
     WORDS: tl.constexpr = BLOCK_K // PACK
+    MAGIC: tl.constexpr = 8388608.0  # 2**23, the float whose bits are 0x4B000000
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -154,19 +159,28 @@ def _wna16_strided_kernel(
     for k0 in range(k_start, k_end, BLOCK_K):
         words = k0 // PACK + offs_w
         p = tl.load(w_cols + words[:, None], mask=(words < n_words)[:, None] & mask_n[None, :], other=0)
-        part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         xsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        if TENSOR_CORES:
+            part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        else:
+            prods = tl.zeros((BLOCK_M, WORDS, BLOCK_N), dtype=tl.float32)
         for j in tl.static_range(PACK):
             ks = k0 + offs_w * PACK + j
             x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0)
             q = (p >> (BITS * j)) & ((1 << BITS) - 1)
-            if UPCAST:
-                x = x.to(tl.float32)
             xsum += tl.sum(x.to(tl.float32), axis=1)
-            if IEEE:
-                part = tl.dot(x, q.to(x.dtype), part, input_precision="ieee")
+            if TENSOR_CORES:
+                if UPCAST:
+                    x = x.to(tl.float32)
+                if IEEE:
+                    part = tl.dot(x, q.to(x.dtype), part, input_precision="ieee")
+                else:
+                    part = tl.dot(x, q.to(x.dtype), part)
             else:
-                part = tl.dot(x, q.to(x.dtype), part)
+                w = (q | 0x4B000000).to(tl.float32, bitcast=True) - MAGIC
+                prods += x.to(tl.float32)[:, :, None] * w[None, :, :]
+        if not TENSOR_CORES:
+            part = tl.sum(prods, axis=1)
         g = k0 // group_size
         if HAS_ZP:
             z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.float32)
@@ -175,77 +189,6 @@ def _wna16_strided_kernel(
             part -= xsum[:, None] * (1 << (BITS - 1))
         s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
         acc += part * s[None, :]
-    out = out_ptr + pid_k * stride_split + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
-
-
-@triton.jit
-def _wna16_gemv_kernel(
-    x_ptr,
-    w_ptr,
-    s_ptr,
-    z_ptr,
-    out_ptr,
-    M,
-    N,
-    K,
-    k_per_split,
-    group_size,
-    stride_xm,
-    stride_wn,
-    stride_sn,
-    stride_zn,
-    stride_om,
-    stride_split,
-    BITS: tl.constexpr,
-    HAS_ZP: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    UPCAST: tl.constexpr,
-    IEEE: tl.constexpr,
-):
-    # Products are summed in a [rows, outputs, words] block and reduced over words once per
-    # tile. A code c OR-ed into the low mantissa bits of the float 2**23 gives 2**23 + c, so
-    # subtracting 2**23 plus the offset gives the signed code exactly, with no conversion.
-    # Everything is float32 here, so UPCAST and IEEE (kept for one launch signature) do nothing.
-    PACK: tl.constexpr = 32 // BITS
-    WORDS: tl.constexpr = BLOCK_K // PACK
-    MAGIC: tl.constexpr = 8388608.0  # 2**23, the float whose bits are 0x4B000000
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    pid_k = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_m = offs_m < M
-    mask_n = offs_n < N
-    offs_w = tl.arange(0, WORDS)
-    n_words = K // PACK
-    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
-    w_rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    k_start = pid_k * k_per_split
-    k_end = tl.minimum(K, k_start + k_per_split)
-    for k0 in range(k_start, k_end, BLOCK_K):
-        words = k0 // PACK + offs_w
-        p = tl.load(w_rows + words[None, :], mask=mask_n[:, None] & (words < n_words)[None, :], other=0)
-        part = tl.zeros((BLOCK_M, BLOCK_N, WORDS), dtype=tl.float32)
-        xsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
-        for j in tl.static_range(PACK):
-            ks = k0 + offs_w * PACK + j
-            x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0).to(tl.float32)
-            bits = ((p >> (BITS * j)) & ((1 << BITS) - 1)) | 0x4B000000
-            w = bits.to(tl.float32, bitcast=True) - (MAGIC + (1 << (BITS - 1)))
-            part += x[:, None, :] * w[None, :, :]
-            if HAS_ZP:
-                xsum += tl.sum(x, axis=1)
-        dot = tl.sum(part, axis=2)
-        g = k0 // group_size
-        if HAS_ZP:
-            z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.float32)
-            dot -= xsum[:, None] * z[None, :]
-        s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
-        acc += dot * s[None, :]
     out = out_ptr + pid_k * stride_split + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
@@ -294,14 +237,13 @@ def _sum_splits_kernel(part_ptr, out_ptr, numel, split, BLOCK: tl.constexpr):
     tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-KERNELS = {"gemv": _wna16_gemv_kernel, "strided": _wna16_strided_kernel, "interleaved": _wna16_kernel}
 GEMV_MAX_M = 4  # rows of x up to which the multiply-add kernel runs
 FUSED_MAX_M = 16  # and the tensor-core kernels; past it, dequantize and cuBLAS
 
 
 @dataclass(frozen=True)
 class Config:
-    kernel: str  # a key of KERNELS, or "dequant"
+    kernel: str  # "gemv", "strided", "interleaved" or "dequant"
     block_m: int
     block_n: int
     block_k: int
@@ -392,7 +334,11 @@ def wna16_gemm(
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
     grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n), split)
-    KERNELS[cfg.kernel][grid](
+    if cfg.kernel == "interleaved":
+        kernel, extra = _wna16_kernel, {}
+    else:
+        kernel, extra = _wna16_strided_kernel, {"TENSOR_CORES": cfg.kernel == "strided"}
+    kernel[grid](
         x2, packed, scale, zero if zero is not None else scale, dest,
         m, n, k, k_per_split, group_size,
         x2.stride(0), packed.stride(0), scale.stride(0), zero.stride(0) if zero is not None else 0,
@@ -400,7 +346,7 @@ def wna16_gemm(
         BITS=bits, HAS_ZP=zero is not None,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
         UPCAST=interpreting(), IEEE=x.dtype == torch.float32,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **extra,
     )  # fmt: skip
     if split > 1:
         block = 1024
