@@ -12,7 +12,7 @@ machine's disk first, then the rest; deps.md "Set B"). Both sides get:
   inside it, with the same torch thread count (--threads, default 1);
 Then both checkpoints are scored by bench/compress_quality.py's WikiText-2 perplexity here.
 
-    .venv/bin/python bench/compress_vs_llmcompressor.py [--samples 64 --seq-len 512] [--venv var/llmcompressor-venv] [--threads 1]
+    .venv/bin/python bench/compress_vs_llmcompressor.py [--samples 64 --seq-len 512] [--venv var/llmcompressor-venv] [--threads 1] [--seed 0]
 """
 
 import argparse
@@ -38,7 +38,7 @@ OURS = textwrap.dedent("""
     import json, sys, time
     t0 = time.perf_counter()
     from compress import CalibrationConfig, compress
-    model, lambada, samples, seq_len, out, group, observer = sys.argv[1:8]
+    model, lambada, samples, seq_len, out, group, observer, seed = sys.argv[1:9]
     recipe = f'''
     default_stage:
       default_modifiers:
@@ -54,7 +54,7 @@ OURS = textwrap.dedent("""
     '''
     start, cpu = time.perf_counter(), time.process_time()
     # the windows the parent saved for llm-compressor: same function, seed and tokenizer
-    compress(model, recipe, out, calibration=CalibrationConfig(lambada, int(samples), int(seq_len)), device="cpu")
+    compress(model, recipe, out, calibration=CalibrationConfig(lambada, int(samples), int(seq_len), seed=int(seed)), device="cpu")
     print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "imports": start - t0}))
 """)
 
@@ -123,12 +123,14 @@ def main() -> None:
     p.add_argument("--ppl-tokens", type=int, default=32768)
     p.add_argument("--observer", default="mse", help="weight observer for both: mse (our presets) or minmax")
     p.add_argument("--threads", type=int, default=1, help="torch threads in both children (OMP_NUM_THREADS)")
+    p.add_argument("--seed", type=int, default=0, help="which calibration windows (compress.calibration's shuffle seed)")
     a = p.parse_args()
     theirs_python = ensure_venv(a.venv)
     model = smollm2()
     shutil.rmtree(a.work, ignore_errors=True)
     a.work.mkdir(parents=True)
-    ids = load_calibration(AutoTokenizer.from_pretrained(model), CalibrationConfig(str(LAMBADA), a.samples, a.seq_len).resolved("cpu"))
+    calib = CalibrationConfig(str(LAMBADA), a.samples, a.seq_len, seed=a.seed).resolved("cpu")
+    ids = load_calibration(AutoTokenizer.from_pretrained(model), calib)
     torch.save(ids, a.work / "calib.pt")
     batch = str(max(1, TOKENS_PER_BATCH // a.seq_len))
 
@@ -136,12 +138,12 @@ def main() -> None:
                  a.observer, cwd=a.work, threads=a.threads)
     print(f"llm-compressor: {theirs['seconds']:.1f} s", flush=True)
     ours = run(Path(sys.executable), OURS, str(model), str(LAMBADA), str(a.samples), str(a.seq_len), str(a.work / "ours"),
-               str(GROUP_SIZE), a.observer, cwd=a.work, threads=a.threads)
+               str(GROUP_SIZE), a.observer, str(a.seed), cwd=a.work, threads=a.threads)
     print(f"ours: {ours['seconds']:.1f} s", flush=True)
     results = {
         "observer": a.observer,
         "threads": a.threads,
-        "calibration": f"{a.samples} x {a.seq_len} tokens of LAMBADA, batches of {min(int(batch), a.samples)}",
+        "calibration": f"{a.samples} x {a.seq_len} tokens of LAMBADA (seed {a.seed}), batches of {min(int(batch), a.samples)}",
         "ours_seconds": ours["seconds"], "llmcompressor_seconds": theirs["seconds"],
         "time_ratio_llmcompressor_over_ours": theirs["seconds"] / ours["seconds"],
         "ours_cpu_seconds": ours["cpu_seconds"], "llmcompressor_cpu_seconds": theirs["cpu_seconds"],
