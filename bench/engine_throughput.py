@@ -4,8 +4,9 @@ same process, same thread count.
 Every request has `--input-len` random prompt tokens and must produce exactly `--output-len`
 tokens (the engine with ignore_eos, transformers with min_new_tokens), greedy. transformers
 runs the whole batch at once, left-padded (a no-op when all prompts have the same length).
-Runs alternate engine / transformers `--repeats` times; the best run of each is reported,
-which filters out other load on a shared machine. Each run also records the process's CPU
+Runs alternate engine / transformers `--repeats` times, each repeat on new random prompts
+(the same for both sides); the best run of each is reported, which filters out other load on
+a shared machine. Each run also records the process's CPU
 seconds (`time.process_time`), which other processes' load does not inflate the way it
 inflates wall time: with one thread, the ratio of CPU seconds is the steadier figure.
 
@@ -19,6 +20,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -83,15 +85,18 @@ def main() -> None:
     llm = LLM(model_dir, dtype=args.dtype, device="cpu", max_num_batched_tokens=args.max_num_batched_tokens)
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
     workload = Workload(args.num_requests, args.input_len, args.output_len)
-    prompts = random_prompts(llm, workload)
     pad_id = llm.config.model.eos_token_ids[0] if llm.config.model.eos_token_ids else 0
 
-    # warm both up on a small slice (first-call allocations, lazy imports)
-    run_engine(llm, prompts[:2], 4)
-    run_transformers(hf, prompts[:2], 4, 2, pad_id)
+    # warm both up (first-call allocations, lazy imports) on prompts of their own seed
+    warm = random_prompts(llm, replace(workload, num_requests=2, seed=args.repeats))
+    run_engine(llm, warm, 4)
+    run_transformers(hf, warm, 4, 2, pad_id)
 
     engine_runs, hf_runs = [], []
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
+        # new prompts every repeat: the engine's prefix cache would otherwise serve a repeat's
+        # prompts from the previous one, a head start transformers does not get
+        prompts = random_prompts(llm, replace(workload, seed=repeat))
         engine_runs.append(run_engine(llm, prompts, args.output_len))
         hf_runs.append(run_transformers(hf, prompts, args.output_len, args.hf_batch_size or len(prompts), pad_id))
     engine_s, _, engine_tokens = min(engine_runs)
