@@ -49,12 +49,12 @@ def w4_configs(m: int, n: int, k: int, dev: torch.device, quick: bool) -> dict[s
     paths: dict[str, list[Config]] = {"dequant": [Config("dequant", 1, 64, 128)]}
     if m <= 16:
         bm = triton.next_power_of_2(m)
-        shrink = max(1, bm // 4)  # the [rows, outputs, words] block lives in registers
-        shapes = [(64, 4, 3, 8), (32, 4, 3, 8), (128, 4, 3, 8), (64, 2, 2, 8), (64, 4, 3, 16)]
+        shrink = max(1, bm // 2)  # the [rows, outputs, K] accumulators live in registers
+        shapes = [(64, 64, 4, 3, 8), (128, 64, 4, 3, 8), (64, 128, 4, 3, 8), (32, 64, 2, 3, 8), (64, 64, 4, 2, 16)]
         paths["gemv"] = [
-            Config("gemv", bm, bn // shrink, 128, split_for(m, n, k, bm, bn // shrink, 128, dev, per_sm, 2), warps, stages)
-            for bn, warps, stages, per_sm in shapes[: 1 if quick else None]
-        ]
+            Config("gemv", bm, bn // shrink, bk, split_for(m, n, k, bm, bn // shrink, bk, dev, per_sm, 2), warps, stages)
+            for bn, bk, warps, stages, per_sm in shapes[: 1 if quick else None]
+        ]  # fmt: skip
     if m <= 64:
         # 64-row blocks go to Hopper's warpgroup MMA; 16 and 32 stay on the register MMA
         shapes = [(16, 128, 4, 4), (16, 64, 4, 4), (16, 128, 4, 3), (16, 256, 8, 3)] if m <= 16 else \

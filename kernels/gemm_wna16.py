@@ -7,12 +7,12 @@ tile's product. Four paths, chosen by the number of rows of x (`default_config`)
 - strided (up to 16 rows, groups of 128 int4 and up): tensor cores; the j-th code of every word in
   a tile multiplies the strided slice x[:, j::32/bits], so codes need one shift and mask each
   and no reordering;
-- gemv (a few rows): the strided kernel with plain multiply-adds instead of tensor cores. With
-  so few rows every code is used a few times, so the work is turning codes into floats; the
-  exponent trick does that in two bit operations and a subtract, where a conversion
-  instruction runs at an eighth of the multiply-add rate;
 - interleaved (smaller groups, whose tiles are too few words for the tensor cores' K step):
   the tile of words is widened with interleaves into K order and the codes shifted out;
+- gemv (a few rows): the interleaved kernel with plain multiply-adds instead of tensor cores.
+  With so few rows every code is used a few times, so the work is turning codes into scaled
+  floats: a shift, a bit operation and one FMA per code (no int-to-float conversion, which
+  runs at an eighth of the FMA rate);
 - dequant (more rows): the weight is expanded into x's dtype by a small kernel and multiplied by
   cuBLAS. Past a few dozen rows the product is no longer bound by reading the weight, and the
   fused kernels, which dequantize every tile once per block of rows, fall far behind (0.08x of
@@ -57,9 +57,18 @@ def _wna16_kernel(
     BLOCK_K: tl.constexpr,
     UPCAST: tl.constexpr,
     IEEE: tl.constexpr,
+    TENSOR_CORES: tl.constexpr,
 ):
+    # The tile of words is widened into K order, so x is read in order. Without tensor cores
+    # (gemv), products go into a [rows, outputs, K] block of accumulators that is reduced once,
+    # at the end: a reduction per tile would cost more shuffles than the multiply-adds. The
+    # group scale then has to be in the weight, which costs one FMA: the code q is moved into
+    # the top mantissa bits of 1.0, giving v = 1 + q / 2**BITS exactly (no int-to-float
+    # conversion), and (q - o - z) * s = v * (2**BITS * s) - (2**BITS + o + z) * s, both
+    # products exact for bf16 scales, so the weight is rounded once, as the reference's is.
     PACK: tl.constexpr = 32 // BITS
     LOG2_PACK: tl.constexpr = 3 if BITS == 4 else 2
+    TOP: tl.constexpr = 23 - BITS  # the code's place in the mantissa
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -73,7 +82,10 @@ def _wna16_kernel(
     n_words = K // PACK
     x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
     w_rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if TENSOR_CORES:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    else:
+        acc3 = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
     k_start = pid_k * k_per_split
     k_end = tl.minimum(K, k_start + k_per_split)
     for k0 in range(k_start, k_end, BLOCK_K):
@@ -83,24 +95,38 @@ def _wna16_kernel(
         p = tl.load(w_rows + words[None, :], mask=mask_n[:, None] & (words < n_words)[None, :], other=0)
         for _ in tl.static_range(LOG2_PACK):
             p = tl.interleave(p, p)  # column c now holds word c // PACK
-        codes = (p >> shifts[None, :]) & ((1 << BITS) - 1)
         g = k0 // group_size
+        s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
         if HAS_ZP:
             z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.int32)
-            w = codes - ((1 << (BITS - 1)) + z[:, None])
+        if TENSOR_CORES:
+            codes = (p >> shifts[None, :]) & ((1 << BITS) - 1)
+            if HAS_ZP:
+                w = codes - ((1 << (BITS - 1)) + z[:, None])
+            else:
+                w = codes - (1 << (BITS - 1))
+            if UPCAST:
+                x = x.to(tl.float32)
+                w = w.to(tl.float32)
+            else:
+                w = w.to(x.dtype)
+            if IEEE:
+                part = tl.dot(x, tl.trans(w), input_precision="ieee")
+            else:
+                part = tl.dot(x, tl.trans(w))
+            acc += part * s[None, :]
         else:
-            w = codes - (1 << (BITS - 1))
-        if UPCAST:
-            x = x.to(tl.float32)
-            w = w.to(tl.float32)
-        else:
-            w = w.to(x.dtype)
-        if IEEE:
-            part = tl.dot(x, tl.trans(w), input_precision="ieee")
-        else:
-            part = tl.dot(x, tl.trans(w))
-        s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
-        acc += part * s[None, :]
+            u = (p.to(tl.uint32, bitcast=True) >> shifts[None, :]) << TOP
+            v = ((u & (((1 << BITS) - 1) << TOP)) | 0x3F800000).to(tl.float32, bitcast=True)
+            offset = (1 << BITS) + (1 << (BITS - 1))
+            if HAS_ZP:
+                c = s * (offset + z).to(tl.float32)
+            else:
+                c = s * offset
+            w = v * (s * (1 << BITS))[:, None] - c[:, None]
+            acc3 += x.to(tl.float32)[:, None, :] * w[None, :, :]
+    if not TENSOR_CORES:
+        acc = tl.sum(acc3, axis=2)
     out = out_ptr + pid_k * stride_split + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
@@ -130,18 +156,13 @@ def _wna16_strided_kernel(
     BLOCK_K: tl.constexpr,
     UPCAST: tl.constexpr,
     IEEE: tl.constexpr,
-    TENSOR_CORES: tl.constexpr,
 ):
     # Code j of each word holds input column PACK * word + j, so the tile's product is PACK
     # products of a strided slice of x with the j-th codes of the words: no unpacking into K
     # order. The offset 2**(bits-1) (and a zero point) is taken off once per tile through the
-    # sum of x: x . (q - o) = x . q - o * sum(x). Without tensor cores (gemv) the products are
-    # summed in a [rows, words, outputs] block, reduced over words once per tile, and a code
-    # becomes a float without a conversion instruction: c OR-ed into the low mantissa bits of
-    # the float 2**23 gives 2**23 + c.
+    # sum of x: x . (q - o) = x . q - o * sum(x).
     PACK: tl.constexpr = 32 // BITS
     WORDS: tl.constexpr = BLOCK_K // PACK
-    MAGIC: tl.constexpr = 8388608.0  # 2**23, the float whose bits are 0x4B000000
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -159,28 +180,19 @@ def _wna16_strided_kernel(
     for k0 in range(k_start, k_end, BLOCK_K):
         words = k0 // PACK + offs_w
         p = tl.load(w_cols + words[:, None], mask=(words < n_words)[:, None] & mask_n[None, :], other=0)
+        part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         xsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
-        if TENSOR_CORES:
-            part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        else:
-            prods = tl.zeros((BLOCK_M, WORDS, BLOCK_N), dtype=tl.float32)
         for j in tl.static_range(PACK):
             ks = k0 + offs_w * PACK + j
             x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0)
             q = (p >> (BITS * j)) & ((1 << BITS) - 1)
+            if UPCAST:
+                x = x.to(tl.float32)
             xsum += tl.sum(x.to(tl.float32), axis=1)
-            if TENSOR_CORES:
-                if UPCAST:
-                    x = x.to(tl.float32)
-                if IEEE:
-                    part = tl.dot(x, q.to(x.dtype), part, input_precision="ieee")
-                else:
-                    part = tl.dot(x, q.to(x.dtype), part)
+            if IEEE:
+                part = tl.dot(x, q.to(x.dtype), part, input_precision="ieee")
             else:
-                w = (q | 0x4B000000).to(tl.float32, bitcast=True) - MAGIC
-                prods += x.to(tl.float32)[:, :, None] * w[None, :, :]
-        if not TENSOR_CORES:
-            part = tl.sum(prods, axis=1)
+                part = tl.dot(x, q.to(x.dtype), part)
         g = k0 // group_size
         if HAS_ZP:
             z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.float32)
@@ -271,16 +283,19 @@ def default_config(m: int, n: int, k: int, group_size: int, bits: int, device: t
     """The path and launch shape for m rows. Tensor-core shapes are from the H100 sweep in
     bench/quant_gemm.py (bench/RESULTS.md); the strided kernel needs K tiles of 16 words (the
     tensor cores' K step): groups of 128 int4. The gemv shape and the row limits of the paths
-    are estimates from operation counts, to be set by that sweep: the gemv kernel keeps many
-    programs per SM, since nothing but the weight's reads is in flight to hide their latency."""
-    block_k = min(128, group_size)
+    are not measured yet; they come from sm_90 code compiled here (see RESULTS): tiles of 64 K
+    keep the gemv kernel's accumulators under 128 registers (several programs per SM, to keep
+    weight reads in flight) at about 8 instructions per weight for one row and 13 for four."""
     if m > FUSED_MAX_M:
         return Config("dequant", 1, 64, 128)
     if m <= GEMV_MAX_M:
-        block_m = triton.next_power_of_2(m)
+        block_m, block_k = triton.next_power_of_2(m), min(64, group_size)
+        block_n = 64 if block_m <= 2 else 32
         if interpreting():
-            return Config("gemv", block_m, 64, block_k, 1, 4, 1)
-        return Config("gemv", block_m, 64, block_k, split_for(m, n, k, block_m, 64, block_k, device, 8, 2), 4, 3)
+            return Config("gemv", block_m, block_n, block_k, 1, 4, 1)
+        split = split_for(m, n, k, block_m, block_n, block_k, device, programs_per_sm=8, min_k_tiles=2)
+        return Config("gemv", block_m, block_n, block_k, split, 4, 3)
+    block_k = min(128, group_size)
     kernel = "strided" if block_k * bits // 32 >= 16 else "interleaved"
     if interpreting():
         return Config(kernel, 16, 64, block_k, 1, 4, 1)
@@ -334,10 +349,10 @@ def wna16_gemm(
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
     grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n), split)
-    if cfg.kernel == "interleaved":
-        kernel, extra = _wna16_kernel, {}
+    if cfg.kernel == "strided":
+        kernel, extra = _wna16_strided_kernel, {}
     else:
-        kernel, extra = _wna16_strided_kernel, {"TENSOR_CORES": cfg.kernel == "strided"}
+        kernel, extra = _wna16_kernel, {"TENSOR_CORES": cfg.kernel == "interleaved"}
     kernel[grid](
         x2, packed, scale, zero if zero is not None else scale, dest,
         m, n, k, k_per_split, group_size,
