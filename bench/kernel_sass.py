@@ -5,7 +5,7 @@ instructions. It cannot time anything (memory latency and occupancy decide that 
 it shows what each weight costs in instructions and whether a design spills or converts through
 shared memory, which is how the gemv path was chosen on a machine without a GPU.
 
-    python -m bench.kernel_sass [--json OUT]
+    python -m bench.kernel_sass [--json OUT]      (with TRITON_INTERPRET unset)
 """
 
 import argparse
@@ -19,17 +19,11 @@ from tempfile import TemporaryDirectory
 
 import torch
 import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
 
 from kernels import gemm_wna16
+from tests.kernels.sm90_builds import build
 
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
-SIGNATURE = {
-    "x_ptr": "*bf16", "w_ptr": "*i32", "s_ptr": "*bf16", "z_ptr": "*i8", "out_ptr": "*fp32",
-    "M": "i32", "N": "i32", "K": "i32", "k_per_split": "i32", "group_size": "i32",
-    "stride_xm": "i32", "stride_wn": "i32", "stride_sn": "i32", "stride_zn": "i32", "stride_om": "i32", "stride_split": "i32",
-}  # fmt: skip
 INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 
 
@@ -52,12 +46,7 @@ def analyse(cfg: gemm_wna16.Config, bits: int = 4, zero_points: bool = False) ->
                      UPCAST=False, IEEE=False)  # fmt: skip
     if cfg.kernel != "strided":
         constants["TENSOR_CORES"] = cfg.kernel == "interleaved"
-    signature = {**SIGNATURE, **{name: "constexpr" for name in constants}}
-    compiled = triton.compile(
-        ASTSource(fn=kernel, signature=signature, constexprs=constants),
-        target=GPUTarget("cuda", 90, 32),
-        options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages},
-    )
+    compiled = build(kernel, constants, {"w_ptr": "*i32", "z_ptr": "*i8", "out_ptr": "*fp32"}, cfg.num_warps, cfg.num_stages)
     with TemporaryDirectory() as tmp:
         ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         ptx.write_text(compiled.asm["ptx"])
@@ -82,7 +71,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    os.environ.pop("TRITON_INTERPRET", None)  # the GPU's launch shapes, not the interpreter's
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise SystemExit("unset TRITON_INTERPRET: the interpreter's functions cannot be compiled")
     gemm_wna16.num_sms = lambda device_index: 132  # an H100 SXM's, for the split-K counts
     rows = []
     for m in (1, 2, 4, 16):

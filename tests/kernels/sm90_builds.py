@@ -1,0 +1,115 @@
+"""Builds every Triton kernel for an H100 (sm_90) at the launch shapes the GPU path uses, with no
+GPU: Triton compiles for a named target and ships ptxas. Run as a program (tests/kernels/
+test_sm90_build.py does) in a process where TRITON_INTERPRET is unset, since under the
+interpreter `@triton.jit` gives functions that cannot be compiled. The shapes are
+Llama-3.1-8B's in bf16. Prints one line per group; exits 1 if any failed."""
+
+import sys
+import traceback
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from kernels import activation, attention, cache, gemm_scaled, gemm_wna16, norm, rotary
+
+FLOAT_SCALARS = {"eps", "qk_scale"}
+INDEX_POINTERS = {"block_tables_ptr": "*i32", "seq_lens_ptr": "*i32", "query_start_loc_ptr": "*i32",
+                  "slot_mapping_ptr": "*i64", "positions_ptr": "*i64"}  # fmt: skip
+
+
+def build(kernel, constants: dict, pointers: dict[str, str] | None = None, num_warps: int = 4, num_stages: int = 3):
+    """Compile for sm_90: pointers are bf16 unless named (or an index array), scalars i32."""
+    signature = {}
+    for param in kernel.params:
+        name = param.name
+        if param.is_constexpr:
+            signature[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            signature[name] = (pointers or {}).get(name) or INDEX_POINTERS.get(name, "*bf16")
+        else:
+            signature[name] = "fp32" if name in FLOAT_SCALARS else "i32"
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constants)
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": num_stages})
+    assert compiled.asm["cubin"]
+    return compiled
+
+
+SEGMENTS = {"seg_acc_ptr": "*fp32", "seg_max_ptr": "*fp32", "seg_sum_ptr": "*fp32"}
+
+
+def paged_attention() -> None:
+    for block_m, tile_n, segments in ((16, 64, 4), (64, 32, 1)):  # decode split over segments; prefill
+        constants = dict(HEAD_DIM=128, HEAD_DIM_P=128, GROUP=4, BLOCK_Q=block_m // 4, BLOCK_M=block_m, BLOCK_SIZE=16,
+                         TILE_N=tile_n, NUM_SEGMENTS=segments,
+                         MIN_SEGMENT_TILES=triton.cdiv(attention.MIN_SEGMENT_KEYS, tile_n), UPCAST=False, DOT_PRECISION="tf32")  # fmt: skip
+        build(attention._paged_attention_kernel, constants, SEGMENTS)
+        if segments > 1:
+            build(attention._reduce_segments_kernel, dict(HEAD_DIM=128, HEAD_DIM_P=128, NUM_SEGMENTS=segments), SEGMENTS)
+
+
+def cache_and_elementwise() -> None:
+    build(cache._store_kvcache_kernel, dict(HEAD_DIM=128, BLOCK_SIZE=16, BLOCK_T=1, BLOCK_H=8, BLOCK_D=128))
+    build(rotary._rotary_kernel, dict(HALF=64, BLOCK_T=1, BLOCK_HQ=32, BLOCK_HKV=8, BLOCK_D=64), {"cos_sin_ptr": "*fp32"})
+    for residual in (False, True):
+        build(norm._rms_norm_kernel, dict(HAS_RESIDUAL=residual, BLOCK_M=1, BLOCK_N=4096), num_warps=8)
+    build(activation._silu_and_mul_kernel, dict(BLOCK_M=1, BLOCK_N=1024))
+
+
+def scaled_gemm() -> None:
+    for fp8 in (False, True):
+        scaled_gemm_for(fp8)
+
+
+def scaled_gemm_for(fp8: bool) -> None:
+    q = "*fp8e4nv" if fp8 else "*i8"
+    half_range = 448.0 if fp8 else 127.5
+    for one_pass, block_k in ((True, 4096), (False, 16384)):
+        build(gemm_scaled._quantize_per_token_kernel,
+              dict(HALF_RANGE=half_range, EPS=torch.finfo(torch.float32).eps, IS_FP8=fp8, INTERPRET=False,
+                   ONE_PASS=one_pass, BLOCK_M=1, BLOCK_K=block_k),
+              {"q_ptr": q, "s_ptr": "*fp32"}, num_warps=8)  # fmt: skip
+    build(gemm_scaled._scaled_mm_kernel,
+          dict(SA_PER_ROW=True, SB_PER_ROW=True, HAS_BIAS=False, INT=not fp8, BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=8),
+          {"a_ptr": q, "b_ptr": q, "sa_ptr": "*fp32", "sb_ptr": "*fp32"}, num_warps=8)  # fmt: skip
+
+
+def w4a16_paths() -> None:
+    gemm_wna16.num_sms = lambda device_index: 132  # an H100's, for the split-K counts
+    for case in ((1, 128, 4, False), (4, 128, 4, True), (2, 128, 8, False), (16, 128, 4, False), (16, 32, 4, True), (16, 128, 8, True)):
+        w4a16_path(*case)
+
+
+def w4a16_path(m: int, group_size: int, bits: int, zero_points: bool) -> None:
+    cfg = gemm_wna16.default_config(m, 4096, 4096, group_size, bits, torch.device("cuda"))
+    kernel = gemm_wna16._wna16_strided_kernel if cfg.kernel == "strided" else gemm_wna16._wna16_kernel
+    constants = dict(BITS=bits, HAS_ZP=zero_points, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+                     UPCAST=False, IEEE=False)  # fmt: skip
+    if kernel is gemm_wna16._wna16_kernel:
+        constants["TENSOR_CORES"] = cfg.kernel == "interleaved"
+    build(kernel, constants, {"w_ptr": "*i32", "z_ptr": "*i8", "out_ptr": "*fp32"}, cfg.num_warps, cfg.num_stages)
+
+
+def w4a16_helpers() -> None:
+    for zero_points in (False, True):
+        build(gemm_wna16._dequantize_kernel, dict(BITS=4, HAS_ZP=zero_points, BLOCK_N=32, BLOCK_K=256),
+              {"w_ptr": "*i32", "z_ptr": "*i8"})  # fmt: skip
+    build(gemm_wna16._sum_splits_kernel, dict(BLOCK=1024), {"part_ptr": "*fp32"})
+
+
+
+def main() -> int:
+    failed = 0
+    for group in (paged_attention, cache_and_elementwise, scaled_gemm, w4a16_paths, w4a16_helpers):
+        try:
+            group()
+            print(f"ok {group.__name__}")
+        except Exception:
+            failed += 1
+            print(f"FAILED {group.__name__}:\n{traceback.format_exc()}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
