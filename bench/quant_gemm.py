@@ -4,9 +4,10 @@ shapes, in one process on one CUDA device.
     python -m bench.quant_gemm [--json PATH] [--quick]
 
 - W4A16 (int4, symmetric, group 128) at batch 1, 4, 8, 16, 32, 64: each path of
-  `kernels.gemm_wna16` (multiply-add gemv, tensor-core strided, dequantize + cuBLAS) at a
-  small sweep of tile shapes and split-K counts (one shape each with --quick), its best and
-  the engine's heuristic beside bf16 `F.linear`; asymmetric int4 and W8A16 at the heuristic;
+  `kernels.gemm_wna16` (multiply-add gemv, tensor-core strided and interleaved, dequantize +
+  cuBLAS) at a small sweep of tile shapes and split-K counts (one shape each with --quick), its
+  best and the engine's heuristic beside bf16 `F.linear`; asymmetric int4 and W8A16 at the
+  heuristic;
 - W8A8 int8 and FP8 at batch 256, 1024, 2048: the GEMM alone (Triton tiles; `torch._int_mm` plus
   a scaling pass; `torch._scaled_mm` row-wise for FP8) and with the per-token quantization of
   the bf16 activations in front, as the engine runs it;
@@ -59,10 +60,13 @@ def w4_configs(m: int, n: int, k: int, dev: torch.device, quick: bool) -> dict[s
         # 64-row blocks go to Hopper's warpgroup MMA; 16 and 32 stay on the register MMA
         shapes = [(16, 128, 4, 4), (16, 64, 4, 4), (16, 128, 4, 3), (16, 256, 8, 3)] if m <= 16 else \
             [(32, 64, 4, 4), (32, 128, 4, 4), (64, 64, 4, 4), (64, 128, 8, 3)]
-        paths["strided"] = []
-        for bm, bn, warps, stages in shapes[: 1 if quick else None]:
-            split = split_for(m, n, k, bm, bn, 128, dev)
-            paths["strided"] += [Config("strided", bm, bn, 128, sp, warps, stages) for sp in sorted({split, 2 * split})]
+        # the interleaved kernel reads x in K order and converts each tile once: 4 barriers a
+        # K tile where the strided one has 20 (bench/kernel_sass.py), for ~16% more instructions
+        for kernel in ("strided", "interleaved"):
+            paths[kernel] = []
+            for bm, bn, warps, stages in shapes[: 1 if quick else None]:
+                split = split_for(m, n, k, bm, bn, 128, dev)
+                paths[kernel] += [Config(kernel, bm, bn, 128, sp, warps, stages) for sp in sorted({split, 2 * split})]
     return paths
 
 
