@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 from engine.config import ModelConfig
 from engine.layers.linear import Linear, copy_weight, linear_method_for
-from engine.layers.quant import sparsify_two_of_four
+from engine.layers.quant import fuse_input_quantization, sparsify_two_of_four
 from engine.models.llama import LlamaForCausalLM
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -59,6 +59,7 @@ def load_model(model_dir: str | Path, dtype: torch.dtype, device: torch.device, 
     if device.type == "cuda":
         # 2:4 sparse models are saved dense (compress's 2of4 presets): found by their weights
         sparsify_two_of_four(model)
+    fuse_input_quantization(model)
     return model.eval()
 
 

@@ -60,6 +60,26 @@ def fused_add_rms_norm(
     return reference.fused_add_rms_norm(x, residual, weight, eps)
 
 
+def rms_norm_quant(x: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.is_cuda:
+        from kernels import norm
+
+        q, scale = norm.rms_norm_quant(x, weight, eps, dtype)
+        return q.reshape(-1, x.shape[-1]), scale
+    return reference.rms_norm_quant(x, weight, eps, dtype)
+
+
+def fused_add_rms_norm_quant(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if x.is_cuda:
+        from kernels import norm
+
+        q, scale, summed = norm.fused_add_rms_norm_quant(x, residual, weight, eps, dtype)
+        return q.reshape(-1, x.shape[-1]), scale, summed
+    return reference.fused_add_rms_norm_quant(x, residual, weight, eps, dtype)
+
+
 def rotary_embedding(
     positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor, cos_sin_cache: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,9 +138,11 @@ def scaled_mm(
 
 __all__ = [
     "fused_add_rms_norm",
+    "fused_add_rms_norm_quant",
     "paged_attention",
     "quantize_per_token",
     "rms_norm",
+    "rms_norm_quant",
     "rotary_embedding",
     "scaled_mm",
     "silu_and_mul",

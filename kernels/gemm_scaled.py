@@ -14,8 +14,8 @@ import triton.language as tl
 from kernels.gemm_wna16 import num_sms
 from kernels.util import interpreting
 
-_HALF_RANGE = {torch.int8: 127.5, torch.float8_e4m3fn: 448.0}
-_EPS = torch.finfo(torch.float32).eps
+HALF_RANGES = {torch.int8: 127.5, torch.float8_e4m3fn: 448.0}
+ZERO_ROW_SCALE = torch.finfo(torch.float32).eps
 # rows up to this many elements are quantized from registers in one read; longer ones in two
 _MAX_ROW_BLOCK = 16384
 
@@ -28,6 +28,32 @@ def _round_to_e4m3(y):
     exponent = ((y.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127
     step = tl.exp2((tl.maximum(exponent, -6) - 3).to(tl.float32))  # 3 mantissa bits; subnormals below 2**-6
     return ((y / step + 12582912.0) - 12582912.0) * step
+
+
+@triton.jit
+def token_scale(amax, HALF_RANGE: tl.constexpr, EPS: tl.constexpr):
+    """A row's scale from its max |x|, as the reference computes it; an all-zero row gets EPS."""
+    scale = tl.math.div_rn(amax, HALF_RANGE)
+    return tl.where(scale == 0.0, EPS, scale)
+
+
+@triton.jit
+def quantize(x, scale, HALF_RANGE: tl.constexpr, IS_FP8: tl.constexpr, INTERPRET: tl.constexpr):
+    """float32 rows x [M, K] over their scales [M] to FP8 E4M3 or int8 codes."""
+    # div_rn: the default float32 division is approximate on GPUs, and codes must round
+    # exactly as the reference's do
+    y = tl.math.div_rn(x, scale[:, None])
+    if IS_FP8:
+        y = tl.clamp(y, -HALF_RANGE, HALF_RANGE)
+        if INTERPRET:
+            y = _round_to_e4m3(y)
+        q = y.to(tl.float8e4nv)
+    else:
+        # adding and subtracting 1.5 * 2**23 rounds |y| < 2**22 to the nearest even integer
+        # (torch.round's rule) without a libdevice call the interpreter lacks
+        y = tl.clamp(y, -128.0, 127.0)
+        q = ((y + 12582912.0) - 12582912.0).to(tl.int8)
+    return q  # one return: the GPU compiler unifies the types of all of them
 
 
 @triton.jit
@@ -61,32 +87,18 @@ def _quantize_per_token_kernel(
             ks = k0 + tl.arange(0, BLOCK_K)
             x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0).to(tl.float32)
             amax = tl.maximum(amax, tl.max(tl.abs(x), axis=1))
-    scale = tl.math.div_rn(amax, HALF_RANGE)
-    scale = tl.where(scale == 0.0, EPS, scale)
+    scale = token_scale(amax, HALF_RANGE, EPS)
     tl.store(s_ptr + rows, scale, mask=mask_m)
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         mask = mask_m[:, None] & (ks < K)[None, :]
         if not ONE_PASS:
             x = tl.load(x_rows + ks[None, :], mask=mask, other=0.0).to(tl.float32)
-        # div_rn: the default float32 division is approximate on GPUs, and codes must round
-        # exactly as the reference's do
-        y = tl.math.div_rn(x, scale[:, None])
-        if IS_FP8:
-            y = tl.clamp(y, -HALF_RANGE, HALF_RANGE)
-            if INTERPRET:
-                y = _round_to_e4m3(y)
-            q = y.to(tl.float8e4nv)
-        else:
-            # adding and subtracting 1.5 * 2**23 rounds |y| < 2**22 to the nearest even integer
-            # (torch.round's rule) without a libdevice call the interpreter lacks
-            y = tl.clamp(y, -128.0, 127.0)
-            q = ((y + 12582912.0) - 12582912.0).to(tl.int8)
-        tl.store(q_rows + ks[None, :], q, mask=mask)
+        tl.store(q_rows + ks[None, :], quantize(x, scale, HALF_RANGE, IS_FP8, INTERPRET), mask=mask)
 
 
 def quantize_per_token(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    if dtype not in _HALF_RANGE:
+    if dtype not in HALF_RANGES:
         raise ValueError(f"per-token quantization to {dtype} is not supported (int8, float8_e4m3fn)")
     x2 = x if x.stride(-1) == 1 else x.contiguous()
     m, k = x2.shape
@@ -96,7 +108,7 @@ def quantize_per_token(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tenso
     block_m = min(max(1, 16384 // block_k), triton.next_power_of_2(max(m, 1))) if interpreting() else 1
     _quantize_per_token_kernel[(triton.cdiv(m, block_m),)](
         x2, q, scale, m, k, x2.stride(0), q.stride(0),
-        HALF_RANGE=_HALF_RANGE[dtype], EPS=_EPS, IS_FP8=dtype == torch.float8_e4m3fn, INTERPRET=interpreting(),
+        HALF_RANGE=HALF_RANGES[dtype], EPS=ZERO_ROW_SCALE, IS_FP8=dtype == torch.float8_e4m3fn, INTERPRET=interpreting(),
         ONE_PASS=block_k >= k, BLOCK_M=block_m, BLOCK_K=block_k, num_warps=max(4, min(16, block_k // 1024)),
     )  # fmt: skip
     return q, scale
@@ -178,7 +190,7 @@ def scaled_mm(
     num_warps: int | None = None,
     num_stages: int | None = None,
 ) -> torch.Tensor:
-    if a.dtype != b.dtype or a.dtype not in _HALF_RANGE:
+    if a.dtype != b.dtype or a.dtype not in HALF_RANGES:
         raise ValueError(f"scaled_mm takes int8 or float8_e4m3fn operands of one dtype, got {a.dtype} and {b.dtype}")
     m, k = a.shape
     n = b.shape[0]

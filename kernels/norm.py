@@ -1,10 +1,14 @@
 """RMSNorm and fused residual-add + RMSNorm (twins: `kernels.reference.rms_norm`,
-`kernels.reference.fused_add_rms_norm`)."""
+`kernels.reference.fused_add_rms_norm`), each optionally followed by the dynamic per-token
+quantization of its output for a W8A8 / FP8 layer (twins: `kernels.reference.rms_norm_quant`,
+`kernels.reference.fused_add_rms_norm_quant`): the row is in registers already, so its codes and
+scale come out of the same pass instead of a second kernel reading it back."""
 
 import torch
 import triton
 import triton.language as tl
 
+from kernels.gemm_scaled import HALF_RANGES, ZERO_ROW_SCALE, quantize, token_scale
 from kernels.util import interpreting
 
 
@@ -15,6 +19,7 @@ def _rms_norm_kernel(
     weight_ptr,
     out_ptr,
     sum_ptr,
+    scale_ptr,
     n_rows,
     n_cols,
     stride_x,
@@ -23,13 +28,19 @@ def _rms_norm_kernel(
     stride_sum,
     eps,
     HAS_RESIDUAL: tl.constexpr,
+    QUANT: tl.constexpr,
+    HALF_RANGE: tl.constexpr,
+    EPS: tl.constexpr,
+    IS_FP8: tl.constexpr,
+    INTERPRET: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
     col_ok = cols < n_cols
-    mask = (rows < n_rows)[:, None] & col_ok[None, :]
+    row_ok = rows < n_rows
+    mask = row_ok[:, None] & col_ok[None, :]
     rows = rows.to(tl.int64)[:, None]
     x = tl.load(x_ptr + rows * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
@@ -41,10 +52,17 @@ def _rms_norm_kernel(
     inv_rms = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / n_cols + eps)
     weight = tl.load(weight_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
     y = x * inv_rms[:, None] * weight[None, :]
-    tl.store(out_ptr + rows * stride_out + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
+    if QUANT:
+        # quantized as the unfused path would: from the output rounded to the activation dtype
+        y = y.to(x_ptr.dtype.element_ty).to(tl.float32)
+        scale = token_scale(tl.max(tl.abs(y), axis=1), HALF_RANGE, EPS)
+        tl.store(scale_ptr + rows, scale[:, None], mask=row_ok[:, None])
+        tl.store(out_ptr + rows * stride_out + cols[None, :], quantize(y, scale, HALF_RANGE, IS_FP8, INTERPRET), mask=mask)
+    else:
+        tl.store(out_ptr + rows * stride_out + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float):
+def _launch(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float, quant: torch.dtype | None = None):
     n_cols = x.shape[-1]
     x2 = x.reshape(-1, n_cols)
     if x2.stride(-1) != 1:
@@ -55,8 +73,9 @@ def _launch(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor
         if res2.stride(-1) != 1:
             res2 = res2.contiguous()
     n_rows = x2.shape[0]
-    out = torch.empty((n_rows, n_cols), dtype=x.dtype, device=x.device)
-    summed = torch.empty_like(out) if residual is not None else out
+    out = torch.empty((n_rows, n_cols), dtype=quant or x.dtype, device=x.device)
+    summed = torch.empty((n_rows, n_cols), dtype=x.dtype, device=x.device) if residual is not None else out
+    scale = torch.empty((n_rows, 1), dtype=torch.float32, device=x.device) if quant is not None else None
     block_n = triton.next_power_of_2(n_cols)
     if interpreting():
         block_m = min(max(1, 16384 // block_n), triton.next_power_of_2(max(n_rows, 1)))
@@ -72,6 +91,7 @@ def _launch(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor
         weight,
         out,
         summed,
+        scale if scale is not None else out,
         n_rows,
         n_cols,
         x2.stride(0),
@@ -80,11 +100,16 @@ def _launch(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor
         summed.stride(0),
         eps,
         HAS_RESIDUAL=residual is not None,
+        QUANT=quant is not None,
+        HALF_RANGE=HALF_RANGES.get(quant, 0.0),
+        EPS=ZERO_ROW_SCALE,
+        IS_FP8=quant == torch.float8_e4m3fn,
+        INTERPRET=interpreting(),
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         num_warps=num_warps,
     )
-    return out.view(x.shape), summed.view(x.shape)
+    return out.view(x.shape), summed.view(x.shape), scale
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -94,4 +119,25 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 def fused_add_rms_norm(
     x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _launch(x, residual, weight, eps)
+    return _launch(x, residual, weight, eps)[:2]
+
+
+def _check(quant: torch.dtype) -> None:
+    if quant not in HALF_RANGES:
+        raise ValueError(f"per-token quantization to {quant} is not supported (int8, float8_e4m3fn)")
+
+
+def rms_norm_quant(x: torch.Tensor, weight: torch.Tensor, eps: float, quant: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(codes, per-row scales [rows, 1]) of rms_norm(x)."""
+    _check(quant)
+    out, _, scale = _launch(x, None, weight, eps, quant)
+    return out, scale
+
+
+def fused_add_rms_norm_quant(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, quant: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(codes, per-row scales, x + residual) of rms_norm(x + residual)."""
+    _check(quant)
+    out, summed, scale = _launch(x, residual, weight, eps, quant)
+    return out, scale, summed

@@ -90,6 +90,19 @@ def fused_add_rms_norm(
     return rms_norm(summed, weight, eps), summed
 
 
+def rms_norm_quant(x: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """rms_norm(x) quantized per token for a W8A8 / FP8 layer: (codes, scales [rows, 1])."""
+    return quantize_per_token(rms_norm(x, weight, eps).reshape(-1, x.shape[-1]), dtype)
+
+
+def fused_add_rms_norm_quant(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fused_add_rms_norm with its normed output quantized per token: (codes, scales, x + residual)."""
+    normed, summed = fused_add_rms_norm(x, residual, weight, eps)
+    return *quantize_per_token(normed.reshape(-1, x.shape[-1]), dtype), summed
+
+
 def rotary_embedding(
     positions: torch.Tensor,  # [T] int
     query: torch.Tensor,  # [T, Hq, D]

@@ -2,6 +2,7 @@ import torch
 from torch import nn
 
 import kernels
+from engine.layers.quant import QuantizedActivation
 
 
 class RMSNorm(nn.Module):
@@ -9,9 +10,16 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.empty(size, dtype=dtype), requires_grad=False)
+        self.quant: torch.dtype | None = None  # set by engine.layers.quant.fuse_input_quantization
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
-        """Without `residual`: rms_norm(x). With it: (rms_norm(x + residual), x + residual)."""
+        """Without `residual`: rms_norm(x). With it: (rms_norm(x + residual), x + residual). With
+        `quant` set, rms_norm(...) comes quantized per token, as a `QuantizedActivation`."""
+        if self.quant is not None:
+            if residual is None:
+                return QuantizedActivation(*kernels.rms_norm_quant(x, self.weight, self.eps, self.quant), x.dtype)
+            q, scale, summed = kernels.fused_add_rms_norm_quant(x, residual, self.weight, self.eps, self.quant)
+            return QuantizedActivation(q, scale, x.dtype), summed
         if residual is None:
             return kernels.rms_norm(x, self.weight, self.eps)
         return kernels.fused_add_rms_norm(x, residual, self.weight, self.eps)

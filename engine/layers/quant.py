@@ -10,6 +10,10 @@ them straight from the stored tensors (facts: ../shared/reference/anchors.md §3
 - 2:4 sparse models, saved dense: `Sparse24Method`, PyTorch's semi-structured sparse tensors on
   GPUs that have them (`sparsify_two_of_four`).
 
+The qkv and gate/up projections of W8A8 / FP8 models get their input already quantized by the
+RMSNorm in front (`fuse_input_quantization`), one kernel where there were two; o_proj and
+down_proj quantize their own.
+
 Config groups pick Linears the way compressed-tensors does: `ignore` first, then targets that
 are a class name ("Linear": every projection), an exact module name, or a `re:` regex over the
 checkpoint's module names. A fused layer (q/k/v, gate/up) needs one scheme for all its shards.
@@ -225,11 +229,36 @@ class ScaledMMMethod(LinearMethod):
             return copy_weight(rows, src.expand(rows.shape[0], 1) if src.numel() == 1 else src, name)
         raise KeyError(f"unexpected tensor {name!r} for a {self.qdtype} quantized linear layer")
 
-    def apply(self, layer: Linear, x: torch.Tensor) -> torch.Tensor:
+    def apply(self, layer: Linear, x: "torch.Tensor | QuantizedActivation") -> torch.Tensor:
+        if isinstance(x, QuantizedActivation):  # quantized by the norm in front (fuse_input_quantization)
+            return kernels.scaled_mm(x.q, layer.weight, x.scale, layer.weight_scale, x.dtype, layer.bias)
         x2 = x.reshape(-1, x.shape[-1])
         q, scale = kernels.quantize_per_token(x2, self.qdtype)
         out = kernels.scaled_mm(q, layer.weight, scale, layer.weight_scale, x.dtype, layer.bias)
         return out.view(*x.shape[:-1], out.shape[-1])
+
+
+@dataclass(frozen=True)
+class QuantizedActivation:
+    """Activations [tokens, K] already quantized per token for a `ScaledMMMethod` layer, and the
+    dtype its output takes."""
+
+    q: torch.Tensor
+    scale: torch.Tensor  # [tokens, 1] float32
+    dtype: torch.dtype
+
+
+def fuse_input_quantization(model: nn.Module) -> int:
+    """Makes each RMSNorm whose only reader is a W8A8 / FP8 layer (a decoder layer's qkv and
+    gate/up projections) quantize its output in the same kernel, sparing a quantize pass per
+    layer input. Returns how many norms it changed."""
+    fused = 0
+    for layer in model.model.layers:
+        for norm, linear in ((layer.input_layernorm, layer.self_attn.qkv_proj), (layer.post_attention_layernorm, layer.mlp.gate_up_proj)):
+            if isinstance(linear.method, ScaledMMMethod):
+                norm.quant = linear.method.qdtype
+                fused += 1
+    return fused
 
 
 class Sparse24Method(DenseLinearMethod):

@@ -53,7 +53,11 @@ def cache_and_elementwise() -> None:
     build(cache._store_kvcache_kernel, dict(HEAD_DIM=128, BLOCK_SIZE=16, BLOCK_T=1, BLOCK_H=8, BLOCK_D=128))
     build(rotary._rotary_kernel, dict(HALF=64, BLOCK_T=1, BLOCK_HQ=32, BLOCK_HKV=8, BLOCK_D=64), {"cos_sin_ptr": "*fp32"})
     for residual in (False, True):
-        build(norm._rms_norm_kernel, dict(HAS_RESIDUAL=residual, BLOCK_M=1, BLOCK_N=4096), num_warps=8)
+        for out in ("*bf16", "*i8", "*fp8e4nv"):  # the norm alone, or quantizing for an int8 / FP8 layer
+            quant = dict(QUANT=out != "*bf16", HALF_RANGE=448.0 if out == "*fp8e4nv" else 127.5,
+                         EPS=torch.finfo(torch.float32).eps, IS_FP8=out == "*fp8e4nv", INTERPRET=False)  # fmt: skip
+            build(norm._rms_norm_kernel, dict(HAS_RESIDUAL=residual, BLOCK_M=1, BLOCK_N=4096, **quant),
+                  {"out_ptr": out, "scale_ptr": "*fp32"}, num_warps=8)  # fmt: skip
     build(activation._silu_and_mul_kernel, dict(BLOCK_M=1, BLOCK_N=1024))
 
 
