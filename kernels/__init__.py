@@ -90,6 +90,19 @@ def rotary_embedding(
     return reference.rotary_embedding(positions, query, key, cos_sin_cache)
 
 
+# longest row whose quantization the GPU kernels fuse into the norm or activation in front
+# (one program holds the row); longer ones are quantized by the layer
+FUSED_QUANT_MAX_COLS = 16384
+
+
+def silu_and_mul_quant(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.is_cuda:
+        from kernels import activation
+
+        return activation.silu_and_mul_quant(x, dtype)
+    return reference.silu_and_mul_quant(x, dtype)
+
+
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     if x.is_cuda:
         from kernels import activation
@@ -146,6 +159,7 @@ __all__ = [
     "rotary_embedding",
     "scaled_mm",
     "silu_and_mul",
+    "silu_and_mul_quant",
     "store_kvcache",
     "wna16_gemm",
 ]

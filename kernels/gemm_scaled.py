@@ -57,6 +57,17 @@ def quantize(x, scale, HALF_RANGE: tl.constexpr, IS_FP8: tl.constexpr, INTERPRET
 
 
 @triton.jit
+def store_quantized(y, like_ptr, q_ptrs, scale_ptrs, mask, row_mask, HALF_RANGE: tl.constexpr, EPS: tl.constexpr,
+                    IS_FP8: tl.constexpr, INTERPRET: tl.constexpr):  # fmt: skip
+    """Whole float32 rows y [M, N] quantized per token into q_ptrs, their scales [M, 1] into
+    scale_ptrs, as the unfused path would: from y rounded to like_ptr's (the activation) dtype."""
+    y = y.to(like_ptr.dtype.element_ty).to(tl.float32)
+    scale = token_scale(tl.max(tl.abs(y), axis=1), HALF_RANGE, EPS)
+    tl.store(scale_ptrs, scale[:, None], mask=row_mask)
+    tl.store(q_ptrs, quantize(y, scale, HALF_RANGE, IS_FP8, INTERPRET), mask=mask)
+
+
+@triton.jit
 def _quantize_per_token_kernel(
     x_ptr,
     q_ptr,

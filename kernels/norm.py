@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.gemm_scaled import HALF_RANGES, ZERO_ROW_SCALE, quantize, token_scale
+from kernels.gemm_scaled import HALF_RANGES, ZERO_ROW_SCALE, store_quantized
 from kernels.util import interpreting
 
 
@@ -53,11 +53,8 @@ def _rms_norm_kernel(
     weight = tl.load(weight_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
     y = x * inv_rms[:, None] * weight[None, :]
     if QUANT:
-        # quantized as the unfused path would: from the output rounded to the activation dtype
-        y = y.to(x_ptr.dtype.element_ty).to(tl.float32)
-        scale = token_scale(tl.max(tl.abs(y), axis=1), HALF_RANGE, EPS)
-        tl.store(scale_ptr + rows, scale[:, None], mask=row_ok[:, None])
-        tl.store(out_ptr + rows * stride_out + cols[None, :], quantize(y, scale, HALF_RANGE, IS_FP8, INTERPRET), mask=mask)
+        store_quantized(y, x_ptr, out_ptr + rows * stride_out + cols[None, :], scale_ptr + rows, mask, row_ok[:, None],
+                        HALF_RANGE, EPS, IS_FP8, INTERPRET)  # fmt: skip
     else:
         tl.store(out_ptr + rows * stride_out + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
 

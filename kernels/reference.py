@@ -103,6 +103,12 @@ def fused_add_rms_norm_quant(
     return *quantize_per_token(normed.reshape(-1, x.shape[-1]), dtype), summed
 
 
+def silu_and_mul_quant(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """silu_and_mul(x) quantized per token for a W8A8 / FP8 layer: (codes, scales [rows, 1])."""
+    out = silu_and_mul(x)
+    return quantize_per_token(out.reshape(-1, out.shape[-1]), dtype)
+
+
 def rotary_embedding(
     positions: torch.Tensor,  # [T] int
     query: torch.Tensor,  # [T, Hq, D]

@@ -10,9 +10,8 @@ them straight from the stored tensors (facts: ../shared/reference/anchors.md §3
 - 2:4 sparse models, saved dense: `Sparse24Method`, PyTorch's semi-structured sparse tensors on
   GPUs that have them (`sparsify_two_of_four`).
 
-The qkv and gate/up projections of W8A8 / FP8 models get their input already quantized by the
-RMSNorm in front (`fuse_input_quantization`), one kernel where there were two; o_proj and
-down_proj quantize their own.
+W8A8 / FP8 layers other than o_proj get their input already quantized by the kernel in front
+(the RMSNorm, or the SiLU-and-mul): `fuse_input_quantization`, one kernel where there were two.
 
 Config groups pick Linears the way compressed-tensors does: `ignore` first, then targets that
 are a class name ("Linear": every projection), an exact module name, or a `re:` regex over the
@@ -249,14 +248,19 @@ class QuantizedActivation:
 
 
 def fuse_input_quantization(model: nn.Module) -> int:
-    """Makes each RMSNorm whose only reader is a W8A8 / FP8 layer (a decoder layer's qkv and
-    gate/up projections) quantize its output in the same kernel, sparing a quantize pass per
-    layer input. Returns how many norms it changed."""
+    """Makes the kernel in front of each W8A8 / FP8 layer quantize its output for it, sparing a
+    quantize pass per layer input: the RMSNorms before qkv and gate/up, the SiLU-and-mul before
+    down_proj (o_proj's input comes out of attention and is quantized by the layer). Returns how
+    many it changed."""
     fused = 0
     for layer in model.model.layers:
-        for norm, linear in ((layer.input_layernorm, layer.self_attn.qkv_proj), (layer.post_attention_layernorm, layer.mlp.gate_up_proj)):
+        mlp = layer.mlp
+        pairs = [(layer.input_layernorm, layer.self_attn.qkv_proj), (layer.post_attention_layernorm, mlp.gate_up_proj)]
+        if mlp.down_proj.in_features <= kernels.FUSED_QUANT_MAX_COLS:
+            pairs.append((mlp.act, mlp.down_proj))
+        for producer, linear in pairs:
             if isinstance(linear.method, ScaledMMMethod):
-                norm.quant = linear.method.qdtype
+                producer.quant = linear.method.qdtype
                 fused += 1
     return fused
 

@@ -147,10 +147,10 @@ def test_it_keeps_the_stored_tensors_instead_of_a_dense_weight(compressed, name,
         assert not hasattr(layer, "weight")
         bits = 4 if "w4" in name else 8
         assert layer.weight_packed.shape == (layer.out_features, layer.in_features * bits // 32)
-    # the norms in front of W8A8 / FP8 layers quantize their output themselves
+    # the norms and the activation in front of W8A8 / FP8 layers quantize their output themselves
     decoder = llm.model.model.layers[0]
     expected = stored["weight"] if method is ScaledMMMethod else None
-    assert decoder.input_layernorm.quant == decoder.post_attention_layernorm.quant == expected
+    assert decoder.input_layernorm.quant == decoder.post_attention_layernorm.quant == decoder.mlp.act.quant == expected
 
 
 def test_it_leaves_the_layers_a_config_ignores_dense(compressed):

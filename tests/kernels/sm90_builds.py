@@ -58,7 +58,11 @@ def cache_and_elementwise() -> None:
                          EPS=torch.finfo(torch.float32).eps, IS_FP8=out == "*fp8e4nv", INTERPRET=False)  # fmt: skip
             build(norm._rms_norm_kernel, dict(HAS_RESIDUAL=residual, BLOCK_M=1, BLOCK_N=4096, **quant),
                   {"out_ptr": out, "scale_ptr": "*fp32"}, num_warps=8)  # fmt: skip
-    build(activation._silu_and_mul_kernel, dict(BLOCK_M=1, BLOCK_N=1024))
+    for out, block_n, warps in (("*bf16", 1024, 4), ("*i8", 16384, 16), ("*fp8e4nv", 16384, 16)):
+        quant = dict(QUANT=out != "*bf16", HALF_RANGE=448.0 if out == "*fp8e4nv" else 127.5,
+                     EPS=torch.finfo(torch.float32).eps, IS_FP8=out == "*fp8e4nv", INTERPRET=False)  # fmt: skip
+        build(activation._silu_and_mul_kernel, dict(BLOCK_M=1, BLOCK_N=block_n, **quant), {"out_ptr": out, "scale_ptr": "*fp32"},
+              num_warps=warps)  # fmt: skip
 
 
 def scaled_gemm() -> None:
