@@ -21,7 +21,7 @@ import torch
 import triton
 
 from kernels import gemm_wna16
-from tests.kernels.sm90_builds import build
+from tests.kernels.sm90_builds import build_wna16
 
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
@@ -41,12 +41,7 @@ def main_loop(sass: str) -> collections.Counter:
 
 
 def analyse(cfg: gemm_wna16.Config, bits: int = 4, zero_points: bool = False) -> dict:
-    kernel = gemm_wna16._wna16_strided_kernel if cfg.kernel == "strided" else gemm_wna16._wna16_kernel
-    constants = dict(BITS=bits, HAS_ZP=zero_points, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-                     UPCAST=False, IEEE=False)  # fmt: skip
-    if cfg.kernel != "strided":
-        constants["TENSOR_CORES"] = cfg.kernel == "interleaved"
-    compiled = build(kernel, constants, {"w_ptr": "*i32", "z_ptr": "*i8", "out_ptr": "*fp32"}, cfg.num_warps, cfg.num_stages)
+    compiled = build_wna16(cfg, bits, zero_points)
     with TemporaryDirectory() as tmp:
         ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         ptx.write_text(compiled.asm["ptx"])

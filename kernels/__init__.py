@@ -64,8 +64,7 @@ def rms_norm_quant(x: torch.Tensor, weight: torch.Tensor, eps: float, dtype: tor
     if x.is_cuda:
         from kernels import norm
 
-        q, scale = norm.rms_norm_quant(x, weight, eps, dtype)
-        return q.reshape(-1, x.shape[-1]), scale
+        return norm.rms_norm_quant(x, weight, eps, dtype)
     return reference.rms_norm_quant(x, weight, eps, dtype)
 
 
@@ -75,8 +74,7 @@ def fused_add_rms_norm_quant(
     if x.is_cuda:
         from kernels import norm
 
-        q, scale, summed = norm.fused_add_rms_norm_quant(x, residual, weight, eps, dtype)
-        return q.reshape(-1, x.shape[-1]), scale, summed
+        return norm.fused_add_rms_norm_quant(x, residual, weight, eps, dtype)
     return reference.fused_add_rms_norm_quant(x, residual, weight, eps, dtype)
 
 

@@ -8,7 +8,7 @@ import triton
 import triton.language as tl
 
 from kernels import FUSED_QUANT_MAX_COLS
-from kernels.gemm_scaled import HALF_RANGES, ZERO_ROW_SCALE, store_quantized
+from kernels.gemm_scaled import quant_constants, store_quantized
 from kernels.util import interpreting
 
 
@@ -45,6 +45,7 @@ def _silu_and_mul_kernel(
 
 
 def _launch(x: torch.Tensor, quant: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    constants = quant_constants(quant)
     n_cols = x.shape[-1] // 2
     x2 = x.reshape(-1, 2 * n_cols)
     if x2.stride(-1) != 1:
@@ -62,9 +63,7 @@ def _launch(x: torch.Tensor, quant: torch.dtype | None) -> tuple[torch.Tensor, t
     grid = (triton.cdiv(n_rows, block_m), triton.cdiv(n_cols, block_n))
     _silu_and_mul_kernel[grid](
         x2, out, scale if scale is not None else out, n_rows, n_cols, x2.stride(0), out.stride(0),
-        QUANT=quant is not None, HALF_RANGE=HALF_RANGES.get(quant, 0.0), EPS=ZERO_ROW_SCALE,
-        IS_FP8=quant == torch.float8_e4m3fn, INTERPRET=interpreting(),
-        BLOCK_M=block_m, BLOCK_N=block_n, num_warps=num_warps,
+        QUANT=quant is not None, **constants, BLOCK_M=block_m, BLOCK_N=block_n, num_warps=num_warps,
     )  # fmt: skip
     return out, scale
 
@@ -75,8 +74,6 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
 
 def silu_and_mul_quant(x: torch.Tensor, quant: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(codes [rows, I], per-row scales [rows, 1]) of silu_and_mul(x) for rows of x = [gate | up]."""
-    if quant not in HALF_RANGES:
-        raise ValueError(f"per-token quantization to {quant} is not supported (int8, float8_e4m3fn)")
     if x.shape[-1] // 2 > FUSED_QUANT_MAX_COLS:
         raise ValueError(f"rows of {x.shape[-1] // 2} are quantized by a separate pass (a program holds {FUSED_QUANT_MAX_COLS})")
     return _launch(x, quant)

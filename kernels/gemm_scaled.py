@@ -108,9 +108,17 @@ def _quantize_per_token_kernel(
         tl.store(q_rows + ks[None, :], quantize(x, scale, HALF_RANGE, IS_FP8, INTERPRET), mask=mask)
 
 
-def quantize_per_token(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    if dtype not in HALF_RANGES:
+def quant_constants(dtype: torch.dtype | None) -> dict:
+    """The constexprs of `quantize` / `store_quantized` for codes of `dtype` (None: a kernel
+    launched without quantizing, which gets placeholders)."""
+    if dtype is not None and dtype not in HALF_RANGES:
         raise ValueError(f"per-token quantization to {dtype} is not supported (int8, float8_e4m3fn)")
+    return dict(HALF_RANGE=HALF_RANGES.get(dtype, 0.0), EPS=ZERO_ROW_SCALE, IS_FP8=dtype == torch.float8_e4m3fn,
+                INTERPRET=interpreting())  # fmt: skip
+
+
+def quantize_per_token(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    constants = quant_constants(dtype)
     x2 = x if x.stride(-1) == 1 else x.contiguous()
     m, k = x2.shape
     q = torch.empty((m, k), dtype=dtype, device=x.device)
@@ -119,8 +127,7 @@ def quantize_per_token(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tenso
     block_m = min(max(1, 16384 // block_k), triton.next_power_of_2(max(m, 1))) if interpreting() else 1
     _quantize_per_token_kernel[(triton.cdiv(m, block_m),)](
         x2, q, scale, m, k, x2.stride(0), q.stride(0),
-        HALF_RANGE=HALF_RANGES[dtype], EPS=ZERO_ROW_SCALE, IS_FP8=dtype == torch.float8_e4m3fn, INTERPRET=interpreting(),
-        ONE_PASS=block_k >= k, BLOCK_M=block_m, BLOCK_K=block_k, num_warps=max(4, min(16, block_k // 1024)),
+        **constants, ONE_PASS=block_k >= k, BLOCK_M=block_m, BLOCK_K=block_k, num_warps=max(4, min(16, block_k // 1024)),
     )  # fmt: skip
     return q, scale
 

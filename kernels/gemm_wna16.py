@@ -302,6 +302,15 @@ def default_config(m: int, n: int, k: int, group_size: int, bits: int, device: t
     return Config(kernel, 16, 128, block_k, split_for(m, n, k, 16, 128, block_k, device), 4, 4)
 
 
+def kernel_for(cfg: Config) -> tuple[triton.runtime.JITFunction, dict]:
+    """The Triton kernel of a fused path and the constexprs that pick its variant."""
+    if cfg.kernel == "strided":
+        return _wna16_strided_kernel, {}
+    if cfg.kernel in ("interleaved", "gemv"):
+        return _wna16_kernel, {"TENSOR_CORES": cfg.kernel == "interleaved"}
+    raise ValueError(f"{cfg.kernel!r} is not a fused W4A16 kernel (gemv, strided, interleaved)")
+
+
 def dequantize(
     packed: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int, group_size: int, dtype: torch.dtype
 ) -> torch.Tensor:
@@ -349,10 +358,7 @@ def wna16_gemm(
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     dest = out if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
     grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n), split)
-    if cfg.kernel == "strided":
-        kernel, extra = _wna16_strided_kernel, {}
-    else:
-        kernel, extra = _wna16_kernel, {"TENSOR_CORES": cfg.kernel == "interleaved"}
+    kernel, extra = kernel_for(cfg)
     kernel[grid](
         x2, packed, scale, zero if zero is not None else scale, dest,
         m, n, k, k_per_split, group_size,

@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.gemm_scaled import HALF_RANGES, ZERO_ROW_SCALE, store_quantized
+from kernels.gemm_scaled import quant_constants, store_quantized
 from kernels.util import interpreting
 
 
@@ -60,6 +60,8 @@ def _rms_norm_kernel(
 
 
 def _launch(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float, quant: torch.dtype | None = None):
+    """Rows of x (and residual) as [rows, hidden]: (out, x + residual or out, scales or None)."""
+    constants = quant_constants(quant)
     n_cols = x.shape[-1]
     x2 = x.reshape(-1, n_cols)
     if x2.stride(-1) != 1:
@@ -98,35 +100,27 @@ def _launch(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor
         eps,
         HAS_RESIDUAL=residual is not None,
         QUANT=quant is not None,
-        HALF_RANGE=HALF_RANGES.get(quant, 0.0),
-        EPS=ZERO_ROW_SCALE,
-        IS_FP8=quant == torch.float8_e4m3fn,
-        INTERPRET=interpreting(),
+        **constants,
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         num_warps=num_warps,
     )
-    return out.view(x.shape), summed.view(x.shape), scale
+    return out, summed, scale
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return _launch(x, None, weight, eps)[0]
+    return _launch(x, None, weight, eps)[0].view(x.shape)
 
 
 def fused_add_rms_norm(
     x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _launch(x, residual, weight, eps)[:2]
-
-
-def _check(quant: torch.dtype) -> None:
-    if quant not in HALF_RANGES:
-        raise ValueError(f"per-token quantization to {quant} is not supported (int8, float8_e4m3fn)")
+    out, summed, _ = _launch(x, residual, weight, eps)
+    return out.view(x.shape), summed.view(x.shape)
 
 
 def rms_norm_quant(x: torch.Tensor, weight: torch.Tensor, eps: float, quant: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(codes, per-row scales [rows, 1]) of rms_norm(x)."""
-    _check(quant)
+    """(codes [rows, hidden], per-row scales [rows, 1]) of rms_norm(x)."""
     out, _, scale = _launch(x, None, weight, eps, quant)
     return out, scale
 
@@ -134,7 +128,6 @@ def rms_norm_quant(x: torch.Tensor, weight: torch.Tensor, eps: float, quant: tor
 def fused_add_rms_norm_quant(
     x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, quant: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(codes, per-row scales, x + residual) of rms_norm(x + residual)."""
-    _check(quant)
+    """(codes [rows, hidden], per-row scales, x + residual) of rms_norm(x + residual)."""
     out, summed, scale = _launch(x, residual, weight, eps, quant)
-    return out, scale, summed
+    return out, scale, summed.view(x.shape)

@@ -52,17 +52,14 @@ def paged_attention() -> None:
 def cache_and_elementwise() -> None:
     build(cache._store_kvcache_kernel, dict(HEAD_DIM=128, BLOCK_SIZE=16, BLOCK_T=1, BLOCK_H=8, BLOCK_D=128))
     build(rotary._rotary_kernel, dict(HALF=64, BLOCK_T=1, BLOCK_HQ=32, BLOCK_HKV=8, BLOCK_D=64), {"cos_sin_ptr": "*fp32"})
-    for residual in (False, True):
-        for out in ("*bf16", "*i8", "*fp8e4nv"):  # the norm alone, or quantizing for an int8 / FP8 layer
-            quant = dict(QUANT=out != "*bf16", HALF_RANGE=448.0 if out == "*fp8e4nv" else 127.5,
-                         EPS=torch.finfo(torch.float32).eps, IS_FP8=out == "*fp8e4nv", INTERPRET=False)  # fmt: skip
-            build(norm._rms_norm_kernel, dict(HAS_RESIDUAL=residual, BLOCK_M=1, BLOCK_N=4096, **quant),
-                  {"out_ptr": out, "scale_ptr": "*fp32"}, num_warps=8)  # fmt: skip
-    for out, block_n, warps in (("*bf16", 1024, 4), ("*i8", 16384, 16), ("*fp8e4nv", 16384, 16)):
-        quant = dict(QUANT=out != "*bf16", HALF_RANGE=448.0 if out == "*fp8e4nv" else 127.5,
-                     EPS=torch.finfo(torch.float32).eps, IS_FP8=out == "*fp8e4nv", INTERPRET=False)  # fmt: skip
-        build(activation._silu_and_mul_kernel, dict(BLOCK_M=1, BLOCK_N=block_n, **quant), {"out_ptr": out, "scale_ptr": "*fp32"},
-              num_warps=warps)  # fmt: skip
+    # each alone, or quantizing its output for an int8 / FP8 layer
+    for quant, out in ((None, "*bf16"), (torch.int8, "*i8"), (torch.float8_e4m3fn, "*fp8e4nv")):
+        constants = dict(QUANT=quant is not None, **gemm_scaled.quant_constants(quant))
+        pointers = {"out_ptr": out, "scale_ptr": "*fp32"}
+        for residual in (False, True):
+            build(norm._rms_norm_kernel, dict(HAS_RESIDUAL=residual, BLOCK_M=1, BLOCK_N=4096, **constants), pointers, num_warps=8)
+        block_n, warps = (16384, 16) if quant is not None else (1024, 4)
+        build(activation._silu_and_mul_kernel, dict(BLOCK_M=1, BLOCK_N=block_n, **constants), pointers, num_warps=warps)
 
 
 def scaled_gemm() -> None:
@@ -72,11 +69,9 @@ def scaled_gemm() -> None:
 
 def scaled_gemm_for(fp8: bool) -> None:
     q = "*fp8e4nv" if fp8 else "*i8"
-    half_range = 448.0 if fp8 else 127.5
+    constants = gemm_scaled.quant_constants(torch.float8_e4m3fn if fp8 else torch.int8)
     for one_pass, block_k in ((True, 4096), (False, 16384)):
-        build(gemm_scaled._quantize_per_token_kernel,
-              dict(HALF_RANGE=half_range, EPS=torch.finfo(torch.float32).eps, IS_FP8=fp8, INTERPRET=False,
-                   ONE_PASS=one_pass, BLOCK_M=1, BLOCK_K=block_k),
+        build(gemm_scaled._quantize_per_token_kernel, dict(ONE_PASS=one_pass, BLOCK_M=1, BLOCK_K=block_k, **constants),
               {"q_ptr": q, "s_ptr": "*fp32"}, num_warps=8)  # fmt: skip
     build(gemm_scaled._scaled_mm_kernel,
           dict(SA_PER_ROW=True, SB_PER_ROW=True, HAS_BIAS=False, INT=not fp8, BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=8),
@@ -90,13 +85,15 @@ def w4a16_paths() -> None:
 
 
 def w4a16_path(m: int, group_size: int, bits: int, zero_points: bool) -> None:
-    cfg = gemm_wna16.default_config(m, 4096, 4096, group_size, bits, torch.device("cuda"))
-    kernel = gemm_wna16._wna16_strided_kernel if cfg.kernel == "strided" else gemm_wna16._wna16_kernel
+    build_wna16(gemm_wna16.default_config(m, 4096, 4096, group_size, bits, torch.device("cuda")), bits, zero_points)
+
+
+def build_wna16(cfg: "gemm_wna16.Config", bits: int, zero_points: bool):
+    """A fused W4A16 path at its launch shape, bf16 activations, split-K partials in fp32."""
+    kernel, variant = gemm_wna16.kernel_for(cfg)
     constants = dict(BITS=bits, HAS_ZP=zero_points, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
-                     UPCAST=False, IEEE=False)  # fmt: skip
-    if kernel is gemm_wna16._wna16_kernel:
-        constants["TENSOR_CORES"] = cfg.kernel == "interleaved"
-    build(kernel, constants, {"w_ptr": "*i32", "z_ptr": "*i8", "out_ptr": "*fp32"}, cfg.num_warps, cfg.num_stages)
+                     UPCAST=False, IEEE=False, **variant)  # fmt: skip
+    return build(kernel, constants, {"w_ptr": "*i32", "z_ptr": "*i8", "out_ptr": "*fp32"}, cfg.num_warps, cfg.num_stages)
 
 
 def w4a16_helpers() -> None:
