@@ -270,6 +270,14 @@ def _nvidia_driver() -> str:
         return "unknown"
 
 
+def _load_average() -> float | None:
+    """The system's 1-minute load average (runnable processes), None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def describe_hardware(device: str | torch.device = "auto") -> dict:
     dev = resolve_device(device)
     hw = {
@@ -454,6 +462,7 @@ def measure(
         for w, p in zip(workloads, prompts):
             _check_fits(llm, p, w.output_len)  # before any work
         warm_up(llm, max(workloads, key=lambda w: w.num_requests))
+        load_start = _load_average()
         runs = []
         for i, (level, workload) in enumerate(zip(levels, workloads)):
             step = (lambda done, msg, i=i, level=level: progress(
@@ -466,6 +475,8 @@ def measure(
             "kv_capacity_tokens": llm.kv_capacity_tokens,
             "peak_memory_bytes": peak,
             "peak_memory_kind": peak_kind,
+            # other work on the machine slows a run on the CPU without a trace in its figures
+            "load_average": [load_start, _load_average()],
         }
         if len(runs) > 1:
             metrics["levels"] = [run.metrics for run in runs]

@@ -199,7 +199,7 @@ def run(plan: Plan, progress: Progress | None = None, cancelled: Cancelled | Non
         phase = kinds.index(kind) if kind in kinds else 0
         say(0.05 + 0.9 * (phase + fraction) / len(kinds), message)
 
-    say(0.02, f"loading {plan.model_dir.name}")
+    say(0.02, "loading the model")  # its folder may be a content hash in the hub's store
     s = plan.settings
     if lm is None:
         lm = EngineLM(

@@ -185,7 +185,8 @@ PUBLISH_HF_TOKEN = os.environ.get("HUB_PUBLISH_HF_TOKEN", "")
 # broker's visibility timeout outlasts the longest stage so Redis does not redeliver a stage
 # that is still running. The database, not the broker, is the source of truth; the reconciler
 # (workers.reconcile) re-enqueues whatever the broker lost.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+# "localhost" only so that kombu does not warn about a missing host on every connection
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
 STAGE_TIME_LIMIT = env_int("HUB_STAGE_TIME_LIMIT", 24 * 3600)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"

@@ -159,10 +159,13 @@ def dequantize_packed(
     group_size: int,
 ) -> torch.Tensor:
     """The float32 weight [N, K]; exact, since codes and zero points are small ints."""
-    q = (unpack_int32(packed, bits) - (1 << (bits - 1))).float()
-    if zero is not None:
-        q = q - zero.float().repeat_interleave(group_size, dim=1)
-    return q * scale.float().repeat_interleave(group_size, dim=1)
+    n = packed.shape[0]
+    # [N, groups, group_size] with scales broadcast over the group, not repeated to [N, K]: the
+    # CPU engine calls this on every forward, so each full-size temporary costs
+    q = unpack_int32(packed, bits).view(n, -1, group_size).float()
+    offset = float(1 << (bits - 1))
+    q -= offset if zero is None else (zero.float() + offset).unsqueeze(-1)
+    return (q * scale.float().unsqueeze(-1)).view(n, -1)
 
 
 def wna16_gemm(

@@ -150,7 +150,9 @@ def execute(stage_id: int, worker: str) -> str:
     try:
         result = BODIES[stage.kind](stage, ctx)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the stage
-        if isinstance(exc, (StageUnavailable, StageError)):
+        # a refusal, or the body stopping because it was cancelled, lost or out of time: the
+        # message says it all, a traceback would only bury it
+        if isinstance(exc, (StageUnavailable, StageError)) or ctx.cancelled():
             ctx.logger.info("%s", exc)
         else:
             ctx.logger.info("%s", "".join(traceback.format_exception(exc))[-4000:])

@@ -128,6 +128,7 @@ class BaseModelOut(Schema):
     id: int
     name: str
     hf_repo_id: str
+    on_this_hub: bool = Field(description="hf_repo_id is a repository of this hub, not of huggingface.co")
     revision: str
     resolved_sha: str
     status: str
@@ -331,7 +332,7 @@ class JobSummary(Schema):
 
 class JobIn(Schema):
     base: int | None = Field(None, description="id of a model in the catalog; or give hf_id")
-    hf_id: str = Field("", description="a Hugging Face model id, fetched by the job")
+    hf_id: str = Field("", description="a Hugging Face model id, fetched by the job (a repository of this hub, when it has one by that id)")
     revision: str = "main"
     presets: list[str] = Field(default_factory=list, description="recipe preset names")
     recipe_yaml: str = Field("", description="a recipe in llm-compressor's YAML shape")

@@ -1,6 +1,7 @@
 """Token pages: a user issues tokens (the plaintext is shown once), sees them, revokes them."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -8,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from hub.api.models import ApiToken
+from hub.hfapi.converters import own_namespace
 
 
 class TokenForm(forms.Form):
@@ -26,6 +28,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
         "form": form,
         "plaintext": plaintext,
         "tokens": ApiToken.objects.filter(user=request.user),
+        "endpoint": settings.SITE_URL.rstrip("/"),
+        "namespace": own_namespace(request.user),
     })
 
 

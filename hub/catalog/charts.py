@@ -40,7 +40,8 @@ def bars(title: str, unit: str, groups: list[tuple[str, list[tuple[str, float | 
 
 
 def scatter(title: str, x_label: str, y_label: str, points: list[dict]) -> SafeString:
-    """Points {x, y, label, front}: the Pareto front drawn filled and joined by a line."""
+    """Points {x, y, label, front, reference?}: the Pareto front drawn filled and joined by a
+    line; a reference point (the base) drawn hollow, outside the front."""
     points = [p for p in points if p["x"] is not None and p["y"] is not None]
     if not points:
         return mark_safe("")
@@ -72,10 +73,13 @@ def scatter(title: str, x_label: str, y_label: str, points: list[dict]) -> SafeS
         path = " ".join(f"{px(p['x']):.1f},{py(p['y']):.1f}" for p in front)
         out.append(f'<polyline points="{path}" class="front"/>')
     for p in points:
-        cls = "point front" if p["front"] else "point"
+        cls = "point reference" if p.get("reference") else "point front" if p["front"] else "point"
+        x, y = px(p["x"]), py(p["y"])
+        # labels of points in the right half run leftwards, so that none leaves the chart
+        label_x, anchor = (x - 7, "end") if x > w / 2 else (x + 7, "start")
         out.append(
-            f'<circle cx="{px(p["x"]):.1f}" cy="{py(p["y"]):.1f}" r="5" class="{cls}"><title>{escape(p["label"])}</title></circle>'
-            f'<text x="{px(p["x"]) + 7:.1f}" y="{py(p["y"]) - 6:.1f}" class="point-label">{escape(p["label"])}</text>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" class="{cls}"><title>{escape(p["label"])}</title></circle>'
+            f'<text x="{label_x:.1f}" y="{y - 6:.1f}" text-anchor="{anchor}" class="point-label">{escape(p["label"])}</text>'
         )
     out.append("</svg>")
     return mark_safe("".join(out))

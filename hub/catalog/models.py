@@ -18,6 +18,9 @@ class BaseModel(models.Model):
     name = models.CharField(max_length=200, unique=True, help_text="owner/name, as on the Hub")
     hf_repo_id = models.CharField(max_length=200, blank=True, db_index=True)
     revision = models.CharField(max_length=200, blank=True, help_text="revision asked for")
+    on_this_hub = models.BooleanField(
+        default=False, help_text="hf_repo_id is a repository of this hub: fetch downloads it through the hub's own API"
+    )
     resolved_sha = models.CharField(max_length=64, blank=True, help_text="commit the revision resolved to")
     source_path = models.CharField(max_length=1000, blank=True, help_text="imported local directory")
     local_path = models.CharField(max_length=1000, blank=True, help_text="verified snapshot on this hub")

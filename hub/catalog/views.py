@@ -293,7 +293,8 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "eval_runs": baseline[:10],
         "benchmarks": [bench_row(r) for r in benchmarks[:20]],
         "files": file_rows(base.files, reverse("base-file", args=[base.pk, "_"])[:-1]),
-        "snippets": snippets(base.hf_repo_id, settings.HF_ENDPOINT, base.resolved_sha if base.hf_repo_id else ""),
+        "snippets": snippets(base.hf_repo_id, settings.SITE_URL.rstrip("/") if base.on_this_hub else settings.HF_ENDPOINT,
+                             base.resolved_sha if base.hf_repo_id else ""),
         "config": json.dumps(base.config, indent=2, sort_keys=True),
     })
 
@@ -337,6 +338,8 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
             published.repo_id if published else "",
             settings.SITE_URL.rstrip("/") if published and published.endpoint == "local" else (published.endpoint if published else None),
             published.commit_sha if published else "",
+            private=variant.private,
+            checksums=any(f["path"] == "SHA256SUMS" for f in variant.files),
         ),
         "card": read_text(local / "README.md") if local else "",
         "recipe_yaml": read_text(local / "recipe.yaml") if local else variant.recipe.yaml,
@@ -358,15 +361,19 @@ def compare(request: HttpRequest, pk: int) -> HttpResponse:
     front = charts.pareto_front(rows, maximize=("recovery", "speedup"), minimize=("size",))
     for i, row in enumerate(rows):
         row["front"] = i in front
-    points = [{"x": r["size"], "y": r["recovery"], "label": r["variant"].name, "front": r["front"]} for r in rows]
+    mb = 1 << 20  # as filesizeformat counts the table's sizes
+    # the base at 100% and 1.0x, for scale: what each variant gives up and gains
+    reference = [{"x": base.size_bytes / mb, "recovery": 1.0, "speedup": 1.0, "label": "base", "front": False,
+                  "reference": True}] if base.size_bytes else []
+    points = reference + [{"x": r["size"] / mb if r["size"] else None, "recovery": r["recovery"], "speedup": r["speedup"],
+                           "label": r["variant"].name, "front": r["front"]} for r in rows]
     return render(request, "catalog/compare.html", {
         "base": base,
         "rows": rows,
-        "chart": charts.scatter("Accuracy against size", "size (bytes)", "worst-task recovery", points),
-        "speed_chart": charts.scatter(
-            "Speed against size", "size (bytes)", "speedup (output tokens/s)",
-            [{"x": r["size"], "y": r["speedup"], "label": r["variant"].name, "front": r["front"]} for r in rows],
-        ),
+        "chart": charts.scatter("Accuracy against size", "size (MB)", "worst-task recovery",
+                                [{**p, "y": p["recovery"]} for p in points]),
+        "speed_chart": charts.scatter("Speed against size", "size (MB)", "speedup (output tokens/s)",
+                                      [{**p, "y": p["speedup"]} for p in points]),
     })
 
 
@@ -427,6 +434,7 @@ def bench_row(run: BenchmarkRun) -> dict:
         "tps": pick(m, "output_throughput"),
         "weights": pick(m, "weights_bytes"),
         "kv_tokens": pick(m, "kv_capacity_tokens"),
+        "load": max((x for x in m.get("load_average") or [] if isinstance(x, (int, float))), default=None),
     }
 
 
@@ -451,22 +459,29 @@ def bench_charts(bench: list[dict]) -> list:
     return out
 
 
-def snippets(repo_id: str, endpoint: str | None, revision: str = "") -> list[tuple[str, str]]:
+def snippets(repo_id: str, endpoint: str | None, revision: str = "", private: bool = False,
+             checksums: bool = False) -> list[tuple[str, str]]:
     """How to run the model: the Hub client (pointed at `endpoint`; None is huggingface.co), our
-    engine, vLLM and transformers. Without a repo, the files below downloaded into one folder."""
+    engine, vLLM and transformers. Without a repo, the files below downloaded into one folder.
+    With `checksums`, the download is checked against the repository's SHA256SUMS."""
     if not repo_id:
         return [
             ("our engine", "python -m engine generate MODEL_DIR --prompt 'Once upon a time'"),
             ("vLLM", "vllm serve MODEL_DIR"),
             ("transformers", "from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained('MODEL_DIR')"),
         ]
-    env = f"HF_ENDPOINT={endpoint} " if endpoint else ""
+    # a private repository answers 404 to a client without a token that may read it
+    env = (f"HF_ENDPOINT={endpoint} " if endpoint else "") + ("HF_TOKEN=<a token of yours> " if private else "")
     rev = f" --revision {revision}" if revision else ""
     folder = repo_id.split("/")[-1]
-    python_env = f"import os\nos.environ['HF_ENDPOINT'] = '{endpoint}'\n" if endpoint else ""
+    python_env = ((f"os.environ['HF_ENDPOINT'] = '{endpoint}'\n" if endpoint else "")
+                  + ("os.environ['HF_TOKEN'] = '<a token of yours>'\n" if private else ""))
+    python_env = f"import os\n{python_env}" if python_env else ""
     python_rev = f", revision='{revision}'" if revision else ""
     return [
-        ("huggingface-cli", f"{env}huggingface-cli download {repo_id}{rev} --local-dir {folder}"),
+        # `hf` is huggingface_hub's command line since 1.0, which dropped `huggingface-cli`
+        ("hf (huggingface_hub)", f"{env}hf download {repo_id}{rev} --local-dir {folder}"
+                                 + (f"\n(cd {folder} && sha256sum -c SHA256SUMS)" if checksums else "")),
         ("our engine", f"python -m engine generate {folder} --prompt 'Once upon a time'"),
         ("vLLM", f"{env}vllm serve {repo_id}{rev}"),
         ("transformers", (

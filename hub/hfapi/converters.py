@@ -8,6 +8,12 @@ RESERVED = frozenset({
 })
 
 
+def own_namespace(user) -> str:
+    """Where `user` keeps repositories: their name, or for a name the hub reserves (the default
+    superuser is `admin`) the organization `<name>-models`, which staff may create."""
+    return f"{user.username}-models" if user.username.lower() in RESERVED else user.username
+
+
 class NamespaceConverter:
     regex = r"(?!(?i:" + "|".join(sorted(RESERVED)) + r")(?:/|$))[A-Za-z0-9][A-Za-z0-9._-]*"
 

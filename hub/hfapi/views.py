@@ -28,7 +28,7 @@ from hub.catalog.checkpoints import CheckpointError
 from hub.catalog.store import check_repo_name
 from hub.hfapi import card, storage
 from hub.hfapi.models import GITATTRIBUTES, Commit, Entry, FileSpec, LfsObject, Repo, RepoError
-from hub.hfapi.converters import RESERVED
+from hub.hfapi.converters import RESERVED, own_namespace
 
 UPLOAD_SALT = "hub.hfapi.lfs-upload"
 TREE_PAGE = 1000
@@ -153,7 +153,9 @@ def create_repo(request: HttpRequest) -> HttpResponse:
         raise RepoError("'name' (and 'organization', when given) must be strings")
     check_repo_name(f"{namespace}/{name}")
     if namespace.lower() in RESERVED:
-        raise RepoError(f"{namespace!r} is reserved for the hub's own pages")
+        # the default superuser, `admin`, meets this on its first upload
+        hint = f"; as staff you may use any other namespace, such as {own_namespace(user)}/{name}" if user.is_staff else ""
+        raise RepoError(f"{namespace!r} is reserved for the hub's own pages{hint}")
     if not (user.is_staff or namespace == user.username):
         raise RepoError(f"you may create repositories only under your own name, {user.username}", 403)
     url = request.build_absolute_uri(f"/{namespace}/{name}")

@@ -15,6 +15,7 @@ from hub.catalog.checkpoints import PICKLE_SUFFIXES, SUPPORTED_ARCHITECTURES, Ch
 from hub.catalog.models import BaseModel
 from hub.catalog.store import check_repo_name, check_revision
 from hub.catalog.views import GPUS, scheme_min_cc, visible
+from hub.hfapi.models import Repo
 from hub.jobs.models import Job, Recipe
 from hub.jobs.presets import PRESETS, PROFILES, SUITES
 
@@ -90,6 +91,7 @@ def inspect_remote(repo_id: str, revision: str) -> str | None:
     fetch stage makes the same checks before downloading any weight."""
     import tempfile
 
+    import httpx2  # huggingface_hub's HTTP client, whose connection errors it lets through
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -105,7 +107,7 @@ def inspect_remote(repo_id: str, revision: str) -> str | None:
         raise forms.ValidationError(f"{repo_id}: no such repository on the Hub (or it is private and no token allows it)") from None
     except RevisionNotFoundError:
         raise forms.ValidationError(f"{repo_id}: no revision {revision!r}") from None
-    except (OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
+    except (OfflineModeIsEnabled, HfHubHTTPError, OSError, httpx2.HTTPError) as exc:  # httpx2: unreachable endpoint
         return f"the Hub could not be asked about {repo_id} ({type(exc).__name__}); the fetch stage will check it"
     names = [s.rfilename for s in info.siblings or []]
     if not any(n.endswith(".safetensors") for n in names):
@@ -131,7 +133,7 @@ def inspect_remote(repo_id: str, revision: str) -> str | None:
 class JobForm(forms.Form):
     base = forms.ModelChoiceField(queryset=BaseModel.objects.none(), required=False, label="Imported or fetched model",
                                   empty_label="(a Hugging Face model instead)")
-    hf_id = forms.CharField(required=False, max_length=200, label="Hugging Face model id",
+    hf_id = forms.CharField(required=False, max_length=200, label="Hugging Face model id, or a repository of this hub",
                             widget=forms.TextInput(attrs={"placeholder": "HuggingFaceTB/SmolLM2-135M-Instruct"}))
     revision = forms.CharField(required=False, max_length=200, label="revision", initial="main")
     presets = forms.MultipleChoiceField(
@@ -205,9 +207,13 @@ class JobForm(forms.Form):
         if base:
             self.check_base(base)
         elif hf_id and not self.errors:
-            known = BaseModel.objects.filter(hf_repo_id=hf_id, revision=data.get("revision") or "main").first()
+            data["repo_here"] = self.readable_repo(hf_id)
+            known = BaseModel.objects.filter(hf_repo_id=hf_id, revision=data.get("revision") or "main",
+                                             on_this_hub=data["repo_here"] is not None).first()
             if known:
                 self.check_base(known)
+            elif data["repo_here"]:
+                self.notes.append(f"{hf_id} is a repository of this hub: the job fetches it from here")
             else:
                 note = inspect_remote(hf_id, data.get("revision") or "main")
                 if note:
@@ -217,6 +223,13 @@ class JobForm(forms.Form):
         if data.get("gpu"):
             self.check_hardware(float(data["gpu"]), data.get("presets") or [], getattr(self, "yaml_schemes", []))
         return data
+
+    def readable_repo(self, repo_id: str) -> Repo | None:
+        """This hub's repository of that id, if the submitter may read it; an id that names
+        none (or one hidden from them) goes to the configured Hub endpoint."""
+        namespace, _, name = repo_id.rpartition("/")
+        repo = Repo.objects.filter(namespace=namespace, name=name).first()
+        return repo if repo and repo.readable_by(self.user) else None
 
     def check_base(self, base: BaseModel) -> None:
         if base.architecture and base.architecture not in SUPPORTED_ARCHITECTURES:
@@ -242,13 +255,16 @@ class JobForm(forms.Form):
         base = data["base"]
         if base is None:
             revision = data["revision"] or "main"
-            base = BaseModel.objects.filter(hf_repo_id=data["hf_id"], revision=revision).first()
+            here = data.get("repo_here")
+            base = BaseModel.objects.filter(hf_repo_id=data["hf_id"], revision=revision, on_this_hub=here is not None).first()
             if base is None:
                 name = data["hf_id"] if revision == "main" else f"{data['hf_id']}-{revision[:12]}"
                 taken = set(BaseModel.objects.filter(name__startswith=name).values_list("name", flat=True))
                 name = next(n for n in [name] + [f"{name}-{i}" for i in range(2, len(taken) + 2)] if n not in taken)
                 base = BaseModel.objects.create(
-                    name=name, hf_repo_id=data["hf_id"], revision=revision, owner=self.user, private=data["private"]
+                    name=name, hf_repo_id=data["hf_id"], revision=revision, owner=self.user, on_this_hub=here is not None,
+                    # a private repository's files must not show in the public catalog
+                    private=data["private"] or bool(here and here.private),
                 )
         recipes = [Recipe.for_preset(name) for name in data["presets"]]
         if data["recipe_yaml"]:

@@ -80,6 +80,7 @@ def stage_context(request: HttpRequest, job: Job) -> dict:
     remaining = timedelta()
     for stage in stages:
         stage.eta = None
+        stage.took = stage.finished_at - stage.started_at if stage.finished_at and stage.started_at else None
         if stage.status == Stage.Status.RUNNING and stage.started_at:
             elapsed = now - stage.started_at
             stage.elapsed = elapsed

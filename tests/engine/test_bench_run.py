@@ -99,6 +99,7 @@ def test_it_measures_a_model_on_every_level_with_memory(stories260k, tmp_path):
     assert [lv["completed"] for lv in metrics["levels"]] == [2, 6]
     assert metrics["concurrency"] == "max" and metrics["completed"] == 6  # the headline is the last level
     assert metrics["weights_bytes"] > 0 and metrics["kv_capacity_tokens"] == 64 * 16
+    assert [type(x) for x in metrics["load_average"]] == [float, float]
     assert metrics["peak_memory_bytes"] > 0 and "peak" in metrics["peak_memory_kind"]
     for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"):
         assert set(metrics[key]) == {"mean", "std", "median", "p90", "p99"}

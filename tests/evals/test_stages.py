@@ -111,3 +111,13 @@ def test_it_fails_clearly_on_an_unknown_suite(transactional_db, stories260k, iso
     stage = job.stages.get(kind="baseline")
     assert stage.error.startswith("suite nope: unknown suite 'nope'") and "Traceback" not in stage.error
     assert job.stages.get(kind="validate").status == S.SKIPPED
+
+
+def test_it_says_how_to_run_offline_when_task_data_is_unreachable(transactional_db, stories260k, isolated_storage, settings):
+    settings.EVAL_DATA_DIR = None
+    call_command("import_model", str(stories260k))
+    job = submit(BaseModel.objects.get(name="stories260k"), "quick")
+    run_queued(job, "fetch")
+    assert run_queued(job, "baseline") == S.FAILED
+    error = job.stages.get(kind="baseline").error
+    assert "cannot load its documents from the Hugging Face hub" in error and "set HUB_EVAL_DATA_DIR" in error

@@ -2,11 +2,13 @@
 stands in for huggingface.co (HUB_HF_ENDPOINT points at it)."""
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
 
+from hub.api.models import ApiToken
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe
 from tests.conftest import write_tiny_checkpoint
@@ -64,3 +66,40 @@ def test_it_refuses_an_architecture_outside_the_llama_family(upstream, tmp_path)
 def test_it_says_which_repository_is_missing(upstream):
     stage = fetch("alice/nothing").stages.get(kind="fetch")
     assert stage.status == "failed" and "alice/nothing: no such repository" in stage.error
+
+
+def submit_over_the_api(hub_url: str, token: str, repo_id: str) -> Job:
+    body = json.dumps({"hf_id": repo_id, "presets": ["w8a16"], "suite": "", "benchmark_profile": ""}).encode()
+    request = urllib.request.Request(f"{hub_url}/api/v1/jobs", body, method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return Job.objects.get(pk=json.load(urllib.request.urlopen(request))["id"])
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_it_compresses_a_model_uploaded_to_this_hub(hub_url, alice_token, stories260k, settings, private):
+    """An air-gapped hub's way in for a model, besides import_model: upload it with the stock
+    client, then submit a job for its repository. huggingface.co is not asked."""
+    settings.HF_ENDPOINT = "http://127.0.0.1:9"  # nothing listens there
+    api = HfApi(endpoint=hub_url, token=alice_token)
+    api.create_repo("alice/mine", private=private)
+    sha = api.upload_folder(folder_path=stories260k, repo_id="alice/mine").oid
+    job = submit_over_the_api(hub_url, alice_token, "alice/mine")
+    assert run_queued(job, "fetch") == "done", job.stages.get(kind="fetch").error
+    base = BaseModel.objects.get(pk=job.base_model_id)
+    assert base.on_this_hub and base.resolved_sha == sha and base.private == private
+    request = urllib.request.Request(f"{hub_url}/api/v1/models/{base.pk}", headers={"Authorization": f"Bearer {alice_token}"})
+    assert json.load(urllib.request.urlopen(request))["on_this_hub"] is True
+    assert folder_hashes(Path(base.local_path)) == folder_hashes(stories260k)
+    assert not ApiToken.objects.filter(revoked_at__isnull=True, name__startswith="fetch stage").exists()
+
+
+def test_it_never_takes_someone_elses_private_repository(hub_url, alice_token, bob_token, stories260k, settings):
+    settings.HF_ENDPOINT = "http://127.0.0.1:9"
+    api = HfApi(endpoint=hub_url, token=alice_token)
+    api.create_repo("alice/secret", private=True)
+    api.upload_folder(folder_path=stories260k, repo_id="alice/secret")
+    job = submit_over_the_api(hub_url, bob_token, "alice/secret")  # as far as bob can tell, a Hub id
+    assert not BaseModel.objects.get(pk=job.base_model_id).on_this_hub
+    assert run_queued(job, "fetch") == "failed"
+    assert "alice/secret: cannot reach http://127.0.0.1:9 (ConnectError" in job.stages.get(kind="fetch").error
+    assert BaseModel.objects.get(pk=job.base_model_id).local_path == ""

@@ -3,9 +3,13 @@ huggingface_hub's upload_folder into the live hub (and to another hub the job na
 back byte for byte through snapshot_download, and loads in transformers from HF_ENDPOINT."""
 
 import hashlib
+import html
+import json
 import os
+import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -49,7 +53,9 @@ def test_it_publishes_what_was_measured_and_clients_get_it_back(variant_job, hub
     got = folder_hashes(folder)
     recorded = {f["path"]: f["sha256"] for f in variant.files}
     assert {p: got[p] for p in recorded} == recorded
-    assert {"model.safetensors", "config.json", "recipe.yaml", "tokenizer.json", "README.md"} <= set(recorded)
+    assert {"model.safetensors", "config.json", "recipe.yaml", "tokenizer.json", "README.md", "SHA256SUMS"} <= set(recorded)
+    sums = dict(reversed(line.split("  ")) for line in (folder / "SHA256SUMS").read_text().splitlines())
+    assert sums == {f["path"]: f["sha256"] for f in variant.files if f["path"] not in ("README.md", "SHA256SUMS")}
     card = ModelCard.load(folder / "README.md")
     assert card.data.base_model == "stories260k" and card.data.base_model_relation == "quantized"
     assert "Not measured: the job ran no evaluation suite." in card.text
@@ -69,6 +75,35 @@ print("loaded", type(remote).__name__, remote.config.quantization_config.quant_m
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["loaded", "LlamaForCausalLM", "compressed-tensors"]
+
+
+@pytest.mark.slow
+def test_it_shows_download_and_run_commands_that_work(variant_job, hub_url, alice_token, settings, tmp_path):
+    """The commands the variant's page offers, pasted into a shell as they are."""
+    settings.PUBLISH_HF_TOKEN = alice_token
+    assert run_queued(variant_job, "publish") == "done", variant_job.stages.get(kind="publish").error
+    variant = Variant.objects.get(job=variant_job)
+    page = urllib.request.urlopen(f"{hub_url}/models/variants/{variant.pk}/").read().decode()
+    commands = {html.unescape(title).strip(): html.unescape(code) for title, code in
+                re.findall(r"<figcaption>(.*?)<button.*?<pre><code>(.*?)</code></pre>", page, re.S)}
+    download, generate = commands["hf (huggingface_hub)"], commands["our engine"]
+    load = commands["transformers"] + "\nprint(model.config.quantization_config.quant_method.value)"
+
+    # the venv's `hf` and `python`, as a user with the project installed has them
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}  # downloads need no setting of it
+    env.update(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+    outputs = []
+    for command in (download, generate):
+        out = subprocess.run(["bash", "-ec", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, f"{command}\n{out.stderr[-3000:]}"
+        outputs.append(out.stdout)
+    assert "model.safetensors: OK" in outputs[0]  # the download checked against the repository's SHA256SUMS
+    recorded = {f["path"]: f["sha256"] for f in variant.files}
+    got = folder_hashes(tmp_path / "stories260k-w8a8-int8")
+    assert {p: got.get(p) for p in recorded} == recorded
+    assert json.loads(out.stdout)["token_ids"]
+    out = subprocess.run([sys.executable, "-c", load], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.split() == ["compressed-tensors"], out.stderr[-3000:]
 
 
 def test_it_writes_measured_results_into_the_card(recorded_variant_job, hub_url, alice_token, settings):

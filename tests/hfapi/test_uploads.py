@@ -4,14 +4,23 @@ and only on the head it was made against."""
 
 import base64
 import hashlib
+import html
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx2
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
+from django.contrib.auth.models import User
 from huggingface_hub.errors import HfHubHTTPError
 
+from hub.api.models import ApiToken
 from hub.hfapi import storage
 from hub.hfapi.models import GITATTRIBUTES, Repo
 
@@ -128,3 +137,27 @@ def test_it_deletes_files_and_folders_in_new_commits_and_keeps_old_ones(repo, hu
     assert sorted(api.list_repo_files(repo, revision=before)) == [".gitattributes", "b.txt", "sub/a.txt"]
     tree = {item.path: type(item).__name__ for item in api.list_repo_tree(repo, revision=before)}
     assert tree == {".gitattributes": "RepoFile", "b.txt": "RepoFile", "sub": "RepoFolder"}
+
+
+def test_it_gives_the_default_admin_upload_commands_that_work(hub_url, client, stories260k, tmp_path):
+    """`make run` makes a superuser named admin, a namespace the hub reserves for its pages: the
+    token page's commands, pasted into a shell as they are, still upload and download."""
+    client.force_login(User.objects.create_superuser("admin", password="admin-password-1"))
+    page = client.post("/tokens/", {"name": "laptop", "scope": "write"}).content.decode()
+    commands = html.unescape(re.search(r'<pre class="snippets">(.*?)</pre>', page, re.S).group(1))
+    shutil.copytree(stories260k, tmp_path / "my-model-folder")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}  # a user's shell: the commands set it
+    env.update(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+    out = subprocess.run(["bash", "-ec", commands], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"{commands}\n{out.stderr[-3000:]}"
+    repo = Repo.objects.get(namespace="admin-models", name="my-model")
+    stored = {e.path: e.sha256 for e in repo.head.entries.all()}
+    assert stored["model.safetensors"] == hashlib.sha256((stories260k / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_it_says_where_staff_may_create_a_repository_the_hub_reserves(hub_url):
+    admin = User.objects.create_superuser("admin", password="admin-password-1")
+    token = ApiToken.issue(admin, "t", ApiToken.Scope.WRITE)[1]
+    with pytest.raises(HfHubHTTPError, match="'admin' is reserved for the hub's own pages; as staff you may use any "
+                                             "other namespace, such as admin-models/x"):
+        HfApi(endpoint=hub_url, token=token).create_repo("admin/x")

@@ -1,4 +1,5 @@
 import hashlib
+import io
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -41,3 +42,12 @@ def test_it_refuses_pickles_and_stores_nothing(db, tmp_path, settings):
         call_command("import_model", str(tmp_path / "ckpt"))
     assert not BaseModel.objects.exists()
     assert not settings.MODELS_DIR.exists() or not any(settings.MODELS_DIR.rglob("*.safetensors"))
+
+
+def test_it_reports_progress_into_a_log_in_tenths(db, tmp_path):
+    write_tiny_checkpoint(tmp_path / "big", extra_tensor_elems=12 << 20)  # 48 MiB: 48 chunks hashed
+    err = io.StringIO()
+    call_command("import_model", str(tmp_path / "big"), stderr=err)
+    lines = err.getvalue().splitlines()
+    assert "\r" not in err.getvalue() and 2 <= len(lines) <= 11
+    assert lines[-1].startswith("100.0% copying 48 / 48 MiB")

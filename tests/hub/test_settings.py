@@ -20,7 +20,7 @@ def test_it_runs_with_no_configuration(tmp_path):
         "print(settings.DEBUG, settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL)",
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "django.db.backends.sqlite3", "filesystem://"]
+    assert out.stdout.split() == ["True", "django.db.backends.sqlite3", "filesystem://localhost/"]
     assert (tmp_path / "broker" / "queue").is_dir()
 
 

@@ -17,7 +17,7 @@ def submitted(base, owner, private=False) -> Job:
 def test_it_shows_stages_with_progress_logs_and_eta(client, catalog, alice):
     job = submitted(catalog.llama, alice)
     now = timezone.now()
-    job.stages.filter(kind="fetch").update(status=S.DONE, started_at=now - timedelta(seconds=30), finished_at=now, log="fetched\n")
+    job.stages.filter(kind="fetch").update(status=S.DONE, started_at=now - timedelta(seconds=95), finished_at=now, log="fetched\n")
     job.stages.filter(kind="compress").update(status=S.RUNNING, progress=0.25, message="layer 4/16",
                                               started_at=now - timedelta(seconds=60), log="quantizing layer 4\n")
     job.refresh_status()
@@ -25,6 +25,7 @@ def test_it_shows_stages_with_progress_logs_and_eta(client, catalog, alice):
     assert 'data-kind="compress" data-status="running"' in html and "layer 4/16" in html
     assert "about 3 min" in html  # 60 s for a quarter: three more minutes
     assert "quantizing layer 4" in html and "log of fetch" in html
+    assert "1 min 35 s" in html  # how long fetch took
     assert 'hx-trigger="every 2s"' in html  # live while the job runs
 
 

@@ -3,6 +3,7 @@ compare view with its Pareto front, files with sha256, and downloads."""
 
 import hashlib
 
+from hub.catalog.models import Publication
 from hub.results.models import BenchmarkRun, EvalRun
 from tests.web.conftest import bench_metrics
 
@@ -17,6 +18,16 @@ def test_it_shows_a_base_model(client, catalog):
     assert f"/models/{catalog.llama.pk}/compare/" in html
 
 
+def test_it_says_when_where_and_under_what_load_a_benchmark_ran(client, catalog):
+    BenchmarkRun.objects.create(base_model=catalog.llama, job=catalog.job, profile="chat", profile_version="1",
+                                engine_version="0.1", hardware={"device": "cpu", "cpu": "AMD EPYC", "cpu_cores": 2},
+                                metrics={**bench_metrics(700.0, 60.0, 130.0), "load_average": [3.1, 3.45]})
+    html = client.get(f"/models/{catalog.llama.pk}/").content.decode()
+    assert "AMD EPYC <span" in html and "load 3.45</span>" in html  # the busier end of the run
+    assert html.count(f'<a href="/jobs/{catalog.job.pk}/">job {catalog.job.pk}</a>') == 2  # this run and the GPU one
+    assert "NVIDIA H100 <span" not in html  # load is only shown for CPU runs
+
+
 def test_it_shows_a_variant_with_recovery_gate_and_speed(client, catalog):
     html = client.get(f"/models/variants/{catalog.w4.pk}/").content.decode()
     assert "hellaswag" in html and "97.6%" in html and "98.3%" in html
@@ -27,7 +38,7 @@ def test_it_shows_a_variant_with_recovery_gate_and_speed(client, catalog):
     assert html.count('<svg class="chart"') == 3  # TTFT, TPOT, throughput: base vs variant
     assert "GPTQModifier" in html  # the recipe as run
     assert "&quot;total&quot;: 12.5" in html  # the compression report, escaped
-    assert "HF_ENDPOINT=http://" in html and "huggingface-cli download org/llama-1b-w4a16-gptq --revision aaaa" in html
+    assert "HF_ENDPOINT=http://" in html and "hf download org/llama-1b-w4a16-gptq --revision aaaa" in html
     assert "vllm serve org/llama-1b-w4a16-gptq" in html and "python -m engine generate" in html
     assert 'href="/org/llama-1b-w4a16-gptq"' in html  # the repository page and its card
 
@@ -46,6 +57,10 @@ def test_it_hides_private_pages(client, catalog, alice, bob):
     assert [client.get(u).status_code for u in urls] == [404, 404, 404]
     client.force_login(alice)
     assert [client.get(u).status_code for u in urls] == [200, 200, 200]
+    Publication.objects.create(variant=catalog.secret, endpoint="local", repo_id="alice/secret-model-w8a16", commit_sha="b" * 40)
+    html = client.get(f"/models/variants/{catalog.secret.pk}/").content.decode()
+    assert "HF_TOKEN=&lt;a token of yours&gt; hf download alice/secret-model-w8a16" in html
+    assert "os.environ[&#x27;HF_TOKEN&#x27;]" in html
 
 
 def test_it_compares_variants_and_marks_the_pareto_front(client, catalog):
@@ -58,6 +73,7 @@ def test_it_compares_variants_and_marks_the_pareto_front(client, catalog):
     html = client.get(f"/models/{catalog.llama.pk}/compare/").content.decode()
     assert html.count('<tr class="front">') == 2
     assert html.count('class="point front"') == 4 and "<polyline" in html  # on both charts
+    assert html.count('class="point reference"') == 2 and "size (MB)" in html  # the base, for scale
 
     # a third variant worse on all three is off the front
     run.recoveries.update(recovery=0.95)

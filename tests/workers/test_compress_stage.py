@@ -52,3 +52,13 @@ def test_it_fails_clearly_on_a_recipe_the_library_refuses(transactional_db, stor
     assert "FancyModifier" in stage.error and "Traceback" not in stage.error
     assert not Variant.objects.exists()
     assert job.stages.get(kind="publish").status == Stage.Status.SKIPPED
+
+
+def test_it_says_how_to_calibrate_offline_when_the_default_set_is_unreachable(transactional_db, stories260k):
+    call_command("import_model", str(stories260k))
+    job = Job.submit(base_model=BaseModel.objects.get(name="stories260k"),
+                     recipes=[Recipe.for_preset("w8a8-int8")], suite="", benchmark_profile="")
+    run_queued(job, "fetch")
+    assert run_queued(job, "compress") == Stage.Status.FAILED
+    error = job.stages.get(kind="compress").error
+    assert "could not load calibration dataset" in error and "HUB_CALIBRATION_DATASET" in error

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from django.conf import settings
 
+from hub.api.models import ApiToken
 from hub.catalog.checkpoints import PICKLE_SUFFIXES, CheckpointError, check_config
 from hub.catalog.models import BaseModel
 from hub.catalog.store import hash_into_place, hf_models_root, local_models_root, verify_checkpoint
 from workers.runner import StageError, StageResult
+from workers.stages.publish import hub_client_settings
 
 # What a Llama-family snapshot needs; pickled weights and remote code are never downloaded.
 WANTED_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".md", ".jinja", ".tiktoken")
@@ -28,8 +30,10 @@ def fetch(stage, ctx) -> StageResult:
             info, path = hash_into_place(
                 Path(base.source_path), local_models_root(base.name), ctx.progress, ctx.cancelled
             )
+        elif base.hf_repo_id and base.on_this_hub:
+            info, path = _download_from_this_hub(base, stage, ctx)
         elif base.hf_repo_id:
-            info, path = _download(base, ctx)
+            info, path = _download(base, ctx, settings.HF_ENDPOINT, settings.HF_TOKEN or None)
         else:
             raise StageError(f"base model {base.name} has neither a Hub repo id nor a local source")
     except CheckpointError as exc:
@@ -45,7 +49,21 @@ def _outputs(base: BaseModel) -> dict:
     return {"base_model": base.pk, "resolved_sha": base.resolved_sha, "local_path": base.local_path}
 
 
-def _download(base: BaseModel, ctx) -> tuple:
+def _download_from_this_hub(base: BaseModel, stage, ctx) -> tuple:
+    """Through the hub's own HTTP API, as the job's owner: a private repository downloads only
+    for a job of someone who may read it, and every check of a download from the Hub applies."""
+    owner = stage.job.owner
+    token, plaintext = ApiToken.issue(owner, f"fetch stage {stage.pk}") if owner else (None, None)
+    try:
+        with hub_client_settings():
+            return _download(base, ctx, settings.PUBLISH_LOCAL_ENDPOINT.rstrip("/"), plaintext)
+    finally:
+        if token:
+            token.revoke()
+
+
+def _download(base: BaseModel, ctx, endpoint: str, token: str | None) -> tuple:
+    import httpx2
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -55,7 +73,7 @@ def _download(base: BaseModel, ctx) -> tuple:
         RevisionNotFoundError,
     )
 
-    api = HfApi(endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None)
+    api = HfApi(endpoint=endpoint, token=token)
     revision = base.revision or "main"
     try:
         info = api.model_info(base.hf_repo_id, revision=revision, files_metadata=True)
@@ -72,6 +90,8 @@ def _download(base: BaseModel, ctx) -> tuple:
         raise StageError(f"{base.hf_repo_id}: no revision {revision!r}") from None
     except HfHubHTTPError as exc:
         raise StageError(f"{base.hf_repo_id}: the Hub answered {exc}") from None
+    except httpx2.HTTPError as exc:  # huggingface_hub's HTTP client: connection errors come through as they are
+        raise StageError(f"{base.hf_repo_id}: cannot reach {endpoint} ({type(exc).__name__}: {exc})") from None
 
     siblings = {s.rfilename: s.size or 0 for s in info.siblings or []}
     if not any(name.endswith(".safetensors") for name in siblings):
@@ -96,7 +116,7 @@ def _download(base: BaseModel, ctx) -> tuple:
         # The architecture is checked before any weight is downloaded.
         download = partial(
             hf_hub_download, base.hf_repo_id, revision=info.sha, local_dir=tmp,
-            endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None,
+            endpoint=endpoint, token=token,
         )
         download("config.json")
         try:

@@ -23,7 +23,7 @@ from hub.results.models import BenchmarkRun, EvalRun
 from workers.runner import StageError, StageResult
 
 LOCAL = "local"  # Publication.endpoint of this hub
-CARD_FILES = ("README.md", "lm_eval_results.json", "benchmark.json")
+CARD_FILES = ("README.md", "lm_eval_results.json", "benchmark.json", "SHA256SUMS")
 BENCH_COLUMNS = (
     ("TTFT median (ms)", "ttft_ms", "median"), ("TPOT median (ms)", "tpot_ms", "median"),
     ("ITL median (ms)", "itl_ms", "median"), ("E2E p99 (ms)", "e2el_ms", "p99"),
@@ -40,7 +40,7 @@ def publish(stage, ctx) -> StageResult:
     if variant is None or not variant.local_path:
         raise StageError(f"job {job.pk} has no {recipe} variant to publish (did compress run?)")
     folder = Path(variant.local_path)
-    measured = [f for f in variant.files if f["path"] not in CARD_FILES and not f["path"].startswith(".eval_results/")]
+    measured = measured_files(variant)
     ctx.logger.info("verifying %s against the sha256 recorded when it was made", folder)
     try:
         verify_checkpoint(folder, measured, lambda done, message: ctx.progress(0.1 * done, message))
@@ -196,6 +196,12 @@ def upload(endpoint: str, token: str, repo_id: str, folder: Path, files: list[di
 # -- the repository's files beside the weights ------------------------------------------------
 
 
+def measured_files(variant: Variant) -> list[dict]:
+    """The files as compress made them and validate / benchmark measured them: not those that
+    publish writes about them."""
+    return [f for f in variant.files if f["path"] not in CARD_FILES and not f["path"].startswith(".eval_results/")]
+
+
 def write_repo_files(variant: Variant, folder: Path, repo_id: str, endpoint: str) -> list[dict]:
     """Write the model card, evaluation results and benchmark JSON into the variant's folder
     (each file whole, by rename); returns their {path, size, sha256}."""
@@ -227,6 +233,8 @@ def write_repo_files(variant: Variant, folder: Path, repo_id: str, endpoint: str
             indent=1, sort_keys=True,
         )
     contents["README.md"] = model_card(variant, repo_id, endpoint, eval_run, recoveries, benches)
+    # `sha256sum -c SHA256SUMS` in a downloaded folder shows it holds what was measured
+    contents["SHA256SUMS"] = "".join(f"{f['sha256']}  {f['path']}\n" for f in measured_files(variant))
     written = []
     for path, text in contents.items():
         target = folder / path
@@ -310,7 +318,8 @@ def model_card(variant: Variant, repo_id: str, endpoint: str, eval_run: EvalRun 
         *eval_settings_section(eval_run), "",
         "## Files", "",
         "| file | bytes | sha256 |", "|---|---:|---|",
-        *[f"| `{f['path']}` | {f['size']:,} | `{f['sha256']}` |" for f in variant.files if f["path"] not in CARD_FILES],
+        *[f"| `{f['path']}` | {f['size']:,} | `{f['sha256']}` |" for f in measured_files(variant)],
+        "", "`sha256sum -c SHA256SUMS` in a downloaded folder checks these.",
         "",
     ]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
@@ -391,6 +400,7 @@ def run_section(repo_id: str, endpoint: str) -> list[str]:
     return [
         "This hub's engine:", "", "```sh", env,
         f"hf download {repo_id} --local-dir {repo_id.split('/')[-1]}",
+        f"(cd {repo_id.split('/')[-1]} && sha256sum -c SHA256SUMS)",
         f"python -m engine generate {repo_id.split('/')[-1]} --prompt 'Once upon a time'", "```", "",
         "vLLM:", "", "```sh", env, f"vllm serve {repo_id}", "```", "",
         "transformers (with compressed-tensors installed):", "", "```python",

@@ -134,8 +134,13 @@ def _evaluate(plan, stage, ctx):
         result = run(plan, progress=ctx.progress, cancelled=ctx.cancelled)
     except Cancelled:
         raise StageError("cancelled") from None
-    except (SuiteError, UnsupportedModelError) as exc:
+    except UnsupportedModelError as exc:
         raise StageError(f"{plan.model_dir.name}: {exc}") from None
+    except SuiteError as exc:
+        # an air-gapped hub meets this first: with no local data, tasks read the Hugging Face hub
+        hint = ("" if settings.EVAL_DATA_DIR or all(t.data.startswith("local:") for t in plan.tasks) else
+                " (to run offline, set HUB_EVAL_DATA_DIR on the worker to a folder laid out <task>/<split>.jsonl, then retry)")
+        raise StageError(f"{plan.model_dir.name}: {exc}{hint}") from None
     # one folder per attempt, written aside and renamed into place
     name = f"{stage.kind}-{stage.recipe.name if stage.recipe_id else 'base'}-{stage.attempt}"
     folder = settings.ARTIFACTS_DIR / "evals" / f"job{stage.job_id}" / name

@@ -16,6 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--license", default="")
         parser.add_argument("--private", action="store_true")
 
+    tenths_reported = -1
+
     def handle(self, path: Path, name: str | None, license: str, private: bool, **options) -> None:
         path = path.resolve()
         try:
@@ -26,7 +28,8 @@ class Command(BaseCommand):
             info, dest = hash_into_place(path, local_models_root(name), progress=self.progress)
         except CheckpointError as exc:
             raise CommandError(str(exc)) from None
-        self.stderr.write("")
+        if self.stderr.isatty():
+            self.stderr.write("")
         base = existing or BaseModel(name=name, source_path=str(path), license=license, private=private)
         base.record_checkpoint(info, dest)
         self.stdout.write(
@@ -35,4 +38,9 @@ class Command(BaseCommand):
         )
 
     def progress(self, done: float, message: str) -> None:
-        self.stderr.write(f"\r{done:6.1%} {message}", ending="")
+        if self.stderr.isatty():
+            self.stderr.write(f"\r{done:6.1%} {message}", ending="")
+        # Into a log, one line per MiB would be thousands of lines for a large model: tenths only.
+        elif int(done * 10) > self.tenths_reported:
+            self.tenths_reported = int(done * 10)
+            self.stderr.write(f"{done:6.1%} {message}")
