@@ -173,7 +173,10 @@ def _record_success(stage: Stage, result: StageResult) -> str:
         # A cancel that lands while the body finishes still wins: the result is recorded only if
         # no cancel was committed before it.
         if Job.cancel_requested_for(stage.job_id, lock=True):
-            cancelled = stage.fail("cancelled by request before its result was recorded", status=Stage.Status.CANCELLED)
+            reason = "cancelled by request before its result was recorded"
+            # the log already says the body finished; without this line it would contradict the status
+            stage.beat(log_lines=f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {stage.name} {reason}\n")
+            cancelled = stage.fail(reason, status=Stage.Status.CANCELLED)
             return Stage.Status.CANCELLED if cancelled else "lost claim"
         if result.record:
             result.record()
