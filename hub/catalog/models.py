@@ -93,6 +93,8 @@ class Variant(models.Model):
 
 
 class Publication(models.Model):
+    LOCAL = "local"  # the endpoint of a publication to this hub
+
     variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="publications")
     endpoint = models.CharField(max_length=500, help_text="'local' for this hub, else the HF endpoint URL")
     repo_id = models.CharField(max_length=200)

@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from hub.catalog import charts
-from hub.catalog.models import BaseModel, Variant
+from hub.catalog.models import BaseModel, Publication, Variant
 from hub.catalog.templatetags import hub as hub_filters
 from hub.jobs.presets import PRESETS
 from hub.results.models import BenchmarkRun, EvalRun, Recovery
@@ -318,7 +318,7 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         )
         bench.append({"variant": bench_row(run), "base": bench_row(base_run) if base_run else None})
     publications = list(variant.publications.all())
-    published = next((p for p in publications if p.endpoint == "local"), None) or next(iter(publications), None)
+    published = next((p for p in publications if p.endpoint == Publication.LOCAL), None) or next(iter(publications), None)
     local = Path(variant.local_path) if variant.local_path else None
     return render(request, "catalog/variant.html", {
         "variant": variant,
@@ -336,7 +336,7 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "files": file_rows(variant.files, reverse("variant-file", args=[variant.pk, "_"])[:-1]),
         "snippets": snippets(
             published.repo_id if published else "",
-            settings.SITE_URL.rstrip("/") if published and published.endpoint == "local" else (published.endpoint if published else None),
+            settings.SITE_URL.rstrip("/") if published and published.endpoint == Publication.LOCAL else (published.endpoint if published else None),
             published.commit_sha if published else "",
             private=variant.private,
             checksums=any(f["path"] == "SHA256SUMS" for f in variant.files),

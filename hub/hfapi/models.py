@@ -69,6 +69,22 @@ class Repo(models.Model):
                         added={".gitattributes": FileSpec(size, sha256, blob_id, lfs=False)})
         return repo
 
+    def delete_with_contents(self) -> None:
+        """Delete the repository, its history, and the stored files no other repository uses.
+        An upload of the same content racing this can lose its file; its commit then fails
+        with "was not uploaded" and the client uploads again."""
+        contents = set(Entry.objects.filter(commit__repo=self).values_list("sha256", flat=True))
+        contents |= set(self.lfs_objects.values_list("oid", flat=True))
+        with transaction.atomic():
+            # head and parent links protect commits from deletion one by one; here all of them go
+            Repo.objects.filter(pk=self.pk).update(head=None)
+            self.commits.update(parent=None)
+            self.delete()
+        kept = set(Entry.objects.filter(sha256__in=contents).values_list("sha256", flat=True))
+        kept |= set(LfsObject.objects.filter(oid__in=contents).values_list("oid", flat=True))
+        for sha256 in contents - kept:
+            storage.object_path(sha256).unlink(missing_ok=True)
+
     def resolve(self, revision: str) -> "Commit":
         """`main` or a full commit sha of this repository."""
         if revision == "main":

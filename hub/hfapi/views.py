@@ -17,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -25,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from hub.api.models import ApiToken, bearer_token
 from hub.catalog.checkpoints import CheckpointError
+from hub.catalog.models import Publication
 from hub.catalog.store import check_repo_name
 from hub.hfapi import card, storage
 from hub.hfapi.models import GITATTRIBUTES, Commit, Entry, FileSpec, LfsObject, Repo, RepoError
@@ -101,11 +103,16 @@ def write_access(token: ApiToken | None) -> ApiToken:
     return token
 
 
-def writable_repo(request: HttpRequest, namespace: str, name: str, revision: str) -> tuple[Repo, object]:
+def owned_repo(request: HttpRequest, namespace: str, name: str, doing: str = "write to") -> tuple[Repo, object]:
     repo, user, token = find_repo(request, namespace, name)
     write_access(token)
     if not repo.owned_by(user):
-        raise RepoError(f"{user.username} may not write to {repo.repo_id}", 403)
+        raise RepoError(f"{user.username} may not {doing} {repo.repo_id}", 403)
+    return repo, user
+
+
+def writable_repo(request: HttpRequest, namespace: str, name: str, revision: str) -> tuple[Repo, object]:
+    repo, user = owned_repo(request, namespace, name)
     if revision != "main":
         raise RepoError("this hub accepts commits on the branch main only", 400, "RevisionNotFound")
     if request.GET.get("create_pr") in ("1", "true", "True"):
@@ -136,6 +143,22 @@ def check_path(path: object) -> str:
 
 def hub_time(dt) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def cursor(request: HttpRequest) -> int:
+    """Where this page of a list starts (a `page` link's `cursor`)."""
+    value = request.GET.get("cursor", "0")
+    return int(value) if value.isdigit() else 0
+
+
+def page(request: HttpRequest, items: list, next_cursor: int | None) -> JsonResponse:
+    """One page of a list; the client follows `Link: <...>; rel="next"` to the rest."""
+    response = JsonResponse(items, safe=False)
+    if next_cursor is not None:
+        query = request.GET.copy()
+        query["cursor"] = str(next_cursor)
+        response["Link"] = f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
+    return response
 
 
 # -- repositories ----------------------------------------------------------------------------
@@ -169,6 +192,44 @@ def create_repo(request: HttpRequest) -> HttpResponse:
         response.content = json.dumps({"error": "You already created this model repo", "url": url}).encode()
         return response
     return JsonResponse({"url": url, "name": repo.repo_id, "id": str(repo.pk)})
+
+
+@api_view("DELETE")
+def delete_repo(request: HttpRequest) -> HttpResponse:
+    """`HfApi().delete_repo`, for its owner (or staff). A repository a catalog variant was
+    published to is kept: its page, card and checksums promise that download to users."""
+    user, token = authenticate(request)
+    write_access(token)
+    body = json_body(request)
+    if body.get("type") not in (None, "model"):
+        raise RepoError(f"this hub keeps model repositories only, not {body['type']!r}")
+    repo, _ = owned_repo(request, body.get("organization") or user.username, str(body.get("name")), "delete")
+    refuse_if_published(repo, "it stays")
+    repo.delete_with_contents()
+    return HttpResponse(status=200)
+
+
+def refuse_if_published(repo: Repo, consequence: str) -> None:
+    """The catalog links to the repositories its variants were published to and sets their visibility."""
+    published = Publication.objects.filter(endpoint=Publication.LOCAL, repo_id=repo.repo_id).select_related("variant")
+    if names := sorted({p.variant.name for p in published}):
+        raise RepoError(f"{repo.repo_id} holds the published variant {', '.join(names)}: the catalog links to it, so {consequence}", 409)
+
+
+@api_view("PUT")
+def repo_settings(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    """`update_repo_settings`: visibility, for the owner. Gating is not a feature of this hub."""
+    repo, _ = owned_repo(request, namespace, name, "change the settings of")
+    body = json_body(request)
+    if body.get("gated") not in (None, False):
+        raise RepoError("gated repositories are not supported by this hub: make it private instead")
+    visibility = body.get("visibility", {True: "private", False: "public"}.get(body.get("private")))
+    if visibility not in ("private", "public", None):
+        raise RepoError(f"visibility must be 'private' or 'public', not {visibility!r}")
+    if visibility and (visibility == "private") != repo.private:
+        refuse_if_published(repo, "its visibility follows the variant's")
+        Repo.objects.filter(pk=repo.pk).update(private=visibility == "private")
+    return JsonResponse({"private": visibility == "private" if visibility else repo.private})
 
 
 @api_view("GET")
@@ -210,20 +271,98 @@ def read_card(entries: list[Entry]) -> str:
     return storage.object_path(readme.sha256).read_text(errors="replace")
 
 
-@api_view("GET")
-def model_info(request: HttpRequest, namespace: str, name: str, revision: str = "main") -> HttpResponse:
-    repo, _, _ = find_repo(request, namespace, name)
-    commit = repo.resolve(revision)
+def info(repo: Repo, commit: Commit, siblings: bool = True) -> dict:
+    """A repository at a commit, as the Hub's model_info and list_models describe it."""
     entries = list(commit.entries.all())
     meta = card.metadata(read_card(entries))
     tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
-    return JsonResponse({
+    item = {
         "_id": str(repo.pk), "id": repo.repo_id, "modelId": repo.repo_id, "author": repo.namespace,
         "sha": commit.sha, "lastModified": hub_time(commit.created_at), "createdAt": hub_time(repo.created_at),
         "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
         "tags": [str(t) for t in tags], "pipeline_tag": meta.get("pipeline_tag"), "library_name": meta.get("library_name"),
-        "cardData": meta or None, "siblings": [sibling(e) for e in entries],
-    })
+        "cardData": meta or None,
+    }
+    if siblings:
+        item["siblings"] = [sibling(e) for e in entries]
+    return item
+
+
+@api_view("GET")
+def model_info(request: HttpRequest, namespace: str, name: str, revision: str = "main") -> HttpResponse:
+    repo, _, _ = find_repo(request, namespace, name)
+    return JsonResponse(info(repo, repo.resolve(revision)))
+
+
+SORTS = {"lastModified": ("updated_at",), "createdAt": ("created_at",), "id": ("namespace", "name")}
+
+
+@api_view("GET")
+def list_models(request: HttpRequest) -> HttpResponse:
+    """`HfApi().list_models`: the repositories the caller may read, filtered by author, a search
+    string in the id and card tags (every `filter` must match), newest change first unless
+    `sort` says otherwise; pages of at most `limit` (100 by default) linked by `Link: rel=next`."""
+    user, _ = authenticate(request)
+    repos = Repo.objects.select_related("head")
+    if not (user and user.is_staff):
+        owner = Q(namespace=user.username) if user else Q(pk__in=[])
+        repos = repos.filter(Q(private=False) | owner)
+    if author := request.GET.get("author"):
+        repos = repos.filter(namespace=author)
+    if search := request.GET.get("search"):
+        for word in search.split():
+            repos = repos.filter(Q(namespace__icontains=word) | Q(name__icontains=word))
+    sort = request.GET.get("sort") or "lastModified"
+    if sort not in SORTS:
+        raise RepoError(f"this hub sorts by {', '.join(SORTS)}, not {sort!r}")
+    sign = "-" if request.GET.get("direction", "1" if sort == "id" else "-1") == "-1" else ""
+    repos = repos.order_by(*(sign + field for field in SORTS[sort]), "namespace", "name")
+    wanted = set(request.GET.getlist("filter"))
+    full = request.GET.get("full", "").lower() in ("1", "true")
+    limit = request.GET.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise RepoError(f"'limit' must be a number from 1 to 1000, not {limit!r}")
+    start, size = cursor(request), int(limit)
+    if wanted:  # tags live in the cards: a tag filter reads every candidate's card, else only the page's are read
+        items = [i for i in (info(r, r.head, siblings=full) for r in repos)
+                 if wanted <= set(i["tags"]) | {i["library_name"], i["pipeline_tag"]}]
+        items, more = items[start:start + size], start + size < len(items)
+    else:
+        chosen = list(repos[start:start + size + 1])
+        items, more = [info(r, r.head, siblings=full) for r in chosen[:size]], len(chosen) > size
+    if not request.GET.get("cardData") and not full:
+        for item in items:
+            item.pop("cardData")
+    return page(request, items, start + size if more else None)
+
+
+@api_view("GET")
+def refs(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+    """`list_repo_refs`: this hub keeps one branch, main, and no tags or pull requests."""
+    repo, _, _ = find_repo(request, namespace, name)
+    main = {"name": "main", "ref": "refs/heads/main", "targetCommit": repo.head.sha}
+    return JsonResponse({"branches": [main], "converts": [], "tags": [], "pullRequests": []})
+
+
+COMMITS_PAGE = 50
+
+
+@api_view("GET")
+def commits(request: HttpRequest, namespace: str, name: str, revision: str) -> HttpResponse:
+    """`list_repo_commits`: the revision and its ancestors, newest first. History is linear (a
+    commit lands only on the head it was made against), so the ancestors are the repository's
+    earlier commits."""
+    repo, _, _ = find_repo(request, namespace, name)
+    tip = repo.resolve(revision)
+    history = repo.commits.filter(pk__lte=tip.pk).select_related("author").order_by("-pk")
+    start = cursor(request)
+    chosen = list(history[start:start + COMMITS_PAGE + 1])
+    items = [
+        {"id": c.sha, "title": c.title, "message": c.description, "date": hub_time(c.created_at),
+         "authors": [{"user": c.author.username if c.author else "system"}]}
+        for c in chosen[:COMMITS_PAGE]
+    ]
+    return page(request, items, start + COMMITS_PAGE if len(chosen) > COMMITS_PAGE else None)
 
 
 def tree_item(entry: Entry) -> dict:
@@ -254,14 +393,8 @@ def tree(request: HttpRequest, namespace: str, name: str, revision: str, path: s
         oid = hashlib.sha1("".join(f"{e.path}\0{e.blob_id}\n" for e in inside).encode()).hexdigest()
         items.append({"type": "directory", "path": folder, "oid": oid})
     items.sort(key=lambda item: item["path"])
-    cursor = request.GET.get("cursor", "0")
-    start = int(cursor) if cursor.isdigit() else 0
-    response = JsonResponse(items[start:start + TREE_PAGE], safe=False)
-    if start + TREE_PAGE < len(items):
-        query = request.GET.copy()
-        query["cursor"] = str(start + TREE_PAGE)
-        response["Link"] = f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
-    return response
+    start = cursor(request)
+    return page(request, items[start:start + TREE_PAGE], start + TREE_PAGE if start + TREE_PAGE < len(items) else None)
 
 
 # -- uploads ---------------------------------------------------------------------------------
@@ -297,10 +430,7 @@ def preupload(request: HttpRequest, namespace: str, name: str, revision: str) ->
 
 @api_view("POST")
 def lfs_batch(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
-    repo, user, token = find_repo(request, namespace, name)
-    write_access(token)
-    if not repo.owned_by(user):
-        raise RepoError(f"{user.username} may not write to {repo.repo_id}", 403)
+    repo, user = owned_repo(request, namespace, name)
     body = json_body(request)
     if body.get("operation") != "upload":
         raise RepoError("this hub's LFS endpoint takes uploads only; download through /resolve")

@@ -22,7 +22,6 @@ from hub.hfapi.models import Repo
 from hub.results.models import BenchmarkRun, EvalRun
 from workers.runner import StageError, StageResult
 
-LOCAL = "local"  # Publication.endpoint of this hub
 CARD_FILES = ("README.md", "lm_eval_results.json", "benchmark.json", "SHA256SUMS")
 BENCH_COLUMNS = (
     ("TTFT median (ms)", "ttft_ms", "median"), ("TPOT median (ms)", "tpot_ms", "median"),
@@ -62,7 +61,7 @@ def publish(stage, ctx) -> StageResult:
             sha = upload(endpoint, plaintext, repo_id, folder, files, variant.private, message)
     finally:
         token.revoke()
-    publications.append(Publication(variant=variant, endpoint=LOCAL, repo_id=repo_id, commit_sha=sha,
+    publications.append(Publication(variant=variant, endpoint=Publication.LOCAL, repo_id=repo_id, commit_sha=sha,
                                     url=f"{settings.SITE_URL.rstrip('/')}/{repo_id}"))
     ctx.logger.info("published %s@%s on this hub", repo_id, sha)
     if targets and variant.gate == Variant.Gate.FAILED:
@@ -124,7 +123,7 @@ def local_repo_id(variant: Variant) -> str:
     short = variant.name.split("/")[-1]
     name, n = short, 1
     while Repo.objects.filter(namespace=namespace, name=name).exists() and not Publication.objects.filter(
-        variant=variant, endpoint=LOCAL, repo_id=f"{namespace}/{name}"
+        variant=variant, endpoint=Publication.LOCAL, repo_id=f"{namespace}/{name}"
     ).exists():
         n += 1
         name = f"{short}-{n}"
