@@ -7,9 +7,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from hub.api.models import ApiToken
-from hub.catalog.models import BaseModel
-from tests.conftest import write_tiny_checkpoint
-from tests.workers.conftest import start_worker, wait_for  # noqa: F401 - the fixture
+from tests.workers.conftest import slow_checkpoint, start_worker, wait_for  # noqa: F401 - the fixture
 from workers.stages import BODIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -56,8 +54,7 @@ def test_it_drives_a_job_to_done_through_the_api(api, start_worker, stories260k,
 
 
 def test_it_cancels_and_retries_through_the_api(api, start_worker, tmp_path):  # noqa: F811
-    source = write_tiny_checkpoint(tmp_path / "big", extra_tensor_elems=256 * 1024 * 1024)
-    base = BaseModel.objects.create(name="org/big", source_path=str(source), architecture="LlamaForCausalLM")
+    base = slow_checkpoint(tmp_path)
     start_worker("api@localhost")
     job_id = api.post("/api/v1/jobs", {"base": base.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
                       content_type="application/json").json()["id"]

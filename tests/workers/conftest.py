@@ -12,6 +12,17 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def slow_checkpoint(tmp_path: Path) -> "BaseModel":
+    """A checkpoint whose import takes seconds even on a fast disk (4 GiB, a sparse hole in the
+    source), so a stage can be caught running: killed, cancelled, cut off or timed out. 1 GiB
+    took 1.1 s on CI, too close to the 1 s heartbeat that makes progress visible."""
+    from hub.catalog.models import BaseModel
+    from tests.conftest import write_tiny_checkpoint
+
+    source = write_tiny_checkpoint(tmp_path / "big", extra_tensor_elems=1 << 30)
+    return BaseModel.objects.create(name="org/big", source_path=str(source), architecture="LlamaForCausalLM")
+
+
 def database_url() -> str:
     """The URL of the database this test runs on, for worker subprocesses to share it."""
     s = connection.settings_dict

@@ -18,8 +18,7 @@ from django.db import connection
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe, Stage
 from tests.conftest import write_tiny_checkpoint
-from tests.workers.conftest import run_queued, wait_for
-from tests.workers.test_worker import slow_checkpoint
+from tests.workers.conftest import run_queued, slow_checkpoint, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 S = Stage.Status

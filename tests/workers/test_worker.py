@@ -9,7 +9,7 @@ from django.core.management import call_command
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe, Stage
 from tests.conftest import write_tiny_checkpoint
-from tests.workers.conftest import run_queued, wait_for
+from tests.workers.conftest import run_queued, slow_checkpoint, wait_for
 from workers import stages
 from workers.runner import StageResult
 
@@ -37,12 +37,6 @@ def test_it_runs_a_jobs_stages_in_a_worker_process(start_worker, stories260k):
     assert "arc_easy: cannot load its documents from the Hugging Face hub" in baseline.error
     assert stage(job, "validate").status == S.SKIPPED
     assert "succeeded" in worker.output()
-
-
-def slow_checkpoint(tmp_path) -> BaseModel:
-    """A checkpoint whose import takes seconds (a 1 GiB sparse tensor), so a stage can be caught running."""
-    source = write_tiny_checkpoint(tmp_path / "big", extra_tensor_elems=256 * 1024 * 1024)
-    return BaseModel.objects.create(name="org/big", source_path=str(source))
 
 
 def test_it_recovers_a_stage_whose_worker_was_killed(start_worker, tmp_path, settings):
