@@ -53,6 +53,14 @@ class Repo(models.Model):
     def repo_id(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    @classmethod
+    def visible_to(cls, user) -> models.QuerySet:
+        """The repositories `user` (None or anonymous: anyone) may read, as readable_by decides one."""
+        repos = cls.objects.select_related("head")
+        if user is None or not user.is_authenticated:
+            return repos.filter(private=False)
+        return repos if user.is_staff else repos.filter(models.Q(private=False) | models.Q(namespace=user.username))
+
     def readable_by(self, user) -> bool:
         return not self.private or (user is not None and user.is_authenticated and self.owned_by(user))
 

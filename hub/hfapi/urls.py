@@ -9,6 +9,7 @@ register_converter(NameConverter, "repo")
 REPO = "<ns:namespace>/<repo:name>"
 
 urlpatterns = [
+    path("repos/", views.repo_list, name="repos"),
     path("api/repos/create", views.create_repo),
     path("api/repos/delete", views.delete_repo),
     path("api/models", views.list_models),

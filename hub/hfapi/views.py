@@ -16,8 +16,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core import signing
+from django.core.paginator import Paginator
 from django.db import IntegrityError
-from django.db.models import Q
+from django.db.models import Count, Q, Sum
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -303,10 +304,7 @@ def list_models(request: HttpRequest) -> HttpResponse:
     string in the id and card tags (every `filter` must match), newest change first unless
     `sort` says otherwise; pages of at most `limit` (100 by default) linked by `Link: rel=next`."""
     user, _ = authenticate(request)
-    repos = Repo.objects.select_related("head")
-    if not (user and user.is_staff):
-        owner = Q(namespace=user.username) if user else Q(pk__in=[])
-        repos = repos.filter(Q(private=False) | owner)
+    repos = Repo.visible_to(user)
     if author := request.GET.get("author"):
         repos = repos.filter(namespace=author)
     if search := request.GET.get("search"):
@@ -647,6 +645,17 @@ def archive(request: HttpRequest, namespace: str, name: str, revision: str) -> H
     response["Content-Disposition"] = content_disposition_header(True, f"{top}.tar")
     response["X-Repo-Commit"] = commit.sha
     return response
+
+
+def repo_list(request: HttpRequest) -> HttpResponse:
+    """Every repository the visitor may read, newest change first: uploads and published variants."""
+    repos = Repo.visible_to(request.user).annotate(size=Sum("head__entries__size"), files=Count("head__entries"))
+    query = request.GET.get("q", "").strip()
+    for word in query.split():
+        repos = repos.filter(Q(namespace__icontains=word) | Q(name__icontains=word))
+    page = Paginator(repos.order_by("-updated_at", "namespace", "name"), 50).get_page(request.GET.get("page"))
+    return render(request, "hfapi/repos.html", {"page": page, "query": query,
+                                                "endpoint": request.build_absolute_uri("/").rstrip("/")})
 
 
 def repo_page(request: HttpRequest, namespace: str, name: str) -> HttpResponse:

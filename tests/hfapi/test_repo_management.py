@@ -4,6 +4,7 @@ the caller may read and changing only what the caller owns."""
 
 import httpx2
 import pytest
+from django.test import Client
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -130,3 +131,15 @@ def test_it_keeps_a_repository_a_variant_was_published_to_as_it_is(recorded_vari
     with pytest.raises(HfHubHTTPError, match="its visibility follows the variant's"):
         alice.update_repo_settings("alice/published", private=True)
     assert alice.repo_exists("alice/published") and not alice.model_info("alice/published").private
+
+
+def test_it_lists_the_repositories_a_visitor_may_read_on_a_page(repos, alice):
+    anonymous = Client().get("/repos/").content.decode()
+    assert "alice/small-w4a16" in anonymous and "bob/other" in anonymous and "alice/secret" not in anonymous
+    assert "Upload README.md with huggingface_hub" in anonymous and "2 files" in anonymous
+
+    owner = Client()
+    owner.force_login(alice)
+    mine = owner.get("/repos/", {"q": "alice"}).content.decode()
+    assert "alice/secret" in mine and "private" in mine and "bob/other" not in mine
+    assert "No repository matches" in owner.get("/repos/", {"q": "nothing-like-this"}).content.decode()
