@@ -22,7 +22,7 @@ from django.db.models import Count, Q, Sum
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.http import content_disposition_header
+from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.csrf import csrf_exempt
 
 from hub.api.models import ApiToken, bearer_token
@@ -165,16 +165,22 @@ def page(request: HttpRequest, items: list, next_cursor: int | None) -> JsonResp
 # -- repositories ----------------------------------------------------------------------------
 
 
-@api_view("POST")
-def create_repo(request: HttpRequest) -> HttpResponse:
-    user, token = authenticate(request)
-    write_access(token)
-    body = json_body(request)
+def named_repo(body: dict, user) -> tuple[str, str]:
+    """(namespace, name) of a create or delete request: `organization`, or the user's own name."""
     if body.get("type") not in (None, "model"):
         raise RepoError(f"this hub keeps model repositories only, not {body['type']!r}")
     name, namespace = body.get("name"), body.get("organization") or user.username
     if not isinstance(name, str) or not isinstance(namespace, str):
         raise RepoError("'name' (and 'organization', when given) must be strings")
+    return namespace, name
+
+
+@api_view("POST")
+def create_repo(request: HttpRequest) -> HttpResponse:
+    user, token = authenticate(request)
+    write_access(token)
+    body = json_body(request)
+    namespace, name = named_repo(body, user)
     check_repo_name(f"{namespace}/{name}")
     if namespace.lower() in RESERVED:
         # the default superuser, `admin`, meets this on its first upload
@@ -201,10 +207,7 @@ def delete_repo(request: HttpRequest) -> HttpResponse:
     published to is kept: its page, card and checksums promise that download to users."""
     user, token = authenticate(request)
     write_access(token)
-    body = json_body(request)
-    if body.get("type") not in (None, "model"):
-        raise RepoError(f"this hub keeps model repositories only, not {body['type']!r}")
-    repo, _ = owned_repo(request, body.get("organization") or user.username, str(body.get("name")), "delete")
+    repo, _ = owned_repo(request, *named_repo(json_body(request), user), "delete")
     refuse_if_published(repo, "it stays")
     repo.delete_with_contents()
     return HttpResponse(status=200)
@@ -654,7 +657,7 @@ def repo_list(request: HttpRequest) -> HttpResponse:
     for word in query.split():
         repos = repos.filter(Q(namespace__icontains=word) | Q(name__icontains=word))
     page = Paginator(repos.order_by("-updated_at", "namespace", "name"), 50).get_page(request.GET.get("page"))
-    return render(request, "hfapi/repos.html", {"page": page, "query": query,
+    return render(request, "hfapi/repos.html", {"page": page, "query": query, "params": urlencode({"q": query}) if query else "",
                                                 "endpoint": request.build_absolute_uri("/").rstrip("/")})
 
 

@@ -115,6 +115,9 @@ def test_it_deletes_a_repository_and_the_files_only_it_held(repos, hub_url):
     with pytest.raises(RepositoryNotFoundError):
         alice.delete_repo("alice/small-w4a16")
     alice.delete_repo("alice/small-w4a16", missing_ok=True)
+    nameless = httpx2.request("DELETE", f"{hub_url}/api/repos/delete", json={"organization": "alice"},
+                              headers={"Authorization": f"Bearer {alice.token}"})
+    assert nameless.status_code == 400 and "'name'" in nameless.json()["error"]
     alice.create_repo("alice/small-w4a16")  # the name is free again
     assert [c.title for c in alice.list_repo_commits("alice/small-w4a16")] == ["initial commit"]
 
@@ -143,3 +146,10 @@ def test_it_lists_the_repositories_a_visitor_may_read_on_a_page(repos, alice):
     mine = owner.get("/repos/", {"q": "alice"}).content.decode()
     assert "alice/secret" in mine and "private" in mine and "bob/other" not in mine
     assert "No repository matches" in owner.get("/repos/", {"q": "nothing-like-this"}).content.decode()
+
+    for i in range(51):
+        Repo.create("alice", f"many-{i:02d}", alice, private=False)
+    first = Client().get("/repos/", {"q": "many"}).content.decode()
+    assert "page 1 of 2" in first and 'href="?q=many&page=2"' in first and "alice/many-50" in first
+    second = Client().get("/repos/", {"q": "many", "page": 2}).content.decode()
+    assert "alice/many-00" in second and "alice/many-50" not in second
