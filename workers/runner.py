@@ -125,11 +125,14 @@ class StageContext:
             connection.close()
 
 
+LOG_LINE = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")  # a line of a stage's log
+
+
 class _ListHandler(logging.Handler):
     def __init__(self, ctx: StageContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+        self.setFormatter(LOG_LINE)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.ctx.add_log(self.format(record))
@@ -175,7 +178,7 @@ def _record_success(stage: Stage, result: StageResult) -> str:
         if Job.cancel_requested_for(stage.job_id, lock=True):
             reason = "cancelled by request before its result was recorded"
             # the log already says the body finished; without this line it would contradict the status
-            stage.beat(log_lines=f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {stage.name} {reason}\n")
+            stage.beat(log_lines=LOG_LINE.format(logging.makeLogRecord({"msg": f"{stage.name} {reason}"})) + "\n")
             cancelled = stage.fail(reason, status=Stage.Status.CANCELLED)
             return Stage.Status.CANCELLED if cancelled else "lost claim"
         if result.record:

@@ -32,6 +32,22 @@ class RepoError(Exception):
         self.commit = commit  # sent as X-Repo-Commit, so a client can cache "no such file at this commit"
 
 
+class RepoQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "RepoQuerySet":
+        """What `user` (None or anonymous: anyone) may read: the public repositories and their
+        own; staff read all. Anyone else's private repository is as good as missing."""
+        if user is None or not user.is_authenticated:
+            return self.filter(private=False)
+        return self if user.is_staff else self.filter(models.Q(private=False) | models.Q(namespace=user.username))
+
+    def matching(self, text: str) -> "RepoQuerySet":
+        """Those whose id holds every word of `text`."""
+        repos = self
+        for word in text.split():
+            repos = repos.filter(models.Q(namespace__icontains=word) | models.Q(name__icontains=word))
+        return repos
+
+
 class Repo(models.Model):
     namespace = models.CharField(max_length=96, help_text="a user name, or any organization name staff choose")
     name = models.CharField(max_length=96)
@@ -41,6 +57,8 @@ class Repo(models.Model):
                              help_text="the commit the branch main points at")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RepoQuerySet.as_manager()
 
     class Meta:
         ordering = ["namespace", "name"]
@@ -52,17 +70,6 @@ class Repo(models.Model):
     @property
     def repo_id(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-    @classmethod
-    def visible_to(cls, user) -> models.QuerySet:
-        """The repositories `user` (None or anonymous: anyone) may read, as readable_by decides one."""
-        repos = cls.objects.select_related("head")
-        if user is None or not user.is_authenticated:
-            return repos.filter(private=False)
-        return repos if user.is_staff else repos.filter(models.Q(private=False) | models.Q(namespace=user.username))
-
-    def readable_by(self, user) -> bool:
-        return not self.private or (user is not None and user.is_authenticated and self.owned_by(user))
 
     def owned_by(self, user) -> bool:
         return user.is_staff or user.username == self.namespace

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.paginator import Paginator
 from django.db import IntegrityError
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Sum
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -89,11 +89,14 @@ def authenticate(request: HttpRequest) -> tuple[object | None, ApiToken | None]:
 
 def find_repo(request: HttpRequest, namespace: str, name: str) -> tuple[Repo, object | None, ApiToken | None]:
     user, token = authenticate(request)
-    repo = Repo.objects.filter(namespace=namespace, name=name).select_related("head").first()
-    # a private repository is indistinguishable from a missing one to those who may not read it
-    if repo is None or not repo.readable_by(user):
+    return readable_repo(user, namespace, name), user, token
+
+
+def readable_repo(user, namespace: str, name: str) -> Repo:
+    repo = Repo.objects.visible_to(user).filter(namespace=namespace, name=name).select_related("head").first()
+    if repo is None:  # a private repository is indistinguishable from a missing one to those who may not read it
         raise RepoError(f"Repository not found: {namespace}/{name}", 404, "RepoNotFound")
-    return repo, user, token
+    return repo
 
 
 def write_access(token: ApiToken | None) -> ApiToken:
@@ -104,16 +107,17 @@ def write_access(token: ApiToken | None) -> ApiToken:
     return token
 
 
-def owned_repo(request: HttpRequest, namespace: str, name: str, doing: str = "write to") -> tuple[Repo, object]:
-    repo, user, token = find_repo(request, namespace, name)
+def owned_repo(user, token: ApiToken | None, namespace: str, name: str, doing: str = "write to") -> Repo:
+    repo = readable_repo(user, namespace, name)
     write_access(token)
     if not repo.owned_by(user):
         raise RepoError(f"{user.username} may not {doing} {repo.repo_id}", 403)
-    return repo, user
+    return repo
 
 
 def writable_repo(request: HttpRequest, namespace: str, name: str, revision: str) -> tuple[Repo, object]:
-    repo, user = owned_repo(request, namespace, name)
+    user, token = authenticate(request)
+    repo = owned_repo(user, token, namespace, name)
     if revision != "main":
         raise RepoError("this hub accepts commits on the branch main only", 400, "RevisionNotFound")
     if request.GET.get("create_pr") in ("1", "true", "True"):
@@ -206,8 +210,8 @@ def delete_repo(request: HttpRequest) -> HttpResponse:
     """`HfApi().delete_repo`, for its owner (or staff). A repository a catalog variant was
     published to is kept: its page, card and checksums promise that download to users."""
     user, token = authenticate(request)
-    write_access(token)
-    repo, _ = owned_repo(request, *named_repo(json_body(request), user), "delete")
+    write_access(token)  # before the body's namespace defaults to the caller's name
+    repo = owned_repo(user, token, *named_repo(json_body(request), user), "delete")
     refuse_if_published(repo, "it stays")
     repo.delete_with_contents()
     return HttpResponse(status=200)
@@ -223,7 +227,7 @@ def refuse_if_published(repo: Repo, consequence: str) -> None:
 @api_view("PUT")
 def repo_settings(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     """`update_repo_settings`: visibility, for the owner. Gating is not a feature of this hub."""
-    repo, _ = owned_repo(request, namespace, name, "change the settings of")
+    repo = owned_repo(*authenticate(request), namespace, name, "change the settings of")
     body = json_body(request)
     if body.get("gated") not in (None, False):
         raise RepoError("gated repositories are not supported by this hub: make it private instead")
@@ -232,8 +236,9 @@ def repo_settings(request: HttpRequest, namespace: str, name: str) -> HttpRespon
         raise RepoError(f"visibility must be 'private' or 'public', not {visibility!r}")
     if visibility and (visibility == "private") != repo.private:
         refuse_if_published(repo, "its visibility follows the variant's")
-        Repo.objects.filter(pk=repo.pk).update(private=visibility == "private")
-    return JsonResponse({"private": visibility == "private" if visibility else repo.private})
+        repo.private = visibility == "private"
+        repo.save(update_fields=["private"])
+    return JsonResponse({"private": repo.private})
 
 
 @api_view("GET")
@@ -307,12 +312,9 @@ def list_models(request: HttpRequest) -> HttpResponse:
     string in the id and card tags (every `filter` must match), newest change first unless
     `sort` says otherwise; pages of at most `limit` (100 by default) linked by `Link: rel=next`."""
     user, _ = authenticate(request)
-    repos = Repo.visible_to(user)
+    repos = Repo.objects.visible_to(user).matching(request.GET.get("search", "")).select_related("head")
     if author := request.GET.get("author"):
         repos = repos.filter(namespace=author)
-    if search := request.GET.get("search"):
-        for word in search.split():
-            repos = repos.filter(Q(namespace__icontains=word) | Q(name__icontains=word))
     sort = request.GET.get("sort") or "lastModified"
     if sort not in SORTS:
         raise RepoError(f"this hub sorts by {', '.join(SORTS)}, not {sort!r}")
@@ -431,7 +433,8 @@ def preupload(request: HttpRequest, namespace: str, name: str, revision: str) ->
 
 @api_view("POST")
 def lfs_batch(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
-    repo, user = owned_repo(request, namespace, name)
+    user, token = authenticate(request)
+    repo = owned_repo(user, token, namespace, name)
     body = json_body(request)
     if body.get("operation") != "upload":
         raise RepoError("this hub's LFS endpoint takes uploads only; download through /resolve")
@@ -652,12 +655,11 @@ def archive(request: HttpRequest, namespace: str, name: str, revision: str) -> H
 
 def repo_list(request: HttpRequest) -> HttpResponse:
     """Every repository the visitor may read, newest change first: uploads and published variants."""
-    repos = Repo.visible_to(request.user).annotate(size=Sum("head__entries__size"), files=Count("head__entries"))
     query = request.GET.get("q", "").strip()
-    for word in query.split():
-        repos = repos.filter(Q(namespace__icontains=word) | Q(name__icontains=word))
-    page = Paginator(repos.order_by("-updated_at", "namespace", "name"), 50).get_page(request.GET.get("page"))
-    return render(request, "hfapi/repos.html", {"page": page, "query": query, "params": urlencode({"q": query}) if query else "",
+    repos = (Repo.objects.visible_to(request.user).matching(query).select_related("head")
+             .annotate(size=Sum("head__entries__size"), files=Count("head__entries")))
+    shown = Paginator(repos.order_by("-updated_at", "namespace", "name"), 50).get_page(request.GET.get("page"))
+    return render(request, "hfapi/repos.html", {"page": shown, "query": query, "params": urlencode({"q": query}) if query else "",
                                                 "endpoint": request.build_absolute_uri("/").rstrip("/")})
 
 

@@ -228,8 +228,7 @@ class JobForm(forms.Form):
         """This hub's repository of that id, if the submitter may read it; an id that names
         none (or one hidden from them) goes to the configured Hub endpoint."""
         namespace, _, name = repo_id.rpartition("/")
-        repo = Repo.objects.filter(namespace=namespace, name=name).first()
-        return repo if repo and repo.readable_by(self.user) else None
+        return Repo.objects.visible_to(self.user).filter(namespace=namespace, name=name).first()
 
     def check_base(self, base: BaseModel) -> None:
         if base.architecture and base.architecture not in SUPPORTED_ARCHITECTURES:

@@ -1,6 +1,9 @@
 """A live hub (pytest-django's live server: the real views over real HTTP) that stock
 huggingface_hub clients talk to, and the users and tokens they talk to it with."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +53,15 @@ def alice_token(alice) -> str:
 @pytest.fixture
 def bob_token(bob) -> str:
     return ApiToken.issue(bob, "tests", ApiToken.Scope.WRITE)[1]
+
+
+def paste(commands: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Commands a page offers, pasted as they are into a user's shell in tmp_path: the venv's
+    `hf` and `python` on the PATH, an empty Hugging Face cache, and HF_HUB_DISABLE_XET only if
+    the commands set it."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
+    env.update(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+    return subprocess.run(["bash", "-ec", commands], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:

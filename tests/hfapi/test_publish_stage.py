@@ -7,6 +7,7 @@ import html
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import urllib.request
@@ -20,7 +21,7 @@ from hub.catalog.models import BaseModel, Publication, Variant
 from hub.hfapi.models import Repo
 from hub.jobs.models import Job, Recipe, Stage
 from hub.results.models import BenchmarkRun, EvalRun, Recovery
-from tests.hfapi.conftest import folder_hashes
+from tests.hfapi.conftest import folder_hashes, paste
 from tests.workers.conftest import run_queued
 
 
@@ -89,20 +90,17 @@ def test_it_shows_download_and_run_commands_that_work(variant_job, hub_url, alic
     download, generate = commands["hf (huggingface_hub)"], commands["our engine"]
     load = commands["transformers"] + "\nprint(model.config.quantization_config.quant_method.value)"
 
-    # the venv's `hf` and `python`, as a user with the project installed has them
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}  # downloads need no setting of it
-    env.update(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
     outputs = []
-    for command in (download, generate):
-        out = subprocess.run(["bash", "-ec", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    for command in (download, generate):  # downloads need no HF_HUB_DISABLE_XET
+        out = paste(command, tmp_path)
         assert out.returncode == 0, f"{command}\n{out.stderr[-3000:]}"
         outputs.append(out.stdout)
     assert "model.safetensors: OK" in outputs[0]  # the download checked against the repository's SHA256SUMS
     recorded = {f["path"]: f["sha256"] for f in variant.files}
     got = folder_hashes(tmp_path / "stories260k-w8a8-int8")
     assert {p: got.get(p) for p in recorded} == recorded
-    assert json.loads(out.stdout)["token_ids"]
-    out = subprocess.run([sys.executable, "-c", load], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert json.loads(outputs[1])["token_ids"]
+    out = paste(f"python -c {shlex.quote(load)}", tmp_path)
     assert out.returncode == 0 and out.stdout.split() == ["compressed-tensors"], out.stderr[-3000:]
 
 

@@ -6,13 +6,9 @@ import base64
 import hashlib
 import html
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx2
 import pytest
@@ -23,6 +19,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from hub.api.models import ApiToken
 from hub.hfapi import storage
 from hub.hfapi.models import GITATTRIBUTES, Repo
+from tests.hfapi.conftest import paste
 
 
 @pytest.fixture
@@ -146,9 +143,7 @@ def test_it_gives_the_default_admin_upload_commands_that_work(hub_url, client, s
     page = client.post("/tokens/", {"name": "laptop", "scope": "write"}).content.decode()
     commands = html.unescape(re.search(r'<pre class="snippets">(.*?)</pre>', page, re.S).group(1))
     shutil.copytree(stories260k, tmp_path / "my-model-folder")
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}  # a user's shell: the commands set it
-    env.update(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
-    out = subprocess.run(["bash", "-ec", commands], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = paste(commands, tmp_path)  # the commands must set HF_HUB_DISABLE_XET themselves
     assert out.returncode == 0, f"{commands}\n{out.stderr[-3000:]}"
     repo = Repo.objects.get(namespace="admin-models", name="my-model")
     stored = {e.path: e.sha256 for e in repo.head.entries.all()}
