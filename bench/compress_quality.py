@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-# run as a file, bench/ would come first on sys.path and its kernels.py shadow the kernels package
+# run as a file, sys.path starts at bench/: the project root must come first for its packages to import
 sys.path[0] = str(ROOT)
 FIXTURES = Path(os.environ.get("HUB_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 WIKITEXT = FIXTURES / "datasets" / "wikitext2_raw" / "test.txt"

@@ -15,7 +15,7 @@
 
     python3 -m bench.engine_gpu [--json PATH]
 
-(run as a module from the repository root, like bench.kernels, whose copy bandwidth it uses).
+(run as a module from the repository root, like bench.kernel_speed, whose copy bandwidth it uses).
 """
 
 import argparse
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import triton
 
-from bench.kernels import copy_bandwidth
+from bench.kernel_speed import copy_bandwidth
 from engine import LLM, SamplingParams
 
 LLAMA_31_8B = dict(

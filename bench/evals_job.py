@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-# run as a file, bench/ would come first on sys.path and its kernels.py shadow the kernels package
+# run as a file, sys.path starts at bench/: the project root must come first for its packages to import
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from bench.offline_job import FIXTURES, run_worker_until, smollm2, stage_times, start_hub  # noqa: E402
 

@@ -13,7 +13,7 @@ shapes, in one process on one CUDA device.
   the bf16 activations in front, as the engine runs it;
 - 2:4 sparse (PyTorch semi-structured, cuSPARSELt) against dense bf16 at batch 1 to 2048.
 Times are per call inside a CUDA graph whose calls cycle through enough weight copies to spill
-the L2 cache (bench.kernels.graph_ms), so every call reads its weight from DRAM. Each kernel's
+the L2 cache (bench.kernel_speed.graph_ms), so every call reads its weight from DRAM. Each kernel's
 relative error against its reference twin is recorded beside its time.
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 import triton
 
-from bench.kernels import eager_ms, graph_ms
+from bench.kernel_speed import eager_ms, graph_ms
 from kernels import reference
 from kernels.gemm_scaled import quantize_per_token, scaled_mm, scaled_mm_fastest
 from kernels.gemm_wna16 import Config, default_config, split_for, wna16_gemm

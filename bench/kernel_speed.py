@@ -1,10 +1,9 @@
 """Kernel benchmark: Triton kernels against the device's own copy bandwidth and against the
 PyTorch references, in one process on one CUDA device.
 
-    python -m bench.kernels [--json PATH] [--sweep] [--quick]
+    python -m bench.kernel_speed [--json PATH] [--sweep] [--quick]
 
-(run as a module from the repository root: `python bench/kernels.py` would shadow the
-`kernels` package with this file).
+(run as a module from the repository root, so that the project's packages import).
 
 - copy bandwidth: a large device-to-device copy, bytes read + written over the median time;
 - decode attention (Llama-3.1-8B shapes: 32 query / 8 KV heads, head_dim 128, bf16, 16-token
@@ -307,7 +306,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer shapes")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        sys.exit("bench.kernels needs a CUDA device: the Triton kernels only run on CPU in the interpreter")
+        sys.exit("bench.kernel_speed needs a CUDA device: the Triton kernels only run on CPU in the interpreter")
     started = time.time()
     device = torch.cuda.get_device_name()
     copy_bw = copy_bandwidth()
