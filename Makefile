@@ -5,6 +5,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# `make run` is the debug server (its error pages list the URLconf and settings): loopback only,
+# unless HOST says otherwise (then HUB_ALLOWED_HOSTS must name the host too).
+HOST ?= 127.0.0.1
 export HUB_VAR_DIR ?= $(CURDIR)/var
 # workers publish through the web server's own HTTP API, so they must know where it listens
 export HUB_SITE_URL ?= http://127.0.0.1:$(PORT)
@@ -31,13 +34,13 @@ migrate: install
 
 run: migrate
 	$(BIN)/python manage.py ensure_admin
-	@echo "hub on http://127.0.0.1:$(PORT)/ (admin at /admin/); Ctrl-C stops web and worker"
+	@echo "hub on http://$(HOST):$(PORT)/ (admin at /admin/); Ctrl-C stops web and worker"
 	trap 'kill 0' INT TERM EXIT; \
 	$(BIN)/celery -A workers worker -B -Q cpu,gpu -P solo -n local@%h --loglevel=INFO & \
-	$(BIN)/python manage.py runserver 0.0.0.0:$(PORT) --noreload
+	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 
 web: migrate
-	$(BIN)/python manage.py runserver 0.0.0.0:$(PORT)
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # Production layout: one CPU worker, and one solo-pool worker per GPU (GPU=0, 1, ...).
 worker: install

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from checkpoint_files import check_checkpoint_folder
 from compress.calibration import CalibrationConfig, load_calibration
 from compress.pipeline import Cancelled, Runner, plan_model
 from compress.recipe import PruneStep, QuantizeStep, Recipe, SmoothStep, load_recipe
@@ -85,6 +86,8 @@ def compress(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     say(0.0, "loading model")
+    # transformers opens whatever the checkpoint's index and tokenizer config name
+    check_checkpoint_folder(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto", device_map="cpu").eval()
     plan = plan_model(model, recipe)
     calib, calib_info = None, None

@@ -4,8 +4,9 @@ The shape is llm-compressor's (`Recipe.from_dict`): top-level `<name>_stage:` ma
 holding `<name>_modifiers:` mappings of `ModifierName: {arguments}`, applied in order. A recipe
 serialized by llm-compressor (the `recipe.yaml` of a published model) also carries bookkeeping
 arguments such as `requires_calibration_data` or `offload_hessians`; those are accepted where
-they change nothing here. Unknown modifiers and arguments, and values we do not implement, are
-errors that name them.
+they change nothing here. Unknown modifiers and arguments, values out of their declared type and
+range (`recipe_args`, which the hub checks submitted recipes with too), and values we do not
+implement, are errors that name them.
 """
 
 import copy
@@ -18,6 +19,7 @@ from compressed_tensors.quantization import QuantizationConfig, QuantizationSche
 from compressed_tensors.quantization.quant_scheme import PRESET_SCHEMES
 
 from compress.quant import check_supported
+from recipe_args import WEIGHT_OBSERVERS, check_arguments
 from compress.smooth import AWQ_MAPPINGS, SMOOTHQUANT_MAPPINGS
 from compress.sparse import parse_mask_structure
 
@@ -222,6 +224,8 @@ def load_recipe(recipe: "Recipe | str | Path | dict") -> Recipe:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ValueError(f"recipe is not YAML: {e}") from None
+    except RecursionError:
+        raise ValueError("recipe is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ValueError(
             f"recipe {str(recipe)[:80]!r} is neither a preset ({', '.join(PRESETS)}), nor a recipe file, "
@@ -255,7 +259,7 @@ def parse_recipe(doc: dict[str, Any], name: str | None = None) -> Recipe:
                 if not isinstance(args, dict):
                     raise ValueError(f"recipe: arguments of {mod_name} must be a mapping")
                 source = (stage_key, group_key, mod_name)
-                _check_args(mod_name, args)
+                check_arguments(mod_name, args, _where(source))
                 steps.extend(_PARSERS[mod_name](args, source))
     if not steps:
         raise ValueError("recipe has no modifiers")
@@ -265,74 +269,6 @@ def parse_recipe(doc: dict[str, Any], name: str | None = None) -> Recipe:
 
 def _where(source: tuple[str, str, str]) -> str:
     return ".".join(source)
-
-
-_ANY = object()
-# Arguments llm-compressor writes into serialized recipes, with the values for which they change
-# nothing in a one-shot run here.
-_BASE_INERT: dict[str, Any] = {
-    "requires_calibration_data": _ANY,
-    "index": _ANY,
-    "group": _ANY,
-    "start": (None, -1, 0),
-    "end": (None, -1, 0),
-    "update": (None,),
-}
-# observers: min/max ones are what we compute anyway; "mse" is implemented for weights
-_OBSERVERS = (None, "minmax", "memoryless_minmax", "static_minmax")
-_WEIGHT_OBSERVERS = _OBSERVERS + ("mse", "memoryless_mse")
-_QUANT_ARGS = {"targets", "ignore", "scheme", "config_groups", "weight_observer"}
-_QUANT_INERT = {
-    "kv_cache_scheme": (None,),
-    "bypass_divisibility_checks": (False,),
-    "input_observer": _OBSERVERS,
-    "output_observer": _OBSERVERS,
-    "observer": (None,),
-}
-_ARGS: dict[str, tuple[set[str], dict[str, Any]]] = {
-    "QuantizationModifier": (_QUANT_ARGS, _QUANT_INERT),
-    "GPTQModifier": (
-        _QUANT_ARGS | {"block_size", "dampening_frac", "actorder"},
-        {**_QUANT_INERT, "offload_hessians": _ANY, "batched_quantization": _ANY},
-    ),
-    # targets / ignore / scheme / config_groups: llm-compressor's older AWQModifier, which also quantized
-    "AWQModifier": (
-        {"mappings", "duo_scaling", "n_grid"} | _QUANT_ARGS,
-        {**_QUANT_INERT, "offload_device": _ANY},
-    ),
-    "SmoothQuantModifier": (
-        {"smoothing_strength", "mappings", "ignore"},
-        {"num_calibration_steps": (None,), "calibration_function": (None,), "algorithm": ("smoothquant",)},
-    ),
-    "SparseGPTModifier": (
-        {"sparsity", "mask_structure", "targets", "ignore", "block_size", "dampening_frac"},
-        {
-            "sparsity_profile": (None,),
-            "owl_m": (None,),
-            "owl_lmbda": (None,),
-            "sequential_update": (None, False),
-            "preserve_sparsity_mask": (False,),
-            "offload_hessians": _ANY,
-        },
-    ),
-    "MagnitudePruningModifier": (
-        {"targets", "init_sparsity", "final_sparsity", "mask_structure"},
-        # one shot (init == final sparsity): the schedule arguments have nothing to act on
-        {"update_scheduler": _ANY, "scheduler_args": _ANY, "leave_enabled": _ANY, "apply_globally": (False,),
-         "start": _ANY, "end": _ANY, "update": _ANY},
-    ),
-}
-
-
-def _check_args(mod: str, args: dict[str, Any]) -> None:
-    known, inert = _ARGS[mod]
-    inert = {**_BASE_INERT, **inert}
-    unknown = sorted(set(args) - known - set(inert))
-    if unknown:
-        raise ValueError(f"{mod}: unknown argument(s) {', '.join(unknown)}; supported: {', '.join(sorted(known | set(inert)))}")
-    for key, allowed in inert.items():
-        if key in args and allowed is not _ANY and args[key] not in allowed:
-            raise NotImplementedError(f"{mod}: {key}={args[key]!r} is not supported (accepted: {list(allowed)})")
 
 
 def _as_list(v: Any) -> list[str]:
@@ -360,13 +296,11 @@ def _resolve_schemes(args: dict[str, Any], where: str) -> list[QuantizationSchem
             raise
         raise ValueError(f"{where}: invalid quantization scheme: {e}") from None
     observer = args.get("weight_observer")
-    if observer not in _WEIGHT_OBSERVERS:
-        raise NotImplementedError(f"{where}: weight_observer {observer!r} is not supported (accepted: {list(_WEIGHT_OBSERVERS)})")
     for s in schemes:
         if observer is not None:
             s.weights.observer = observer
-        if s.weights.observer not in _WEIGHT_OBSERVERS:
-            raise NotImplementedError(f"{where}: weight observer {s.weights.observer!r} is not supported (accepted: {list(_WEIGHT_OBSERVERS)})")
+        if s.weights.observer not in WEIGHT_OBSERVERS:
+            raise NotImplementedError(f"{where}: weight observer {s.weights.observer!r} is not supported (accepted: {list(WEIGHT_OBSERVERS)})")
         check_supported(s, where)
         if s.weights.actorder == "group":
             raise NotImplementedError(f"{where}: actorder 'group' writes weight_g_idx, which vLLM rejects; use 'static'")

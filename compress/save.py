@@ -16,6 +16,7 @@ from compressed_tensors.compressors.base import compress_module
 from compressed_tensors.quantization import QuantizationStatus
 from compressed_tensors.quantization.lifecycle.initialize import initialize_module_for_quantization
 
+from checkpoint_files import check_checkpoint_folder
 from compress.pipeline import RunResult
 
 TOKENIZER_FILES = (
@@ -68,6 +69,7 @@ def load_dequantized(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     path = Path(path)
+    check_checkpoint_folder(path)
     tensors: dict[str, torch.Tensor] = {}
     for f in sorted(path.glob("*.safetensors")):
         tensors.update(load_file(f))

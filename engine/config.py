@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from checkpoint_files import check_checkpoint_folder
+
 # architecture name -> defaults that differ between the families (transformers' config classes)
 _ARCHITECTURES: dict[str, dict] = {
     "LlamaForCausalLM": {"qkv_bias": None, "qk_norm": False, "sliding": None},
@@ -69,6 +71,7 @@ class ModelConfig:
         path = Path(model_dir) / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"no config.json in {model_dir}")
+        check_checkpoint_folder(model_dir)  # config.json too may be a link to someone else's file
         return cls.from_dict(json.loads(path.read_text()), generation_config=_generation_config(Path(model_dir)))
 
     @classmethod

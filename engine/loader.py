@@ -1,12 +1,12 @@
 """Builds a model from a Hugging Face checkpoint directory (config.json + safetensors)."""
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
+from checkpoint_files import INDEX_NAME, NotACheckpointFile, check_checkpoint_folder, checkpoint_file, referenced_names
 from engine.config import ModelConfig
 from engine.layers.linear import Linear, copy_weight, linear_method_for
 from engine.layers.quant import fuse_input_quantization, sparsify_two_of_four
@@ -22,14 +22,13 @@ class WeightsError(ValueError):
 
 
 def safetensors_files(model_dir: Path) -> list[Path]:
-    index = model_dir / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        files = [model_dir / name for name in sorted(set(weight_map.values()))]
-        missing = [f.name for f in files if not f.is_file()]
-        if missing:
-            raise WeightsError(f"shards listed in {index.name} are missing: {missing}")
-        return files
+    try:
+        check_checkpoint_folder(model_dir)
+    except NotACheckpointFile as exc:
+        raise WeightsError(str(exc)) from None
+    if (model_dir / INDEX_NAME).is_file():
+        # the names the index gives, each checked above to be a file of this checkpoint
+        return sorted({checkpoint_file(model_dir, name) for meta, name in referenced_names(model_dir) if meta == INDEX_NAME})
     files = sorted(model_dir.glob("*.safetensors"))
     if files:
         return files

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from checkpoint_files import check_checkpoint_folder
 from evals.suites import Suite, SuiteError, get_suite
 from evals.tasks import BuiltTask, build
 
@@ -119,6 +120,7 @@ def prepare(model_dir: Path | str, suite: Suite | str, options: EvalOptions = Ev
     import lm_eval
 
     model_dir = Path(model_dir)
+    check_checkpoint_folder(model_dir)  # before its config or tokenizer is read
     suite = get_suite(suite) if not isinstance(suite, Suite) else suite
     tasks = [build(spec, options.data_dir) for spec in suite.tasks]
     model = ModelConfig.from_pretrained(model_dir)

@@ -6,9 +6,12 @@ CELERY_BROKER_URL (Redis).
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -30,9 +33,29 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("HUB_SECRET_KEY must be set when HUB_DEBUG is off")
     SECRET_KEY = "insecure-local-development-key"
-ALLOWED_HOSTS = [h for h in os.environ.get("HUB_ALLOWED_HOSTS", "*" if DEBUG else "").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("HUB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 SITE_URL = os.environ.get("HUB_SITE_URL", "http://127.0.0.1:8000")
+# Debug pages list the URLconf and settings, so debug answers on loopback names only (`make run`
+# binds 127.0.0.1 too); otherwise the hub answers to the host of its own address, SITE_URL.
+LOOPBACK_HOSTS = "localhost,127.0.0.1,[::1]"
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("HUB_ALLOWED_HOSTS", LOOPBACK_HOSTS if DEBUG else urlsplit(SITE_URL).hostname or "").split(",") if h
+]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("HUB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# HTTPS, on unless in debug: plain HTTP is redirected to HTTPS, browsers are told to stay on HTTPS
+# for HUB_HSTS_SECONDS (HUB_HSTS_SUBDOMAINS: subdomains too, and the host may be preloaded into
+# browsers) and cookies never travel over plain HTTP. Behind a proxy that terminates TLS, set
+# HUB_TLS_PROXY=1 so that its X-Forwarded-Proto says which requests came over HTTPS (only then:
+# any client can send that header). HUB_HTTPS=0 serves plain HTTP: tests on loopback, or a web
+# process that workers reach on an internal network (see PUBLISH_LOCAL_ENDPOINT).
+HTTPS = env_bool("HUB_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^health$"]  # load balancers probe it over plain HTTP
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("HUB_HSTS_SECONDS", 365 * 24 * 3600) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = env_bool("HUB_HSTS_SUBDOMAINS", True)
+if env_bool("HUB_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -41,6 +64,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",
+    "axes",
     "hub.catalog",
     "hub.jobs",
     "hub.results",
@@ -54,6 +79,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "hub.monitoring.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,7 +87,36 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a locked-out sign-in into the lockout page
 ]
+
+# The hub's own pages run only the hub's own scripts and styles, from files (no inline code, no
+# other hosts), so markup that slips into a page, from a model card, say, runs nothing. Files users
+# uploaded get a stricter policy of their own (hub.userfiles).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
+
+# Sign-in throttle (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from
+# one address, that pair is refused for LOGIN_COOLOFF seconds, right password or not; a success
+# clears the count. Staff can lift a lock early in the admin ("Access attempts").
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("HUB_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("HUB_LOGIN_COOLOFF", 900))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # else it announces itself on every manage.py command
 
 ROOT_URLCONF = "hub.urls"
 WSGI_APPLICATION = "hub.wsgi.application"
@@ -122,6 +177,9 @@ CATALOG_PAGE_SIZE = env_int("HUB_CATALOG_PAGE_SIZE", 20)
 CATALOG_CACHE_SECONDS = env_int("HUB_CATALOG_CACHE_SECONDS", 10)
 API_PAGE_SIZE = env_int("HUB_API_PAGE_SIZE", 50)
 HEALTH_PING_TIMEOUT = float(os.environ.get("HUB_HEALTH_PING_TIMEOUT", "1.0"))
+# /metrics answers staff, and scrapers that send `Authorization: Bearer <METRICS_TOKEN>` (unset:
+# staff only). /health answers everyone, with no detail beyond which check failed.
+METRICS_TOKEN = os.environ.get("HUB_METRICS_TOKEN", "")
 
 # Error reports mask tokens wherever they appear, not only in settings named like secrets.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "hub.reporting.SecretsFilter"
@@ -141,6 +199,9 @@ ARTIFACTS_DIR = Path(os.environ.get("HUB_ARTIFACTS_DIR", VAR_DIR / "artifacts"))
 # it uses for gated or private repositories.
 HF_ENDPOINT = os.environ.get("HUB_HF_ENDPOINT") or None
 HF_TOKEN = os.environ.get("HUB_HF_TOKEN", "")
+# The repositories HF_TOKEN is sent for, comma-separated glob patterns (`meta-llama/*`): any other
+# id a user names is fetched anonymously, so users reach only what the public can. Empty: none.
+HF_TOKEN_REPOS = [p.strip() for p in os.environ.get("HUB_HF_TOKEN_REPOS", "").split(",") if p.strip()]
 
 # Calibration data for the compress stage: a local .txt/.jsonl file or folder, or an HF dataset
 # id (unset: the compression library's default, which needs the Hugging Face hub). Counts of
@@ -172,13 +233,17 @@ HFAPI_MAX_FILE_SIZE = env_int("HUB_MAX_FILE_SIZE", 50 * 1000**3)
 # The publish stage. It uploads into this hub through its own HTTP API at PUBLISH_LOCAL_ENDPOINT
 # (SITE_URL unless the workers reach the web server at another address) as the system user
 # PUBLISH_USER; a job without an owner publishes under PUBLISH_NAMESPACE. External targets
-# ("owner/name" or "https://endpoint owner/name" in a job) use PUBLISH_HF_ENDPOINT by default
-# and PUBLISH_HF_TOKEN (clients of hubs without Xet need HF_HUB_DISABLE_XET=1 on the worker).
+# ("owner/name" in a job) go to PUBLISH_HF_ENDPOINT with PUBLISH_HF_TOKEN (clients of hubs
+# without Xet need HF_HUB_DISABLE_XET=1 on the worker).
 PUBLISH_LOCAL_ENDPOINT = os.environ.get("HUB_PUBLISH_LOCAL_ENDPOINT") or SITE_URL
 PUBLISH_USER = os.environ.get("HUB_PUBLISH_USER", "hub")
 PUBLISH_NAMESPACE = os.environ.get("HUB_PUBLISH_NAMESPACE", "hub")
 PUBLISH_HF_ENDPOINT = os.environ.get("HUB_PUBLISH_HF_ENDPOINT", "https://huggingface.co")
 PUBLISH_HF_TOKEN = os.environ.get("HUB_PUBLISH_HF_TOKEN", "")
+# Other endpoints a job may name ("https://endpoint owner/name"), comma-separated, each exactly
+# scheme://host[:port] (http only where listed so): they get the job owner's own token for them,
+# set under Tokens, never PUBLISH_HF_TOKEN, which goes to PUBLISH_HF_ENDPOINT alone. Empty: none.
+PUBLISH_ALLOWED_ENDPOINTS = [e.strip() for e in os.environ.get("HUB_PUBLISH_ALLOWED_ENDPOINTS", "").split(",") if e.strip()]
 
 # Celery. Jobs run for hours on GPUs: a message is acknowledged only after its stage ends, a
 # worker that dies hands its message back, each worker takes one message at a time, and the
@@ -224,5 +289,13 @@ STAGE_MAX_ATTEMPTS = env_int("HUB_STAGE_MAX_ATTEMPTS", 3)
 STAGE_DB_RETRY_SECONDS = env_int("HUB_STAGE_DB_RETRY_SECONDS", 300)
 # A queued stage no worker has claimed after this long is sent again (claims are idempotent).
 STAGE_REQUEUE_AFTER = env_int("HUB_STAGE_REQUEUE_AFTER", 600)
+
+# Per-user limits on job submission (the web form and the API; staff and `manage.py submit_job`
+# are exempt), so that one user cannot fill the GPU queue: queued or running jobs at once, jobs
+# submitted in any 60 seconds, and stages in one job (fetch and baseline, then compress, validate,
+# benchmark and publish per recipe: 30 is seven recipes with everything).
+MAX_ACTIVE_JOBS = env_int("HUB_MAX_ACTIVE_JOBS", 4)
+MAX_SUBMISSIONS_PER_MINUTE = env_int("HUB_MAX_SUBMISSIONS_PER_MINUTE", 10)
+MAX_STAGES_PER_JOB = env_int("HUB_MAX_STAGES_PER_JOB", 30)
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)

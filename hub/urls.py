@@ -16,3 +16,5 @@ urlpatterns = [
     # last: its /{namespace}/{name} routes must not shadow the routes above
     path("", include("hub.hfapi.urls")),
 ]
+
+handler400 = "hub.errors.bad_request"

@@ -1,12 +1,18 @@
 """Run one stage: claim its row, give its body a progress/cancel context backed by a heartbeat
 thread, record its outputs atomically, and hand on to the stages that waited for it."""
 
+import functools
 import logging
+import re
+import sys
+import sysconfig
+import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -31,6 +37,45 @@ def with_db_retry(what: str, fn: Callable[[], object]) -> object:
             connection.close()
             time.sleep(delay)
             delay = min(2 * delay, 5.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _folder_names(models: Path, artifacts: Path, repos: Path, var: Path) -> tuple[re.Pattern, dict[str, str]]:
+    """A pattern matching any of the worker's folders (as configured and as resolved), and the
+    relative name of each."""
+    folders = {
+        models: "models", artifacts: "artifacts", repos: "repos", var: "var",
+        Path(sysconfig.get_paths()["purelib"]): "site-packages", Path(sys.prefix): "venv", Path(sys.base_prefix): "python",
+        settings.BASE_DIR: ".", Path(tempfile.gettempdir()): "tmp",
+    }
+    names: dict[str, str] = {}
+    for folder, name in folders.items():
+        for spelling in (str(folder), str(folder.resolve())):
+            if spelling.rstrip("/"):
+                names.setdefault(spelling.rstrip("/"), name)
+    # longest first, so that a folder inside another (models inside var) takes its own name
+    alternatives = "|".join(re.escape(f) for f in sorted(names, key=len, reverse=True))
+    return re.compile(f"(?:{alternatives})(?![\\w.-])"), names
+
+
+def relative_paths(text: str) -> str:
+    """`text` with the worker's own folders (var, models, artifacts, virtualenv, site-packages,
+    the checkout) named relatively: stage logs, errors and outputs are shown to anyone who may
+    see the job, and need not map the worker's disk for them."""
+    pattern, names = _folder_names(
+        Path(settings.MODELS_DIR), Path(settings.ARTIFACTS_DIR), Path(settings.REPOS_DIR), Path(settings.VAR_DIR)
+    )
+    return pattern.sub(lambda m: names[m.group(0)], text)
+
+
+def _relative_outputs(value: object) -> object:
+    if isinstance(value, str):
+        return relative_paths(value)
+    if isinstance(value, dict):
+        return {k: _relative_outputs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative_outputs(v) for v in value]
+    return value
 
 
 class StageUnavailable(RuntimeError):
@@ -75,7 +120,7 @@ class StageContext:
 
     def progress(self, done: float, message: str = "") -> None:
         with self._lock:
-            self._progress = (done, message)
+            self._progress = (done, relative_paths(message))
 
     def cancelled(self) -> bool:
         if time.monotonic() > self.deadline:
@@ -84,7 +129,7 @@ class StageContext:
 
     def add_log(self, line: str) -> None:
         with self._lock:
-            self._lines.append(line.rstrip("\n") + "\n")
+            self._lines.append(relative_paths(line.rstrip("\n")) + "\n")
 
     def start(self) -> None:
         self._thread.start()
@@ -183,7 +228,7 @@ def _record_success(stage: Stage, result: StageResult) -> str:
             return Stage.Status.CANCELLED if cancelled else "lost claim"
         if result.record:
             result.record()
-        if not stage.finish(result.outputs):
+        if not stage.finish(_relative_outputs(result.outputs)):
             transaction.set_rollback(True)
             return "lost claim"
     return "done"
@@ -197,7 +242,7 @@ def _record_failure(stage: Stage, ctx: StageContext, exc: Exception) -> str:
     elif ctx.timed_out:
         stage.fail(f"time limit of {settings.STAGE_TIME_LIMIT} s exceeded")
     elif isinstance(exc, (StageUnavailable, StageError)):
-        stage.fail(str(exc))
+        stage.fail(relative_paths(str(exc)))
     else:
-        stage.fail(f"{type(exc).__name__}: {exc}")
+        stage.fail(relative_paths(f"{type(exc).__name__}: {exc}"))
     return stage.status

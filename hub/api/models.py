@@ -68,3 +68,21 @@ def bearer_token(request) -> ApiToken | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return ApiToken.authenticate(value.strip())
+
+
+class EndpointCredential(models.Model):
+    """A user's own write token for another Hub endpoint that an operator allows jobs to publish
+    to (HUB_PUBLISH_ALLOWED_ENDPOINTS). The publish stage sends it to that endpoint only, for
+    that user's jobs only; it is kept as given, since it must be sent, and never shown again."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="endpoint_credentials")
+    endpoint = models.CharField(max_length=300, help_text="scheme://host[:port], as normalized by hub.jobs.targets")
+    token = models.CharField(max_length=500)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["endpoint"]
+        constraints = [models.UniqueConstraint(fields=["user", "endpoint"], name="one_credential_per_user_and_endpoint")]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.endpoint}"

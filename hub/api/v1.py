@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -17,15 +17,19 @@ from django.urls import reverse
 from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.pagination import PageNumberPagination, paginate
+from ninja.parser import Parser
 from ninja.security import HttpBearer
 from pydantic import field_validator
 
 from hub.api.models import ApiToken
 from hub.catalog.models import BaseModel, Variant
 from hub.catalog.views import GPUS, SIZES, filtered, visible, with_measures
+from hub.errors import too_large_message
 from hub.jobs.forms import JobForm
-from hub.jobs.models import Job, Stage
+from hub.jobs.models import Job, QuotaExceeded, Stage
+from hub.jobs.targets import TargetRefused, normalize_endpoint, save_credential
 from hub.jobs.views import visible_jobs
+from hub.parsing import ParseError, load_json
 from hub.results.models import BenchmarkRun, EvalRun
 
 
@@ -54,12 +58,20 @@ class Bearer(HttpBearer):
         return api_token.user
 
 
+class BoundedParser(Parser):
+    """JSON bodies within hub.parsing's depth bound (Django bounds their size)."""
+
+    def parse_body(self, request: HttpRequest):
+        return load_json(request.body, "the request body", max_chars=None)
+
+
 api = NinjaAPI(
     title="Model hub API",
     version="1",
     description="Models, variants, accuracy and speed results, and compression jobs.",
     urls_namespace="api-v1",
     auth=Bearer(optional=True),
+    parser=BoundedParser(),
 )
 
 
@@ -74,7 +86,14 @@ CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_fo
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
-    return error(request, exc.status_code, CODES.get(exc.status_code, "error"), str(exc) or CODES.get(exc.status_code, "error"))
+    # ninja says only "Cannot parse request body"; the parser's own message says what is wrong
+    message = str(exc.__cause__) if isinstance(exc.__cause__, ParseError) else str(exc)
+    return error(request, exc.status_code, CODES.get(exc.status_code, "error"), message or CODES.get(exc.status_code, "error"))
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_too_large(request, exc):
+    return error(request, 413, "too_large", too_large_message())
 
 
 @api.exception_handler(ValidationError)
@@ -90,6 +109,13 @@ def on_not_found(request, exc):
 @api.exception_handler(PermissionDenied)
 def on_forbidden(request, exc):
     return error(request, 403, "forbidden", str(exc) or "forbidden")
+
+
+@api.exception_handler(QuotaExceeded)
+def on_quota_exceeded(request, exc: QuotaExceeded):
+    response = error(request, 429, "throttled", str(exc))
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 class Pagination(PageNumberPagination):
@@ -481,9 +507,10 @@ def list_jobs(request, filters: Query[JobFilters]):
     return jobs.order_by("-created_at", "-pk")
 
 
-@api.post("/jobs", response={201: JobOut, **ERRORS}, auth=Bearer(write=True), tags=["jobs"])
+@api.post("/jobs", response={201: JobOut, 429: ErrorOut, **ERRORS}, auth=Bearer(write=True), tags=["jobs"])
 def submit_job(request, payload: JobIn):
-    """Submit a job: the same checks as the web form, with the same messages."""
+    """Submit a job: the same checks as the web form, with the same messages. Past a per-user
+    limit (active jobs, submissions a minute) the answer is 429 with a Retry-After header."""
     data = payload.dict()
     data["publish_targets"] = "\n".join(data["publish_targets"])
     form = JobForm(data=data, user=request.auth)
@@ -504,7 +531,8 @@ def cancel_job(request, job_id: int):
     return Job.objects.get(pk=job.pk)
 
 
-@api.post("/jobs/{job_id}/retry", response={200: JobOut, 409: ErrorOut, **ERRORS}, auth=Bearer(write=True), tags=["jobs"])
+@api.post("/jobs/{job_id}/retry", response={200: JobOut, 409: ErrorOut, 429: ErrorOut, **ERRORS}, auth=Bearer(write=True),
+          tags=["jobs"])
 def retry_job(request, job_id: int, payload: RetryIn | None = None):
     """Run a failed or cancelled stage again, and what its failure stopped; done stages stay done."""
     job = job_for(request, job_id, manage=True)
@@ -519,7 +547,45 @@ def retry_job(request, job_id: int, payload: RetryIn | None = None):
         if stage.status in (Stage.Status.PENDING, Stage.Status.QUEUED) and len(stages) > 1:
             continue  # an earlier retry in this loop already reset it
         try:
-            stage.retry()
+            stage.retry(by=request.auth)
         except ValueError as exc:
             return error(request, 409, "conflict", str(exc))
     return Job.objects.get(pk=job.pk)
+
+
+# -- your tokens for other hubs -----------------------------------------------------------------
+
+
+class CredentialIn(Schema):
+    endpoint: str = Field(description="scheme://host[:port], one of the endpoints this hub's jobs may publish to")
+    token: str = Field(description="your own write token there: sent only there, for your jobs, never shown again")
+
+
+class CredentialOut(Schema):
+    endpoint: str
+    updated_at: datetime
+
+
+@api.get("/credentials", response={200: list[CredentialOut], **ERRORS}, auth=Bearer(), tags=["tokens"])
+def list_credentials(request):
+    """The endpoints you have given a token for (the tokens themselves are never shown)."""
+    return list(request.auth.endpoint_credentials.all())
+
+
+@api.put("/credentials", response={200: CredentialOut, **ERRORS}, auth=Bearer(write=True), tags=["tokens"])
+def put_credential(request, payload: CredentialIn):
+    """Give (or replace) your write token for an endpoint that jobs may publish to."""
+    try:
+        return save_credential(request.auth, payload.endpoint, payload.token)
+    except TargetRefused as exc:
+        return error(request, 422, "invalid", str(exc))
+
+
+@api.delete("/credentials", response={204: None, **ERRORS}, auth=Bearer(write=True), tags=["tokens"])
+def delete_credential(request, endpoint: str):
+    """Forget your token for that endpoint."""
+    try:
+        request.auth.endpoint_credentials.filter(endpoint=normalize_endpoint(endpoint.strip())).delete()
+    except TargetRefused as exc:
+        return error(request, 422, "invalid", str(exc))
+    return Status(204, None)

@@ -8,8 +8,20 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from hub.api.models import ApiToken
+from hub.api.models import ApiToken, EndpointCredential
 from hub.hfapi.converters import own_namespace
+from hub.jobs.targets import TargetRefused, allowed_endpoints, save_credential
+
+
+class CredentialForm(forms.Form):
+    """The user's own write token for an endpoint jobs may publish to; the field never shows it back."""
+
+    endpoint = forms.ChoiceField(choices=[])
+    token = forms.CharField(max_length=500, widget=forms.PasswordInput(render_value=False))
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["endpoint"].choices = [(e, e) for e in sorted(allowed_endpoints())]
 
 
 class TokenForm(forms.Form):
@@ -30,7 +42,33 @@ def tokens(request: HttpRequest) -> HttpResponse:
         "tokens": ApiToken.objects.filter(user=request.user),
         "endpoint": settings.SITE_URL.rstrip("/"),
         "namespace": own_namespace(request.user),
+        "credential_form": CredentialForm() if allowed_endpoints() else None,
+        "credentials": EndpointCredential.objects.filter(user=request.user),
     })
+
+
+@login_required
+@require_POST
+def credential_set(request: HttpRequest) -> HttpResponse:
+    form = CredentialForm(request.POST)
+    if form.is_valid():
+        try:
+            credential = save_credential(request.user, form.cleaned_data["endpoint"], form.cleaned_data["token"])
+            messages.success(request, f"Your token for {credential.endpoint} is kept; jobs you submit may publish there.")
+        except TargetRefused as exc:
+            messages.error(request, str(exc))
+    else:
+        messages.error(request, "Choose an endpoint and give a token.")
+    return redirect("tokens")
+
+
+@login_required
+@require_POST
+def credential_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    credential = get_object_or_404(EndpointCredential, pk=pk, user=request.user)
+    credential.delete()
+    messages.success(request, f"Your token for {credential.endpoint} is forgotten.")
+    return redirect("tokens")
 
 
 @login_required

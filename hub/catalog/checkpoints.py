@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checkpoint_files import NotACheckpointFile, check_checkpoint_folder
+
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
 # Files that are unpickled when loaded, and so can run code on the machine that loads them.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -189,10 +191,15 @@ def card_license(readme: Path) -> str:
 
 def inspect_checkpoint(directory: Path) -> CheckpointInfo:
     """Check a checkpoint without reading its weights: no pickles, a supported architecture,
-    sound safetensors headers, every shard present. Files are listed but not hashed."""
+    sound safetensors headers, every file it names (shards, tokenizer) present in it and no link
+    leading out of it. Files are listed but not hashed."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise CheckpointError(f"{directory} is not a directory")
+        raise CheckpointError(f"{directory.name!r} is not a directory")
+    try:
+        check_checkpoint_folder(directory)
+    except NotACheckpointFile as exc:
+        raise CheckpointError(str(exc)) from None
     paths = list_files(directory)
     names = [str(p.relative_to(directory)) for p in paths]
     refuse_pickles(names)
@@ -200,16 +207,6 @@ def inspect_checkpoint(directory: Path) -> CheckpointInfo:
     weights = [p for p in paths if p.suffix == ".safetensors"]
     if not weights:
         raise CheckpointError("no *.safetensors weights found: the hub accepts safetensors weights only")
-    index = directory / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = set(json.loads(index.read_text())["weight_map"].values())
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            raise CheckpointError("model.safetensors.index.json is malformed") from None
-        missing = sorted(s for s in shards if not (directory / s).is_file())
-        if missing:
-            raise CheckpointError(f"shards named in model.safetensors.index.json are missing: {', '.join(missing)}")
-
     num_parameters = 0
     bytes_by_dtype: dict[str, int] = {}
     for path in weights:

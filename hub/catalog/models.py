@@ -2,9 +2,30 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from hub.catalog.checkpoints import CheckpointInfo
+from hub.hfapi.models import Repo
+
+
+def admitted_by_source(user, base: str = "") -> Q:
+    """Rows whose base model, reached through the lookup `base` ("" for a BaseModel itself), came
+    from no repository of this hub or from one `user` may read now. A catalog copy is checked
+    against its source at every read, not when it was made: the repository's owner may make it
+    private, or delete it, long after a job copied it, and the copy must follow."""
+    prefix = f"{base}__" if base else ""
+    source = Repo.objects.visible_to(user).with_repo_id().filter(full_id=OuterRef(f"{prefix}hf_repo_id"))
+    return Q(**{f"{prefix}on_this_hub": False}) | Q(Exists(source))
+
+
+def sources_state() -> str:
+    """The visibility of every repository of this hub that a catalog row was copied from, as one
+    string that changes when any of them turns private or public or goes away: for caches of what
+    `admitted_by_source` lets through."""
+    copied = BaseModel.objects.filter(on_this_hub=True).values("hf_repo_id")
+    state = Repo.objects.with_repo_id().filter(full_id__in=copied).order_by("pk").values_list("pk", "private")
+    return ",".join(f"{pk}{'p' if private else ''}" for pk, private in state)
 
 
 class BaseModel(models.Model):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from checkpoint_files import NotACheckpointFile, checkpoint_file
 from hub.catalog.checkpoints import CheckpointError, CheckpointInfo, inspect_checkpoint, manifest_sha, sha256_file
 
 Progress = Callable[[float, str], None]
@@ -24,7 +25,7 @@ class Cancelled(Exception):
 
 def check_repo_name(name: str) -> str:
     """`name` or `owner/name` in the Hub's alphabet; refuses anything that could leave the folder."""
-    if not REPO_NAME.match(name) or ".." in name or name.endswith((".", "-")):
+    if not REPO_NAME.fullmatch(name) or ".." in name or name.endswith((".", "-")):  # fullmatch: `$` admits a final \n
         raise CheckpointError(
             f"invalid model name {name!r}: use 'name' or 'owner/name' with letters, digits, '.', '_' and '-'"
         )
@@ -34,7 +35,7 @@ def check_repo_name(name: str) -> str:
 def check_revision(revision: str) -> str:
     """A revision the Hub could have: it is sent to the Hub and shown in command lines."""
     if (
-        not REVISION.match(revision) or ".." in revision or "//" in revision
+        not REVISION.fullmatch(revision) or ".." in revision or "//" in revision
         or revision.endswith(("/", ".", ".lock"))
     ):
         raise CheckpointError(
@@ -77,7 +78,7 @@ def hash_into_place(
             target = tmp / entry["path"] if copy else None
             if target:
                 target.parent.mkdir(parents=True, exist_ok=True)
-            entry["sha256"] = sha256_file(source / entry["path"], on_chunk, copy_to=target)
+            entry["sha256"] = sha256_file(file_of(source, entry["path"]), on_chunk, copy_to=target)
         dest = dest_root / manifest_sha(info.files)
         if dest.exists():
             verify_checkpoint(dest, info.files)
@@ -96,11 +97,20 @@ def verify_checkpoint(path: Path, files: list[dict], progress: Progress | None =
     """Re-hash a stored checkpoint against what was recorded when it was stored."""
     on_chunk = _hasher(sum(f["size"] for f in files), progress, "verifying")
     for entry in files:
-        target = path / entry["path"]
-        if not target.is_file():
-            raise CheckpointError(f"stored checkpoint {path} lost {entry['path']}")
+        try:
+            target = file_of(path, entry["path"])
+        except CheckpointError:
+            raise CheckpointError(f"the stored checkpoint lost {entry['path']}") from None
         if sha256_file(target, on_chunk) != entry["sha256"]:
-            raise CheckpointError(f"stored checkpoint {path}: {entry['path']} no longer matches its sha256")
+            raise CheckpointError(f"the stored checkpoint's {entry['path']} no longer matches its sha256")
+
+
+def file_of(folder: Path, name: str) -> Path:
+    """`name` as a file inside the checkpoint `folder` (links resolved), or CheckpointError."""
+    try:
+        return checkpoint_file(folder, name)
+    except NotACheckpointFile as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def local_models_root(name: str) -> Path:

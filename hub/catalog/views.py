@@ -24,10 +24,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from hub.catalog import charts
-from hub.catalog.models import BaseModel, Publication, Variant
+from hub.catalog.models import BaseModel, Publication, Variant, admitted_by_source, sources_state
 from hub.catalog.templatetags import hub as hub_filters
 from hub.jobs.presets import PRESETS
 from hub.results.models import BenchmarkRun, EvalRun, Recovery
+from hub.userfiles import confine, passive_type
 
 # Compute capabilities users pick their GPU by (users.md section 0, item 3).
 GPUS = {
@@ -51,12 +52,15 @@ VARIANTS_PER_BASE = 6
 
 
 def visible(qs: QuerySet, user) -> QuerySet:
-    """Public rows, plus the user's own; staff see everything."""
+    """Public rows, plus the user's own; staff see everything. A base model copied from a
+    repository of this hub, and what was derived from it, only while the user may read that
+    repository."""
     if user.is_staff:
         return qs
+    source = admitted_by_source(user, "base" if qs.model is Variant else "")
     if user.is_authenticated:
-        return qs.filter(Q(private=False) | Q(owner=user))
-    return qs.filter(private=False)
+        return qs.filter(Q(private=False) | Q(owner=user), source)
+    return qs.filter(source, private=False)
 
 
 def scheme_min_cc(scheme: str) -> float | None:
@@ -167,11 +171,13 @@ def catalog(request: HttpRequest) -> HttpResponse:
 def cached_parts(request: HttpRequest) -> tuple[SafeString, SafeString]:
     """The filter form and the list under it, rendered. Many people ask for the same few filters
     and the catalog changes only when a stage ends, so both are kept for CATALOG_CACHE_SECONDS per
-    query and per audience (anonymous, each user, staff): a page lags new rows by that much."""
+    query, per audience (anonymous, each user, staff) and per visibility of the repositories
+    catalog rows were copied from: a page lags new rows by that much, never a repository's change."""
     user = request.user
     audience = "staff" if user.is_staff else f"user{user.pk}" if user.is_authenticated else "anonymous"
     query = urlencode(sorted((k, v) for k, values in request.GET.lists() for v in values))
-    key = "catalog:" + hashlib.sha256(f"{audience}?{query}".encode()).hexdigest()
+    # a source repository turning private must hide its catalog copies at once, not a cache later
+    key = "catalog:" + hashlib.sha256(f"{audience}?{query}#{sources_state()}".encode()).hexdigest()
     if settings.CATALOG_CACHE_SECONDS and (parts := cache.get(key)) is not None:
         return mark_safe(parts[0]), mark_safe(parts[1])
     form = CatalogFilter(request.GET)
@@ -388,12 +394,14 @@ def variant_file(request: HttpRequest, pk: int, path: str) -> FileResponse:
 
 
 def serve_file(root: str, files: list[dict], path: str) -> FileResponse:
-    """Stream one recorded file; only paths in the row's file list are served, so nothing
-    outside the checkpoint folder can be asked for."""
+    """Stream one recorded file, as an inert download (the files came from whoever uploaded the
+    model); only paths in the row's file list are served, so nothing outside the checkpoint
+    folder can be asked for."""
     entry = next((f for f in files if f["path"] == path), None)
     if not root or entry is None or not (Path(root) / path).is_file():
         raise Http404(f"no file {path!r}")
     response = FileResponse((Path(root) / path).open("rb"), as_attachment=True, filename=Path(path).name)
+    confine(response, passive_type(path))
     response["X-Checksum-Sha256"] = entry["sha256"]
     return response
 

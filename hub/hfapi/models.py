@@ -8,6 +8,7 @@ import re
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from hub.hfapi import storage
@@ -39,6 +40,10 @@ class RepoQuerySet(models.QuerySet):
         if user is None or not user.is_authenticated:
             return self.filter(private=False)
         return self if user.is_staff else self.filter(models.Q(private=False) | models.Q(namespace=user.username))
+
+    def with_repo_id(self) -> "RepoQuerySet":
+        """Annotated with `full_id`, "namespace/name": the id other apps store to name a repository."""
+        return self.annotate(full_id=Concat("namespace", models.Value("/"), "name", output_field=models.CharField()))
 
     def matching(self, text: str) -> "RepoQuerySet":
         """Those whose id holds every word of `text`."""

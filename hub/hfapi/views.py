@@ -7,12 +7,13 @@ import base64
 import binascii
 import hashlib
 import json
-import mimetypes
 import re
 import tarfile
+import unicodedata
 from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
@@ -25,6 +26,7 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.csrf import csrf_exempt
 
+from hub import parsing
 from hub.api.models import ApiToken, bearer_token
 from hub.catalog.checkpoints import CheckpointError
 from hub.catalog.models import Publication
@@ -32,6 +34,7 @@ from hub.catalog.store import check_repo_name
 from hub.hfapi import card, storage
 from hub.hfapi.models import GITATTRIBUTES, Commit, Entry, FileSpec, LfsObject, Repo, RepoError
 from hub.hfapi.converters import RESERVED, own_namespace
+from hub.userfiles import confine, passive_type
 
 UPLOAD_SALT = "hub.hfapi.lfs-upload"
 TREE_PAGE = 1000
@@ -118,6 +121,7 @@ def owned_repo(user, token: ApiToken | None, namespace: str, name: str, doing: s
 def writable_repo(request: HttpRequest, namespace: str, name: str, revision: str) -> tuple[Repo, object]:
     user, token = authenticate(request)
     repo = owned_repo(user, token, namespace, name)
+    refuse_unless_publisher(repo, user)
     if revision != "main":
         raise RepoError("this hub accepts commits on the branch main only", 400, "RevisionNotFound")
     if request.GET.get("create_pr") in ("1", "true", "True"):
@@ -125,17 +129,35 @@ def writable_repo(request: HttpRequest, namespace: str, name: str, revision: str
     return repo, user
 
 
+def refuse_if_cut_short(request: HttpRequest, received: int, consequence: str) -> None:
+    """Servers hand a view what arrived when the client goes away before its Content-Length:
+    whole lines or a whole JSON value can still be in it, so what is missing would go unnoticed."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and received < int(declared):
+        raise RepoError(f"the request body ended after {received} of the {declared} bytes its Content-Length "
+                        f"declares: {consequence}")
+
+
 def json_body(request: HttpRequest) -> dict:
+    refuse_if_cut_short(request, len(request.body), "nothing was done")
     try:
-        data = json.loads(request.body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested past Python's limit
-        raise RepoError(f"the request body is not JSON ({exc})") from None
+        data = parsing.load_json(request.body, "the request body", max_chars=None)
+    except parsing.ParseError as exc:
+        raise RepoError(str(exc)) from None
     if not isinstance(data, dict):
         raise RepoError("the request body must be a JSON object")
     return data
 
 
+# Characters a name may not hold: control characters (Cc), which rewrite terminals and logs;
+# invisible format characters (Cf: bidi overrides and isolates, zero-width, byte-order mark), which
+# make a name look like another; surrogates (Cs), which UTF-8 cannot store; line and paragraph
+# separators (Zl, Zp).
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 def check_path(path: object) -> str:
+    """A file path of a repository; every route that takes one goes through here."""
     if (
         not isinstance(path, str) or not path or len(path) > 1000 or path.startswith("/")
         or "\\" in path or "\0" in path
@@ -143,7 +165,22 @@ def check_path(path: object) -> str:
         or path.split("/")[0] == ".git"
     ):
         raise RepoError(f"invalid file path {path!r}")
+    if hidden := next((c for c in path if unicodedata.category(c) in HIDDEN_CATEGORIES), None):
+        name = f" ({unicodedata.name(hidden)})" if unicodedata.name(hidden, "") else ""
+        raise RepoError(f"invalid file path {path!r}: it holds U+{ord(hidden):04X}{name}, a control or invisible "
+                        "character")
     return path
+
+
+def site_url(request: HttpRequest, path: str = "") -> str:
+    """An absolute URL of this hub, on its own address: SITE_URL, or PUBLISH_LOCAL_ENDPOINT when
+    the request came there (workers may reach the hub at an internal address, and must upload
+    there). Never on the request's Host otherwise, which the client writes: where several hosts
+    are allowed, it would send uploads and tokens wherever that header said."""
+    host = request.get_host().lower()
+    own = next((url for url in (settings.SITE_URL, settings.PUBLISH_LOCAL_ENDPOINT) if urlsplit(url).netloc.lower() == host),
+               settings.SITE_URL)
+    return own.rstrip("/") + path
 
 
 def hub_time(dt) -> str:
@@ -162,7 +199,7 @@ def page(request: HttpRequest, items: list, next_cursor: int | None) -> JsonResp
     if next_cursor is not None:
         query = request.GET.copy()
         query["cursor"] = str(next_cursor)
-        response["Link"] = f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
+        response["Link"] = f'<{site_url(request, request.path)}?{query.urlencode()}>; rel="next"'
     return response
 
 
@@ -192,7 +229,7 @@ def create_repo(request: HttpRequest) -> HttpResponse:
         raise RepoError(f"{namespace!r} is reserved for the hub's own pages{hint}")
     if not (user.is_staff or namespace == user.username):
         raise RepoError(f"you may create repositories only under your own name, {user.username}", 403)
-    url = request.build_absolute_uri(f"/{namespace}/{name}")
+    url = site_url(request, f"/{namespace}/{name}")
     private = body.get("visibility") == "private" or body.get("private") is True
     try:
         if Repo.objects.filter(namespace=namespace, name=name).exists():
@@ -222,6 +259,13 @@ def refuse_if_published(repo: Repo, consequence: str) -> None:
     published = Publication.objects.filter(endpoint=Publication.LOCAL, repo_id=repo.repo_id).select_related("variant")
     if names := sorted({p.variant.name for p in published}):
         raise RepoError(f"{repo.repo_id} holds the published variant {', '.join(names)}: the catalog links to it, so {consequence}", 409)
+
+
+def refuse_unless_publisher(repo: Repo, user) -> None:
+    """The catalog pins the commit it published and promises its files: only the publish stage,
+    as PUBLISH_USER, moves the head of such a repository (publishing again), not its owner."""
+    if user.username != settings.PUBLISH_USER:
+        refuse_if_published(repo, "only the hub's publish stage may change its files")
 
 
 @api_view("PUT")
@@ -380,7 +424,7 @@ def tree(request: HttpRequest, namespace: str, name: str, revision: str, path: s
     repo, _, _ = find_repo(request, namespace, name)
     commit = repo.resolve(revision)
     recursive = request.GET.get("recursive", "").lower() in ("1", "true")
-    prefix = path.strip("/") + "/" if path.strip("/") else ""
+    prefix = check_path(path.strip("/")) + "/" if path.strip("/") else ""
     entries = [e for e in commit.entries.all() if e.path.startswith(prefix)]
     if prefix and not entries:
         raise RepoError(f"no folder {path!r} at {commit.sha}", 404, "EntryNotFound", commit.sha)
@@ -435,6 +479,7 @@ def preupload(request: HttpRequest, namespace: str, name: str, revision: str) ->
 def lfs_batch(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     user, token = authenticate(request)
     repo = owned_repo(user, token, namespace, name)
+    refuse_unless_publisher(repo, user)
     body = json_body(request)
     if body.get("operation") != "upload":
         raise RepoError("this hub's LFS endpoint takes uploads only; download through /resolve")
@@ -454,7 +499,7 @@ def lfs_batch(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
             objects.append({"oid": oid, "size": size})  # no actions: already here
         else:
             claim = signing.dumps({"repo": repo.pk, "oid": oid, "size": size, "user": user.pk}, salt=UPLOAD_SALT)
-            href = request.build_absolute_uri(reverse("hfapi-lfs-upload", args=[claim]))
+            href = site_url(request, reverse("hfapi-lfs-upload", args=[claim]))
             objects.append({"oid": oid, "size": size, "authenticated": True,
                             "actions": {"upload": {"href": href, "expires_in": settings.HFAPI_UPLOAD_URL_TTL}}})
     return JsonResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
@@ -495,15 +540,17 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
     added: dict[str, FileSpec] = {}
     deleted_files: set[str] = set()
     deleted_folders: set[str] = set()
+    received = 0
     while line := request.readline(line_limit + 1):
+        received += len(line)
         if len(line) > line_limit:
             raise RepoError("a line of the commit is too long: send files this large through LFS", 413)
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = parsing.load_json(line, "a line of the commit", max_chars=None)
             key, value = item["key"], item["value"]
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (parsing.ParseError, KeyError, TypeError):
             raise RepoError("each line must be a JSON object with 'key' and 'value'") from None
         if not isinstance(value, dict):
             raise RepoError(f"the value of a {key!r} line must be a JSON object")
@@ -535,16 +582,18 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
             deleted_folders.add(check_path(folder.rstrip("/") if isinstance(folder, str) else folder))
         else:
             raise RepoError(f"unsupported commit operation {key!r}")
+    refuse_if_cut_short(request, received, "nothing was committed")
     if not isinstance(header, dict) or not header.get("summary"):
         raise RepoError("the commit needs a header line with a summary")
-    if "\0" in f"{header['summary']}{header.get('description') or ''}":
-        raise RepoError("the commit message may not contain NUL characters")
+    message = f"{header['summary']}{header.get('description') or ''}"
+    if "\0" in message or any(unicodedata.category(c) == "Cs" for c in message):
+        raise RepoError("the commit message may not contain NUL characters or lone surrogates")
     new = repo.commit(
         user, str(header["summary"]), str(header.get("description") or ""), header.get("parentCommit"),
         added, frozenset(deleted_files), frozenset(deleted_folders),
     )
     return JsonResponse({"success": True, "commitOid": new.sha,
-                         "commitUrl": request.build_absolute_uri(f"/{repo.repo_id}/commit/{new.sha}"), "hookOutput": ""})
+                         "commitUrl": site_url(request, f"/{repo.repo_id}/commit/{new.sha}"), "hookOutput": ""})
 
 
 # -- downloads -------------------------------------------------------------------------------
@@ -611,7 +660,7 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
     response["Content-Length"] = str(length)
     if span:
         response["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
-    response["Content-Type"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    confine(response, passive_type(path))
     response["Accept-Ranges"] = "bytes"
     response["ETag"] = f'"{entry.etag}"'
     response["X-Repo-Commit"] = commit.sha
@@ -646,7 +695,7 @@ def archive(request: HttpRequest, namespace: str, name: str, revision: str) -> H
             yield b"\0" * (-entry.size % 512)
         yield end
 
-    response = StreamingHttpResponse(body(), content_type="application/x-tar")
+    response = confine(StreamingHttpResponse(body()), "application/x-tar")
     response["Content-Length"] = str(sum(len(h) + e.size + -e.size % 512 for h, e in members) + len(end))
     response["Content-Disposition"] = content_disposition_header(True, f"{top}.tar")
     response["X-Repo-Commit"] = commit.sha
@@ -660,7 +709,7 @@ def repo_list(request: HttpRequest) -> HttpResponse:
              .annotate(size=Sum("head__entries__size"), files=Count("head__entries")))
     shown = Paginator(repos.order_by("-updated_at", "namespace", "name"), 50).get_page(request.GET.get("page"))
     return render(request, "hfapi/repos.html", {"page": shown, "query": query, "params": urlencode({"q": query}) if query else "",
-                                                "endpoint": request.build_absolute_uri("/").rstrip("/")})
+                                                "endpoint": site_url(request)})
 
 
 def repo_page(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
@@ -672,13 +721,13 @@ def repo_page(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     entries = list(commit.entries.all())
     text = read_card(entries)
     resolve_url = reverse("hfapi-resolve", args=[namespace, name, commit.sha, "_"])[:-1]
-    endpoint = request.build_absolute_uri("/").rstrip("/")
+    endpoint = site_url(request)
     return render(request, "hfapi/repo.html", {
         "repo": repo,
         "commit": commit,
         "history": repo.commits.order_by("-created_at")[:20],
         "meta": card.metadata(text),
-        "card_html": card.render(text) if text else "",
+        "card_html": card.render(text, resolve_url) if text else "",
         "files": [{"path": e.path, "size": e.size, "sha256": e.sha256, "url": f"{resolve_url}{e.path}?download=true"}
                   for e in entries],
         "total_size": sum(e.size for e in entries),

@@ -5,12 +5,12 @@ waits for a worker to tell them. The REST API submits through this same form."""
 import re
 from collections.abc import Callable
 
-import yaml
 from django import forms
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from hub.catalog import upstream
 from hub.catalog.checkpoints import PICKLE_SUFFIXES, SUPPORTED_ARCHITECTURES, CheckpointError, check_config
 from hub.catalog.models import BaseModel
 from hub.catalog.store import check_repo_name, check_revision
@@ -18,17 +18,15 @@ from hub.catalog.views import GPUS, scheme_min_cc, visible
 from hub.hfapi.models import Repo
 from hub.jobs.models import Job, Recipe
 from hub.jobs.presets import PRESETS, PROFILES, SUITES
+from hub.jobs.targets import TargetRefused, resolve_target
+from hub.parsing import ParseError, load_yaml
+from recipe_args import MODIFIERS, check_arguments
 
 # The modifiers the compression library implements (compress.recipe; a test keeps them equal).
-# The hub checks the recipe's shape and names here; the library checks the arguments when it runs.
-KNOWN_MODIFIERS = (
-    "QuantizationModifier",
-    "GPTQModifier",
-    "AWQModifier",
-    "SmoothQuantModifier",
-    "SparseGPTModifier",
-    "MagnitudePruningModifier",
-)
+# The hub checks their arguments with the library's own function (recipe_args) at submission.
+KNOWN_MODIFIERS = tuple(MODIFIERS)
+# Longer than any real recipe (the presets are under 500 characters), short enough to parse at once.
+MAX_RECIPE_CHARS = 64 * 1024
 # The schemes compressed-tensors knows (its PRESET_SCHEMES; a test keeps them equal), for the
 # same reason: a typo is refused at submission, not hours later on a GPU worker.
 KNOWN_SCHEMES = (
@@ -36,18 +34,18 @@ KNOWN_SCHEMES = (
     "MXFP4A16", "MXFP4", "MXFP4XFP8", "MXFP6A16", "MXFP6A8", "MXFP8A16", "MXFP8", "W2A4", "W2A8", "W2A16", "W3A4",
     "W3A8", "W3A16", "W4A4", "W4A8", "W4A16", "W5A8", "W5A16", "W6A8", "W6A16", "W7A8", "W7A16", "W8A16",
 )
-TARGET = re.compile(r"^(https?://\S+\s+)?\S+$")
 # Recipe names become part of variant and repository names: the same alphabet.
 RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 def recipe_schemes(text: str) -> list[str]:
     """Check a pasted recipe has llm-compressor's shape (`<name>_stage:` holding
-    `<name>_modifiers:` of known `ModifierName: {arguments}`); return the schemes it names."""
+    `<name>_modifiers:` of known `ModifierName: {arguments}`, each argument within its type and
+    range); return the schemes it names."""
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise forms.ValidationError(f"the recipe is not valid YAML: {exc}") from None
+        doc = load_yaml(text, "the recipe")
+    except ParseError as exc:
+        raise forms.ValidationError(str(exc)) from None
     if not isinstance(doc, dict) or not doc:
         raise forms.ValidationError("the recipe must be a mapping of `<name>_stage:` entries")
     schemes, modifiers = [], 0
@@ -69,6 +67,10 @@ def recipe_schemes(text: str) -> list[str]:
                 if args is not None and not isinstance(args, dict):
                     raise forms.ValidationError(f"the arguments of {name} must be a mapping")
                 args = args or {}
+                try:
+                    check_arguments(name, args, f"{stage_key}.{group_key}.{name}")
+                except (ValueError, NotImplementedError) as exc:
+                    raise forms.ValidationError(str(exc)) from None
                 modifiers += 1
                 named = args.get("scheme")
                 for scheme in [named] if isinstance(named, str) else named if isinstance(named, dict) else []:
@@ -100,11 +102,12 @@ def inspect_remote(repo_id: str, revision: str) -> str | None:
         RevisionNotFoundError,
     )
 
-    api = HfApi(endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None)
+    token = upstream.token_for(repo_id)
+    api = HfApi(endpoint=settings.HF_ENDPOINT, token=token)
     try:
         info = api.model_info(repo_id, revision=revision or None, timeout=5)
     except RepositoryNotFoundError:
-        raise forms.ValidationError(f"{repo_id}: no such repository on the Hub (or it is private and no token allows it)") from None
+        raise forms.ValidationError(f"{repo_id}: no such repository on the Hub (or it is private){upstream.refusal_hint(repo_id)}") from None
     except RevisionNotFoundError:
         raise forms.ValidationError(f"{repo_id}: no revision {revision!r}") from None
     except (OfflineModeIsEnabled, HfHubHTTPError, OSError, httpx2.HTTPError) as exc:  # httpx2: unreachable endpoint
@@ -121,7 +124,7 @@ def inspect_remote(repo_id: str, revision: str) -> str | None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             config = hf_hub_download(repo_id, "config.json", revision=info.sha, local_dir=tmp,
-                                     endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None)
+                                     endpoint=settings.HF_ENDPOINT, token=token)
             check_config(config)
         except CheckpointError as exc:
             raise forms.ValidationError(f"{repo_id}: {exc}") from None
@@ -140,7 +143,8 @@ class JobForm(forms.Form):
         required=False, label="Recipe presets", widget=forms.CheckboxSelectMultiple,
         choices=[(name, f"{name}: {p.description}") for name, p in PRESETS.items()],
     )
-    recipe_yaml = forms.CharField(required=False, label="or a recipe (llm-compressor YAML)",
+    recipe_yaml = forms.CharField(required=False, max_length=MAX_RECIPE_CHARS,
+                                  label="or a recipe (llm-compressor YAML)",
                                   widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}))
     recipe_name = forms.CharField(required=False, max_length=80, label="name for the pasted recipe")
     suite = forms.ChoiceField(required=False, label="Evaluation suite",
@@ -189,11 +193,9 @@ class JobForm(forms.Form):
     def clean_publish_targets(self) -> list[str]:
         lines = [line.strip() for line in self.cleaned_data["publish_targets"].splitlines() if line.strip()]
         for line in lines:
-            if not TARGET.match(line):
-                raise forms.ValidationError(f"{line!r}: write a target as 'owner/name' or 'https://endpoint owner/name'")
             try:
-                check_repo_name(line.split()[-1])
-            except CheckpointError as exc:
+                resolve_target(line, self.user)
+            except TargetRefused as exc:
                 raise forms.ValidationError(str(exc)) from None
         return lines
 
@@ -220,15 +222,22 @@ class JobForm(forms.Form):
                     self.notes.append(note)
         if not data.get("presets") and not data.get("recipe_yaml") and "recipe_yaml" not in self.errors:
             self.add_error("presets", "choose at least one recipe preset, or paste a recipe")
+        self.check_size(len(data.get("presets") or []) + bool(data.get("recipe_yaml")), data.get("suite", ""),
+                        data.get("benchmark_profile", ""))
         if data.get("gpu"):
             self.check_hardware(float(data["gpu"]), data.get("presets") or [], getattr(self, "yaml_schemes", []))
         return data
 
     def readable_repo(self, repo_id: str) -> Repo | None:
-        """This hub's repository of that id, if the submitter may read it; an id that names
-        none (or one hidden from them) goes to the configured Hub endpoint."""
+        """This hub's repository of that id, if the submitter may read it; None for an id that
+        names none here (it then names one of the configured Hub endpoint). One hidden from them
+        is not found: it must not go upstream instead, where the same id may be another's."""
         namespace, _, name = repo_id.rpartition("/")
-        return Repo.objects.visible_to(self.user).filter(namespace=namespace, name=name).first()
+        here = Repo.objects.filter(namespace=namespace, name=name)
+        repo = here.visible_to(self.user).first()
+        if repo is None and here.exists():
+            raise forms.ValidationError({"hf_id": f"{repo_id}: not found"})
+        return repo
 
     def check_base(self, base: BaseModel) -> None:
         if base.architecture and base.architecture not in SUPPORTED_ARCHITECTURES:
@@ -236,6 +245,14 @@ class JobForm(forms.Form):
         names = [f["path"] for f in base.files]
         if names and not any(n.endswith(".safetensors") for n in names):
             self.add_error("base", f"{base.name} has no safetensors weights (pickle files are refused: loading them can run code)")
+
+    def check_size(self, recipes: int, suite: str, benchmark_profile: str) -> None:
+        """A job has at most MAX_STAGES_PER_JOB stages (staff excepted): waiting never makes a
+        bigger one fit, so this is a plain form error, not a rate limit."""
+        stages, limit = Job.planned_stages(recipes, suite, benchmark_profile), settings.MAX_STAGES_PER_JOB
+        if stages > limit and not self.user.is_staff:
+            self.add_error(None, f"this job would have {stages} stages; a job may have at most {limit}: "
+                                 "choose fewer recipes, or skip validation or benchmarks")
 
     def check_hardware(self, gpu: float, chosen: list[str], yaml_schemes: list[str]) -> None:
         label = GPUS[f"{gpu:.1f}"]
@@ -250,6 +267,8 @@ class JobForm(forms.Form):
 
     @transaction.atomic
     def submit(self) -> Job:
+        """Create the job, within the submitter's limits (Job.admit raises QuotaExceeded)."""
+        Job.admit(self.user)
         data = self.cleaned_data
         base = data["base"]
         if base is None:

@@ -3,9 +3,11 @@ conditional UPDATE, so a duplicate or late Celery message can never run a stage 
 lost one can be recovered from the rows alone (see `Stage.reconcile`)."""
 
 import logging
+import math
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -15,6 +17,14 @@ from hub.jobs.presets import PRESETS
 
 log = logging.getLogger(__name__)
 LOG_TAIL_CHARS = 64 * 1024
+
+
+class QuotaExceeded(Exception):
+    """A per-user submission limit refuses this job for now; `retry_after` is in seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Recipe(models.Model):
@@ -80,6 +90,8 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
     class Meta:
         ordering = ["-created_at"]
 
@@ -123,6 +135,43 @@ class Job(models.Model):
                 job.add_stage(Stage.Kind.PUBLISH, recipe, after=gates)
             transaction.on_commit(job.dispatch)
         return job
+
+    @staticmethod
+    def planned_stages(recipes: int, suite: str, benchmark_profile: str) -> int:
+        """How many stages `submit` creates for this many recipes."""
+        return 1 + bool(suite) + recipes * (2 + bool(suite) + bool(benchmark_profile))
+
+    @classmethod
+    def admit(cls, user, reviving: "Job | None" = None) -> None:
+        """Raise QuotaExceeded unless `user` may add an active job now: a new one, or `reviving`,
+        a finished job that a retry would run again. Call it inside the transaction that creates
+        (or revives) the job: it locks the user's row to the end of that transaction, so that two
+        submissions at once are counted one after the other. Staff are not limited."""
+        if user.is_staff:
+            return
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        mine = cls.objects.filter(owner=user)
+        active = mine.filter(status__in=cls.ACTIVE)
+        if reviving is not None and active.filter(pk=reviving.pk).exists():
+            return
+        count, limit = active.count(), settings.MAX_ACTIVE_JOBS
+        if count >= limit:
+            raise QuotaExceeded(
+                f"you have {count} queued or running job{'s' * (count != 1)}; the limit is {limit} per user: "
+                "submit again when one of them finishes, or cancel one", retry_after=60,
+            )
+        if reviving is not None:
+            return
+        now, limit = timezone.now(), settings.MAX_SUBMISSIONS_PER_MINUTE
+        recent = list(mine.filter(created_at__gt=now - timedelta(minutes=1)).order_by("created_at")
+                      .values_list("created_at", flat=True))
+        if len(recent) >= limit:
+            # a slot frees when the oldest submission that keeps the count at the limit turns a minute old
+            wait = math.ceil((recent[len(recent) - limit] + timedelta(minutes=1) - now).total_seconds())
+            raise QuotaExceeded(
+                f"you submitted {len(recent)} job{'s' * (len(recent) != 1)} in the last minute; the limit is {limit} "
+                f"a minute per user: try again in {max(wait, 1)} s", retry_after=max(wait, 1),
+            )
 
     def add_stage(self, kind: str, recipe: Recipe | None = None, after: list["Stage"] = ()) -> "Stage":
         stage = Stage.objects.create(job=self, kind=kind, recipe=recipe, queue=Stage.QUEUES[kind])
@@ -329,11 +378,14 @@ class Stage(models.Model):
 
     # -- transitions asked for by people ---------------------------------------------------------
 
-    def retry(self) -> None:
-        """Run this stage again, and then whatever its failure stopped; done stages stay done."""
+    def retry(self, by=None) -> None:
+        """Run this stage again, and then whatever its failure stopped; done stages stay done.
+        A job that had finished becomes active again: within `by`'s limits (Job.admit)."""
         if self.status not in (self.Status.FAILED, self.Status.CANCELLED, self.Status.SKIPPED):
             raise ValueError(f"only a failed, cancelled or skipped stage can be retried; {self.name} is {self.status}")
         with transaction.atomic():
+            if by is not None:
+                Job.admit(by, reviving=self.job)
             Job.objects.filter(pk=self.job_id).update(cancel_requested=False, finished_at=None)
             self.job.cancel_requested = False
             to_reset, frontier = {self.pk}, [self]

@@ -13,20 +13,23 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from hub.catalog.models import admitted_by_source
 from hub.jobs.forms import JobForm
-from hub.jobs.models import Job, Stage
+from hub.jobs.models import Job, QuotaExceeded, Stage
 
-ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
+ACTIVE = Job.ACTIVE
 
 
 def visible_jobs(user) -> QuerySet:
-    """Public jobs, plus the user's own private ones; staff see everything."""
+    """Public jobs, plus the user's own private ones; staff see everything. A job on a repository
+    of this hub only while the user may read that repository (as its catalog rows)."""
     jobs = Job.objects.select_related("base_model", "owner")
     if user.is_staff:
         return jobs
+    source = admitted_by_source(user, "base_model")
     if user.is_authenticated:
-        return jobs.filter(Q(private=False) | Q(owner=user))
-    return jobs.filter(private=False)
+        return jobs.filter(Q(private=False) | Q(owner=user), source)
+    return jobs.filter(source, private=False)
 
 
 def can_manage(user, job: Job) -> bool:
@@ -57,7 +60,13 @@ def job_new(request: HttpRequest) -> HttpResponse:
         initial["base"] = request.GET["base"]
     form = JobForm(request.POST or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
-        job = form.submit()
+        try:
+            job = form.submit()
+        except QuotaExceeded as exc:
+            form.add_error(None, str(exc))
+            response = render(request, "jobs/new.html", {"form": form}, status=429)
+            response["Retry-After"] = str(exc.retry_after)
+            return response
         for note in form.notes:
             messages.info(request, note)
         messages.success(request, f"Job {job.pk} submitted.")
@@ -138,8 +147,8 @@ def stage_retry(request: HttpRequest, pk: int, stage_pk: int) -> HttpResponse:
         raise PermissionDenied("only the job's owner or staff can retry it")
     stage = get_object_or_404(job.stages, pk=stage_pk)
     try:
-        stage.retry()
+        stage.retry(by=request.user)
         messages.success(request, f"Retrying {stage.name} and what it stopped.")
-    except ValueError as exc:
+    except (ValueError, QuotaExceeded) as exc:
         messages.error(request, str(exc))
     return redirect("job", pk=job.pk)

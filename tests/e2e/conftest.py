@@ -2,7 +2,6 @@
 test database. `playwright install` never runs (it downloads a browser of its own); without
 /usr/bin/chromium (`make install` installs it as root) these tests skip."""
 
-import os
 import re
 from pathlib import Path
 
@@ -13,35 +12,14 @@ from django.test import Client
 from tests.web.conftest import alice, catalog  # noqa: F401 - fixtures shared with the page tests
 from tests.workers.conftest import start_worker  # noqa: F401 - a real worker process
 
-# Playwright's sync API runs an event loop in the test's thread; Django then refuses ORM calls
-# from it unless told the thread is not really asynchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
-LAUNCH_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no chromium at {CHROMIUM}: `make install` installs Debian's package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +42,8 @@ class Shots:
 
 
 @pytest.fixture
-def page(browser, live_server, request):
+def page(browser, live_server, settings, request):
+    settings.SITE_URL = live_server.url  # the hub's own address: the links and upload URLs it hands out
     context = browser.new_context(base_url=live_server.url, accept_downloads=True, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()

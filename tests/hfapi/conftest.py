@@ -69,10 +69,11 @@ def folder_hashes(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def recorded_variant_job(hub_url, alice, tmp_path):
+def recorded_variant_job(hub_url, alice, tmp_path, settings):
     """A job whose fetch and compress stages are recorded done, with a variant as compress
-    records one (a tiny checkpoint), publishing to alice/elsewhere on this hub: for what publish
-    writes or refuses."""
+    records one (a tiny checkpoint), publishing to alice/elsewhere on this hub (configured as the
+    external Hub too): for what publish writes or refuses."""
+    settings.PUBLISH_HF_ENDPOINT = hub_url
     folder = write_tiny_checkpoint(tmp_path / "variant")
     (folder / "recipe.yaml").write_text("quant_stage: {}\n")
     files = [{"path": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())]

@@ -76,6 +76,7 @@ def test_it_never_writes_on_a_session_cookie_alone(alice):
 def secrets(settings, hub_url):
     settings.HF_ENDPOINT = hub_url
     settings.HF_TOKEN = HF_SECRET
+    settings.HF_TOKEN_REPOS = ["alice/*"]  # lent for these, so a fetch of one sends it
     settings.PUBLISH_HF_TOKEN = HF_SECRET
 
 

@@ -30,6 +30,7 @@ def variant_job(hub_url, alice, stories260k, settings, fixtures_dir):
     """A job of alice's whose fetch and compress stages ran for real: w8a8-int8 on stories260k."""
     settings.CALIBRATION_DATASET = str(fixtures_dir / "datasets" / "wikitext2_raw" / "test.txt")
     settings.CALIBRATION_SAMPLES, settings.CALIBRATION_SEQ_LEN = 4, 64
+    settings.PUBLISH_HF_ENDPOINT = hub_url  # the operator's external Hub is this one again, under another name
     call_command("import_model", str(stories260k))
     job = Job.submit(base_model=BaseModel.objects.get(name="stories260k"), recipes=[Recipe.for_preset("w8a8-int8")],
                      owner=alice, suite="", benchmark_profile="", publish_targets=[f"{hub_url} alice/elsewhere"])

@@ -111,10 +111,10 @@ CHECKPOINTS = {
     "architecture: none named": (config(architectures=[]), "names no architecture"),
     "architecture: not a list": (config(architectures="LlamaForCausalLM"), "names no architecture"),
     "no safetensors weights": (remove("model.safetensors"), "no *.safetensors weights found"),
-    "a symbolic link out of the folder": (symlink("tokenizer.json", "/etc/passwd"), "symbolic links are not accepted"),
+    "a symbolic link out of the folder": (symlink("tokenizer.json", "/etc/passwd"), "'tokenizer.json' is not a file of this checkpoint"),
     "an index naming a missing shard": (
         file("model.safetensors.index.json", b'{"weight_map": {"w": "model-00002-of-00002.safetensors"}}'),
-        "missing: model-00002-of-00002.safetensors"),
+        "'model-00002-of-00002.safetensors' is not a file of this checkpoint"),
     "a malformed index": (file("model.safetensors.index.json", b'{"weight_map": 3}'), "index.json is malformed"),
 }
 
@@ -342,7 +342,7 @@ def test_it_knows_the_schemes_compressed_tensors_implements():
     ('<div style="position:fixed;top:0">x</div>', ["position:fixed"]),
 ])
 def test_it_renders_a_hostile_card_inert(markdown, forbidden):
-    html = card.render(f"---\nlicense: mit\n---\n# Card\n\n{markdown}\n")
+    html = card.render(f"---\nlicense: mit\n---\n# Card\n\n{markdown}\n", f"/alice/r/resolve/{'0' * 40}/")
     assert "<h1>Card</h1>" in html
     for bad in forbidden:
         assert bad not in html

@@ -2,6 +2,7 @@
 on the test database, reached over loopback HTTP, with two ordinary users, alice and bob."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import httpx2
 import pytest
 from django.db import connection
 
+from hub.catalog.models import BaseModel
 from tests.hfapi.conftest import alice, alice_token, bob, bob_token  # noqa: F401 - the same users
 from tests.workers.conftest import database_url
 
@@ -66,6 +68,7 @@ def start_gunicorn(transactional_db, settings, tmp_path) -> Iterator[Callable[..
             "HUB_DEBUG": "0",
             "HUB_SECRET_KEY": "security-tests-" + "k" * 50,
             "HUB_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "HUB_HTTPS": "0",  # plain HTTP on loopback; production redirects to HTTPS
             "HUB_VAR_DIR": str(settings.VAR_DIR),
             "HUB_MODELS_DIR": str(settings.MODELS_DIR),
             "HUB_ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR),
@@ -102,3 +105,36 @@ def start_gunicorn(transactional_db, settings, tmp_path) -> Iterator[Callable[..
 def hub(start_gunicorn) -> Server:
     """One production-like hub with the default settings."""
     return start_gunicorn()
+
+
+@pytest.fixture
+def hf_hub(hub, monkeypatch) -> Server:
+    """`hub`, for the real huggingface_hub client: tests/conftest.py keeps the client offline (off
+    huggingface.co); here it may reach this hub, over LFS (the hub has no Xet)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    return hub
+
+
+def form_token(page: str) -> str:
+    """The CSRF token a page's form carries."""
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+
+
+def sign_in(url: str, username: str, password: str) -> httpx2.Client:
+    """An HTTP session signed in through the login form, as a browser's is."""
+    client = httpx2.Client(base_url=url, timeout=60)
+    page = client.get("/accounts/login/").text
+    answer = client.post("/accounts/login/", data={"csrfmiddlewaretoken": form_token(page), "username": username,
+                                                   "password": password})
+    assert answer.status_code == 302, answer.text
+    return client
+
+
+@pytest.fixture
+def llama(alice) -> BaseModel:
+    """A model in the catalog that every user may submit jobs for."""
+    return BaseModel.objects.create(name="org/llama", architecture="LlamaForCausalLM", status=BaseModel.Status.READY,
+                                    files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}])

@@ -31,7 +31,8 @@ def stage(job: dict, kind: str) -> dict:
 
 
 @pytest.mark.skipif(bool(UNAVAILABLE), reason=f"stages not built yet: {', '.join(UNAVAILABLE)} (workers.stages.BODIES)")
-def test_it_drives_a_job_to_done_through_the_api(api, start_worker, stories260k, fixtures_dir, live_server):  # noqa: F811
+def test_it_drives_a_job_to_done_through_the_api(api, start_worker, stories260k, fixtures_dir, live_server, settings):  # noqa: F811
+    settings.SITE_URL = live_server.url  # the hub's own address: the upload URLs it hands the worker
     call_command("import_model", str(stories260k))
     base = api.get("/api/v1/models?q=stories260k").json()["items"][0]
     start_worker(  # w8a8-int8 is per-channel (stories260k is too narrow for w4a16's groups of 128)

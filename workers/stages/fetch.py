@@ -9,6 +9,7 @@ from django.conf import settings
 
 from hub.api.models import ApiToken
 from hub.catalog.checkpoints import PICKLE_SUFFIXES, CheckpointError, check_config
+from hub.catalog import upstream
 from hub.catalog.models import BaseModel
 from hub.catalog.store import hash_into_place, hf_models_root, local_models_root, verify_checkpoint
 from workers.runner import StageError, StageResult
@@ -26,14 +27,14 @@ def fetch(stage, ctx) -> StageResult:
             verify_checkpoint(Path(base.local_path), base.files, ctx.progress)
             return StageResult(outputs=_outputs(base), record=None)
         if base.source_path:
-            ctx.logger.info("importing %s", base.source_path)
+            ctx.logger.info("importing %s", Path(base.source_path).name)
             info, path = hash_into_place(
                 Path(base.source_path), local_models_root(base.name), ctx.progress, ctx.cancelled
             )
         elif base.hf_repo_id and base.on_this_hub:
             info, path = _download_from_this_hub(base, stage, ctx)
         elif base.hf_repo_id:
-            info, path = _download(base, ctx, settings.HF_ENDPOINT, settings.HF_TOKEN or None)
+            info, path = _download(base, ctx, settings.HF_ENDPOINT, upstream.token_for(base.hf_repo_id))
         else:
             raise StageError(f"base model {base.name} has neither a Hub repo id nor a local source")
     except CheckpointError as exc:
@@ -83,9 +84,11 @@ def _download(base: BaseModel, ctx, endpoint: str, token: str | None) -> tuple:
             "`manage.py import_model PATH` instead"
         ) from None
     except GatedRepoError:
-        raise StageError(f"{base.hf_repo_id} is gated: accept its terms and set HUB_HF_TOKEN") from None
+        hint = upstream.refusal_hint(base.hf_repo_id) if not base.on_this_hub else ""
+        raise StageError(f"{base.hf_repo_id} is gated: its terms must be accepted on the Hub by the account of the token used{hint}") from None
     except RepositoryNotFoundError:
-        raise StageError(f"{base.hf_repo_id}: no such repository (or it is private and no token allows it)") from None
+        hint = upstream.refusal_hint(base.hf_repo_id) if not base.on_this_hub else ""
+        raise StageError(f"{base.hf_repo_id}: no such repository (or it is private){hint}") from None
     except RevisionNotFoundError:
         raise StageError(f"{base.hf_repo_id}: no revision {revision!r}") from None
     except HfHubHTTPError as exc:

@@ -19,6 +19,7 @@ from hub.catalog.models import Publication, Variant
 from hub.catalog.store import check_repo_name, verify_checkpoint
 from hub.hfapi.converters import RESERVED
 from hub.hfapi.models import Repo
+from hub.jobs.targets import Target, TargetRefused, resolve_target, token_for
 from hub.results.models import BenchmarkRun, EvalRun
 from workers.runner import StageError, StageResult
 
@@ -45,7 +46,7 @@ def publish(stage, ctx) -> StageResult:
         verify_checkpoint(folder, measured, lambda done, message: ctx.progress(0.1 * done, message))
     except CheckpointError as exc:
         raise StageError(f"{variant.name}: {exc}; refusing to publish files that differ from what was measured") from None
-    targets = external_targets(job.publish_targets)
+    targets = external_targets(job.publish_targets, job.owner)
     repo_id = local_repo_id(variant)
     endpoint = settings.PUBLISH_LOCAL_ENDPOINT.rstrip("/")
     card_files = write_repo_files(variant, folder, repo_id, endpoint)
@@ -66,16 +67,16 @@ def publish(stage, ctx) -> StageResult:
     ctx.logger.info("published %s@%s on this hub", repo_id, sha)
     if targets and variant.gate == Variant.Gate.FAILED:
         # this hub keeps and shows every variant; only validated ones go out to other hubs
-        ctx.logger.info("not publishing to %s: %s failed its validation gate", ", ".join(r for _, r in targets), variant.name)
+        ctx.logger.info("not publishing to %s: %s failed its validation gate", ", ".join(t.repo_id for t in targets), variant.name)
         targets = []
-    for i, (target_endpoint, target_repo) in enumerate(targets):
+    for i, target in enumerate(targets):
         if ctx.cancelled():
             raise StageError("cancelled")
-        ctx.progress(0.2 + 0.8 * (i + 1) / (len(targets) + 1), f"uploading to {target_endpoint} as {target_repo}")
-        sha = upload(target_endpoint, settings.PUBLISH_HF_TOKEN, target_repo, folder, files, variant.private, message)
-        publications.append(Publication(variant=variant, endpoint=target_endpoint, repo_id=target_repo, commit_sha=sha,
-                                        url=f"{target_endpoint}/{target_repo}"))
-        ctx.logger.info("published %s@%s on %s", target_repo, sha, target_endpoint)
+        ctx.progress(0.2 + 0.8 * (i + 1) / (len(targets) + 1), f"uploading to {target.endpoint} as {target.repo_id}")
+        sha = upload(target.endpoint, token_for(target, job.owner), target.repo_id, folder, files, variant.private, message)
+        publications.append(Publication(variant=variant, endpoint=target.endpoint, repo_id=target.repo_id, commit_sha=sha,
+                                        url=f"{target.endpoint}/{target.repo_id}"))
+        ctx.logger.info("published %s@%s on %s", target.repo_id, sha, target.endpoint)
 
     def record() -> None:
         Variant.objects.filter(pk=variant.pk).update(files=files)
@@ -91,21 +92,18 @@ def publish(stage, ctx) -> StageResult:
     )
 
 
-def external_targets(lines: list[str]) -> list[tuple[str, str]]:
-    """(endpoint, repo id) of each "owner/name" or "https://endpoint owner/name" line; refuses
-    before anything is uploaded when no token is configured for them."""
-    targets = []
-    for line in lines:
-        parts = line.split()
-        endpoint, repo_id = (parts[0].rstrip("/"), parts[1]) if len(parts) == 2 else (settings.PUBLISH_HF_ENDPOINT.rstrip("/"), parts[0])
-        try:
-            check_repo_name(repo_id)
-        except CheckpointError as exc:
-            raise StageError(f"publish target {line!r}: {exc}") from None
-        targets.append((endpoint, repo_id))
-    if targets and not settings.PUBLISH_HF_TOKEN:
+def external_targets(lines: list[str], owner) -> list[Target]:
+    """The job's targets, checked again as at submission (the operator's settings may have
+    changed since); refuses before anything is uploaded when one is no longer allowed or has no
+    token."""
+    try:
+        targets = [resolve_target(line, owner) for line in lines]
+    except TargetRefused as exc:
+        raise StageError(f"publish target {exc}") from None
+    home = [t for t in targets if t.hubs_token]
+    if home and not settings.PUBLISH_HF_TOKEN:
         raise StageError(
-            f"the job asks to publish to {', '.join(f'{e} {r}' for e, r in targets)}, but no token is configured: "
+            f"the job asks to publish to {', '.join(f'{t.endpoint} {t.repo_id}' for t in home)}, but no token is configured: "
             "set HUB_PUBLISH_HF_TOKEN (a write token for that hub)"
         )
     return targets

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from checkpoint_files import NotACheckpointFile
 from hub.catalog.models import Variant
 from hub.results.models import EvalRun, Recovery
 from workers.runner import StageError, StageResult
@@ -115,7 +116,10 @@ def _prepare(model_dir: Path, suite: str, **changes):
     from evals import EvalOptions, prepare
 
     options = dataclasses.replace(EvalOptions(data_dir=settings.EVAL_DATA_DIR), **changes)
-    return prepare(model_dir, suite, options)
+    try:
+        return prepare(model_dir, suite, options)
+    except NotACheckpointFile as exc:
+        raise StageError(str(exc)) from None
 
 
 def _base_run(base, key: str) -> EvalRun | None:

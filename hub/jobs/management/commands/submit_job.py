@@ -6,7 +6,8 @@ from hub.jobs.models import Job, Recipe
 
 
 class Command(BaseCommand):
-    help = "Submit a compression job for a base model already in the catalog."
+    # an operator's tool: the per-user limits of the web form and the API (Job.admit) do not apply
+    help = "Submit a compression job for a base model already in the catalog (no per-user limits apply)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("base", help="base model name (see import_model)")

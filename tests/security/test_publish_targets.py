@@ -1,0 +1,149 @@
+"""A job's "Also publish to" line names where its variant goes. Named as `endpoint owner/name`,
+a listener of alice's on loopback (or a link-local address, or a URL with a user name in it)
+would have received the hub's own publish token in the worker's first request. The hub's token
+goes to the endpoint its operator configured and nowhere else; another endpoint must be on the
+operator's list, and then it gets the user's own token for it."""
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from hub.catalog.checkpoints import sha256_file
+from hub.catalog.models import BaseModel, Variant
+from hub.jobs.models import Job, Recipe, Stage
+from tests.conftest import write_tiny_checkpoint
+from tests.security.conftest import form_token, sign_in
+from tests.workers.conftest import run_queued
+
+HUB_TOKEN = "hf_hub-publish-token-of-the-operator"
+ALICES_OWN = "hf_alices-own-token-for-that-hub"
+
+
+class Listener:
+    """An HTTP server on loopback that records the Authorization header of every request."""
+
+    def __init__(self) -> None:
+        self.authorizations: list[str] = []
+        seen = self.authorizations
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def record(self) -> None:
+                seen.append(self.headers.get("Authorization", ""))
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"error": "no"}')
+
+            do_GET = do_POST = do_PUT = do_HEAD = record
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    server = Listener()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def worker_side(settings, monkeypatch) -> None:
+    """The publish stage runs in this process with the hub's token configured, as a worker's."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    settings.PUBLISH_HF_TOKEN = HUB_TOKEN
+
+
+def submit(url: str, token: str, base: BaseModel, target: str) -> httpx2.Response:
+    return httpx2.post(f"{url}/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}, timeout=60, json={
+        "base": base.pk, "presets": ["w8a16"], "suite": "", "benchmark_profile": "", "publish_targets": [target]})
+
+
+def ready_to_publish(job: Job, tmp_path: Path) -> Job:
+    """Record the job's fetch and compress done, with a variant as compress leaves one."""
+    folder = write_tiny_checkpoint(tmp_path / "variant")
+    files = [{"path": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())]
+    job.stages.filter(kind__in=(Stage.Kind.FETCH, Stage.Kind.COMPRESS)).update(status=Stage.Status.DONE)
+    Variant.objects.create(base=job.base_model, recipe=job.recipes.get(), job=job, name=f"variant-{job.pk}", scheme="W8A16",
+                           local_path=str(folder), files=files, size_bytes=sum(f["size"] for f in files))
+    job.dispatch()
+    return job
+
+
+def test_it_refuses_a_named_endpoint_in_the_job_form(hub, alice, llama, listener):
+    client = sign_in(hub.url, "alice", "alice-password-1")
+    page = client.get("/jobs/new/").text
+    answer = client.post("/jobs/new/", data={
+        "csrfmiddlewaretoken": form_token(page), "base": llama.pk, "presets": "w8a16", "revision": "main",
+        "publish_targets": f"{listener.url} alice/exfil"})
+    assert answer.status_code == 200 and "this hub does not publish to" in answer.text
+    assert "HUB_PUBLISH_ALLOWED_ENDPOINTS" in answer.text
+    assert not Job.objects.exists() and listener.authorizations == []
+
+
+@pytest.mark.parametrize("named", [
+    "{listener} alice/exfil",
+    "http://alice:secret@127.0.0.1:{port} alice/exfil",  # userinfo: the host is the part after @
+    "http://169.254.169.254 alice/exfil",  # link-local: cloud metadata services
+    "{listener}/#frag alice/exfil",
+])
+def test_it_refuses_named_endpoints_over_the_api(start_gunicorn, alice, alice_token, llama, listener, named):
+    # even with the listener allowed, a URL that carries more than scheme://host[:port] is refused
+    allowed = listener.url if "@" in named or "#" in named else ""
+    hub = start_gunicorn(HUB_PUBLISH_ALLOWED_ENDPOINTS=allowed)
+    answer = submit(hub.url, alice_token, llama, named.format(listener=listener.url, port=listener.port))
+    assert answer.status_code == 422, answer.text
+    message = str(answer.json()["error"]["details"]["publish_targets"])
+    assert "this hub does not publish to" in message or "is not an endpoint" in message, message
+    assert not Job.objects.exists() and listener.authorizations == []
+
+
+def test_it_never_sends_the_hubs_token_to_an_endpoint_a_job_names(hub, alice, llama, listener, worker_side, settings, tmp_path):
+    """A job row that names the listener anyway (submitted before the rule, or while the
+    operator still allowed it): the publish stage refuses before it sends anything."""
+    settings.PUBLISH_LOCAL_ENDPOINT = hub.url
+    job = Job.submit(base_model=llama, recipes=[Recipe.for_preset("w8a16")], owner=alice, suite="", benchmark_profile="",
+                     publish_targets=[f"{listener.url} alice/exfil"])
+    assert run_queued(ready_to_publish(job, tmp_path), "publish") == "failed"
+    error = job.stages.get(kind="publish").error
+    assert "this hub does not publish to" in error and HUB_TOKEN not in error
+    assert listener.authorizations == []
+
+
+def test_it_sends_the_users_own_token_to_an_allowed_endpoint(start_gunicorn, alice, alice_token, llama, listener,
+                                                             worker_side, settings, tmp_path):
+    hub = start_gunicorn(HUB_PUBLISH_ALLOWED_ENDPOINTS=listener.url)
+    settings.PUBLISH_ALLOWED_ENDPOINTS, settings.PUBLISH_LOCAL_ENDPOINT = [listener.url], hub.url
+    auth = {"Authorization": f"Bearer {alice_token}"}
+    refused = submit(hub.url, alice_token, llama, f"{listener.url} alice/there")
+    assert refused.status_code == 422 and "your own write token" in refused.text
+
+    kept = httpx2.put(f"{hub.url}/api/v1/credentials", headers=auth, json={"endpoint": f"{listener.url}/", "token": ALICES_OWN})
+    assert kept.status_code == 200 and kept.json()["endpoint"] == listener.url and ALICES_OWN not in kept.text
+    listed = httpx2.get(f"{hub.url}/api/v1/credentials", headers=auth)
+    assert [c["endpoint"] for c in listed.json()] == [listener.url] and ALICES_OWN not in listed.text
+    assert ALICES_OWN not in sign_in(hub.url, "alice", "alice-password-1").get("/tokens/").text
+
+    answer = submit(hub.url, alice_token, llama, f"{listener.url} alice/there")
+    assert answer.status_code == 201, answer.text
+    job = ready_to_publish(Job.objects.get(pk=answer.json()["id"]), tmp_path)
+    run_queued(job, "publish")  # the listener refuses the upload; what it was sent is the point
+    assert listener.authorizations and set(listener.authorizations) == {f"Bearer {ALICES_OWN}"}
+    assert ALICES_OWN not in job.stages.get(kind="publish").error
