@@ -12,7 +12,7 @@ export HUB_VAR_DIR ?= $(CURDIR)/var
 # workers publish through the web server's own HTTP API, so they must know where it listens
 export HUB_SITE_URL ?= http://127.0.0.1:$(PORT)
 
-.PHONY: install run web worker worker-gpu test test-fast migrate browser
+.PHONY: install run web worker worker-gpu test test-fast migrate browser lint
 
 install: $(VENV)/.installed browser
 
@@ -51,3 +51,8 @@ worker-gpu: install
 
 test: install
 	HUB_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Style: ruff's formatter and linter (settings in pyproject.toml); `ruff format .` fixes the first.
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .

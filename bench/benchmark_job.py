@@ -9,7 +9,7 @@ speedup.
 
 The hub runs on SQLite and the file broker in a fresh temporary folder; the worker runs inside
 `unshare -n` (a network namespace with nothing in it) with HF_HUB_OFFLINE=1. Default model:
-SmolLM2-135M-Instruct from ../shared/tools/make-smollm2. The scale defaults to the stage's own
+SmolLM2-135M-Instruct built by tests/smollm2.py. The scale defaults to the stage's own
 (1/8 of the profile's lengths and requests on a CPU).
 """
 
@@ -22,11 +22,24 @@ from pathlib import Path
 # run as a file, sys.path starts at bench/: the project root must come first for its packages to import
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from bench.offline_job import FIXTURES, run_worker_until, smollm2, stage_times, start_hub  # noqa: E402
+
 LATENCIES = (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"), ("e2el_ms", "E2EL"))
 # every metric the issue names; a runnable run missing one (None or empty) fails the bench
-REQUIRED = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "request_throughput", "output_throughput",
-            "total_token_throughput", "max_concurrent_requests", "max_running_requests", "preemptions",
-            "weights_bytes", "kv_capacity_tokens", "peak_memory_bytes")
+REQUIRED = (
+    "ttft_ms",
+    "tpot_ms",
+    "itl_ms",
+    "e2el_ms",
+    "request_throughput",
+    "output_throughput",
+    "total_token_throughput",
+    "max_concurrent_requests",
+    "max_running_requests",
+    "preemptions",
+    "weights_bytes",
+    "kv_capacity_tokens",
+    "peak_memory_bytes",
+)
 
 
 def missing_metrics(metrics: dict) -> list[str]:
@@ -35,17 +48,27 @@ def missing_metrics(metrics: dict) -> list[str]:
 
 def row(run, gains: dict | None) -> dict:
     m = run.metrics
-    out = {"model": str(run.model), "stage": run.stage.name if run.stage else "", "runnable": run.runnable,
-           "reason": run.reason, "missing": missing_metrics(m) if run.runnable else []}
+    out = {
+        "model": str(run.model),
+        "stage": run.stage.name if run.stage else "",
+        "runnable": run.runnable,
+        "reason": run.reason,
+        "missing": missing_metrics(m) if run.runnable else [],
+    }
     if not run.runnable:
         return out
     for key, _ in LATENCIES:
         out[key] = {s: round(m[key][s], 2) for s in ("mean", "median", "p90", "p99")}
     out.update(
-        completed=m["completed"], req_per_s=round(m["request_throughput"], 3), out_tok_per_s=round(m["output_throughput"], 1),
-        total_tok_per_s=round(m["total_token_throughput"], 1), max_concurrent=m["max_concurrent_requests"],
-        max_running=m["max_running_requests"], preemptions=m["preemptions"],
-        weights_mib=round(m["weights_bytes"] / 2**20, 1), kv_tokens=m["kv_capacity_tokens"],
+        completed=m["completed"],
+        req_per_s=round(m["request_throughput"], 3),
+        out_tok_per_s=round(m["output_throughput"], 1),
+        total_tok_per_s=round(m["total_token_throughput"], 1),
+        max_concurrent=m["max_concurrent_requests"],
+        max_running=m["max_running_requests"],
+        preemptions=m["preemptions"],
+        weights_mib=round(m["weights_bytes"] / 2**20, 1),
+        kv_tokens=m["kv_capacity_tokens"],
         peak_mib=round(m["peak_memory_bytes"] / 2**20, 1),
     )
     if gains is not None:
@@ -57,8 +80,10 @@ def row(run, gains: dict | None) -> dict:
 def markdown(rows: list[dict]) -> str:
     """One line per run: latencies as mean / median / p90 / p99 ms, then throughput and memory,
     then the variant's ratios over the base of its stage (> 1 is better; memory plain)."""
-    head = ("| run | stage | TTFT ms | TPOT ms | ITL ms | E2EL ms | req/s | out tok/s | total tok/s "
-            "| weights MiB | KV tokens | peak MiB | speedup (out tok/s, TTFT, TPOT, ITL, E2EL median) | weights ratio |")
+    head = (
+        "| run | stage | TTFT ms | TPOT ms | ITL ms | E2EL ms | req/s | out tok/s | total tok/s "
+        "| weights MiB | KV tokens | peak MiB | speedup (out tok/s, TTFT, TPOT, ITL, E2EL median) | weights ratio |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if not r["runnable"]:
@@ -66,12 +91,20 @@ def markdown(rows: list[dict]) -> str:
             continue
         lat = [" / ".join(f"{r[k][s]:.1f}" for s in ("mean", "median", "p90", "p99")) for k, _ in LATENCIES]
         s = r.get("speedup")
-        gains = (f"{s['output_throughput']:.2f}x, {s['ttft_median']:.2f}x, {s['tpot_median']:.2f}x, "
-                 f"{s['itl_median']:.2f}x, {s['e2el_median']:.2f}x") if s else "base"
+        gains = (
+            (
+                f"{s['output_throughput']:.2f}x, {s['ttft_median']:.2f}x, {s['tpot_median']:.2f}x, "
+                f"{s['itl_median']:.2f}x, {s['e2el_median']:.2f}x"
+            )
+            if s
+            else "base"
+        )
         weights = f"{r['memory_ratio']['weights_bytes']:.2f}" if s else "-"
-        lines.append(f"| {r['model']} | {r['stage']} | {' | '.join(lat)} | {r['req_per_s']:.3f} | {r['out_tok_per_s']:.1f} "
-                     f"| {r['total_tok_per_s']:.1f} | {r['weights_mib']:.1f} | {r['kv_tokens']} | {r['peak_mib']:.1f} "
-                     f"| {gains} | {weights} |")
+        lines.append(
+            f"| {r['model']} | {r['stage']} | {' | '.join(lat)} | {r['req_per_s']:.3f} | {r['out_tok_per_s']:.1f} "
+            f"| {r['total_tok_per_s']:.1f} | {r['weights_mib']:.1f} | {r['kv_tokens']} | {r['peak_mib']:.1f} "
+            f"| {gains} | {weights} |"
+        )
     return "\n".join(lines)
 
 
@@ -90,14 +123,17 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="write the rows as JSON")
     a = p.parse_args()
     model = a.model or smollm2()
-    var, env = start_hub("benchmark-job-", {
-        "HUB_CALIBRATION_DATASET": a.calibration,
-        "HUB_CALIBRATION_SAMPLES": str(a.calibration_samples),
-        "HUB_CALIBRATION_SEQ_LEN": str(a.calibration_seq_len),
-        "HUB_BENCHMARK_THREADS": str(a.threads),
-        "HUB_BENCHMARK_SCALE": str(a.scale or 0),
-        "OMP_NUM_THREADS": str(a.threads),
-    })
+    var, env = start_hub(
+        "benchmark-job-",
+        {
+            "HUB_CALIBRATION_DATASET": a.calibration,
+            "HUB_CALIBRATION_SAMPLES": str(a.calibration_samples),
+            "HUB_CALIBRATION_SEQ_LEN": str(a.calibration_seq_len),
+            "HUB_BENCHMARK_THREADS": str(a.threads),
+            "HUB_BENCHMARK_SCALE": str(a.scale or 0),
+            "OMP_NUM_THREADS": str(a.threads),
+        },
+    )
     from django.core.management import call_command
 
     from hub.catalog.models import BaseModel
@@ -105,8 +141,12 @@ def main() -> None:
     from hub.results.models import BenchmarkRun
 
     call_command("import_model", str(model), name="bench/base")
-    job = Job.submit(base_model=BaseModel.objects.get(name="bench/base"),
-                     recipes=[Recipe.for_preset(r) for r in a.recipes.split(",")], suite="", benchmark_profile=a.profile)
+    job = Job.submit(
+        base_model=BaseModel.objects.get(name="bench/base"),
+        recipes=[Recipe.for_preset(r) for r in a.recipes.split(",")],
+        suite="",
+        benchmark_profile=a.profile,
+    )
     wanted = [Stage.Kind.FETCH, Stage.Kind.COMPRESS, Stage.Kind.BENCHMARK]
     isolated = run_worker_until(job, wanted, var, env, a.timeout)
 
@@ -119,9 +159,13 @@ def main() -> None:
             rows.append(row(run, run.metrics.get("speedup") if run.variant_id else None))
     hardware = BenchmarkRun.objects.filter(job=job).values_list("hardware", flat=True).first()
     figures = {
-        "model": str(model), "recipes": a.recipes.split(","), "profile": a.profile,
+        "model": str(model),
+        "recipes": a.recipes.split(","),
+        "profile": a.profile,
         "settings": BenchmarkRun.objects.filter(job=job).values_list("settings", flat=True).first(),
-        "hardware": hardware, "network_namespace": isolated, "stages": stage_times(stages),
+        "hardware": hardware,
+        "network_namespace": isolated,
+        "stages": stage_times(stages),
         "runs": rows,
     }
     print(json.dumps(figures, indent=1))
@@ -129,8 +173,12 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps(figures, indent=1))
     variants = [r for r in rows if r.get("speedup") is not None or not r["runnable"]]
-    complete = (all(s.status == Stage.Status.DONE for s in stages) and len(variants) == len(a.recipes.split(","))
-                and not any(r["missing"] for r in rows) and all(r.get("speedup") for r in variants if r["runnable"]))
+    complete = (
+        all(s.status == Stage.Status.DONE for s in stages)
+        and len(variants) == len(a.recipes.split(","))
+        and not any(r["missing"] for r in rows)
+        and all(r.get("speedup") for r in variants if r["runnable"])
+    )
     if not complete:
         print(f"incomplete; worker log: {var / 'worker.log'}", file=sys.stderr)
         sys.exit(1)

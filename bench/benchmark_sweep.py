@@ -21,22 +21,39 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from bench.engine_gpu import LLAMA_31_8B, write_checkpoint as write_dense
-from engine.bench import describe_hardware, format_table, measure, speedup
+from bench.engine_gpu import LLAMA_31_8B
+from bench.engine_gpu import write_checkpoint as write_dense
+from engine.bench import measure
+from engine.hardware import describe_hardware
+from engine.metrics import format_table, speedup
 from engine.profiles import get_profile
 
 _GROUPS = {
-    "w4a16": {"format": "pack-quantized", "targets": ["Linear"], "input_activations": None,
-              "weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 128,
-                          "dynamic": False}},
-    "w8a8": {"format": "int-quantized", "targets": ["Linear"],
-             "weights": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel", "dynamic": False},
-             "input_activations": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token",
-                                   "dynamic": True}},
-    "fp8": {"format": "float-quantized", "targets": ["Linear"],
-            "weights": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel", "dynamic": False},
-            "input_activations": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token",
-                                  "dynamic": True}},
+    "w4a16": {
+        "format": "pack-quantized",
+        "targets": ["Linear"],
+        "input_activations": None,
+        "weights": {
+            "num_bits": 4,
+            "type": "int",
+            "symmetric": True,
+            "strategy": "group",
+            "group_size": 128,
+            "dynamic": False,
+        },
+    },
+    "w8a8": {
+        "format": "int-quantized",
+        "targets": ["Linear"],
+        "weights": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel", "dynamic": False},
+        "input_activations": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token", "dynamic": True},
+    },
+    "fp8": {
+        "format": "float-quantized",
+        "targets": ["Linear"],
+        "weights": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel", "dynamic": False},
+        "input_activations": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token", "dynamic": True},
+    },
 }
 _SCHEME_NAMES = {"bf16": "dense", "w4a16": "W4A16", "w8a8": "W8A8", "fp8": "FP8_DYNAMIC"}
 
@@ -45,7 +62,9 @@ def quantized_linear(scheme: str, prefix: str, n: int, k: int, gen: torch.Genera
     dev = gen.device
     if scheme == "w4a16":  # random nibbles: q uniform in [-8, 7] once the +8 offset is taken off
         return {
-            f"{prefix}.weight_packed": torch.randint(-2**31, 2**31 - 1, (n, k // 8), dtype=torch.int32, device=dev, generator=gen),
+            f"{prefix}.weight_packed": torch.randint(
+                -(2**31), 2**31 - 1, (n, k // 8), dtype=torch.int32, device=dev, generator=gen
+            ),
             f"{prefix}.weight_scale": torch.full((n, k // 128), 0.02 / 4, dtype=torch.bfloat16, device=dev),
             f"{prefix}.weight_shape": torch.tensor([n, k], dtype=torch.int64, device=dev),
         }
@@ -68,8 +87,12 @@ def write_quantized(out: Path, scheme: str, shape: dict, device: str = "cuda", s
     LlamaConfig(**shape, architectures=["LlamaForCausalLM"], dtype="bfloat16").save_pretrained(out)
     config = json.loads((out / "config.json").read_text())
     config["quantization_config"] = {
-        "quant_method": "compressed-tensors", "format": _GROUPS[scheme]["format"], "quantization_status": "compressed",
-        "config_groups": {"group_0": _GROUPS[scheme]}, "ignore": ["lm_head"], "sparsity_config": {},
+        "quant_method": "compressed-tensors",
+        "format": _GROUPS[scheme]["format"],
+        "quantization_status": "compressed",
+        "config_groups": {"group_0": _GROUPS[scheme]},
+        "ignore": ["lm_head"],
+        "sparsity_config": {},
     }
     (out / "config.json").write_text(json.dumps(config, indent=2))
     gen = torch.Generator(device).manual_seed(seed)
@@ -83,13 +106,22 @@ def write_quantized(out: Path, scheme: str, shape: dict, device: str = "cuda", s
 
     bf16 = lambda *size: (0.02 * torch.randn(*size, device=device, generator=gen)).bfloat16()  # noqa: E731
     ones = lambda: torch.ones(h, dtype=torch.bfloat16)  # noqa: E731
-    save("embed.safetensors", {"model.embed_tokens.weight": bf16(v, h), "model.norm.weight": ones(), "lm_head.weight": bf16(v, h)})
+    save(
+        "embed.safetensors",
+        {"model.embed_tokens.weight": bf16(v, h), "model.norm.weight": ones(), "lm_head.weight": bf16(v, h)},
+    )
     for n in range(shape["num_hidden_layers"]):
         p = f"model.layers.{n}"
         tensors = {f"{p}.input_layernorm.weight": ones(), f"{p}.post_attention_layernorm.weight": ones()}
-        for name, rows, cols in (("self_attn.q_proj", h, h), ("self_attn.k_proj", kv, h), ("self_attn.v_proj", kv, h),
-                                 ("self_attn.o_proj", h, h), ("mlp.gate_proj", i, h), ("mlp.up_proj", i, h),
-                                 ("mlp.down_proj", h, i)):
+        for name, rows, cols in (
+            ("self_attn.q_proj", h, h),
+            ("self_attn.k_proj", kv, h),
+            ("self_attn.v_proj", kv, h),
+            ("self_attn.o_proj", h, h),
+            ("mlp.gate_proj", i, h),
+            ("mlp.up_proj", i, h),
+            ("mlp.down_proj", h, i),
+        ):
             tensors.update(quantized_linear(scheme, f"{p}.{name}", rows, cols, gen))
         save(f"layer{n:02d}.safetensors", tensors)
     (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
@@ -119,17 +151,36 @@ def main() -> None:
         print(f"wrote {model.name} in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
         t = time.monotonic()
         dtype = results[0].settings["dtype"] if results and results[0].runnable else "bfloat16"
-        results.append(measure(model, profile, scheme=_SCHEME_NAMES[scheme], dtype=dtype, max_model_len=args.max_model_len))
+        results.append(
+            measure(model, profile, scheme=_SCHEME_NAMES[scheme], dtype=dtype, max_model_len=args.max_model_len)
+        )
         print(f"measured {model.name} in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
         shutil.rmtree(out)
         if args.json:  # after each model, so a run cut short keeps what it measured
-            args.json.write_text(json.dumps({
-                "hardware": describe_hardware(),
-                "models": [{"model": r.model, "scheme": r.scheme, "runnable": r.runnable, "reason": r.reason,
-                            "settings": r.settings, "metrics": r.metrics} for r in results],
-                "speedup": {r.model: speedup(results[0].metrics, r.metrics)
-                            for r in results[1:] if r.runnable and results[0].runnable},
-            }, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "hardware": describe_hardware(),
+                        "models": [
+                            {
+                                "model": r.model,
+                                "scheme": r.scheme,
+                                "runnable": r.runnable,
+                                "reason": r.reason,
+                                "settings": r.settings,
+                                "metrics": r.metrics,
+                            }
+                            for r in results
+                        ],
+                        "speedup": {
+                            r.model: speedup(results[0].metrics, r.metrics)
+                            for r in results[1:]
+                            if r.runnable and results[0].runnable
+                        },
+                    },
+                    indent=2,
+                )
+            )
     print(json.dumps(describe_hardware()))
     for variant in results[1:]:
         print(format_table([results[0], variant]) + "\n")

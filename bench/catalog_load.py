@@ -58,39 +58,101 @@ def seed(bases: int, per_base: int) -> None:
     owner = User.objects.get_or_create(username="bench")[0]
     recipes = [Recipe.for_preset(name) for name in PRESETS]
     archs = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"]
-    base_rows = BaseModel.objects.bulk_create([
-        BaseModel(name=f"org{i % 37}/model-{i}", architecture=archs[i % 4], status=BaseModel.Status.READY,
-                  num_parameters=rng.choice([135e6, 1.2e9, 3e9, 8e9, 14e9, 70e9]), dtype="bfloat16",
-                  size_bytes=rng.randint(10**8, 10**11), private=i % 10 == 0, owner=owner)
-        for i in range(bases)
-    ])
+    base_rows = BaseModel.objects.bulk_create(
+        [
+            BaseModel(
+                name=f"org{i % 37}/model-{i}",
+                architecture=archs[i % 4],
+                status=BaseModel.Status.READY,
+                num_parameters=rng.choice([135e6, 1.2e9, 3e9, 8e9, 14e9, 70e9]),
+                dtype="bfloat16",
+                size_bytes=rng.randint(10**8, 10**11),
+                private=i % 10 == 0,
+                owner=owner,
+            )
+            for i in range(bases)
+        ]
+    )
     jobs = Job.objects.bulk_create([Job(base_model=b, owner=owner, status=Job.Status.DONE) for b in base_rows])
-    stages = Stage.objects.bulk_create([Stage(job=j, kind=Stage.Kind.BENCHMARK, status=Stage.Status.DONE, queue="gpu") for j in jobs])
-    variants = Variant.objects.bulk_create([
-        Variant(base=b, recipe=recipes[k % len(recipes)], job=j, name=f"{b.name}-{recipes[k % len(recipes)].name}-{k}",
-                scheme=recipes[k % len(recipes)].scheme, size_bytes=rng.randint(10**8, 10**10), private=b.private,
-                owner=owner, gate=Variant.Gate.PASSED if k % 2 == 0 else Variant.Gate.PENDING,
-                files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}])
-        for b, j in zip(base_rows, jobs) for k in range(per_base)
-    ], batch_size=2000)
-    base_runs = EvalRun.objects.bulk_create([
-        EvalRun(base_model=b, suite="quick", suite_version="1", engine_version="0", settings_key="k") for b in base_rows
-    ])
+    stages = Stage.objects.bulk_create(
+        [Stage(job=j, kind=Stage.Kind.BENCHMARK, status=Stage.Status.DONE, queue="gpu") for j in jobs]
+    )
+    variants = Variant.objects.bulk_create(
+        [
+            Variant(
+                base=b,
+                recipe=recipes[k % len(recipes)],
+                job=j,
+                name=f"{b.name}-{recipes[k % len(recipes)].name}-{k}",
+                scheme=recipes[k % len(recipes)].scheme,
+                size_bytes=rng.randint(10**8, 10**10),
+                private=b.private,
+                owner=owner,
+                gate=Variant.Gate.PASSED if k % 2 == 0 else Variant.Gate.PENDING,
+                files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}],
+            )
+            for b, j in zip(base_rows, jobs)
+            for k in range(per_base)
+        ],
+        batch_size=2000,
+    )
+    base_runs = EvalRun.objects.bulk_create(
+        [
+            EvalRun(base_model=b, suite="quick", suite_version="1", engine_version="0", settings_key="k")
+            for b in base_rows
+        ]
+    )
     base_run_of = {r.base_model_id: r for r in base_runs}
     validated = [v for v in variants if v.gate == Variant.Gate.PASSED]
-    runs = EvalRun.objects.bulk_create([
-        EvalRun(variant=v, suite="quick", suite_version="1", engine_version="0", settings_key="k") for v in validated
-    ], batch_size=2000)
-    Recovery.objects.bulk_create([
-        Recovery(variant_run=r, base_run=base_run_of[v.base_id], task=task, metric="acc", base_value=0.5,
-                 variant_value=0.5 * rec, recovery=rec, diff=0.5 * rec - 0.5, threshold=0.96, passed=rec >= 0.96)
-        for r, v in zip(runs, validated) for task in ("arc_easy", "hellaswag") for rec in [rng.uniform(0.95, 1.0)]
-    ], batch_size=2000)
+    runs = EvalRun.objects.bulk_create(
+        [EvalRun(variant=v, suite="quick", suite_version="1", engine_version="0", settings_key="k") for v in validated],
+        batch_size=2000,
+    )
+    Recovery.objects.bulk_create(
+        [
+            Recovery(
+                variant_run=r,
+                base_run=base_run_of[v.base_id],
+                task=task,
+                metric="acc",
+                base_value=0.5,
+                variant_value=0.5 * rec,
+                recovery=rec,
+                diff=0.5 * rec - 0.5,
+                threshold=0.96,
+                passed=rec >= 0.96,
+            )
+            for r, v in zip(runs, validated)
+            for task in ("arc_easy", "hellaswag")
+            for rec in [rng.uniform(0.95, 1.0)]
+        ],
+        batch_size=2000,
+    )
     stage_of = {s.job_id: s for s in stages}
-    bench = [BenchmarkRun(base_model=b, job=j, stage=stage_of[j.pk], profile="chat", profile_version="1", engine_version="0",
-                          metrics={"output_throughput": 1000.0}) for b, j in zip(base_rows, jobs)]
-    bench += [BenchmarkRun(variant=v, job_id=v.job_id, stage=stage_of[v.job_id], profile="chat", profile_version="1",
-                           engine_version="0", metrics={"output_throughput": rng.uniform(900, 2500)}) for v in variants]
+    bench = [
+        BenchmarkRun(
+            base_model=b,
+            job=j,
+            stage=stage_of[j.pk],
+            profile="chat",
+            profile_version="1",
+            engine_version="0",
+            metrics={"output_throughput": 1000.0},
+        )
+        for b, j in zip(base_rows, jobs)
+    ]
+    bench += [
+        BenchmarkRun(
+            variant=v,
+            job_id=v.job_id,
+            stage=stage_of[v.job_id],
+            profile="chat",
+            profile_version="1",
+            engine_version="0",
+            metrics={"output_throughput": rng.uniform(900, 2500)},
+        )
+        for v in variants
+    ]
     BenchmarkRun.objects.bulk_create(bench, batch_size=2000)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")  # as autovacuum would soon: fresh bulk inserts leave the planner blind
@@ -138,8 +200,15 @@ def main() -> None:
     if not db.startswith("postgres"):
         sys.exit("bench/catalog_load.py measures PostgreSQL: set DATABASE_URL=postgres://...")
     ensure_database(db)
-    env = {**os.environ, "DATABASE_URL": db, "DJANGO_SETTINGS_MODULE": "hub.settings", "HUB_DEBUG": "0",
-           "HUB_SECRET_KEY": "bench-only", "HUB_ALLOWED_HOSTS": "127.0.0.1", "HUB_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db,
+        "DJANGO_SETTINGS_MODULE": "hub.settings",
+        "HUB_DEBUG": "0",
+        "HUB_SECRET_KEY": "bench-only",
+        "HUB_ALLOWED_HOSTS": "127.0.0.1",
+        "HUB_LOG_LEVEL": "WARNING",
+    }
     os.environ.update(env)
     import django
 
@@ -148,8 +217,10 @@ def main() -> None:
 
     from hub.catalog.models import Variant
 
-    print(f"{Variant.objects.count()} variants, {args.clients} concurrent clients, gunicorn -w {args.workers}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"{Variant.objects.count()} variants, {args.clients} concurrent clients, gunicorn -w {args.workers}, "
+        f"{os.cpu_count()} CPUs"
+    )
     print("| catalog list cache | page | requests | median ms | p90 ms | p99 ms | requests/s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for seconds in ("10", "0"):
@@ -158,8 +229,20 @@ def main() -> None:
 
 def measure(env: dict, args: argparse.Namespace, label: str) -> None:
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "hub.wsgi", "-w", str(args.workers), "-b", f"127.0.0.1:{args.port}",
-         "--log-level", "warning"], cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "hub.wsgi",
+            "-w",
+            str(args.workers),
+            "-b",
+            f"127.0.0.1:{args.port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     try:
         base = f"http://127.0.0.1:{args.port}"
@@ -175,11 +258,15 @@ def measure(env: dict, args: argparse.Namespace, label: str) -> None:
             lat = sorted(load(base + path, args.clients, args.requests, 120))
             took = time.perf_counter() - start
             ms = [1000 * x for x in lat]
-            print(f"| {label} | `{path}` ({name}) | {len(ms)} | {statistics.median(ms):.1f} | {ms[int(0.9 * len(ms))]:.1f} | "
-                  f"{ms[min(len(ms) - 1, int(0.99 * len(ms)))]:.1f} | {len(ms) / took:.0f} |", flush=True)
+            print(
+                f"| {label} | `{path}` ({name}) | {len(ms)} | {statistics.median(ms):.1f} | {ms[int(0.9 * len(ms))]:.1f} | "
+                f"{ms[min(len(ms) - 1, int(0.99 * len(ms)))]:.1f} | {len(ms) / took:.0f} |",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)
+
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,15 +22,16 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 # run as a file, sys.path starts at bench/: the project root must come first for its packages to import
 sys.path[0] = str(ROOT)
-FIXTURES = Path(os.environ.get("HUB_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+FIXTURES = Path(os.environ.get("HUB_FIXTURES", ROOT / "tests" / "fixtures"))
 WIKITEXT = FIXTURES / "datasets" / "wikitext2_raw" / "test.txt"
 LAMBADA = FIXTURES / "datasets" / "lambada_openai" / "test.jsonl"
 
 
 def smollm2() -> Path:
-    tool = ROOT.parent / "shared" / "tools" / "make-smollm2"
-    out = subprocess.run([str(tool)], check=True, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
-    return Path(out.stdout.strip().splitlines()[-1])
+    """SmolLM2-135M-Instruct, built once per machine by tests/smollm2.py."""
+    from tests.smollm2 import build
+
+    return build()
 
 
 def load_model(path: Path):
@@ -94,7 +94,7 @@ def main() -> None:
             seconds, scheme = r["seconds"]["total"], r["scheme"]
         rows.append((preset, perplexity(out), seconds, scheme))
         print(f"{preset}: {rows[-1][1]:.3f} ({scheme}, {seconds:.0f} s)", flush=True)
-    print(f"\n| recipe | scheme | WikiText-2 ppl | vs base | compress time (s) |\n|---|---|---:|---:|---:|")
+    print("\n| recipe | scheme | WikiText-2 ppl | vs base | compress time (s) |\n|---|---|---:|---:|---:|")
     for name, ppl, seconds, scheme in rows:
         rel = f"{100 * (ppl / rows[0][1] - 1):+.1f}%" if seconds is not None else ""
         print(f"| {name} | {scheme} | {ppl:.2f} | {rel} | {'' if seconds is None else f'{seconds:.0f}'} |")

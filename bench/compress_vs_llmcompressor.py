@@ -88,7 +88,10 @@ THEIRS = textwrap.dedent("""
 
 def ensure_venv(venv: Path) -> Path:
     python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([str(python), "-c", "import llmcompressor"], capture_output=True).returncode == 0:
+    if (
+        python.exists()
+        and subprocess.run([str(python), "-c", "import llmcompressor"], capture_output=True).returncode == 0
+    ):
         return python
     subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0"], check=True)
@@ -100,10 +103,20 @@ def run(python: Path, code: str, *args: str, cwd: Path, threads: int) -> dict:
     script = cwd / "child.py"
     script.write_text(code)
     # both children get the same environment, thread count included
-    proc = subprocess.run([str(python), str(script), *args], capture_output=True, text=True, cwd=ROOT,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-                               "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                               "OMP_NUM_THREADS": str(threads)})
+    proc = subprocess.run(
+        [str(python), str(script), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": str(threads),
+        },
+    )
     if proc.returncode:
         raise RuntimeError(f"{python} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -123,7 +136,9 @@ def main() -> None:
     p.add_argument("--ppl-tokens", type=int, default=32768)
     p.add_argument("--observer", default="mse", help="weight observer for both: mse (our presets) or minmax")
     p.add_argument("--threads", type=int, default=1, help="torch threads in both children (OMP_NUM_THREADS)")
-    p.add_argument("--seed", type=int, default=0, help="which calibration windows (compress.calibration's shuffle seed)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="which calibration windows (compress.calibration's shuffle seed)"
+    )
     a = p.parse_args()
     theirs_python = ensure_venv(a.venv)
     model = smollm2()
@@ -134,19 +149,43 @@ def main() -> None:
     torch.save(ids, a.work / "calib.pt")
     batch = str(max(1, TOKENS_PER_BATCH // a.seq_len))
 
-    theirs = run(theirs_python, THEIRS, str(model), str(a.work / "calib.pt"), str(a.work / "theirs"), str(GROUP_SIZE), batch,
-                 a.observer, cwd=a.work, threads=a.threads)
+    theirs = run(
+        theirs_python,
+        THEIRS,
+        str(model),
+        str(a.work / "calib.pt"),
+        str(a.work / "theirs"),
+        str(GROUP_SIZE),
+        batch,
+        a.observer,
+        cwd=a.work,
+        threads=a.threads,
+    )
     print(f"llm-compressor: {theirs['seconds']:.1f} s", flush=True)
-    ours = run(Path(sys.executable), OURS, str(model), str(LAMBADA), str(a.samples), str(a.seq_len), str(a.work / "ours"),
-               str(GROUP_SIZE), a.observer, str(a.seed), cwd=a.work, threads=a.threads)
+    ours = run(
+        Path(sys.executable),
+        OURS,
+        str(model),
+        str(LAMBADA),
+        str(a.samples),
+        str(a.seq_len),
+        str(a.work / "ours"),
+        str(GROUP_SIZE),
+        a.observer,
+        str(a.seed),
+        cwd=a.work,
+        threads=a.threads,
+    )
     print(f"ours: {ours['seconds']:.1f} s", flush=True)
     results = {
         "observer": a.observer,
         "threads": a.threads,
         "calibration": f"{a.samples} x {a.seq_len} tokens of LAMBADA (seed {a.seed}), batches of {min(int(batch), a.samples)}",
-        "ours_seconds": ours["seconds"], "llmcompressor_seconds": theirs["seconds"],
+        "ours_seconds": ours["seconds"],
+        "llmcompressor_seconds": theirs["seconds"],
         "time_ratio_llmcompressor_over_ours": theirs["seconds"] / ours["seconds"],
-        "ours_cpu_seconds": ours["cpu_seconds"], "llmcompressor_cpu_seconds": theirs["cpu_seconds"],
+        "ours_cpu_seconds": ours["cpu_seconds"],
+        "llmcompressor_cpu_seconds": theirs["cpu_seconds"],
         # the machine is shared: CPU time is the steadier measure
         "cpu_time_ratio_llmcompressor_over_ours": theirs["cpu_seconds"] / ours["cpu_seconds"],
         "ppl_base": perplexity(model, a.ppl_tokens),

@@ -1,4 +1,4 @@
-"""Engine GPU benchmark (issue 4), in one process on one CUDA device:
+"""Engine GPU benchmark, in one process on one CUDA device:
 
 - a Llama-3.1-8B-shaped checkpoint with random bf16 weights is written at run time (transformers
   config, safetensors shards; nothing is downloaded);
@@ -100,10 +100,14 @@ def write_checkpoint(out: Path, shape: dict = LLAMA_31_8B, device: str = "cuda",
 
 def random_prompts(n: int, length: int, vocab: int, special: set[int], seed: int = 0) -> list[list[int]]:
     rng = random.Random(seed)
-    return [[t for t in (rng.randrange(vocab) for _ in range(length * 2)) if t not in special][:length] for _ in range(n)]
+    return [
+        [t for t in (rng.randrange(vocab) for _ in range(length * 2)) if t not in special][:length] for _ in range(n)
+    ]
 
 
-def run_transformers(model, prompts: list[list[int]], output_len: int, batch_size: int, pad_id: int) -> tuple[float, int]:
+def run_transformers(
+    model, prompts: list[list[int]], output_len: int, batch_size: int, pad_id: int
+) -> tuple[float, int]:
     torch.cuda.synchronize()
     start = time.perf_counter()
     produced = 0
@@ -114,8 +118,12 @@ def run_transformers(model, prompts: list[list[int]], output_len: int, batch_siz
             ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in batch], device="cuda")
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device="cuda")
             out = model.generate(
-                ids, attention_mask=mask, max_new_tokens=output_len, min_new_tokens=output_len,
-                do_sample=False, pad_token_id=pad_id,
+                ids,
+                attention_mask=mask,
+                max_new_tokens=output_len,
+                min_new_tokens=output_len,
+                do_sample=False,
+                pad_token_id=pad_id,
             )
             produced += (out.shape[1] - width) * len(batch)
     torch.cuda.synchronize()
@@ -182,13 +190,15 @@ def main() -> None:
         requests, batch_size = map(int, spec.split("x"))
         hf_s, hf_tokens = run_transformers(hf, prompts[:requests], args.output_len, batch_size, pad_id)
         assert hf_tokens == requests * args.output_len
-        result["transformers"].append({
-            "requests": requests,
-            "batch_size": batch_size,
-            "attention": hf.config._attn_implementation,
-            "s": round(hf_s, 2),
-            "output_tok_s": round(hf_tokens / hf_s, 1),
-        })
+        result["transformers"].append(
+            {
+                "requests": requests,
+                "batch_size": batch_size,
+                "attention": hf.config._attn_implementation,
+                "s": round(hf_s, 2),
+                "output_tok_s": round(hf_tokens / hf_s, 1),
+            }
+        )
         print("transformers:", result["transformers"][-1], flush=True)
         save()
     del hf
@@ -214,19 +224,25 @@ def main() -> None:
     result["engine"] = []
     for repeat in range(args.engine_repeats):
         # a repeat of the same prompts would find them in the prefix cache: fresh ones each time
-        run_prompts = prompts if repeat == 0 else random_prompts(len(prompts), args.input_len, cfg["vocab_size"], special, seed=100 + repeat)
+        run_prompts = (
+            prompts
+            if repeat == 0
+            else random_prompts(len(prompts), args.input_len, cfg["vocab_size"], special, seed=100 + repeat)
+        )
         replays, steps = runner.num_graph_replays, llm.stats.steps
         engine_s, engine_tokens, _ = run_engine(llm, run_prompts, args.output_len)
         assert engine_tokens == len(prompts) * args.output_len
-        result["engine"].append({
-            "requests": len(prompts),
-            "s": round(engine_s, 2),
-            "output_tok_s": round(engine_tokens / engine_s, 1),
-            "total_tok_s": round((engine_tokens + len(prompts) * args.input_len) / engine_s, 1),
-            "steps": llm.stats.steps - steps,
-            "graph_steps": runner.num_graph_replays - replays,
-            "preemptions": llm.stats.preemptions,
-        })
+        result["engine"].append(
+            {
+                "requests": len(prompts),
+                "s": round(engine_s, 2),
+                "output_tok_s": round(engine_tokens / engine_s, 1),
+                "total_tok_s": round((engine_tokens + len(prompts) * args.input_len) / engine_s, 1),
+                "steps": llm.stats.steps - steps,
+                "graph_steps": runner.num_graph_replays - replays,
+                "preemptions": llm.stats.preemptions,
+            }
+        )
     best_engine = max(r["output_tok_s"] for r in result["engine"])
     result["ratio_output_tok_s"] = {
         f"{r['requests']}x{r['batch_size']}": round(best_engine / r["output_tok_s"], 2) for r in result["transformers"]

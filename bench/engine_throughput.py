@@ -15,9 +15,7 @@ inflates wall time: with one thread, the ratio of CPU seconds is the steadier fi
 
 import argparse
 import json
-import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -33,9 +31,10 @@ from engine.bench import Workload, random_prompts  # noqa: E402
 
 
 def smollm2() -> Path:
-    tool = ROOT.parent / "shared" / "tools" / "make-smollm2"
-    out = subprocess.run([str(tool)], check=True, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
-    return Path(out.stdout.strip().splitlines()[-1])
+    """SmolLM2-135M-Instruct, built once per machine by tests/smollm2.py."""
+    from tests.smollm2 import build
+
+    return build()
 
 
 def run_engine(llm: LLM, prompts: list[list[int]], output_len: int) -> tuple[float, float, int]:
@@ -57,8 +56,12 @@ def run_transformers(
             ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in batch])
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
             out = model.generate(
-                ids, attention_mask=mask, max_new_tokens=output_len, min_new_tokens=output_len,
-                do_sample=False, pad_token_id=pad_id,
+                ids,
+                attention_mask=mask,
+                max_new_tokens=output_len,
+                min_new_tokens=output_len,
+                do_sample=False,
+                pad_token_id=pad_id,
             )
             produced += (out.shape[1] - width) * len(batch)
     return time.perf_counter() - start, time.process_time() - cpu, produced
@@ -66,7 +69,7 @@ def run_transformers(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=None, help="checkpoint dir (default: SmolLM2-135M via make-smollm2)")
+    p.add_argument("--model", type=Path, default=None, help="checkpoint dir (default: SmolLM2-135M, tests/smollm2.py)")
     p.add_argument("--num-requests", type=int, default=64)
     p.add_argument("--input-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=64)

@@ -6,7 +6,7 @@ times and the per-task recovery with its 95% interval.
 
 The hub runs on SQLite and the file broker in a fresh temporary folder; the worker runs inside
 `unshare -n` (a network namespace with nothing in it) with HF_HUB_OFFLINE=1, so every byte it
-reads is local. Default model: SmolLM2-135M-Instruct from ../shared/tools/make-smollm2.
+reads is local. Default model: SmolLM2-135M-Instruct built by tests/smollm2.py.
 """
 
 import argparse
@@ -52,30 +52,48 @@ def main() -> None:
     from hub.results.models import EvalRun, Recovery
 
     call_command("import_model", str(model), name="bench/base")
-    job = Job.submit(base_model=BaseModel.objects.get(name="bench/base"),
-                     recipes=[Recipe.for_preset(r) for r in a.recipes.split(",")], suite=a.suite, benchmark_profile="")
+    job = Job.submit(
+        base_model=BaseModel.objects.get(name="bench/base"),
+        recipes=[Recipe.for_preset(r) for r in a.recipes.split(",")],
+        suite=a.suite,
+        benchmark_profile="",
+    )
     wanted = [Stage.Kind.BASELINE, Stage.Kind.COMPRESS, Stage.Kind.VALIDATE]
     isolated = run_worker_until(job, wanted, var, env, a.timeout)
 
     stages = list(job.stages.filter(kind__in=wanted).select_related("recipe").order_by("id"))
     figures = {
-        "model": str(model), "recipes": a.recipes.split(","), "suite": a.suite, "network_namespace": isolated,
-        "stages": stage_times(stages), "runs": {}, "recovery": {},
+        "model": str(model),
+        "recipes": a.recipes.split(","),
+        "suite": a.suite,
+        "network_namespace": isolated,
+        "stages": stage_times(stages),
+        "runs": {},
+        "recovery": {},
     }
     evaluations = [s for s in stages if s.kind in (Stage.Kind.BASELINE, Stage.Kind.VALIDATE)]
     figures["evaluation_seconds"] = round(sum(figures["stages"][s.name]["seconds"] or 0 for s in evaluations), 1)
     for run in EvalRun.objects.filter(job=job).order_by("id"):
-        figures["runs"][str(run.model)] = {"seconds": round(run.duration_s, 1), "dtype": run.settings["dtype"],
-                                           **{t: round(m["value"], 4) for t, m in run.metrics.items()}}
+        figures["runs"][str(run.model)] = {
+            "seconds": round(run.duration_s, 1),
+            "dtype": run.settings["dtype"],
+            **{t: round(m["value"], 4) for t, m in run.metrics.items()},
+        }
         # the recovery's own interval and verdict are kept in the variant's gate report
         gated = run.variant.gate_report.get("tasks", {}) if run.variant_id else {}
         for r in Recovery.objects.filter(variant_run=run):
             figures["recovery"].setdefault(str(run.model), {})[r.task] = {
-                "metric": r.metric, "base": round(r.base_value, 4), "variant": round(r.variant_value, 4),
-                "recovery": round(r.recovery, 4), "diff": round(r.diff, 4), "diff_stderr": round(r.diff_stderr, 4),
+                "metric": r.metric,
+                "base": round(r.base_value, 4),
+                "variant": round(r.variant_value, 4),
+                "recovery": round(r.recovery, 4),
+                "diff": round(r.diff, 4),
+                "diff_stderr": round(r.diff_stderr, 4),
                 "ci": [round(r.ci_low, 4), round(r.ci_high, 4)],
                 "recovery_ci": [round(gated[r.task]["recovery_low"], 4), round(gated[r.task]["recovery_high"], 4)],
-                "verdict": gated[r.task]["verdict"], "threshold": r.threshold, "passed": r.passed,
+                "verdict": gated[r.task]["verdict"],
+                "threshold": r.threshold,
+                "passed": r.passed,
             }
     figures["gates"] = {v.name: v.gate_report.get("summary") for v in job.variants.all()}
     print(json.dumps(figures, indent=1))

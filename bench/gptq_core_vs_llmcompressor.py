@@ -81,9 +81,15 @@ def main() -> None:
     for seed in a.seeds:
         d = case(seed)
         d["scale"], _ = compute_qparams(d["w"], args, torch.bfloat16)
-        _, loss = gptq_quantize(d["w"], d["h"], args, torch.bfloat16, block_size=128, dampening_frac=0.01, actorder=True)
+        _, loss = gptq_quantize(
+            d["w"], d["h"], args, torch.bfloat16, block_size=128, dampening_frac=0.01, actorder=True
+        )
         torch.save(d, a.work / "case.pt")
-        row = {"seed": seed, "ours": loss.sum().item(), **run(theirs_python, THEIRS, str(a.work / "case.pt"), str(GROUP), cwd=a.work, threads=1)}
+        row = {
+            "seed": seed,
+            "ours": loss.sum().item(),
+            **run(theirs_python, THEIRS, str(a.work / "case.pt"), str(GROUP), cwd=a.work, threads=1),
+        }
         rows.append(row)
         print(f"seed {seed}: GPTQ loss ours {row['ours']:.4f}, their GPTQ on our scales {row['gptq_on_our_scales']:.4f}, "
               f"theirs {row['theirs']:.4f}; {row['scales_differ']:.0%} of group scales differ", flush=True)  # fmt: skip

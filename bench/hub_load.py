@@ -1,4 +1,4 @@
-"""The hub under concurrent load on loopback (issue 11): a real gunicorn server on PostgreSQL,
+"""The hub under concurrent load on loopback: a real gunicorn server on PostgreSQL,
 200 job submissions at once through the REST API (each with its token), then 50 snapshot_download
 of a published repository at once through stock huggingface_hub. It asserts what must hold and
 exits non-zero otherwise:
@@ -34,7 +34,7 @@ from hub.catalog.checkpoints import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/hub_bench_load"
-CHECKPOINT = ROOT.parent / "shared" / "fixtures" / "models" / "stories260k"
+CHECKPOINT = ROOT / "tests" / "fixtures" / "models" / "stories260k"
 BASELINE_JOBS = 10  # submitted one at a time first: the latency without load, for the ratio
 
 
@@ -86,8 +86,7 @@ def at_once(n: int, call) -> tuple[list, list[float], float]:
 
 def percentiles(seconds: list[float]) -> str:
     ms = sorted(1000 * s for s in seconds)
-    return (f"p50 {statistics.median(ms):.0f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:.0f} ms, "
-            f"max {ms[-1]:.0f} ms")
+    return f"p50 {statistics.median(ms):.0f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:.0f} ms, max {ms[-1]:.0f} ms"
 
 
 def main() -> None:
@@ -103,9 +102,18 @@ def main() -> None:
     db = os.environ.get("HUB_BENCH_DATABASE_URL", DEFAULT_DB)
     tmp = Path(tempfile.mkdtemp(prefix="hub-load-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "DATABASE_URL", "CELERY_"))}
-    env.update(DATABASE_URL=db, HUB_VAR_DIR=str(tmp / "var"), DJANGO_SETTINGS_MODULE="hub.settings", HUB_DEBUG="0",
-               HUB_SECRET_KEY="bench-only", HUB_ALLOWED_HOSTS="127.0.0.1", HUB_LOG_LEVEL="WARNING",
-               HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env.update(
+        DATABASE_URL=db,
+        HUB_VAR_DIR=str(tmp / "var"),
+        DJANGO_SETTINGS_MODULE="hub.settings",
+        HUB_DEBUG="0",
+        HUB_SECRET_KEY="bench-only",
+        HUB_ALLOWED_HOSTS="127.0.0.1",
+        HUB_LOG_LEVEL="WARNING",
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_OFFLINE="0",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
     os.environ.clear()
     os.environ.update(env)
     recreate_database(db)
@@ -124,8 +132,14 @@ def main() -> None:
         from hub.jobs.models import Job, Stage
 
         call_command("migrate", verbosity=0)
-        call_command("import_model", str(args.checkpoint), "--name", "bench/base", stdout=open(os.devnull, "w"),
-                     stderr=open(os.devnull, "w"))
+        call_command(
+            "import_model",
+            str(args.checkpoint),
+            "--name",
+            "bench/base",
+            stdout=open(os.devnull, "w"),
+            stderr=open(os.devnull, "w"),
+        )
         base = BaseModel.objects.get(name="bench/base")
         users = [User.objects.create_user(f"user{i}") for i in range(args.jobs + BASELINE_JOBS)]
         tokens = [ApiToken.issue(u, "load", ApiToken.Scope.WRITE)[1] for u in users]
@@ -138,10 +152,31 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "hub.wsgi", "-w", str(args.workers), "-k", "gthread", "--threads",
-             str(args.threads), "-b", f"127.0.0.1:{port}", "--timeout", "300", "--backlog", "2048",
-             "--log-level", "warning"], cwd=ROOT, env=env, start_new_session=True,
-            stdout=(tmp / "server.log").open("w"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "hub.wsgi",
+                "-w",
+                str(args.workers),
+                "-k",
+                "gthread",
+                "--threads",
+                str(args.threads),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--timeout",
+                "300",
+                "--backlog",
+                "2048",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=(tmp / "server.log").open("w"),
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         api = HfApi(endpoint=url, token=publisher)
@@ -162,8 +197,12 @@ def main() -> None:
 
         # 1. job submissions, all at once, each user with their own token
         def submit(i: int) -> tuple[int, int | None]:
-            response = httpx2.post(f"{url}/api/v1/jobs", headers={"Authorization": f"Bearer {tokens[i]}"}, timeout=300,
-                                   json={"base": base.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""})
+            response = httpx2.post(
+                f"{url}/api/v1/jobs",
+                headers={"Authorization": f"Bearer {tokens[i]}"},
+                timeout=300,
+                json={"base": base.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
+            )
             return response.status_code, response.json().get("id") if response.status_code == 201 else None
 
         alone, alone_times = [], []
@@ -175,9 +214,11 @@ def main() -> None:
         results, latencies, wall = at_once(args.jobs, submit)
         statuses = [s for s, _ in results + alone]
         ids = {i for _, i in results + alone if i is not None}
-        print(f"submissions: {args.jobs} at once, {wall:.2f} s, {args.jobs / wall:.1f} req/s, {percentiles(latencies)}; "
-              f"p50 {statistics.median(latencies) / alone_s:.0f}x one submission alone ({1000 * alone_s:.0f} ms, best of "
-              f"{BASELINE_JOBS}); status codes {dict((s, statuses.count(s)) for s in set(statuses))}")
+        print(
+            f"submissions: {args.jobs} at once, {wall:.2f} s, {args.jobs / wall:.1f} req/s, {percentiles(latencies)}; "
+            f"p50 {statistics.median(latencies) / alone_s:.0f}x one submission alone ({1000 * alone_s:.0f} ms, best of "
+            f"{BASELINE_JOBS}); status codes {dict((s, statuses.count(s)) for s in set(statuses))}"
+        )
         assert statuses == [201] * len(statuses), "a submission was refused or failed"
         jobs = Job.objects.prefetch_related("stages")
         total = args.jobs + BASELINE_JOBS
@@ -189,14 +230,17 @@ def main() -> None:
         assert owners == {u.username for u in users}, "a job has the wrong owner"
         queued = Stage.objects.filter(kind="fetch", status="queued").count()
         messages = len(list((tmp / "var" / "broker" / "queue").glob("*.msg")))
-        print(f"  database: {len(ids)} jobs ({BASELINE_JOBS} of them submitted alone first), each fetch (queued) -> compress -> publish; {queued} fetch stages queued, "
-              f"{messages} messages on the broker")
+        print(
+            f"  database: {len(ids)} jobs ({BASELINE_JOBS} of them submitted alone first), each fetch (queued) -> compress -> publish; {queued} fetch stages queued, "
+            f"{messages} messages on the broker"
+        )
         assert messages == total, "a stage's message did not reach the broker"
 
         # 2. snapshot downloads of the published repository, all at once
         def download(i: int) -> dict[str, str]:
-            path = Path(snapshot_download("bench/published", endpoint=url, cache_dir=tmp / "clients" / str(i),
-                                          max_workers=2))
+            path = Path(
+                snapshot_download("bench/published", endpoint=url, cache_dir=tmp / "clients" / str(i), max_workers=2)
+            )
             return {str(f.relative_to(path)): sha256_file(f) for f in sorted(path.rglob("*")) if f.is_file()}
 
         start = time.perf_counter()
@@ -204,18 +248,26 @@ def main() -> None:
         alone_s = time.perf_counter() - start
         more, latencies, wall = at_once(args.downloads, download)
         snapshots += more
-        corrupted = sum(1 for snapshot in snapshots for name, digest in expected.items() if snapshot.get(name) != digest)
-        print(f"downloads: {args.downloads} snapshot_download at once of {len(expected)} files ({repo_mib:.1f} MiB), "
-              f"{wall:.2f} s, {args.downloads * repo_mib / wall:.0f} MiB/s in all, {percentiles(latencies)}; p50 "
-              f"{statistics.median(latencies) / alone_s:.0f}x one download alone ({1000 * alone_s:.0f} ms); "
-              f"{corrupted} files differ from their sha256")
-        assert all(set(s) >= set(expected) for s in snapshots) and corrupted == 0, "a download was incomplete or corrupted"
+        corrupted = sum(
+            1 for snapshot in snapshots for name, digest in expected.items() if snapshot.get(name) != digest
+        )
+        print(
+            f"downloads: {args.downloads} snapshot_download at once of {len(expected)} files ({repo_mib:.1f} MiB), "
+            f"{wall:.2f} s, {args.downloads * repo_mib / wall:.0f} MiB/s in all, {percentiles(latencies)}; p50 "
+            f"{statistics.median(latencies) / alone_s:.0f}x one download alone ({1000 * alone_s:.0f} ms); "
+            f"{corrupted} files differ from their sha256"
+        )
+        assert all(set(s) >= set(expected) for s in snapshots) and corrupted == 0, (
+            "a download was incomplete or corrupted"
+        )
         log = (tmp / "server.log").read_text()
         errors = [line for line in log.splitlines() if "Traceback" in line or "Error" in line or "[CRITICAL]" in line]
         print(f"server log: {len(errors)} errors" + "".join(f"\n  {line}" for line in errors[:10]))
         assert not errors, "the server logged errors"
-        print(f"machine: {os.cpu_count()} CPUs; gunicorn -w {args.workers} -k gthread --threads {args.threads}; "
-              f"PostgreSQL {db.rsplit('/', 1)[1]}")
+        print(
+            f"machine: {os.cpu_count()} CPUs; gunicorn -w {args.workers} -k gthread --threads {args.threads}; "
+            f"PostgreSQL {db.rsplit('/', 1)[1]}"
+        )
     except BaseException:
         if (tmp / "server.log").exists():
             print("server log, last lines:\n" + "\n".join((tmp / "server.log").read_text().splitlines()[-30:]))

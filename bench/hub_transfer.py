@@ -32,8 +32,13 @@ def main() -> None:
     p.add_argument("--mib", type=int, default=512, help="file size in MiB")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hub-transfer-"))
-    os.environ.update(HUB_VAR_DIR=str(tmp / "var"), DJANGO_SETTINGS_MODULE="hub.settings",
-                      HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    os.environ.update(
+        HUB_VAR_DIR=str(tmp / "var"),
+        DJANGO_SETTINGS_MODULE="hub.settings",
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_OFFLINE="0",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
     server = None
     try:
         import django
@@ -53,7 +58,10 @@ def main() -> None:
             port = s.getsockname()[1]
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "hub.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout", "600"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
         api = HfApi(endpoint=url, token=token)
@@ -111,8 +119,12 @@ def main() -> None:
 
         mib = args.mib
         print(f"file {mib} MiB")
-        print(f"upload    {upload:6.2f} s ({mib / upload:7.1f} MiB/s)  baseline sha256+copy {hash_copy:5.2f} s  ratio {upload / hash_copy:.2f}")
-        print(f"download  {download:6.2f} s ({mib / download:7.1f} MiB/s)  baseline copy {copy:5.2f} s  ratio {download / copy:.2f}")
+        print(
+            f"upload    {upload:6.2f} s ({mib / upload:7.1f} MiB/s)  baseline sha256+copy {hash_copy:5.2f} s  ratio {upload / hash_copy:.2f}"
+        )
+        print(
+            f"download  {download:6.2f} s ({mib / download:7.1f} MiB/s)  baseline copy {copy:5.2f} s  ratio {download / copy:.2f}"
+        )
         print(f"raw GET   {raw_get:6.2f} s ({mib / raw_get:7.1f} MiB/s)  (httpx2, bytes discarded: the server's share)")
         print(f"server worker RSS {before >> 20} MiB before, {peak[0] >> 20} MiB peak during the download")
     finally:

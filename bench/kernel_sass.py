@@ -46,7 +46,9 @@ def analyse(cfg: gemm_wna16.Config, bits: int = 4, zero_points: bool = False) ->
         ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         ptx.write_text(compiled.asm["ptx"])
         cubin.write_bytes(compiled.asm["cubin"])
-        info = subprocess.run([BIN / "ptxas", "-arch=sm_90a", "-v", ptx, "-o", "/dev/null"], capture_output=True, text=True).stderr
+        info = subprocess.run(
+            [BIN / "ptxas", "-arch=sm_90a", "-v", ptx, "-o", "/dev/null"], capture_output=True, text=True
+        ).stderr
         sass = subprocess.run([BIN / "cuobjdump", "-sass", cubin], capture_output=True, text=True, check=True).stdout
     loop = main_loop(sass)
     per_thread = cfg.block_n * cfg.block_k / (32 * cfg.num_warps)  # weight elements a thread handles per K tile

@@ -82,8 +82,6 @@ def copy_bandwidth() -> float:
     dst = torch.empty_like(src)
     ms = median_ms(lambda: dst.copy_(src))
     nbytes = 2 * src.numel() * src.element_size()
-    del src, dst
-    torch.cuda.empty_cache()
     return nbytes / (ms * 1e-3)
 
 
@@ -114,8 +112,12 @@ def bench_decode(batch: int, ctx: int, copy_bw: float, variants: dict[str, dict]
     out = torch.empty(batch, Q_HEADS, HEAD_DIM, device="cuda", dtype=DTYPE)
 
     def calls(launch):
-        return [functools.partial(attention.paged_attention, queries[i], k_cache, v_cache, tables[i], seq_lens, qsl,
-                                  scale, out, **launch) for i in range(copies)]
+        return [
+            functools.partial(
+                attention.paged_attention, queries[i], k_cache, v_cache, tables[i], seq_lens, qsl, scale, out, **launch
+            )
+            for i in range(copies)
+        ]
 
     if batch * ctx <= 16 * 4096:  # the reference loops over sequences in Python
         ref = reference.paged_attention(queries[0], k_cache, v_cache, tables[0], seq_lens, qsl, scale)
@@ -126,8 +128,18 @@ def bench_decode(batch: int, ctx: int, copy_bw: float, variants: dict[str, dict]
     rows = []
 
     def row(variant, ms, **extra):
-        rows.append(dict(kernel="decode_attention", variant=variant, batch=batch, ctx=ctx, ms=ms,
-                         gbps=nbytes / ms * 1e-6, frac_copy_bw=nbytes / (ms * 1e-3) / copy_bw, **extra))
+        rows.append(
+            dict(
+                kernel="decode_attention",
+                variant=variant,
+                batch=batch,
+                ctx=ctx,
+                ms=ms,
+                gbps=nbytes / ms * 1e-6,
+                frac_copy_bw=nbytes / (ms * 1e-3) / copy_bw,
+                **extra,
+            )
+        )
 
     for name, launch in variants.items():
         try:
@@ -142,12 +154,11 @@ def bench_decode(batch: int, ctx: int, copy_bw: float, variants: dict[str, dict]
             kc = torch.randn(sd_copies, batch, KV_HEADS, ctx, HEAD_DIM, device="cuda", dtype=DTYPE)
             vc = torch.randn_like(kc)
             qc = torch.randn(sd_copies, batch, Q_HEADS, 1, HEAD_DIM, device="cuda", dtype=DTYPE)
-            row("torch_sdpa_contiguous", eager_ms([functools.partial(sdpa, qc[i], kc[i], vc[i], enable_gqa=True)
-                                                   for i in range(sd_copies)]))
-            del kc, vc, qc
-    del k_cache, v_cache
-    torch.cuda.empty_cache()
-    return rows
+            row(
+                "torch_sdpa_contiguous",
+                eager_ms([functools.partial(sdpa, qc[i], kc[i], vc[i], enable_gqa=True) for i in range(sd_copies)]),
+            )
+    return rows  # the caches go with this frame; the allocator reuses their memory for the next shape
 
 
 def bench_prefill(variants: dict[str, dict], batch: int = 8, q_len: int = 512, yardstick: bool = True) -> list[dict]:
@@ -163,21 +174,32 @@ def bench_prefill(variants: dict[str, dict], batch: int = 8, q_len: int = 512, y
     flops = 4 * batch * Q_HEADS * HEAD_DIM * q_len * q_len / 2  # causal half
     rows = []
     for name, launch in variants.items():
-        call = functools.partial(attention.paged_attention, query, k_cache, v_cache, tables, seq_lens, qsl,
-                                 HEAD_DIM**-0.5, out, **launch)
+        call = functools.partial(
+            attention.paged_attention, query, k_cache, v_cache, tables, seq_lens, qsl, HEAD_DIM**-0.5, out, **launch
+        )
         try:
             ms = graph_ms([call])
         except triton.runtime.errors.OutOfResources as exc:
             rows.append(dict(kernel="prefill_attention", variant=name, error=str(exc)))
             continue
-        rows.append(dict(kernel="prefill_attention", variant=name, batch=batch, q_len=q_len, ms=ms, tflops=flops / ms * 1e-9))
+        rows.append(
+            dict(kernel="prefill_attention", variant=name, batch=batch, q_len=q_len, ms=ms, tflops=flops / ms * 1e-9)
+        )
     if yardstick:
         q4 = query.view(batch, q_len, Q_HEADS, HEAD_DIM).transpose(1, 2).contiguous()
         k4 = torch.randn(batch, KV_HEADS, q_len, HEAD_DIM, device="cuda", dtype=DTYPE)
         v4 = torch.randn_like(k4)
         ms = eager_ms([functools.partial(sdpa, q4, k4, v4, is_causal=True, enable_gqa=True)])
-        rows.append(dict(kernel="prefill_attention", variant="torch_sdpa_contiguous", batch=batch, q_len=q_len, ms=ms,
-                         tflops=flops / ms * 1e-9))
+        rows.append(
+            dict(
+                kernel="prefill_attention",
+                variant="torch_sdpa_contiguous",
+                batch=batch,
+                q_len=q_len,
+                ms=ms,
+                tflops=flops / ms * 1e-9,
+            )
+        )
     return rows
 
 
@@ -193,29 +215,49 @@ def bench_elementwise(tokens: int, copy_bw: float) -> list[dict]:
     cases = {
         "rms_norm": (
             lambda: (torch.randn(tokens, HIDDEN, device="cuda", dtype=DTYPE), w, eps),
-            norm.rms_norm, reference.rms_norm, 2 * tokens * HIDDEN * e,
+            norm.rms_norm,
+            reference.rms_norm,
+            2 * tokens * HIDDEN * e,
         ),
         "fused_add_rms_norm": (
-            lambda: (torch.randn(tokens, HIDDEN, device="cuda", dtype=DTYPE),
-                     torch.randn(tokens, HIDDEN, device="cuda", dtype=DTYPE), w, eps),
-            norm.fused_add_rms_norm, reference.fused_add_rms_norm, 4 * tokens * HIDDEN * e,
+            lambda: (
+                torch.randn(tokens, HIDDEN, device="cuda", dtype=DTYPE),
+                torch.randn(tokens, HIDDEN, device="cuda", dtype=DTYPE),
+                w,
+                eps,
+            ),
+            norm.fused_add_rms_norm,
+            reference.fused_add_rms_norm,
+            4 * tokens * HIDDEN * e,
         ),
         "rotary_embedding": (
-            lambda: (torch.randint(0, 8192, (tokens,), device="cuda"),
-                     torch.randn(tokens, Q_HEADS, HEAD_DIM, device="cuda", dtype=DTYPE),
-                     torch.randn(tokens, KV_HEADS, HEAD_DIM, device="cuda", dtype=DTYPE), cos_sin),
-            rotary.rotary_embedding, reference.rotary_embedding,
+            lambda: (
+                torch.randint(0, 8192, (tokens,), device="cuda"),
+                torch.randn(tokens, Q_HEADS, HEAD_DIM, device="cuda", dtype=DTYPE),
+                torch.randn(tokens, KV_HEADS, HEAD_DIM, device="cuda", dtype=DTYPE),
+                cos_sin,
+            ),
+            rotary.rotary_embedding,
+            reference.rotary_embedding,
             2 * tokens * (Q_HEADS + KV_HEADS) * HEAD_DIM * e + tokens * HEAD_DIM * 4,
         ),
         "silu_and_mul": (
             lambda: (torch.randn(tokens, 2 * INTERMEDIATE, device="cuda", dtype=DTYPE),),
-            activation.silu_and_mul, reference.silu_and_mul, 3 * tokens * INTERMEDIATE * e,
+            activation.silu_and_mul,
+            reference.silu_and_mul,
+            3 * tokens * INTERMEDIATE * e,
         ),
         "store_kvcache": (
-            lambda: (torch.randn(tokens, KV_HEADS, HEAD_DIM, device="cuda", dtype=DTYPE),
-                     torch.randn(tokens, KV_HEADS, HEAD_DIM, device="cuda", dtype=DTYPE),
-                     k_cache, v_cache, torch.randperm(num_slots, device="cuda")[:tokens]),
-            cache.store_kvcache, reference.store_kvcache, 4 * tokens * KV_HEADS * HEAD_DIM * e,
+            lambda: (
+                torch.randn(tokens, KV_HEADS, HEAD_DIM, device="cuda", dtype=DTYPE),
+                torch.randn(tokens, KV_HEADS, HEAD_DIM, device="cuda", dtype=DTYPE),
+                k_cache,
+                v_cache,
+                torch.randperm(num_slots, device="cuda")[:tokens],
+            ),
+            cache.store_kvcache,
+            reference.store_kvcache,
+            4 * tokens * KV_HEADS * HEAD_DIM * e,
         ),
     }
     rows = []
@@ -223,8 +265,10 @@ def bench_elementwise(tokens: int, copy_bw: float) -> list[dict]:
         sets = [make() for _ in range(copies_for(nbytes))]
         if name != "store_kvcache":
             fast_out, ref_out = fast(*sets[0]), ref(*sets[0])
-            for a, b in zip(fast_out if isinstance(fast_out, tuple) else (fast_out,),
-                            ref_out if isinstance(ref_out, tuple) else (ref_out,)):
+            for a, b in zip(
+                fast_out if isinstance(fast_out, tuple) else (fast_out,),
+                ref_out if isinstance(ref_out, tuple) else (ref_out,),
+            ):
                 err = ((a.double() - b.double()).norm() / b.double().norm()).item()
                 assert err < 1.6e-2, f"{name} wrong at {tokens} tokens: rel err {err}"
         ms = graph_ms([functools.partial(fast, *args) for args in sets])
@@ -232,8 +276,17 @@ def bench_elementwise(tokens: int, copy_bw: float) -> list[dict]:
         # the store reference selects slots with a boolean mask, which a graph cannot capture
         ref_mode = "eager" if name == "store_kvcache" else "graph"
         ref_ms = eager_ms(ref_calls) if ref_mode == "eager" else graph_ms(ref_calls)
-        rows.append(dict(kernel=name, tokens=tokens, ms=ms, ref_ms=ref_ms, ref_mode=ref_mode, speedup=ref_ms / ms,
-                         frac_copy_bw=nbytes / (ms * 1e-3) / copy_bw))
+        rows.append(
+            dict(
+                kernel=name,
+                tokens=tokens,
+                ms=ms,
+                ref_ms=ref_ms,
+                ref_mode=ref_mode,
+                speedup=ref_ms / ms,
+                frac_copy_bw=nbytes / (ms * 1e-3) / copy_bw,
+            )
+        )
     return rows
 
 
@@ -244,7 +297,8 @@ def sweep(copy_bw: float) -> list[dict]:
         for warps, stages in ((4, 3), (8, 3)):
             for segments in (1, 16):
                 decode[f"t{tile_n}_w{warps}_s{stages}_seg{segments}"] = dict(
-                    tile_n=tile_n, num_warps=warps, num_stages=stages, num_segments=segments)
+                    tile_n=tile_n, num_warps=warps, num_stages=stages, num_segments=segments
+                )
     rows = []
     for ctx, batch in SWEEP_DECODE:
         rows += bench_decode(batch, ctx, copy_bw, decode, yardstick=False)
@@ -253,7 +307,8 @@ def sweep(copy_bw: float) -> list[dict]:
         for tile_n in (32, 64):
             for warps, stages in ((4, 3), (8, 3)):
                 prefill[f"m{block_m}_t{tile_n}_w{warps}_s{stages}"] = dict(
-                    block_m=block_m, tile_n=tile_n, num_warps=warps, num_stages=stages)
+                    block_m=block_m, tile_n=tile_n, num_warps=warps, num_stages=stages
+                )
     rows += bench_prefill(prefill, yardstick=False)
     for r in rows:
         r["sweep"] = True
@@ -265,10 +320,20 @@ def print_decode(rows: list[dict], contexts, batches, columns) -> None:
     print(f"{'ctx':>6} {'batch':>5} " + " ".join(f"{c[:9]:>9}" for c in columns) + f" {'heur. us':>9}")
     for ctx in contexts:
         for batch in batches:
-            cells = {r["variant"]: r for r in rows if r["kernel"] == "decode_attention" and not r.get("sweep")
-                     and r["ctx"] == ctx and r["batch"] == batch and "ms" in r}
-            print(f"{ctx:>6} {batch:>5} " + " ".join(f"{cells[c]['frac_copy_bw']:>9.2f}" if c in cells else f"{'-':>9}"
-                                                   for c in columns) + f" {cells['heuristic']['ms'] * 1e3:>9.1f}")
+            cells = {
+                r["variant"]: r
+                for r in rows
+                if r["kernel"] == "decode_attention"
+                and not r.get("sweep")
+                and r["ctx"] == ctx
+                and r["batch"] == batch
+                and "ms" in r
+            }
+            print(
+                f"{ctx:>6} {batch:>5} "
+                + " ".join(f"{cells[c]['frac_copy_bw']:>9.2f}" if c in cells else f"{'-':>9}" for c in columns)
+                + f" {cells['heuristic']['ms'] * 1e3:>9.1f}"
+            )
 
 
 def print_rest(rows: list[dict]) -> None:
@@ -280,19 +345,34 @@ def print_rest(rows: list[dict]) -> None:
     print(f"{'kernel':<20} {'tokens':>6} {'us':>8} {'ref us':>8} {'ref mode':>8} {'speedup':>8} {'frac bw':>8}")
     for r in rows:
         if "speedup" in r:
-            print(f"{r['kernel']:<20} {r['tokens']:>6} {r['ms'] * 1e3:>8.1f} {r['ref_ms'] * 1e3:>8.1f} {r['ref_mode']:>8}"
-                  f" {r['speedup']:>8.2f} {r['frac_copy_bw']:>8.2f}")
+            print(
+                f"{r['kernel']:<20} {r['tokens']:>6} {r['ms'] * 1e3:>8.1f} {r['ref_ms'] * 1e3:>8.1f} {r['ref_mode']:>8}"
+                f" {r['speedup']:>8.2f} {r['frac_copy_bw']:>8.2f}"
+            )
 
 
 def print_sweep(rows: list[dict]) -> None:
     print("\nsweep: best configurations per shape")
     for ctx, batch in SWEEP_DECODE:
-        cells = sorted((r for r in rows if r.get("sweep") and r["kernel"] == "decode_attention" and "ms" in r
-                        and r["ctx"] == ctx and r["batch"] == batch), key=lambda r: r["ms"])
-        print(f"  decode ctx {ctx:>5} batch {batch:>2}: "
-              + ", ".join(f"{r['variant']} {r['frac_copy_bw']:.2f}" for r in cells[:4]))
-    cells = sorted((r for r in rows if r.get("sweep") and r["kernel"] == "prefill_attention" and "ms" in r),
-                   key=lambda r: r["ms"])
+        cells = sorted(
+            (
+                r
+                for r in rows
+                if r.get("sweep")
+                and r["kernel"] == "decode_attention"
+                and "ms" in r
+                and r["ctx"] == ctx
+                and r["batch"] == batch
+            ),
+            key=lambda r: r["ms"],
+        )
+        print(
+            f"  decode ctx {ctx:>5} batch {batch:>2}: "
+            + ", ".join(f"{r['variant']} {r['frac_copy_bw']:.2f}" for r in cells[:4])
+        )
+    cells = sorted(
+        (r for r in rows if r.get("sweep") and r["kernel"] == "prefill_attention" and "ms" in r), key=lambda r: r["ms"]
+    )
     print("  prefill: " + ", ".join(f"{r['variant']} {r['tflops']:.0f}" for r in cells[:5]))
     failed = sorted({r["variant"] for r in rows if r.get("sweep") and "error" in r})
     if failed:
@@ -316,13 +396,27 @@ def main() -> None:
     def save() -> None:
         if args.json:
             with open(args.json, "w") as f:
-                json.dump(dict(device=device, copy_bandwidth=copy_bw, triton=triton.__version__,
-                               torch=torch.__version__, seconds=time.time() - started, rows=rows), f, indent=1)
+                json.dump(
+                    dict(
+                        device=device,
+                        copy_bandwidth=copy_bw,
+                        triton=triton.__version__,
+                        torch=torch.__version__,
+                        seconds=time.time() - started,
+                        rows=rows,
+                    ),
+                    f,
+                    indent=1,
+                )
 
     contexts = (1024, 4096, 16384)
     batches = (1, 16, 64) if args.quick else (1, 4, 16, 32, 64)
-    variants = {"heuristic": {}, "no_split": dict(num_segments=1), "split8": dict(num_segments=8),
-                "split32": dict(num_segments=32)}
+    variants = {
+        "heuristic": {},
+        "no_split": dict(num_segments=1),
+        "split8": dict(num_segments=8),
+        "split32": dict(num_segments=32),
+    }
     for ctx in contexts:
         for batch in batches:
             rows += bench_decode(batch, ctx, copy_bw, variants)

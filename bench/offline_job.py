@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def smollm2() -> Path:
-    """SmolLM2-135M-Instruct, built offline by ../shared/tools/make-smollm2 (cached by the tool)."""
-    tool = ROOT.parent / "shared" / "tools" / "make-smollm2"
-    out = subprocess.run([str(tool)], check=True, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
-    return Path(out.stdout.split()[-1])
+    """SmolLM2-135M-Instruct, built once per machine by tests/smollm2.py."""
+    from tests.smollm2 import build
+
+    return build()
 
 
 def start_hub(prefix: str, settings: dict[str, str]) -> tuple[Path, dict[str, str]]:
@@ -50,8 +50,24 @@ def run_worker_until(job, kinds: list[str], var: Path, env: dict[str, str], time
     its log goes to var/worker.log. Returns whether it ran in a network namespace."""
     from hub.jobs.models import Stage
 
-    cmd = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "cpu,gpu", "-P", "solo", "-n", "bench@localhost",
-           "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        "cpu,gpu",
+        "-P",
+        "solo",
+        "-n",
+        "bench@localhost",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     isolated = bool(shutil.which("unshare")) and subprocess.run(["unshare", "-n", "true"]).returncode == 0
     if isolated:
         cmd = ["unshare", "-n", *cmd]
@@ -72,5 +88,13 @@ def run_worker_until(job, kinds: list[str], var: Path, env: dict[str, str], time
 
 
 def stage_times(stages) -> dict[str, dict]:
-    return {s.name: {"status": s.status, "seconds": round((s.finished_at - s.started_at).total_seconds(), 1)
-                     if s.finished_at and s.started_at else None, "error": s.error[:300]} for s in stages}
+    return {
+        s.name: {
+            "status": s.status,
+            "seconds": round((s.finished_at - s.started_at).total_seconds(), 1)
+            if s.finished_at and s.started_at
+            else None,
+            "error": s.error[:300],
+        }
+        for s in stages
+    }

@@ -1,4 +1,4 @@
-"""Quantized GEMM benchmark (issue 6): our kernels against bf16 cuBLAS on Llama-3.1-8B layer
+"""Quantized GEMM benchmark: our kernels against bf16 cuBLAS on Llama-3.1-8B layer
 shapes, in one process on one CUDA device.
 
     python -m bench.quant_gemm [--json PATH] [--quick]
@@ -58,8 +58,11 @@ def w4_configs(m: int, n: int, k: int, dev: torch.device, quick: bool) -> dict[s
         ]  # fmt: skip
     if m <= 64:
         # 64-row blocks go to Hopper's warpgroup MMA; 16 and 32 stay on the register MMA
-        shapes = [(16, 128, 4, 4), (16, 64, 4, 4), (16, 128, 4, 3), (16, 256, 8, 3)] if m <= 16 else \
-            [(32, 64, 4, 4), (32, 128, 4, 4), (64, 64, 4, 4), (64, 128, 8, 3)]
+        shapes = (
+            [(16, 128, 4, 4), (16, 64, 4, 4), (16, 128, 4, 3), (16, 256, 8, 3)]
+            if m <= 16
+            else [(32, 64, 4, 4), (32, 128, 4, 4), (64, 64, 4, 4), (64, 128, 8, 3)]
+        )
         # the interleaved kernel reads x in K order and converts each tile once: 4 barriers a
         # K tile where the strided one has 20 (bench/kernel_sass.py), for ~16% more instructions
         for kernel in ("strided", "interleaved"):
@@ -87,14 +90,21 @@ def bench_wna16(batches: list[int], dev: torch.device, quick: bool) -> list[dict
             paths = {}  # path -> {config: ms}
             for path, configs in w4_configs(m, n, k, dev, quick).items():
                 for cfg in configs:
-                    ms = timed([lambda p=p, s=s, cfg=cfg: wna16_gemm(x, p, s, None, 4, 128, cfg) for p, s in zip(packed, scales)])
+                    ms = timed(
+                        [
+                            lambda p=p, s=s, cfg=cfg: wna16_gemm(x, p, s, None, 4, 128, cfg)
+                            for p, s in zip(packed, scales)
+                        ]
+                    )
                     if ms is not None:
                         paths.setdefault(path, {})[str(cfg)] = ms
             heur_ms = graph_ms([lambda p=p, s=s: wna16_gemm(x, p, s, None, 4, 128) for p, s in zip(packed, scales)])
             best = {path: min(times.values()) for path, times in paths.items()}
             err = rel_err(wna16_gemm(x, packed[0], scales[0], None, 4, 128),
                           reference.wna16_gemm(x, packed[0], scales[0], None, 4, 128))  # fmt: skip
-            asym = graph_ms([lambda p=p, s=s, z=z: wna16_gemm(x, p, s, z, 4, 128) for p, s, z in zip(packed, scales, zeros)])
+            asym = graph_ms(
+                [lambda p=p, s=s, z=z: wna16_gemm(x, p, s, z, 4, 128) for p, s, z in zip(packed, scales, zeros)]
+            )
             w8 = graph_ms([lambda p=p, s=s: wna16_gemm(x, p, s, None, 8, 128) for p, s in zip(packed8, scales)])
             row = {
                 "shape": name, "n": n, "k": k, "batch": m, "bf16_ms": base,
@@ -103,7 +113,7 @@ def bench_wna16(batches: list[int], dev: torch.device, quick: bool) -> list[dict
                 "w4a16_asym_ms": asym, "w8a16_ms": w8, "rel_err": err, "sweep": paths,
             }  # fmt: skip
             rows.append(row)
-            per_path = "  ".join(f"{path} {ms*1e3:7.1f} ({base/ms:.2f}x)" for path, ms in best.items())
+            per_path = "  ".join(f"{path} {ms * 1e3:7.1f} ({base / ms:.2f}x)" for path, ms in best.items())
             print(f"W4A16 {name:13s} m={m:3d}  bf16 {base*1e3:7.1f} us  heuristic {heuristic.kernel} {heur_ms*1e3:7.1f} us "
                   f"({base/heur_ms:.2f}x)  best per path: {per_path}  asym {asym*1e3:6.1f}  w8a16 {w8*1e3:6.1f}  "
                   f"err {err:.1e}", flush=True)  # fmt: skip
@@ -130,7 +140,10 @@ def bench_scaled(batches: list[int], dev: torch.device, quick: bool) -> list[dic
                 for block, warps, stages in SCALED_BLOCKS[:1] if quick else SCALED_BLOCKS:
                     try:
                         triton_ms[f"{block} w{warps} s{stages}"] = graph_ms(
-                            [lambda b=b, sb=sb: scaled_mm(a, b, sa, sb, DTYPE, None, block, warps, stages) for b, sb in weights]
+                            [
+                                lambda b=b, sb=sb: scaled_mm(a, b, sa, sb, DTYPE, None, block, warps, stages)
+                                for b, sb in weights
+                            ]
                         )
                     except Exception as e:
                         print(f"  {label} {name} m={m} {block}: {type(e).__name__} {str(e)[:80]}", file=sys.stderr)
@@ -139,22 +152,32 @@ def bench_scaled(batches: list[int], dev: torch.device, quick: bool) -> list[dic
                        "triton_best_ms": triton_ms[best], "triton_best": best, "triton_sweep": triton_ms}  # fmt: skip
                 if qdtype == torch.int8 and not quick:
                     row["int_mm_ms"] = timed(
-                        [lambda b=b, sb=sb: (torch._int_mm(a, b.t()).float() * sa * sb.t()).to(DTYPE) for b, sb in weights]
+                        [
+                            lambda b=b, sb=sb: (torch._int_mm(a, b.t()).float() * sa * sb.t()).to(DTYPE)
+                            for b, sb in weights
+                        ]
                     )
-                row["dispatch_ms"] = graph_ms([lambda b=b, sb=sb: scaled_mm_fastest(a, b, sa, sb, DTYPE) for b, sb in weights])
+                row["dispatch_ms"] = graph_ms(
+                    [lambda b=b, sb=sb: scaled_mm_fastest(a, b, sa, sb, DTYPE) for b, sb in weights]
+                )
                 row["quant_ms"] = graph_ms([lambda: quantize_per_token(x, qdtype)])
-                row["with_quant_ms"] = graph_ms([lambda b=b, sb=sb: _quant_then_mm(x, b, sb, qdtype) for b, sb in weights])
+                row["with_quant_ms"] = graph_ms(
+                    [lambda b=b, sb=sb: _quant_then_mm(x, b, sb, qdtype) for b, sb in weights]
+                )
                 row["speedup_dispatch"] = base / row["dispatch_ms"]
                 row["speedup_best_triton"] = base / triton_ms[best]
                 row["speedup_with_quant"] = base / row["with_quant_ms"]
                 row["rel_err"] = rel_err(scaled_mm_fastest(a, weights[0][0], sa, weights[0][1], DTYPE),
                                          reference.scaled_mm(a, weights[0][0], sa, weights[0][1], DTYPE))  # fmt: skip
                 rows.append(row)
-                extra = f"int_mm {row['int_mm_ms']*1e3:7.1f}" if row.get("int_mm_ms") else ""
-                print(f"{label:4s} {name:13s} m={m:4d}  bf16 {base*1e3:7.1f} us  triton {triton_ms[best]*1e3:7.1f} ({best})  "
-                      f"{extra}  dispatch {row['dispatch_ms']*1e3:7.1f}  +quant {row['with_quant_ms']*1e3:7.1f} "
-                      f"-> {row['speedup_dispatch']:.2f}x (triton best {row['speedup_best_triton']:.2f}x) / {row['speedup_with_quant']:.2f}x "
-                      f"with quant  err {row['rel_err']:.1e}", flush=True)
+                extra = f"int_mm {row['int_mm_ms'] * 1e3:7.1f}" if row.get("int_mm_ms") else ""
+                print(
+                    f"{label:4s} {name:13s} m={m:4d}  bf16 {base * 1e3:7.1f} us  triton {triton_ms[best] * 1e3:7.1f} ({best})  "
+                    f"{extra}  dispatch {row['dispatch_ms'] * 1e3:7.1f}  +quant {row['with_quant_ms'] * 1e3:7.1f} "
+                    f"-> {row['speedup_dispatch']:.2f}x (triton best {row['speedup_best_triton']:.2f}x) / {row['speedup_with_quant']:.2f}x "
+                    f"with quant  err {row['rel_err']:.1e}",
+                    flush=True,
+                )
             del weights
         del dense
     return rows
@@ -196,8 +219,11 @@ def bench_sparse(batches: list[int], dev: torch.device) -> list[dict]:
             err = rel_err(F.linear(x, sparse[0]), F.linear(x.float(), dense[0].float()))
             rows.append({"shape": name, "n": n, "k": k, "batch": m, "bf16_ms": base, "sparse_ms": ms, "timed": how,
                          "speedup": base / ms, "rel_err": err})  # fmt: skip
-            print(f"2:4  {name:13s} m={m:4d}  bf16 {base*1e3:7.1f} us  sparse {ms*1e3:7.1f} us ({how}) "
-                  f"-> {base/ms:.2f}x  err {err:.1e}", flush=True)
+            print(
+                f"2:4  {name:13s} m={m:4d}  bf16 {base * 1e3:7.1f} us  sparse {ms * 1e3:7.1f} us ({how}) "
+                f"-> {base / ms:.2f}x  err {err:.1e}",
+                flush=True,
+            )
         del dense, sparse
     return rows
 
@@ -211,7 +237,12 @@ def main() -> None:
     dev = torch.device("cuda")
     torch.manual_seed(0)
     props = torch.cuda.get_device_properties(dev)
-    result = {"device": props.name, "sms": props.multi_processor_count, "torch": torch.__version__, "triton": triton.__version__}
+    result = {
+        "device": props.name,
+        "sms": props.multi_processor_count,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+    }
     parts = args.only or ["wna16", "scaled", "sparse"]
     try:
         if "wna16" in parts:

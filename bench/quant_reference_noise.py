@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from engine import LLM, SamplingParams
+from engine import LLM
 from tests.engine.helpers import hf_greedy, mixed_prompts
 from tests.engine.test_quant import load_transformers
 from tests.engine.test_quant_smollm2 import GREEDY, PROMPT_TOKENS, transformers_steps
@@ -21,7 +21,9 @@ from tests.engine.test_quant_smollm2 import GREEDY, PROMPT_TOKENS, transformers_
 
 def agreement(steps: list[torch.Tensor], outputs: list[list[int]]) -> tuple[int, float]:
     equal = sum(logits.argmax(-1).tolist() == out for logits, out in zip(steps, outputs))
-    gap = max((logits.max(-1).values - logits[range(len(out)), out]).max().item() for logits, out in zip(steps, outputs))
+    gap = max(
+        (logits.max(-1).values - logits[range(len(out)), out]).max().item() for logits, out in zip(steps, outputs)
+    )
     return equal, gap
 
 
@@ -37,9 +39,11 @@ def main() -> None:
         self_equal, self_gap = agreement(transformers_steps(hf, prompts, generated), generated)
         engine_equal, engine_gap = agreement(transformers_steps(hf, prompts, engine), engine)
         same = sum(a == b for a, b in zip(engine, generated))
-        print(f"{path.name}: transformers generate vs its full forward: {self_equal}/32 prompts agree, largest gap "
-              f"{self_gap:.3f}; engine vs transformers' full forward: {engine_equal}/32, largest gap {engine_gap:.3f}; "
-              f"engine tokens = transformers generate on {same}/32")
+        print(
+            f"{path.name}: transformers generate vs its full forward: {self_equal}/32 prompts agree, largest gap "
+            f"{self_gap:.3f}; engine vs transformers' full forward: {engine_equal}/32, largest gap {engine_gap:.3f}; "
+            f"engine tokens = transformers generate on {same}/32"
+        )
 
 
 if __name__ == "__main__":

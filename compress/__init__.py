@@ -6,9 +6,9 @@ compressed-tensors format that transformers and vLLM load.
     report = compress("path/to/model", "w4a16-gptq", "path/to/out")
 """
 
+from common.work import Cancelled
 from compress.api import CompressionReport, compress
 from compress.calibration import CalibrationConfig, CalibrationError
-from compress.pipeline import Cancelled
 from compress.recipe import PRESETS, Recipe, load_recipe
 
 __all__ = [

@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
     given = any(v is not None for v in (a.dataset, a.num_samples, a.seq_len, a.split, a.chat_template))
-    calibration = CalibrationConfig(a.dataset, a.num_samples, a.seq_len, a.split, a.text_column, a.chat_template, a.seed) if given else None
+    calibration = (
+        CalibrationConfig(a.dataset, a.num_samples, a.seq_len, a.split, a.text_column, a.chat_template, a.seed)
+        if given
+        else None
+    )
 
     bar = tqdm(total=1000, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
 

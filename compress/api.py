@@ -11,20 +11,26 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from checkpoint_files import check_checkpoint_folder
+from common.checkpoint_files import check_checkpoint_folder
+from common.work import CancelCheck, Cancelled, Progress
 from compress.calibration import CalibrationConfig, load_calibration
-from compress.pipeline import Cancelled, Runner, plan_model
+from compress.pipeline import Runner, plan_model
 from compress.recipe import PruneStep, QuantizeStep, Recipe, SmoothStep, load_recipe
 from compress.save import copy_tokenizer_files, save_checkpoint
 
 REPORT_NAME = "compression_report.json"
 RECIPE_NAME = "recipe.yaml"
-_ALGORITHM_NAMES = {"rtn": "RTN", "gptq": "GPTQ", "awq": "AWQ", "smoothquant": "SmoothQuant",
-                    "sparsegpt": "SparseGPT", "magnitude": "magnitude pruning"}
+_ALGORITHM_NAMES = {
+    "rtn": "RTN",
+    "gptq": "GPTQ",
+    "awq": "AWQ",
+    "smoothquant": "SmoothQuant",
+    "sparsegpt": "SparseGPT",
+    "magnitude": "magnitude pruning",
+}
 
 
 @dataclass
@@ -62,8 +68,8 @@ def compress(
     *,
     calibration: CalibrationConfig | None = None,
     device: str = "auto",
-    progress: Callable[[float, str], None] | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    cancelled: CancelCheck | None = None,
 ) -> CompressionReport:
     """Compress the Hugging Face checkpoint in `model_dir` with `recipe` (a preset name, a recipe
     file or YAML text) into `out_dir`, which must not exist yet (or be empty). The result is
@@ -75,7 +81,9 @@ def compress(
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir} already exists and is not empty")
     recipe = copy.deepcopy(load_recipe(recipe))
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
     say = progress or (lambda done, message: None)
     check = cancelled or (lambda: False)
     if dev.type == "cuda":
@@ -153,7 +161,9 @@ def _applied(step, plan) -> bool:
 def _scheme_name(scheme) -> str:
     from compressed_tensors.quantization.quant_scheme import PRESET_SCHEMES
 
-    key = lambda a: None if a is None else (a.num_bits, a.type, a.symmetric, a.strategy, a.dynamic)
+    def key(a):
+        return None if a is None else (a.num_bits, a.type, a.symmetric, a.strategy, a.dynamic)
+
     for name, preset in PRESET_SCHEMES.items():
         pw, pa = preset.get("weights"), preset.get("input_activations")
         if key(pw) == key(scheme.weights) and key(pa) == key(scheme.input_activations):
@@ -206,8 +216,12 @@ def _versions() -> dict[str, str]:
     import compressed_tensors
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "compressed_tensors": compressed_tensors.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "compressed_tensors": compressed_tensors.__version__,
+    }
 
 
 def _files(folder: Path) -> list[dict]:
@@ -217,5 +231,7 @@ def _files(folder: Path) -> list[dict]:
         with path.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
-        files.append({"path": str(path.relative_to(folder)), "bytes": path.stat().st_size, "sha256": digest.hexdigest()})
+        files.append(
+            {"path": str(path.relative_to(folder)), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+        )
     return files

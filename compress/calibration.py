@@ -37,8 +37,9 @@ class CalibrationConfig:
         dataset = self.dataset if self.dataset is not None else DEFAULT_DATASET
         chat = self.chat_template if self.chat_template is not None else dataset == DEFAULT_DATASET
         split = self.split if self.split is not None else DEFAULT_SPLIT.get(str(dataset), "train")
-        return CalibrationConfig(str(dataset), self.num_samples or n, self.seq_len or seq, split,
-                                 self.text_column, chat, self.seed)
+        return CalibrationConfig(
+            str(dataset), self.num_samples or n, self.seq_len or seq, split, self.text_column, chat, self.seed
+        )
 
 
 class CalibrationError(ValueError):

@@ -44,12 +44,14 @@ def hessian_inverse_factor(h: torch.Tensor, dampening_frac: float) -> torch.Tens
     for _ in range(6):
         try:
             eye = torch.eye(h.shape[0], device=h.device)
-            l = torch.linalg.cholesky(h + damp * mean_diag * eye)
+            lower = torch.linalg.cholesky(h + damp * mean_diag * eye)
             # cholesky_solve rather than cholesky_inverse: the latter is ~8x slower on the CPU at 1536
-            return torch.linalg.cholesky(torch.cholesky_solve(eye, l), upper=True)
+            return torch.linalg.cholesky(torch.cholesky_solve(eye, lower), upper=True)
         except torch.linalg.LinAlgError:
             damp *= 10
-    raise RuntimeError(f"Hessian is not positive definite even with dampening {damp / 10:g} (degenerate calibration data?)")
+    raise RuntimeError(
+        f"Hessian is not positive definite even with dampening {damp / 10:g} (degenerate calibration data?)"
+    )
 
 
 def gptq_quantize(

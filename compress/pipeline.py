@@ -16,6 +16,7 @@ import torch
 from compressed_tensors.quantization import QuantizationScheme
 from compressed_tensors.utils.match import match_named_modules
 
+from common.work import CancelCheck, Cancelled, Progress
 from compress.gptq import gptq_quantize
 from compress.quant import QuantizedWeight, attach_activation_quant, quantize_weight
 from compress.recipe import PruneStep, QuantizeStep, Recipe, SmoothStep
@@ -25,10 +26,6 @@ from compress.sparse import magnitude_prune, sparsegpt_prune
 TOKENS_PER_BATCH = 8192  # calibration tokens per forward pass
 AWQ_MAX_TOKENS = 65536  # tokens whose activations AWQ keeps for its grid search (AutoAWQ: 128 x 512)
 FALLBACK_GROUP_SIZES = (64, 32)
-
-
-class Cancelled(Exception):
-    """Raised between layers when the caller's `cancelled()` returns True."""
 
 
 @dataclass
@@ -198,7 +195,7 @@ class _Hessians:
             h.remove()
         out = {}
         for leader, s in self.sums.items():
-            out[leader] = (s.mul_(2 / self.tokens[leader]), [n for n, l in self.leader.items() if l == leader])
+            out[leader] = (s.mul_(2 / self.tokens[leader]), [n for n, lead in self.leader.items() if lead == leader])
         return out
 
 
@@ -209,8 +206,8 @@ class Runner:
         recipe: Recipe,
         plan: Plan,
         device: torch.device,
-        progress: Callable[[float, str], None] | None = None,
-        cancelled: Callable[[], bool] | None = None,
+        progress: Progress | None = None,
+        cancelled: CancelCheck | None = None,
     ):
         self.model, self.recipe, self.plan, self.device = model, recipe, plan, device
         self.progress, self.cancelled = progress, cancelled
@@ -220,6 +217,11 @@ class Runner:
         cpu_fp16 = device.type == "cpu" and self.model_dtype == torch.float16
         self.dtype = torch.float32 if cpu_fp16 else self.model_dtype
         self.result = RunResult({}, {}, {}, [], list(plan.notes))
+        # the calibration activations entering the next layer, each layer's keyword arguments by
+        # batch size, and the first batch's output of the layer being compressed (for its error)
+        self.hidden: list[torch.Tensor] = []
+        self.kwargs: list[dict[int, dict]] = [{} for _ in plan.layers]
+        self.first_output: torch.Tensor | None = None
         self.masks: dict[str, torch.Tensor] = {}
 
     # calibration activations
@@ -227,8 +229,6 @@ class Runner:
     def capture(self, calib: torch.Tensor) -> None:
         """Embed the calibration batches and record each layer's keyword arguments."""
         batch = max(1, min(len(calib), TOKENS_PER_BATCH // calib.shape[1]))
-        self.hidden: list[torch.Tensor] = []
-        self.kwargs: list[dict[int, dict]] = [{} for _ in self.plan.layers]
 
         def sink(index, h, kwargs):
             if index == 0:
@@ -293,7 +293,12 @@ class Runner:
                 if data and reference is None and not step.needs_data:
                     reference = _forward(layer, self.hidden[0], self.kw(i, self.hidden[0]))
                 if isinstance(step, QuantizeStep):
-                    self.quantize(i, step, {n: m for n, m in linears.items() if self.plan.quant.get(n, (None,))[0] is step}, report)
+                    self.quantize(
+                        i,
+                        step,
+                        {n: m for n, m in linears.items() if self.plan.quant.get(n, (None,))[0] is step},
+                        report,
+                    )
                 elif isinstance(step, PruneStep):
                     self.prune(i, step, {n: m for n, m in linears.items() if self.plan.prune.get(n) is step}, report)
                 else:
@@ -333,7 +338,9 @@ class Runner:
             return
         if step.algorithm == "rtn":
             for name, m in modules.items():
-                self._store(name, m, quantize_weight(m.weight, self.plan.quant[name][1].weights, self.model_dtype), report)
+                self._store(
+                    name, m, quantize_weight(m.weight, self.plan.quant[name][1].weights, self.model_dtype), report
+                )
             return
         for h, names in self._hessian_groups(i, modules).values():
             # rows are independent given H: Linears with one input and one scheme are solved stacked
@@ -346,14 +353,25 @@ class Runner:
                 w = torch.cat([modules[n].weight.float() for n in group])
                 keep_zero = None
                 if any(n in self.masks for n in group):
-                    keep_zero = torch.cat([self.masks.get(n, torch.zeros_like(modules[n].weight, dtype=torch.bool)) for n in group])
-                qw, losses = gptq_quantize(w, h, self.plan.quant[group[0]][1].weights, self.model_dtype,
-                                           block_size=step.block_size, dampening_frac=step.dampening_frac,
-                                           actorder=step.actorder, keep_zero=keep_zero)
+                    keep_zero = torch.cat(
+                        [self.masks.get(n, torch.zeros_like(modules[n].weight, dtype=torch.bool)) for n in group]
+                    )
+                qw, losses = gptq_quantize(
+                    w,
+                    h,
+                    self.plan.quant[group[0]][1].weights,
+                    self.model_dtype,
+                    block_size=step.block_size,
+                    dampening_frac=step.dampening_frac,
+                    actorder=step.actorder,
+                    keep_zero=keep_zero,
+                )
                 row = 0
                 for n in group:
                     rows = slice(row, row + modules[n].out_features)
-                    part = QuantizedWeight(qw.q[rows], _rows(qw.scale, rows), _rows(qw.zero_point, rows), qw.dequant[rows])
+                    part = QuantizedWeight(
+                        qw.q[rows], _rows(qw.scale, rows), _rows(qw.zero_point, rows), qw.dequant[rows]
+                    )
                     self._store(n, modules[n], part, report)
                     report.modules[n]["gptq_loss"] = losses[rows].sum().item()
                     row = rows.stop
@@ -361,8 +379,9 @@ class Runner:
     def _store(self, name: str, module: torch.nn.Linear, qw: QuantizedWeight, report: LayerReport) -> None:
         w = module.weight.float()
         report.modules.setdefault(name, {})["weight_rel_error"] = ((qw.dequant - w).norm() / w.norm()).item()
-        self.result.quantized[name] = QuantizedWeight(qw.q.cpu(), qw.scale.cpu(),
-                                                      None if qw.zero_point is None else qw.zero_point.cpu(), qw.dequant.cpu())
+        self.result.quantized[name] = QuantizedWeight(
+            qw.q.cpu(), qw.scale.cpu(), None if qw.zero_point is None else qw.zero_point.cpu(), qw.dequant.cpu()
+        )
         self.result.schemes[name] = self.plan.quant[name][1]
         module.weight.copy_(qw.dequant.to(self.model_dtype).to(module.weight.dtype))
 
@@ -370,14 +389,23 @@ class Runner:
         if not modules:
             return
         if step.algorithm == "magnitude":
-            results = {n: magnitude_prune(m.weight, sparsity=step.sparsity, n=step.n, m=step.m) for n, m in modules.items()}
+            results = {
+                n: magnitude_prune(m.weight, sparsity=step.sparsity, n=step.n, m=step.m) for n, m in modules.items()
+            }
             losses = {}
         else:
             results, losses = {}, {}
             for h, names in self._hessian_groups(i, modules).values():
                 w = torch.cat([modules[n].weight.float() for n in names])
-                pruned, mask, loss = sparsegpt_prune(w, h, sparsity=step.sparsity, n=step.n, m=step.m,
-                                                     block_size=step.block_size, dampening_frac=step.dampening_frac)
+                pruned, mask, loss = sparsegpt_prune(
+                    w,
+                    h,
+                    sparsity=step.sparsity,
+                    n=step.n,
+                    m=step.m,
+                    block_size=step.block_size,
+                    dampening_frac=step.dampening_frac,
+                )
                 row = 0
                 for n in names:
                     rows = slice(row, row + modules[n].out_features)
@@ -401,7 +429,9 @@ class Runner:
         if step.algorithm == "awq":
             # AWQ searches against the quantization that follows; mappings onto unquantized layers are skipped
             kept = [m for m in mappings if all(n in self.plan.quant for n in m.balance_names)]
-            notes += [f"{m.smooth_name}: skipped, its balance layers are not all quantized" for m in mappings if m not in kept]
+            notes += [
+                f"{m.smooth_name}: skipped, its balance layers are not all quantized" for m in mappings if m not in kept
+            ]
             mappings = kept
         if i == 0:
             self.result.notes += [f"{'.'.join(step.source)}: {n} (and likewise in every layer)" for n in notes]
@@ -418,7 +448,9 @@ class Runner:
                 x = args[0].reshape(-1, args[0].shape[-1]).abs().float()
                 v = x.amax(dim=0) if step.algorithm == "smoothquant" else x.sum(dim=0)
                 prev = stats.get(key)
-                stats[key] = v if prev is None else (torch.maximum(prev, v) if step.algorithm == "smoothquant" else prev + v)
+                stats[key] = (
+                    v if prev is None else (torch.maximum(prev, v) if step.algorithm == "smoothquant" else prev + v)
+                )
                 tokens[key] = tokens.get(key, 0) + x.shape[0]
 
             return hook
@@ -446,8 +478,14 @@ class Runner:
                 s = smoothquant_scales(stats[key], m.balance, step.smoothing_strength)
             else:
                 weight_args = [self.plan.quant[n][1].weights for n in m.balance_names]
-                s, _ = awq_search(m, stats[key] / tokens[key], cached[key], weight_args,
-                                  n_grid=step.n_grid, duo_scaling=step.duo_scaling)
+                s, _ = awq_search(
+                    m,
+                    stats[key] / tokens[key],
+                    cached[key],
+                    weight_args,
+                    n_grid=step.n_grid,
+                    duo_scaling=step.duo_scaling,
+                )
                 cached[key].clear()
             apply_scales(m, s)
 

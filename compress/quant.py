@@ -35,9 +35,13 @@ def check_supported(scheme: QuantizationScheme, where: str) -> None:
     if w.type == "int" and not 2 <= w.num_bits <= 8:
         raise NotImplementedError(f"{where}: int weights need 2..8 bits, got {w.num_bits}")
     if w.type == "float" and w.num_bits != 8:
-        raise NotImplementedError(f"{where}: only FP8 float weights are supported (not {w.num_bits}-bit, e.g. NVFP4/MXFP4)")
+        raise NotImplementedError(
+            f"{where}: only FP8 float weights are supported (not {w.num_bits}-bit, e.g. NVFP4/MXFP4)"
+        )
     if w.strategy not in ("group", "channel", "tensor"):
-        raise NotImplementedError(f"{where}: weight strategy {w.strategy!r} is not supported (group, channel, tensor are)")
+        raise NotImplementedError(
+            f"{where}: weight strategy {w.strategy!r} is not supported (group, channel, tensor are)"
+        )
     if w.type == "float" and not w.symmetric:
         raise NotImplementedError(f"{where}: asymmetric FP8 weights are not supported")
     if w.dynamic:
@@ -80,7 +84,11 @@ def compute_qparams(
     scale, zp = _qparams(lo, hi, args, scale_dtype)
     if args.observer in MSE_OBSERVERS:
         kw = args.observer_kwargs or {}
-        grid, maxshrink, norm = float(kw.get("grid", 100.0)), float(kw.get("maxshrink", 0.2)), float(kw.get("norm", 2.4))
+        grid, maxshrink, norm = (
+            float(kw.get("grid", 100.0)),
+            float(kw.get("maxshrink", 0.2)),
+            float(kw.get("norm", 2.4)),
+        )
         best = _group_error(g, scale, zp, args, norm)
         for i in range(1, int(maxshrink * grid) + 1):
             s, z = _qparams(lo * (1 - i / grid), hi * (1 - i / grid), args, scale_dtype)
@@ -107,9 +115,7 @@ def _group_error(g, scale, zp, args, norm) -> torch.Tensor:
     return (deq - g).abs().pow(norm).sum(dim=-1)
 
 
-def expand_qparams(
-    t: torch.Tensor | None, args: QuantizationArgs, shape: torch.Size
-) -> torch.Tensor | None:
+def expand_qparams(t: torch.Tensor | None, args: QuantizationArgs, shape: torch.Size) -> torch.Tensor | None:
     """Broadcast per-group qparams to one value per weight element, as float32."""
     if t is None:
         return None
@@ -160,7 +166,9 @@ def fake_quantize_activation(x: torch.Tensor, args: QuantizationArgs) -> torch.T
         qmin, qmax = -(2.0 ** (args.num_bits - 1)), 2.0 ** (args.num_bits - 1) - 1
     half_range = torch.tensor(qmax - qmin, device=x.device).to(x.dtype) / 2
     scale = torch.maximum(lo.abs(), hi.abs()) / half_range
-    scale = torch.where(scale == 0, torch.tensor(torch.finfo(scale.dtype).eps, dtype=scale.dtype, device=x.device), scale)
+    scale = torch.where(
+        scale == 0, torch.tensor(torch.finfo(scale.dtype).eps, dtype=scale.dtype, device=x.device), scale
+    )
     y = torch.clamp(x / scale, torch.tensor(qmin, device=x.device), torch.tensor(qmax, device=x.device))
     y = y.to(torch.float8_e4m3fn).to(x.dtype) if args.type == "float" else torch.round(y)
     return y.to(scale.dtype) * scale
@@ -173,5 +181,7 @@ def attach_activation_quant(modules: dict[str, torch.nn.Module], schemes: dict[s
     for name, module in modules.items():
         act = schemes[name].input_activations if name in schemes else None
         if act is not None:
-            handles.append(module.register_forward_pre_hook(lambda m, a, act=act: (fake_quantize_activation(a[0], act),)))
+            handles.append(
+                module.register_forward_pre_hook(lambda m, a, act=act: (fake_quantize_activation(a[0], act),))
+            )
     return handles

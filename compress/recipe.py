@@ -5,7 +5,7 @@ holding `<name>_modifiers:` mappings of `ModifierName: {arguments}`, applied in 
 serialized by llm-compressor (the `recipe.yaml` of a published model) also carries bookkeeping
 arguments such as `requires_calibration_data` or `offload_hessians`; those are accepted where
 they change nothing here. Unknown modifiers and arguments, values out of their declared type and
-range (`recipe_args`, which the hub checks submitted recipes with too), and values we do not
+range (`common.recipe_args`, which the hub checks submitted recipes with too), and values we do not
 implement, are errors that name them.
 """
 
@@ -18,8 +18,8 @@ import yaml
 from compressed_tensors.quantization import QuantizationConfig, QuantizationScheme, preset_name_to_scheme
 from compressed_tensors.quantization.quant_scheme import PRESET_SCHEMES
 
+from common.recipe_args import WEIGHT_OBSERVERS, check_arguments
 from compress.quant import check_supported
-from recipe_args import WEIGHT_OBSERVERS, check_arguments
 from compress.smooth import AWQ_MAPPINGS, SMOOTHQUANT_MAPPINGS
 from compress.sparse import parse_mask_structure
 
@@ -28,7 +28,7 @@ def _yaml(text: str) -> str:
     return text.strip() + "\n"
 
 
-# Names as in ARCHITECTURE.md. `ignore: [lm_head]` everywhere: embeddings and the LM head stay
+# Preset names say the scheme, then the algorithm where there is a choice. `ignore: [lm_head]` everywhere: embeddings and the LM head stay
 # dense. The int4 presets choose group scales with the "mse" observer (a shrink of each group's
 # range that minimises the weight error; llm-compressor's default is plain min/max): on
 # SmolLM2-135M it takes GPTQ W4A16 from 33.2 to 29.9 WikiText-2 perplexity (bench/RESULTS.md). The group-128 schemes fall back to a smaller group (64, then 32) on models whose
@@ -56,8 +56,7 @@ default_stage:
     QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: W4A16, weight_observer: mse}
 """),
     # int4 weights, asymmetric (packed zero points), group 128, GPTQ. vLLM loads it; transformers
-    # with compressed-tensors 0.20 does not (its meta-device setup expects unpacked zero points,
-    # llm-compressor issue #1618)
+    # with compressed-tensors 0.20 does not (its meta-device setup expects unpacked zero points)
     "w4a16-asym": _yaml("""
 default_stage:
   default_modifiers:
@@ -300,10 +299,14 @@ def _resolve_schemes(args: dict[str, Any], where: str) -> list[QuantizationSchem
         if observer is not None:
             s.weights.observer = observer
         if s.weights.observer not in WEIGHT_OBSERVERS:
-            raise NotImplementedError(f"{where}: weight observer {s.weights.observer!r} is not supported (accepted: {list(WEIGHT_OBSERVERS)})")
+            raise NotImplementedError(
+                f"{where}: weight observer {s.weights.observer!r} is not supported (accepted: {list(WEIGHT_OBSERVERS)})"
+            )
         check_supported(s, where)
         if s.weights.actorder == "group":
-            raise NotImplementedError(f"{where}: actorder 'group' writes weight_g_idx, which vLLM rejects; use 'static'")
+            raise NotImplementedError(
+                f"{where}: actorder 'group' writes weight_g_idx, which vLLM rejects; use 'static'"
+            )
     return schemes
 
 
@@ -321,7 +324,9 @@ def _parse_quantization(args: dict, source: tuple, algorithm: str = "rtn") -> li
         elif str(actorder).lower() in ("static", "weight"):
             step.actorder = True
         elif str(actorder).lower() in ("group", "dynamic", "true"):
-            raise NotImplementedError(f"{where}: actorder {actorder!r} writes weight_g_idx, which vLLM rejects; use 'static'")
+            raise NotImplementedError(
+                f"{where}: actorder {actorder!r} writes weight_g_idx, which vLLM rejects; use 'static'"
+            )
         else:
             raise ValueError(f"{where}: actorder must be 'static' (or 'weight') or null, got {actorder!r}")
         if step.actorder:
@@ -355,8 +360,14 @@ def _parse_awq(args: dict, source: tuple) -> list[Step]:
     if duo not in (True, False, "both"):
         raise ValueError(f"{where}: duo_scaling must be true, false or 'both'")
     steps: list[Step] = [
-        SmoothStep("awq", _mappings(args.get("mappings"), AWQ_MAPPINGS, where, True), [], source,
-                   n_grid=int(args.get("n_grid", 20)), duo_scaling=duo)
+        SmoothStep(
+            "awq",
+            _mappings(args.get("mappings"), AWQ_MAPPINGS, where, True),
+            [],
+            source,
+            n_grid=int(args.get("n_grid", 20)),
+            duo_scaling=duo,
+        )
     ]
     if steps[0].n_grid < 1:
         raise ValueError(f"{where}: n_grid must be at least 1")
@@ -370,8 +381,15 @@ def _parse_smoothquant(args: dict, source: tuple) -> list[Step]:
     strength = float(args.get("smoothing_strength", 0.5))
     if not 0 <= strength <= 1:
         raise ValueError(f"{where}: smoothing_strength must be within [0, 1]")
-    return [SmoothStep("smoothquant", _mappings(args.get("mappings"), SMOOTHQUANT_MAPPINGS, where, False),
-                       _as_list(args.get("ignore") or []), source, smoothing_strength=strength)]
+    return [
+        SmoothStep(
+            "smoothquant",
+            _mappings(args.get("mappings"), SMOOTHQUANT_MAPPINGS, where, False),
+            _as_list(args.get("ignore") or []),
+            source,
+            smoothing_strength=strength,
+        )
+    ]
 
 
 def _sparsity(value: Any, n: int, m: int, where: str) -> float:
@@ -390,9 +408,17 @@ def _parse_sparsegpt(args: dict, source: tuple) -> list[Step]:
     where = _where(source)
     n, m = parse_mask_structure(args.get("mask_structure", "0:0"))
     damp = args.get("dampening_frac", 0.01)
-    step = PruneStep("sparsegpt", _sparsity(args.get("sparsity"), n, m, where), n, m,
-                     _as_list(args.get("targets", ["Linear"])), _as_list(args.get("ignore", DEFAULT_IGNORE)), source,
-                     block_size=int(args.get("block_size", 128)), dampening_frac=0.01 if damp is None else float(damp))
+    step = PruneStep(
+        "sparsegpt",
+        _sparsity(args.get("sparsity"), n, m, where),
+        n,
+        m,
+        _as_list(args.get("targets", ["Linear"])),
+        _as_list(args.get("ignore", DEFAULT_IGNORE)),
+        source,
+        block_size=int(args.get("block_size", 128)),
+        dampening_frac=0.01 if damp is None else float(damp),
+    )
     if m and step.block_size % m:
         raise ValueError(f"{where}: block_size {step.block_size} must be a multiple of {m}")
     return [step]
@@ -427,10 +453,14 @@ def _check_order(steps: list[Step]) -> None:
             seen_quant = True
         elif seen_quant:
             kind = "pruning" if isinstance(step, PruneStep) else "smoothing"
-            raise NotImplementedError(f"{_where(step.source)}: {kind} after quantization is not supported; put it first")
+            raise NotImplementedError(
+                f"{_where(step.source)}: {kind} after quantization is not supported; put it first"
+            )
     for i, step in enumerate(steps):
-        if isinstance(step, SmoothStep) and step.algorithm == "awq" and not any(
-            isinstance(s, QuantizeStep) for s in steps[i + 1 :]
+        if (
+            isinstance(step, SmoothStep)
+            and step.algorithm == "awq"
+            and not any(isinstance(s, QuantizeStep) for s in steps[i + 1 :])
         ):
             raise ValueError(
                 f"{_where(step.source)}: AWQModifier only rescales; follow it with a QuantizationModifier or GPTQModifier"

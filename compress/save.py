@@ -16,12 +16,20 @@ from compressed_tensors.compressors.base import compress_module
 from compressed_tensors.quantization import QuantizationStatus
 from compressed_tensors.quantization.lifecycle.initialize import initialize_module_for_quantization
 
-from checkpoint_files import check_checkpoint_folder
+from common.checkpoint_files import check_checkpoint_folder
 from compress.pipeline import RunResult
 
 TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-    "vocab.json", "merges.txt", "vocab.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
 )
 
 
@@ -60,7 +68,7 @@ def load_dequantized(path: Path) -> dict[str, torch.Tensor]:
     """The state dict of a compressed-tensors checkpoint with every quantized Linear decoded
     back to a dense `weight` by compressed-tensors' own decompressors. This reads checkpoints
     transformers cannot load itself: with compressed-tensors 0.20 its loader rejects packed
-    asymmetric zero points (llm-compressor issue #1618)."""
+    asymmetric zero points."""
     import json
 
     from compressed_tensors.compressors.base import BaseCompressor
@@ -82,11 +90,14 @@ def load_dequantized(path: Path) -> dict[str, torch.Tensor]:
     for prefix in prefixes:
         # a target is a class name ("Linear", which every quantized module here is) or a name / re: pattern
         scheme = next(
-            s for s in config.config_groups.values()
-            if any(t == "Linear" or match_name(prefix, t) for t in s.targets)
+            s for s in config.config_groups.values() if any(t == "Linear" or match_name(prefix, t) for t in s.targets)
         )
         fmt = scheme.format or config.format
-        local = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".") and "." not in k[len(prefix) + 1 :]}
+        local = {
+            k[len(prefix) + 1 :]: v
+            for k, v in tensors.items()
+            if k.startswith(prefix + ".") and "." not in k[len(prefix) + 1 :]
+        }
         for k in local:
             out.pop(f"{prefix}.{k}")
         decoded = BaseCompressor.get_value_from_registry(fmt).decompress(local, scheme)

@@ -65,12 +65,16 @@ def resolve_mappings(
             raise ValueError(f"balance layers {balance_pats} for {smooth_name} must match Linear modules in {prefix}")
         width = _out_channels(named[smooth_name])
         if any(named[n].in_features != width for n in balance_names):
-            notes.append(f"{smooth_name} -> {balance_names}: skipped, {width} output channels do not feed the inputs 1:1")
+            notes.append(
+                f"{smooth_name} -> {balance_names}: skipped, {width} output channels do not feed the inputs 1:1"
+            )
             continue
         parent_name = get_lowest_common_ancestor_name(balance_names)
         parent = named.get(parent_name, layer)
         mappings.append(
-            Mapping(smooth_name, named[smooth_name], balance_names, [named[n] for n in balance_names], parent_name, parent)
+            Mapping(
+                smooth_name, named[smooth_name], balance_names, [named[n] for n in balance_names], parent_name, parent
+            )
         )
     return mappings, notes
 

@@ -5,8 +5,9 @@ import dataclasses
 import json
 import sys
 
-from engine.bench import format_table, measure, speedup
+from engine.bench import measure
 from engine.llm import LLM
+from engine.metrics import format_table, speedup
 from engine.profiles import CPU_SCALE, PROFILES, get_profile, parse_concurrency
 from engine.sampling_params import SamplingParams
 
@@ -60,8 +61,12 @@ def generate(args: argparse.Namespace) -> None:
         ignore_eos=args.ignore_eos,
     )
     for out in llm.generate(args.prompt, params):
-        record = {"prompt": args.prompt[out.index], "text": out.text, "token_ids": out.token_ids,
-                  "finish_reason": out.finish_reason}
+        record = {
+            "prompt": args.prompt[out.index],
+            "text": out.text,
+            "token_ids": out.token_ids,
+            "finish_reason": out.finish_reason,
+        }
         print(json.dumps(record))
 
 
@@ -82,8 +87,16 @@ def score(args: argparse.Namespace) -> None:
         whole = llm.tokenizer(context + continuation).input_ids
         requests.append((context_ids, whole[len(context_ids) :]))
     for (context, continuation), result in zip(pairs, llm.score(requests)):
-        print(json.dumps({"context": context, "continuation": continuation, "logprob": result.logprob,
-                          "is_greedy": result.is_greedy}))
+        print(
+            json.dumps(
+                {
+                    "context": context,
+                    "continuation": continuation,
+                    "logprob": result.logprob,
+                    "is_greedy": result.is_greedy,
+                }
+            )
+        )
 
 
 def bench(args: argparse.Namespace) -> None:
@@ -97,8 +110,12 @@ def bench(args: argparse.Namespace) -> None:
     profile = get_profile(args.profile)
     scale = args.scale if args.scale is not None else (CPU_SCALE if resolve_device(args.device).type == "cpu" else 1.0)
     profile = profile.scaled(scale)
-    overrides = {"num_requests": args.num_requests, "input_len": args.input_len, "output_len": args.output_len,
-                 "max_duration_s": args.duration}
+    overrides = {
+        "num_requests": args.num_requests,
+        "input_len": args.input_len,
+        "output_len": args.output_len,
+        "max_duration_s": args.duration,
+    }
     if args.concurrency:
         overrides["concurrency"] = parse_concurrency(args.concurrency)
     profile = dataclasses.replace(profile, **{k: v for k, v in overrides.items() if v is not None})
@@ -115,8 +132,16 @@ def bench(args: argparse.Namespace) -> None:
         with open(args.records, "w") as f:
             json.dump({r.model: r.records() for r in results}, f)
     if args.json:
-        out = {r.model: {"scheme": r.scheme, "runnable": r.runnable, "reason": r.reason, "settings": r.settings,
-                         "metrics": r.metrics} for r in results}
+        out = {
+            r.model: {
+                "scheme": r.scheme,
+                "runnable": r.runnable,
+                "reason": r.reason,
+                "settings": r.settings,
+                "metrics": r.metrics,
+            }
+            for r in results
+        }
         if len(results) == 2 and all(r.runnable for r in results):
             out["speedup"] = speedup(results[0].metrics, results[1].metrics)
         print(json.dumps(out, indent=2))
@@ -151,14 +176,18 @@ def main(argv: list[str] | None = None) -> None:
     _engine_args(b)
     b.add_argument("--profile", default="chat", help=", ".join(PROFILES))
     b.add_argument("--compare", metavar="BASE_DIR", help="measure this base model first and give model / base ratios")
-    b.add_argument("--scale", type=float, default=None,
-                   help=f"multiply the profile's lengths and request counts (default {CPU_SCALE:g} on a CPU, 1 on a GPU)")
+    b.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help=f"multiply the profile's lengths and request counts (default {CPU_SCALE:g} on a CPU, 1 on a GPU)",
+    )
     b.add_argument("--num-requests", type=int, help="override the profile's requests per run")
     b.add_argument("--input-len", type=int, help="override the profile's prompt length")
     b.add_argument("--output-len", type=int, help="override the profile's output length")
     b.add_argument("--concurrency", help="override the levels, e.g. 1,4,16,max")
     b.add_argument("--duration", type=float, help="end each run after this many seconds")
-    b.add_argument("--prompts", help="prompt file: JSON lines with a \"prompt\" field, or one prompt per line")
+    b.add_argument("--prompts", help='prompt file: JSON lines with a "prompt" field, or one prompt per line')
     b.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     b.add_argument("--records", help="write every request's timings to this JSON file")
     b.add_argument("--json", action="store_true", help="print JSON instead of the table")

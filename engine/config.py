@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from checkpoint_files import check_checkpoint_folder
+from common.checkpoint_files import check_checkpoint_folder
+from common.support import SUPPORTED_ARCHITECTURES
 
 # architecture name -> defaults that differ between the families (transformers' config classes)
 _ARCHITECTURES: dict[str, dict] = {
@@ -20,7 +21,6 @@ _ARCHITECTURES: dict[str, dict] = {
     "Qwen2ForCausalLM": {"qkv_bias": True, "qk_norm": False, "sliding": "qwen"},
     "Qwen3ForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "qwen"},
 }
-SUPPORTED_ARCHITECTURES = tuple(_ARCHITECTURES)
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -1,12 +1,14 @@
 """The offline engine: `LLM.generate`, `LLM.stream` and `LLM.score` over one step loop."""
 
 import time
-from collections.abc import Callable, Iterator, Sequence as Seq
+from collections.abc import Iterator
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from common.work import CancelCheck, Cancelled, Progress
 from engine.config import EngineConfig, ModelConfig, resolve_device, resolve_dtype
 from engine.kv_cache import KVCacheManager
 from engine.loader import load_model
@@ -15,17 +17,10 @@ from engine.sampling_params import SamplingParams
 from engine.scheduler import ScheduledBatch, Scheduler
 from engine.sequence import Sequence
 
-Progress = Callable[[float, str], None]
-Cancelled = Callable[[], bool]
-
 _CPU_KV_CACHE_MEMORY = 1 << 30
 _CPU_MAX_NUM_BATCHED_TOKENS = 512  # CPU matmuls run fastest on a few hundred rows at a time
 _GPU_MAX_NUM_BATCHED_TOKENS = 8192
 _GPU_MEMORY_UTILIZATION = 0.9
-
-
-class CancelledError(Exception):
-    """The caller's `cancelled()` returned True; the engine dropped every unfinished request."""
 
 
 @dataclass
@@ -162,7 +157,11 @@ class LLM:
     def _dequant_scratch_bytes(self) -> int:
         """Packed int weights are expanded one layer at a time for products of many rows
         (`kernels.gemm_wna16`); the largest expanded weight must fit beside the cache."""
-        sizes = [m.out_features * m.in_features for m in self.model.modules() if getattr(m, "weight_packed", None) is not None]
+        sizes = [
+            m.out_features * m.in_features
+            for m in self.model.modules()
+            if getattr(m, "weight_packed", None) is not None
+        ]
         return max(sizes, default=0) * self.config.dtype.itemsize
 
     @property
@@ -281,12 +280,12 @@ class LLM:
     def _decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True) if self._has_tokenizer else ""
 
-    def _run(self, seqs: list[Sequence], progress: Progress | None, cancelled: Cancelled | None) -> Iterator[list]:
+    def _run(self, seqs: list[Sequence], progress: Progress | None, cancelled: CancelCheck | None) -> Iterator[list]:
         """Steps until `seqs` finish, yielding each step's new tokens; drops everything on error."""
         try:
             while self.scheduler.has_unfinished():
                 if cancelled is not None and cancelled():
-                    raise CancelledError("cancelled")
+                    raise Cancelled("cancelled")  # the engine has dropped every unfinished request
                 new_tokens = self._step()
                 if progress is not None:
                     done = sum(s.is_finished for s in seqs)
@@ -303,7 +302,7 @@ class LLM:
         prompts: Seq[str] | Seq[Seq[int]],
         params: SamplingParams | Seq[SamplingParams] | None = None,
         progress: Progress | None = None,
-        cancelled: Cancelled | None = None,
+        cancelled: CancelCheck | None = None,
     ) -> list[RequestOutput]:
         seqs = self._add_requests(prompts, params)
         for _ in self._run(seqs, progress, cancelled):
@@ -314,7 +313,7 @@ class LLM:
         self,
         prompts: Seq[str] | Seq[Seq[int]],
         params: SamplingParams | Seq[SamplingParams] | None = None,
-        cancelled: Cancelled | None = None,
+        cancelled: CancelCheck | None = None,
     ) -> Iterator[StreamEvent]:
         seqs = self._add_requests(prompts, params)
         index = {s.seq_id: i for i, s in enumerate(seqs)}
@@ -339,7 +338,7 @@ class LLM:
         self,
         requests: Seq[tuple[Seq[int], Seq[int]]],
         progress: Progress | None = None,
-        cancelled: Cancelled | None = None,
+        cancelled: CancelCheck | None = None,
     ) -> list[ScoreResult]:
         """log P(continuation | context) for each (context ids, continuation ids) pair. Requests that
         share a context share its KV-cache blocks (the context's last token is always recomputed)."""
@@ -348,7 +347,9 @@ class LLM:
         try:
             for context, continuation in requests:
                 if not context or not continuation:
-                    raise ValueError("score needs a non-empty context and continuation (prepend BOS to an empty context)")
+                    raise ValueError(
+                        "score needs a non-empty context and continuation (prepend BOS to an empty context)"
+                    )
                 seqs.append(self._new_seq([*context, *continuation], params, score_from=len(context)))
         except Exception:
             self.scheduler.abort_all()

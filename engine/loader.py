@@ -6,7 +6,13 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from checkpoint_files import INDEX_NAME, NotACheckpointFile, check_checkpoint_folder, checkpoint_file, referenced_names
+from common.checkpoint_files import (
+    INDEX_NAME,
+    NotACheckpointFile,
+    check_checkpoint_folder,
+    checkpoint_file,
+    referenced_names,
+)
 from engine.config import ModelConfig
 from engine.layers.linear import Linear, copy_weight, linear_method_for
 from engine.layers.quant import fuse_input_quantization, sparsify_two_of_four
@@ -28,7 +34,9 @@ def safetensors_files(model_dir: Path) -> list[Path]:
         raise WeightsError(str(exc)) from None
     if (model_dir / INDEX_NAME).is_file():
         # the names the index gives, each checked above to be a file of this checkpoint
-        return sorted({checkpoint_file(model_dir, name) for meta, name in referenced_names(model_dir) if meta == INDEX_NAME})
+        return sorted(
+            {checkpoint_file(model_dir, name) for meta, name in referenced_names(model_dir) if meta == INDEX_NAME}
+        )
     files = sorted(model_dir.glob("*.safetensors"))
     if files:
         return files

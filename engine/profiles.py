@@ -75,8 +75,14 @@ PROFILES: dict[str, Profile] = {
         Profile("code", "1", "code completion: 256 in, 1k out", 256, 1024, 128),
         Profile("single-stream", "1", "single stream: one request at a time, latency", 512, 128, 32, concurrency=(1,)),
         Profile(
-            "sweep", "1", "concurrency sweep: 1, 4, 16, 64, max", 512, 128, 512,
-            concurrency=(1, 4, 16, 64, None), requests_per_stream=4,
+            "sweep",
+            "1",
+            "concurrency sweep: 1, 4, 16, 64, max",
+            512,
+            128,
+            512,
+            concurrency=(1, 4, 16, 64, None),
+            requests_per_stream=4,
         ),
     )
 }
@@ -90,7 +96,7 @@ def get_profile(name: str) -> Profile:
 
 
 def parse_concurrency(text: str) -> tuple[int | None, ...]:
-    """"1,4,max" -> (1, 4, None)."""
+    """ "1,4,max" -> (1, 4, None)."""
     levels = []
     for part in text.split(","):
         part = part.strip().lower()

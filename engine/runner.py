@@ -26,7 +26,6 @@ from engine.models.llama import LlamaForCausalLM
 from engine.scheduler import ScheduledBatch
 from engine.sequence import Sequence
 
-
 _SCORE_ROWS_PER_CHUNK = 1024
 _MAX_GRAPH_BATCH = 512
 
@@ -247,9 +246,7 @@ class ModelRunner:
         return sample_rows, sample_seqs, score_rows, score_targets, score_spans
 
     @staticmethod
-    def _sampled_logprobs(
-        logits: torch.Tensor, tokens: list[int], params: list
-    ) -> list[dict[int, float] | None]:
+    def _sampled_logprobs(logits: torch.Tensor, tokens: list[int], params: list) -> list[dict[int, float] | None]:
         wanted = [p.logprobs for p in params]
         if all(n is None for n in wanted):
             return [None] * len(tokens)

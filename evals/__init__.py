@@ -8,7 +8,7 @@ local data, and recovery statistics between a base and a variant run with identi
 """
 
 from evals.recovery import SettingsMismatch, TaskRecovery, compare, gate_report
-from evals.run import Cancelled, EvalOptions, EvalResult, Plan, engine_version, evaluate, prepare, run
+from evals.run import Cancelled, EvalOptions, EvalResult, Plan, evaluate, prepare, run
 from evals.suites import SUITES, Suite, SuiteError, TaskSpec, get_suite, load_suite
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "TaskRecovery",
     "TaskSpec",
     "compare",
-    "engine_version",
     "evaluate",
     "gate_report",
     "get_suite",

@@ -14,14 +14,20 @@ from evals import SUITES, EvalOptions, EvalResult, SettingsMismatch, SuiteError,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m evals", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m evals", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="evaluate a checkpoint on a suite")
     r.add_argument("model_dir", type=Path)
     r.add_argument("--suite", default="quick", help=f"built-in ({', '.join(SUITES)}) or a suite YAML file")
-    r.add_argument("--data-dir", type=Path, default=os.environ.get("HUB_EVAL_DATA_DIR") or None,
-                   help="local task data (<dir>/<task>/<split>.jsonl); default: $HUB_EVAL_DATA_DIR, else the HF hub")
+    r.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get("HUB_EVAL_DATA_DIR") or None,
+        help="local task data (<dir>/<task>/<split>.jsonl); default: $HUB_EVAL_DATA_DIR, else the HF hub",
+    )
     r.add_argument("--out", type=Path, help="results JSON (per-sample logs go beside it)")
     r.add_argument("--dtype", default="auto")
     r.add_argument("--device", default="auto")
@@ -40,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.command == "suites":
         for s in SUITES.values():
-            tasks = ", ".join(f"{t.name} ({t.num_fewshot}-shot{f', {t.limit} docs' if t.limit else ''})" for t in s.tasks)
+            tasks = ", ".join(
+                f"{t.name} ({t.num_fewshot}-shot{f', {t.limit} docs' if t.limit else ''})" for t in s.tasks
+            )
             print(f"{s.name} v{s.version}: {s.description}\n  {tasks}")
         return 0
 
@@ -51,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     options = EvalOptions(
-        data_dir=a.data_dir, dtype=a.dtype, device=a.device, add_bos_token=a.add_bos_token,
-        chat_template=a.chat_template, max_model_len=a.max_model_len,
+        data_dir=a.data_dir,
+        dtype=a.dtype,
+        device=a.device,
+        add_bos_token=a.add_bos_token,
+        chat_template=a.chat_template,
+        max_model_len=a.max_model_len,
     )
     bar = tqdm(total=1000, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
 

@@ -9,7 +9,6 @@ requests scheduled in the same engine step cannot share what neither has compute
 """
 
 import bisect
-from collections.abc import Callable
 from pathlib import Path
 
 from lm_eval.api.model import TemplateLM
@@ -24,8 +23,7 @@ from lm_eval.models.utils import (
 )
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-Progress = Callable[[float, str], None]
-Cancelled = Callable[[], bool]
+from common.work import CancelCheck, Progress
 
 
 @register_model("hub-engine")
@@ -45,7 +43,7 @@ class EngineLM(TemplateLM):
         max_model_len: int | None = None,
         max_gen_toks: int = 256,
         progress: Progress | None = None,
-        cancelled: Cancelled | None = None,
+        cancelled: CancelCheck | None = None,
         **engine_kwargs,
     ) -> None:
         super().__init__()
@@ -103,7 +101,11 @@ class EngineLM(TemplateLM):
 
     def get_model_info(self) -> dict:
         cfg = self.llm.config
-        return {"model_dir": str(cfg.model_dir), "dtype": str(cfg.dtype).removeprefix("torch."), "device": str(cfg.device)}
+        return {
+            "model_dir": str(cfg.model_dir),
+            "dtype": str(cfg.dtype).removeprefix("torch."),
+            "device": str(cfg.device),
+        }
 
     # ---- scoring -------------------------------------------------------------------------------
 
@@ -117,7 +119,9 @@ class EngineLM(TemplateLM):
         """Left-truncate context + continuation to the engine's length, as lm-eval's backends do."""
         limit = self.max_length
         if len(continuation) >= limit:
-            raise ValueError(f"a continuation of {len(continuation)} tokens leaves no context within max_model_len {limit}")
+            raise ValueError(
+                f"a continuation of {len(continuation)} tokens leaves no context within max_model_len {limit}"
+            )
         whole = (context + continuation)[-limit:]
         return tuple(whole[: len(whole) - len(continuation)]), tuple(continuation)
 

@@ -3,7 +3,8 @@
 Both runs scored the same documents with the same prompts, so the per-sample differences
 d_i = variant_i - base_i carry the comparison: their mean is the change of the metric, and their
 standard error is far smaller than that of either score alone (most samples agree), which is
-what lets a suite tell a real 1-point drop from noise (lm-eval#3831, users.md §2 #13).
+what lets a suite tell a real 1-point drop from noise, which lm-eval's
+per-task standard errors alone cannot.
 
 Verdicts per task, against the threshold t on recovery = variant / base (base / variant for a
 lower-is-better metric such as perplexity):
@@ -107,9 +108,21 @@ def _task_recovery(task, metric, higher, pairs, base_value, variant_value, thres
     else:
         verdict = "fail"
     return TaskRecovery(
-        task=task, metric=metric, n=n, higher_is_better=higher, base_value=base_value,
-        variant_value=variant_value, recovery=rec, diff=variant_value - base_value, diff_stderr=se,
-        ci_low=low, ci_high=high, recovery_low=rec_low, recovery_high=rec_high, threshold=threshold, verdict=verdict,
+        task=task,
+        metric=metric,
+        n=n,
+        higher_is_better=higher,
+        base_value=base_value,
+        variant_value=variant_value,
+        recovery=rec,
+        diff=variant_value - base_value,
+        diff_stderr=se,
+        ci_low=low,
+        ci_high=high,
+        recovery_low=rec_low,
+        recovery_high=rec_high,
+        threshold=threshold,
+        verdict=verdict,
     )
 
 
@@ -160,4 +173,3 @@ def gate_report(recoveries: list[TaskRecovery], threshold: float) -> dict:
         "summary": summary,
         "tasks": {r.task: r.to_dict() for r in recoveries},
     }
-

@@ -12,20 +12,16 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from checkpoint_files import check_checkpoint_folder
+from common.checkpoint_files import check_checkpoint_folder
+from common.work import CancelCheck, Cancelled, Progress
 from evals.suites import Suite, SuiteError, get_suite
 from evals.tasks import BuiltTask, build
 
-Progress = Callable[[float, str], None]
-Cancelled = Callable[[], bool]
-
 ROOT = Path(__file__).resolve().parent.parent
 # what feeds the engine's numbers: a change here is a different engine for the comparison rule
-_ENGINE_SOURCES = ("engine", "kernels")
 
 
 @dataclass(frozen=True)
@@ -96,28 +92,14 @@ class EvalResult:
         return cls(**header, samples=samples)
 
 
-def engine_version() -> str:
-    """The project version plus a digest of the engine and kernel sources that ran."""
-    import tomllib
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        project = version("modelhub")
-    except PackageNotFoundError:  # run from a checkout
-        project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    digest = hashlib.sha256()
-    for package in _ENGINE_SOURCES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return f"{project}+{digest.hexdigest()[:12]}"
-
-
 _ENGINE_BLOCK_SIZE = 16  # engine.LLM's default
 
 
 def prepare(model_dir: Path | str, suite: Suite | str, options: EvalOptions = EvalOptions()) -> Plan:
-    from engine.config import ModelConfig, resolve_device, resolve_dtype
     import lm_eval
+
+    from engine.config import ModelConfig, resolve_device, resolve_dtype
+    from engine.version import engine_version
 
     model_dir = Path(model_dir)
     check_checkpoint_folder(model_dir)  # before its config or tokenizer is read
@@ -160,15 +142,13 @@ def _chat_template_digest(model_dir: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run(plan: Plan, progress: Progress | None = None, cancelled: Cancelled | None = None, lm=None) -> EvalResult:
+def run(plan: Plan, progress: Progress | None = None, cancelled: CancelCheck | None = None, lm=None) -> EvalResult:
     """Evaluate the plan on the engine. `lm`: another lm-eval backend to run instead, on the
     same tasks and documents (to compare backends; the settings then do not describe it)."""
     import lm_eval
     from lm_eval.api.group import Group
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable
-
-    from engine import CancelledError
 
     from evals.backend import EngineLM
 
@@ -181,8 +161,14 @@ def run(plan: Plan, progress: Progress | None = None, cancelled: Cancelled | Non
         try:
             obj = _load(manager, built.config)
         except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; each means no data
-            where = "the local data" if built.data.startswith("local:") else "the Hugging Face hub (set a local data directory to run offline)"
-            raise SuiteError(f"{built.spec.name}: cannot load its documents from {where}: {type(exc).__name__}: {exc}") from None
+            where = (
+                "the local data"
+                if built.data.startswith("local:")
+                else "the Hugging Face hub (set a local data directory to run offline)"
+            )
+            raise SuiteError(
+                f"{built.spec.name}: cannot load its documents from {where}: {type(exc).__name__}: {exc}"
+            ) from None
         top.append(obj)
         tasks = {t.task_name: t for t in obj.get_all_tasks()} if isinstance(obj, Group) else {obj.task_name: obj}
         leaves[built.spec.name] = list(tasks)
@@ -231,8 +217,6 @@ def run(plan: Plan, progress: Progress | None = None, cancelled: Cancelled | Non
             apply_chat_template=chat,
             fewshot_as_multiturn=chat,
         )
-    except CancelledError:
-        raise Cancelled("cancelled") from None
     finally:
         if saved is None:
             os.environ.pop("DISABLE_MULTIPROC")
@@ -299,13 +283,9 @@ def evaluate(
     suite: Suite | str,
     options: EvalOptions = EvalOptions(),
     progress: Progress | None = None,
-    cancelled: Cancelled | None = None,
+    cancelled: CancelCheck | None = None,
 ) -> EvalResult:
     return run(prepare(model_dir, suite, options), progress, cancelled)
-
-
-class Cancelled(Exception):
-    """The caller's `cancelled()` turned true between units of work."""
 
 
 def write_samples(samples: list[dict], path: Path) -> str:

@@ -59,8 +59,7 @@ SUITES: dict[str, Suite] = {
         Suite(
             "quick",
             "1",
-            "Quick check that runs on a CPU in minutes: ARC-Easy, HellaSwag, WinoGrande and LAMBADA "
-            "subsets, zero-shot",
+            "Quick check that runs on a CPU in minutes: ARC-Easy, HellaSwag, WinoGrande and LAMBADA subsets, zero-shot",
             _tasks(
                 TaskSpec("arc_easy", 0, limit=200, metric="acc_norm"),
                 TaskSpec("hellaswag", 0, limit=100, metric="acc_norm"),
@@ -99,19 +98,21 @@ def get_suite(name_or_path: str | Path) -> Suite:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return load_suite(path)
-    raise SuiteError(f"unknown suite {str(name_or_path)!r}; built-in suites: {', '.join(SUITES)} (or a suite YAML file)")
+    raise SuiteError(
+        f"unknown suite {str(name_or_path)!r}; built-in suites: {', '.join(SUITES)} (or a suite YAML file)"
+    )
 
 
 def load_suite(path: Path) -> Suite:
     """A suite file:
 
-        suite: my-suite
-        version: "1"
-        description: ...
-        recovery_threshold: 0.97      # optional
-        tasks:
-          - {task: arc_easy, num_fewshot: 0, limit: 500, metric: acc_norm}
-          - {file: my_task.yaml, metric: acc}     # lm-eval task YAML; relative to this file
+    suite: my-suite
+    version: "1"
+    description: ...
+    recovery_threshold: 0.97      # optional
+    tasks:
+      - {task: arc_easy, num_fewshot: 0, limit: 500, metric: acc_norm}
+      - {file: my_task.yaml, metric: acc}     # lm-eval task YAML; relative to this file
     """
     try:
         raw = yaml.safe_load(path.read_text())

@@ -3,7 +3,7 @@
 The prompts, metrics and filters are lm-eval's own (its stock task YAML files, loaded as they
 are); only where the documents come from changes. With a data directory, each task reads
 `<data_dir>/<folder>/<split>.<jsonl|json|csv|txt>` and turns the rows into the layout of the
-Hugging Face dataset the stock task expects (the layouts of ../shared/fixtures/datasets: AI2's
+Hugging Face dataset the stock task expects (the layouts of tests/fixtures/datasets: AI2's
 ARC JSONL, MosaicML's WinoGrande, the MMLU CSVs, raw WikiText-2 text). Rows already in the
 Hugging Face layout pass through unchanged. Nothing here touches the network.
 """
@@ -257,7 +257,9 @@ def _use_local(config: dict, splits: dict[str, Rows], spec: TaskSpec, folder: Pa
         if config.get(key) not in splits:
             config[key] = None
     if not (config.get("test_split") or config.get("validation_split")):
-        raise SuiteError(f"{spec.name}: {folder} holds no evaluation split (found: {', '.join(sorted(splits)) or 'nothing'})")
+        raise SuiteError(
+            f"{spec.name}: {folder} holds no evaluation split (found: {', '.join(sorted(splits)) or 'nothing'})"
+        )
     if spec.num_fewshot and not (config.get("fewshot_split") or config.get("training_split")):
         raise SuiteError(
             f"{spec.name}: {spec.num_fewshot}-shot needs a training or few-shot split, but {folder} holds only "

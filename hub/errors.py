@@ -8,8 +8,10 @@ from django.views.defaults import bad_request as django_bad_request
 
 def too_large_message() -> str:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    return (f"the request body is too large: this hub accepts at most {limit} bytes ({limit / 2**20:.1f} MB) "
-            "here (files go through the Hugging Face upload API)")
+    return (
+        f"the request body is too large: this hub accepts at most {limit} bytes ({limit / 2**20:.1f} MB) "
+        "here (files go through the Hugging Face upload API)"
+    )
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

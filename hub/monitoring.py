@@ -22,11 +22,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry()  # no auto-describe: describing would query the database at import
-REQUESTS = Counter(
-    "hub_http_requests", "HTTP requests answered", ["method", "view", "status"], registry=REGISTRY
-)
+REQUESTS = Counter("hub_http_requests", "HTTP requests answered", ["method", "view", "status"], registry=REGISTRY)
 LATENCY = Histogram(
-    "hub_http_request_duration_seconds", "Time to answer an HTTP request", ["view"], registry=REGISTRY,
+    "hub_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["view"],
+    registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
@@ -69,7 +70,8 @@ class JobCollector:
         took = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
         done = (
             Stage.objects.filter(status=Stage.Status.DONE, started_at__isnull=False, finished_at__isnull=False)
-            .values("kind").annotate(n=Count("id"), total=Sum(took))
+            .values("kind")
+            .annotate(n=Count("id"), total=Sum(took))
         )
         seconds = CounterMetricFamily(
             "hub_stage_duration_seconds", "Run time of the last attempt of each finished stage", labels=["kind"]
@@ -83,7 +85,9 @@ class JobCollector:
 
         depth = GaugeMetricFamily("hub_queue_depth", "Stages queued and not yet claimed, per queue", labels=["queue"])
         queued = dict(
-            Stage.objects.filter(status=Stage.Status.QUEUED).values_list("queue").annotate(n=Count("id"))
+            Stage.objects.filter(status=Stage.Status.QUEUED)
+            .values_list("queue")
+            .annotate(n=Count("id"))
             .values_list("queue", "n")
         )
         for queue in sorted(set(Stage.QUEUES.values()) | set(queued)):
@@ -98,8 +102,10 @@ def may_scrape(request: HttpRequest) -> bool:
     if request.user.is_authenticated and request.user.is_staff:
         return True
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return bool(settings.METRICS_TOKEN) and scheme.lower() == "bearer" and hmac.compare_digest(
-        token.strip().encode(), settings.METRICS_TOKEN.encode()
+    return (
+        bool(settings.METRICS_TOKEN)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(token.strip().encode(), settings.METRICS_TOKEN.encode())
     )
 
 
@@ -107,7 +113,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if not may_scrape(request):
         response = HttpResponse(
             "/metrics is for staff, or for scrapers that send Authorization: Bearer <HUB_METRICS_TOKEN>\n",
-            status=401, content_type="text/plain; charset=utf-8",
+            status=401,
+            content_type="text/plain; charset=utf-8",
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
@@ -155,4 +162,6 @@ def _check_workers() -> dict:
         return {"ok": False, "error": "pinging the workers failed"}
     # how many, not who: worker names carry host names
     answered = sum(len(reply) for reply in replies)
-    return {"ok": True, "answered": answered} if answered else {"ok": False, "error": "no worker answered", "answered": 0}
+    return (
+        {"ok": True, "answered": answered} if answered else {"ok": False, "error": "no worker answered", "answered": 0}
+    )

@@ -56,8 +56,9 @@ def load_yaml(text: str, what: str = "the document", *, max_depth: int = MAX_DEP
         loader.dispose()
 
 
-def load_json(text: str | bytes, what: str = "the document", *, max_depth: int = MAX_DEPTH,
-              max_chars: int | None = MAX_CHARS) -> Any:
+def load_json(
+    text: str | bytes, what: str = "the document", *, max_depth: int = MAX_DEPTH, max_chars: int | None = MAX_CHARS
+) -> Any:
     """`json.loads`, bounded; `what` names the document in messages. `max_chars=None` leaves the
     length to the caller (a request body Django has already bounded)."""
     _check_length(text, what, max_chars)

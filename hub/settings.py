@@ -38,7 +38,11 @@ SITE_URL = os.environ.get("HUB_SITE_URL", "http://127.0.0.1:8000")
 # binds 127.0.0.1 too); otherwise the hub answers to the host of its own address, SITE_URL.
 LOOPBACK_HOSTS = "localhost,127.0.0.1,[::1]"
 ALLOWED_HOSTS = [
-    h for h in os.environ.get("HUB_ALLOWED_HOSTS", LOOPBACK_HOSTS if DEBUG else urlsplit(SITE_URL).hostname or "").split(",") if h
+    h
+    for h in os.environ.get("HUB_ALLOWED_HOSTS", LOOPBACK_HOSTS if DEBUG else urlsplit(SITE_URL).hostname or "").split(
+        ","
+    )
+    if h
 ]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("HUB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -211,7 +215,7 @@ CALIBRATION_SAMPLES = env_int("HUB_CALIBRATION_SAMPLES", 0)
 CALIBRATION_SEQ_LEN = env_int("HUB_CALIBRATION_SEQ_LEN", 0)
 
 # Task data for the baseline and validate stages: a local folder laid out <dir>/<task>/<split>.jsonl
-# (as ../shared/fixtures/datasets) for offline hubs; unset, lm-eval fetches it from the HF hub.
+# (as tests/fixtures/datasets) for offline hubs; unset, lm-eval fetches it from the HF hub.
 EVAL_DATA_DIR = Path(os.environ["HUB_EVAL_DATA_DIR"]) if os.environ.get("HUB_EVAL_DATA_DIR") else None
 
 # The benchmark stage. SCALE multiplies the profile's lengths and request counts (0: the
@@ -243,7 +247,9 @@ PUBLISH_HF_TOKEN = os.environ.get("HUB_PUBLISH_HF_TOKEN", "")
 # Other endpoints a job may name ("https://endpoint owner/name"), comma-separated, each exactly
 # scheme://host[:port] (http only where listed so): they get the job owner's own token for them,
 # set under Tokens, never PUBLISH_HF_TOKEN, which goes to PUBLISH_HF_ENDPOINT alone. Empty: none.
-PUBLISH_ALLOWED_ENDPOINTS = [e.strip() for e in os.environ.get("HUB_PUBLISH_ALLOWED_ENDPOINTS", "").split(",") if e.strip()]
+PUBLISH_ALLOWED_ENDPOINTS = [
+    e.strip() for e in os.environ.get("HUB_PUBLISH_ALLOWED_ENDPOINTS", "").split(",") if e.strip()
+]
 
 # Celery. Jobs run for hours on GPUs: a message is acknowledged only after its stage ends, a
 # worker that dies hands its message back, each worker takes one message at a time, and the

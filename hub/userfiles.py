@@ -15,10 +15,18 @@ from django.http import HttpResponseBase
 SANDBOX = "sandbox; default-src 'none'"
 # Types a browser only ever draws: they run nothing, and a model card may show them.
 RASTER_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
-TEXT_APPLICATIONS = frozenset({
-    "application/json", "application/xml", "application/javascript", "application/ecmascript",
-    "application/x-sh", "application/yaml", "application/x-yaml", "application/toml",
-})
+TEXT_APPLICATIONS = frozenset(
+    {
+        "application/json",
+        "application/xml",
+        "application/javascript",
+        "application/ecmascript",
+        "application/x-sh",
+        "application/yaml",
+        "application/x-yaml",
+        "application/toml",
+    }
+)
 
 
 def passive_type(name: str) -> str:

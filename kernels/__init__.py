@@ -60,7 +60,9 @@ def fused_add_rms_norm(
     return reference.fused_add_rms_norm(x, residual, weight, eps)
 
 
-def rms_norm_quant(x: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rms_norm_quant(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     if x.is_cuda:
         from kernels import norm
 

@@ -288,7 +288,9 @@ def paged_attention(
         raise ValueError(f"num_segments must be a power of two, got {num_segments}")
     head_dim_p = max(triton.next_power_of_2(head_dim), 16)
     if num_segments > 1:
-        seg_acc = torch.empty((num_tokens, num_q_heads, num_segments, head_dim_p), dtype=torch.float32, device=query.device)
+        seg_acc = torch.empty(
+            (num_tokens, num_q_heads, num_segments, head_dim_p), dtype=torch.float32, device=query.device
+        )
         seg_max = torch.empty((num_tokens, num_q_heads, num_segments), dtype=torch.float32, device=query.device)
         seg_sum = torch.empty_like(seg_max)
     else:

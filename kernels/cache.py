@@ -40,7 +40,11 @@ def _store_kvcache_kernel(
     tokens = tokens.to(tl.int64)
     heads = tl.arange(0, BLOCK_H)
     dims = tl.arange(0, BLOCK_D)
-    mask = (token_ok & (slots >= 0))[:, None, None] & (heads < num_kv_heads)[None, :, None] & (dims < HEAD_DIM)[None, None, :]
+    mask = (
+        (token_ok & (slots >= 0))[:, None, None]
+        & (heads < num_kv_heads)[None, :, None]
+        & (dims < HEAD_DIM)[None, None, :]
+    )
     blocks = (slots // BLOCK_SIZE)[:, None, None]
     offsets = (slots % BLOCK_SIZE)[:, None, None]
     src_t = tokens[:, None, None]

@@ -59,7 +59,9 @@ def _rms_norm_kernel(
         tl.store(out_ptr + rows * stride_out + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float, quant: torch.dtype | None = None):
+def _launch(
+    x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float, quant: torch.dtype | None = None
+):
     """Rows of x (and residual) as [rows, hidden]: (out, x + residual or out, scales or None)."""
     constants = quant_constants(quant)
     n_cols = x.shape[-1]
@@ -119,7 +121,9 @@ def fused_add_rms_norm(
     return out.view(x.shape), summed.view(x.shape)
 
 
-def rms_norm_quant(x: torch.Tensor, weight: torch.Tensor, eps: float, quant: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rms_norm_quant(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, quant: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(codes [rows, hidden], per-row scales [rows, 1]) of rms_norm(x)."""
     out, _, scale = _launch(x, None, weight, eps, quant)
     return out, scale

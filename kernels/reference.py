@@ -90,7 +90,9 @@ def fused_add_rms_norm(
     return rms_norm(summed, weight, eps), summed
 
 
-def rms_norm_quant(x: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rms_norm_quant(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """rms_norm(x) quantized per token for a W8A8 / FP8 layer: (codes, scales [rows, 1])."""
     return quantize_per_token(rms_norm(x, weight, eps).reshape(-1, x.shape[-1]), dtype)
 

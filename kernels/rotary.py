@@ -72,10 +72,38 @@ def _rotary_kernel(
     # one cos/sin load per token serves every query and key head
     cos = tl.load(row, mask=cs_mask, other=0.0)[:, None, :]
     sin = tl.load(row + HALF, mask=cs_mask, other=0.0)[:, None, :]
-    _rotate_heads(q_ptr, q_out_ptr, tokens, token_ok, cos, sin, num_q_heads,
-                  stride_qt, stride_qh, stride_qot, stride_qoh, HALF, BLOCK_HQ, BLOCK_D)
-    _rotate_heads(k_ptr, k_out_ptr, tokens, token_ok, cos, sin, num_kv_heads,
-                  stride_kt, stride_kh, stride_kot, stride_koh, HALF, BLOCK_HKV, BLOCK_D)
+    _rotate_heads(
+        q_ptr,
+        q_out_ptr,
+        tokens,
+        token_ok,
+        cos,
+        sin,
+        num_q_heads,
+        stride_qt,
+        stride_qh,
+        stride_qot,
+        stride_qoh,
+        HALF,
+        BLOCK_HQ,
+        BLOCK_D,
+    )
+    _rotate_heads(
+        k_ptr,
+        k_out_ptr,
+        tokens,
+        token_ok,
+        cos,
+        sin,
+        num_kv_heads,
+        stride_kt,
+        stride_kh,
+        stride_kot,
+        stride_koh,
+        HALF,
+        BLOCK_HKV,
+        BLOCK_D,
+    )
 
 
 def rotary_embedding(

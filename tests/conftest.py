@@ -1,8 +1,12 @@
 import os
-import sys
+import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # Triton decorates kernels at import time and needs the interpreter chosen before that; on a
 # machine without CUDA the interpreter is the only way the kernels run at all.
@@ -22,13 +26,18 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("HUB_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+FIXTURES = Path(os.environ.get("HUB_FIXTURES", ROOT / "tests" / "fixtures"))
 # The browser tests (tests/e2e, tests/security) drive Debian's chromium; one per session, as
 # Playwright's sync API runs one event loop per thread.
 CHROMIUM = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 
@@ -61,7 +70,7 @@ def browser():
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures not found at {FIXTURES} (set HUB_FIXTURES)")
+        pytest.skip(f"fixtures not found at {FIXTURES} (set HUB_FIXTURES)")
     return FIXTURES
 
 
@@ -72,16 +81,10 @@ def stories260k(fixtures_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
-    """The real SmolLM2-135M-Instruct, built offline by ../shared/tools/make-smollm2."""
-    import subprocess
+    """The real SmolLM2-135M-Instruct, built offline once per machine (tests/smollm2.py)."""
+    from tests.smollm2 import build
 
-    tool = ROOT.parent / "shared" / "tools" / "make-smollm2"
-    if not tool.exists():
-        pytest.skip("../shared/tools/make-smollm2 not found")
-    out = subprocess.run(
-        [str(tool)], check=True, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable}
-    ).stdout.strip().splitlines()[-1]
-    return Path(out)
+    return build()
 
 
 @pytest.fixture(scope="session")
@@ -113,23 +116,77 @@ def isolated_storage(settings, tmp_path):
     return tmp_path
 
 
-def write_tiny_checkpoint(directory: Path, architecture: str = "LlamaForCausalLM", extra_tensor_elems: int = 0) -> Path:
-    """A syntactically real Llama-family checkpoint without torch: config.json and a safetensors
-    file whose data section may be a large sparse hole (for stages that must take a while)."""
-    import json
-    import struct
+# -- shared by every folder: the cast (users and their API tokens) and real worker processes -----
+# (users are made on the test's database; a test that shares it with another process, a live
+# server or a worker, gets a transactional database and so do they)
 
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(
-        json.dumps({"architectures": [architecture], "model_type": "llama", "hidden_size": 8, "vocab_size": 16})
-    )
-    tensors = {"model.embed_tokens.weight": {"dtype": "F32", "shape": [16, 8], "data_offsets": [0, 512]}}
-    if extra_tensor_elems:
-        tensors["model.extra"] = {"dtype": "F32", "shape": [extra_tensor_elems], "data_offsets": [512, 512 + 4 * extra_tensor_elems]}
-    header = json.dumps(tensors).encode()
-    header += b" " * (-len(header) % 8)
-    path = directory / "model.safetensors"
-    with path.open("wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header + b"\0" * 512)
-        f.truncate(8 + len(header) + 512 + 4 * extra_tensor_elems)
-    return directory
+
+@pytest.fixture
+def start_worker(transactional_db, settings, tmp_path):
+    """Start worker processes; every one is stopped before the test database is flushed."""
+    from django.db import connection
+
+    from tests.helpers import Worker, database_url
+    from workers.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in ("cpu", "gpu"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001 - a queue that does not exist yet holds nothing
+                pass
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "HUB_VAR_DIR": str(settings.VAR_DIR),
+        "HUB_MODELS_DIR": str(settings.MODELS_DIR),
+        "HUB_ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR),
+        "HUB_STAGE_HEARTBEAT_INTERVAL": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    workers: list[Worker] = []
+
+    def start(name: str = "test@localhost", **overrides: str) -> Worker:
+        worker = Worker(name, tmp_path, {**env, **overrides}).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.kill(signal.SIGTERM)
+    connection.close()
+
+
+@pytest.fixture
+def alice(db) -> "User":
+    from django.contrib.auth.models import User
+
+    return User.objects.create_user("alice", password="alice-password-1")
+
+
+@pytest.fixture
+def bob(db) -> "User":
+    from django.contrib.auth.models import User
+
+    return User.objects.create_user("bob", password="bob-password-1")
+
+
+@pytest.fixture
+def alice_token(alice) -> str:
+    from hub.api.models import ApiToken
+
+    return ApiToken.issue(alice, "tests", ApiToken.Scope.WRITE)[1]
+
+
+@pytest.fixture
+def bob_token(bob) -> str:
+    from hub.api.models import ApiToken
+
+    return ApiToken.issue(bob, "tests", ApiToken.Scope.WRITE)[1]
+
+
+@pytest.fixture
+def staff(db) -> "User":
+    from django.contrib.auth.models import User
+
+    return User.objects.create_user("staff", password="staff-password-1", is_staff=True)

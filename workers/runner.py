@@ -44,9 +44,15 @@ def _folder_names(models: Path, artifacts: Path, repos: Path, var: Path) -> tupl
     """A pattern matching any of the worker's folders (as configured and as resolved), and the
     relative name of each."""
     folders = {
-        models: "models", artifacts: "artifacts", repos: "repos", var: "var",
-        Path(sysconfig.get_paths()["purelib"]): "site-packages", Path(sys.prefix): "venv", Path(sys.base_prefix): "python",
-        settings.BASE_DIR: ".", Path(tempfile.gettempdir()): "tmp",
+        models: "models",
+        artifacts: "artifacts",
+        repos: "repos",
+        var: "var",
+        Path(sysconfig.get_paths()["purelib"]): "site-packages",
+        Path(sys.prefix): "venv",
+        Path(sys.base_prefix): "python",
+        settings.BASE_DIR: ".",
+        Path(tempfile.gettempdir()): "tmp",
     }
     names: dict[str, str] = {}
     for folder, name in folders.items():
@@ -76,10 +82,6 @@ def _relative_outputs(value: object) -> object:
     if isinstance(value, list):
         return [_relative_outputs(v) for v in value]
     return value
-
-
-class StageUnavailable(RuntimeError):
-    """The library a stage needs has not landed yet."""
 
 
 class StageError(RuntimeError):
@@ -200,12 +202,12 @@ def execute(stage_id: int, worker: str) -> str:
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the stage
         # a refusal, or the body stopping because it was cancelled, lost or out of time: the
         # message says it all, a traceback would only bury it
-        if isinstance(exc, (StageUnavailable, StageError)) or ctx.cancelled():
+        if isinstance(exc, StageError) or ctx.cancelled():
             ctx.logger.info("%s", exc)
         else:
             ctx.logger.info("%s", "".join(traceback.format_exception(exc))[-4000:])
         ctx.stop()
-        return with_db_retry("recording the failure", lambda: _record_failure(stage, ctx, exc))
+        return with_db_retry("recording the failure", functools.partial(_record_failure, stage, ctx, exc))
     ctx.logger.info("%s finished in %.1f s", stage.name, time.monotonic() - ctx.started)
     ctx.stop()
     if result.versions:
@@ -241,7 +243,7 @@ def _record_failure(stage: Stage, ctx: StageContext, exc: Exception) -> str:
         stage.fail("cancelled by request", status=Stage.Status.CANCELLED)
     elif ctx.timed_out:
         stage.fail(f"time limit of {settings.STAGE_TIME_LIMIT} s exceeded")
-    elif isinstance(exc, (StageUnavailable, StageError)):
+    elif isinstance(exc, StageError):
         stage.fail(relative_paths(str(exc)))
     else:
         stage.fail(relative_paths(f"{type(exc).__name__}: {exc}"))

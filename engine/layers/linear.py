@@ -37,7 +37,9 @@ class LinearMethod:
 
 class DenseLinearMethod(LinearMethod):
     def create_weights(self, layer: "Linear", dtype: torch.dtype) -> None:
-        layer.weight = nn.Parameter(torch.empty(layer.out_features, layer.in_features, dtype=dtype), requires_grad=False)
+        layer.weight = nn.Parameter(
+            torch.empty(layer.out_features, layer.in_features, dtype=dtype), requires_grad=False
+        )
 
     def load_weight(self, layer: "Linear", name: str, tensor: torch.Tensor, shard: int | None) -> None:
         param = getattr(layer, name, None)

@@ -1,5 +1,5 @@
 """Compressed-tensors checkpoints: which scheme each Linear has, and the `LinearMethod`s that run
-them straight from the stored tensors (facts: ../shared/reference/anchors.md §3).
+them straight from the stored tensors (the layouts compressed-tensors writes).
 
 - pack-quantized W4A16 / W8A16 (int weights packed into int32, group or channel scales,
   symmetric or with zero points): `WNA16Method`, the dequant-GEMM kernel;
@@ -62,7 +62,9 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
     fmt = fmt or _infer_format(weights, acts)
     wtype, bits = weights.get("type", "int"), weights.get("num_bits", 8)
     group_size = weights.get("group_size")
-    strategy = weights.get("strategy") or ("group" if group_size and group_size > 0 else "channel" if group_size == -1 else "tensor")
+    strategy = weights.get("strategy") or (
+        "group" if group_size and group_size > 0 else "channel" if group_size == -1 else "tensor"
+    )
     if weights.get("dynamic"):
         raise UnsupportedModelError(f"{where}: dynamic weight quantization is not supported")
     if weights.get("actorder") == "group" or weights.get("actorder") == "dynamic":
@@ -71,15 +73,27 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
         raise UnsupportedModelError(f"{where}: weight strategy {strategy!r} is not supported (group, channel, tensor)")
     activations = None
     if acts is not None:
-        if not (acts.get("dynamic") is True and acts.get("strategy") == "token" and acts.get("symmetric", True)
-                and acts.get("num_bits", 8) == 8 and acts.get("type", "int") == wtype):
+        if not (
+            acts.get("dynamic") is True
+            and acts.get("strategy") == "token"
+            and acts.get("symmetric", True)
+            and acts.get("num_bits", 8) == 8
+            and acts.get("type", "int") == wtype
+        ):
             raise UnsupportedModelError(
                 f"{where}: input activations must be dynamic symmetric per-token 8-bit of the weights' type "
                 f"(W8A8, FP8_DYNAMIC); static activation scales (e.g. the FP8 preset) are not supported yet"
             )
         activations = wtype
-    scheme = Scheme(fmt, wtype, bits, bool(weights.get("symmetric", True)), strategy,
-                    group_size if strategy == "group" else None, activations)
+    scheme = Scheme(
+        fmt,
+        wtype,
+        bits,
+        bool(weights.get("symmetric", True)),
+        strategy,
+        group_size if strategy == "group" else None,
+        activations,
+    )
     supported = (
         (fmt == "pack-quantized" and wtype == "int" and bits in (4, 8) and activations is None
          and strategy in ("group", "channel"))
@@ -118,9 +132,11 @@ class CompressedTensorsMethod(LinearMethod):
         status = quantization.get("quantization_status", "compressed")
         if status != "compressed":
             raise UnsupportedModelError(f"compressed-tensors status {status!r} is not supported (only 'compressed')")
-        for key, what in (("sparsity_config", "sparse compression formats (2:4 models load when saved dense)"),
-                          ("transform_config", "transforms (QuIP, SpinQuant)"),
-                          ("kv_cache_scheme", "quantized KV caches")):
+        for key, what in (
+            ("sparsity_config", "sparse compression formats (2:4 models load when saved dense)"),
+            ("transform_config", "transforms (QuIP, SpinQuant)"),
+            ("kv_cache_scheme", "quantized KV caches"),
+        ):
             if quantization.get(key):
                 raise UnsupportedModelError(f"compressed-tensors {what} are not supported yet ({key})")
         groups = quantization.get("config_groups") or {}
@@ -133,7 +149,9 @@ class CompressedTensorsMethod(LinearMethod):
         ]
         self._methods: dict[Scheme, LinearMethod] = {}
         if self.scheme_for("lm_head") is not None:
-            raise UnsupportedModelError("a quantized lm_head is not supported yet (compressed-tensors ignore: [lm_head])")
+            raise UnsupportedModelError(
+                "a quantized lm_head is not supported yet (compressed-tensors ignore: [lm_head])"
+            )
 
     def scheme_for(self, name: str) -> Scheme | None:
         if any(_matches(name, t) for t in self.ignore):
@@ -160,7 +178,9 @@ class CompressedTensorsMethod(LinearMethod):
 def _checkpoint_shape(layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
     rows = layer.out_features if shard is None else layer.output_sizes[shard]
     if tensor.tolist() != [rows, layer.in_features]:
-        raise ValueError(f"{name}: checkpoint weight_shape {tensor.tolist()} does not match the model's {[rows, layer.in_features]}")
+        raise ValueError(
+            f"{name}: checkpoint weight_shape {tensor.tolist()} does not match the model's {[rows, layer.in_features]}"
+        )
 
 
 class WNA16Method(LinearMethod):
@@ -177,7 +197,9 @@ class WNA16Method(LinearMethod):
         n, k = layer.out_features, layer.in_features
         group = self.group_size or k
         if k % group or (k * self.bits) % 32:
-            raise UnsupportedModelError(f"in_features {k} is not a multiple of the group size {group} and of {32 // self.bits}")
+            raise UnsupportedModelError(
+                f"in_features {k} is not a multiple of the group size {group} and of {32 // self.bits}"
+            )
         layer.group_size = group
         layer.weight_packed = nn.Parameter(torch.empty(n, k * self.bits // 32, dtype=torch.int32), requires_grad=False)
         # scales in the compute dtype, as compressed-tensors writes them in the model's dtype

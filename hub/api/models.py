@@ -82,7 +82,9 @@ class EndpointCredential(models.Model):
 
     class Meta:
         ordering = ["endpoint"]
-        constraints = [models.UniqueConstraint(fields=["user", "endpoint"], name="one_credential_per_user_and_endpoint")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "endpoint"], name="one_credential_per_user_and_endpoint")
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} at {self.endpoint}"

@@ -23,12 +23,12 @@ from pydantic import field_validator
 
 from hub.api.models import ApiToken
 from hub.catalog.models import BaseModel, Variant
-from hub.catalog.views import GPUS, SIZES, filtered, visible, with_measures
+from hub.catalog.queries import SIZES, filtered, with_measures
 from hub.errors import too_large_message
 from hub.jobs.forms import JobForm
 from hub.jobs.models import Job, QuotaExceeded, Stage
+from hub.jobs.presets import GPUS
 from hub.jobs.targets import TargetRefused, normalize_endpoint, save_credential
-from hub.jobs.views import visible_jobs
 from hub.parsing import ParseError, load_json
 from hub.results.models import BenchmarkRun, EvalRun
 
@@ -80,15 +80,25 @@ def error(request: HttpRequest, status: int, code: str, message: str, details=No
     return api.create_response(request, body, status=status)
 
 
-CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-         409: "conflict", 422: "invalid", 429: "throttled"}
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid",
+    429: "throttled",
+}
 
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
     # ninja says only "Cannot parse request body"; the parser's own message says what is wrong
     message = str(exc.__cause__) if isinstance(exc.__cause__, ParseError) else str(exc)
-    return error(request, exc.status_code, CODES.get(exc.status_code, "error"), message or CODES.get(exc.status_code, "error"))
+    return error(
+        request, exc.status_code, CODES.get(exc.status_code, "error"), message or CODES.get(exc.status_code, "error")
+    )
 
 
 @api.exception_handler(RequestDataTooBig)
@@ -179,7 +189,7 @@ class BaseModelDetail(BaseModelOut):
 
     @staticmethod
     def resolve_variants(obj: BaseModel, context) -> list[int]:
-        return list(visible(obj.variants.all(), context["request"].auth).values_list("pk", flat=True))
+        return list(obj.variants.visible_to(context["request"].auth).values_list("pk", flat=True))
 
 
 class PublicationOut(Schema):
@@ -358,7 +368,10 @@ class JobSummary(Schema):
 
 class JobIn(Schema):
     base: int | None = Field(None, description="id of a model in the catalog; or give hf_id")
-    hf_id: str = Field("", description="a Hugging Face model id, fetched by the job (a repository of this hub, when it has one by that id)")
+    hf_id: str = Field(
+        "",
+        description="a Hugging Face model id, fetched by the job (a repository of this hub, when it has one by that id)",
+    )
     revision: str = "main"
     presets: list[str] = Field(default_factory=list, description="recipe preset names")
     recipe_yaml: str = Field("", description="a recipe in llm-compressor's YAML shape")
@@ -464,9 +477,9 @@ def get_variant(request, variant_id: int):
 
 def results_of(model: type, request, filters: ResultFilters) -> QuerySet:
     bases, variants = filtered(request.auth, {})
-    rows = model.objects.filter(
-        base_model__in=bases.values("pk")
-    ) | model.objects.filter(variant__in=variants.values("pk"))
+    rows = model.objects.filter(base_model__in=bases.values("pk")) | model.objects.filter(
+        variant__in=variants.values("pk")
+    )
     if filters.base is not None:
         rows = rows.filter(base_model_id=filters.base)
     if filters.variant is not None:
@@ -490,8 +503,8 @@ def list_benchmarks(request, filters: Query[ResultFilters]):
 
 
 def job_for(request, job_id: int, manage: bool = False) -> Job:
-    job = get_object_or_404(visible_jobs(request.auth), pk=job_id)
-    if manage and not (request.auth.is_staff or job.owner_id == request.auth.pk):
+    job = get_object_or_404(Job.objects.select_related("base_model", "owner").visible_to(request.auth), pk=job_id)
+    if manage and not job.manageable_by(request.auth):
         raise HttpError(403, "only the job's owner or staff can change it")
     return job
 
@@ -499,7 +512,7 @@ def job_for(request, job_id: int, manage: bool = False) -> Job:
 @api.get("/jobs", response=list[JobSummary], tags=["jobs"])
 @paginate(Pagination)
 def list_jobs(request, filters: Query[JobFilters]):
-    jobs = visible_jobs(request.auth)
+    jobs = Job.objects.select_related("base_model", "owner").visible_to(request.auth)
     if filters.status:
         jobs = jobs.filter(status=filters.status)
     if filters.mine:
@@ -531,8 +544,12 @@ def cancel_job(request, job_id: int):
     return Job.objects.get(pk=job.pk)
 
 
-@api.post("/jobs/{job_id}/retry", response={200: JobOut, 409: ErrorOut, 429: ErrorOut, **ERRORS}, auth=Bearer(write=True),
-          tags=["jobs"])
+@api.post(
+    "/jobs/{job_id}/retry",
+    response={200: JobOut, 409: ErrorOut, 429: ErrorOut, **ERRORS},
+    auth=Bearer(write=True),
+    tags=["jobs"],
+)
 def retry_job(request, job_id: int, payload: RetryIn | None = None):
     """Run a failed or cancelled stage again, and what its failure stopped; done stages stay done."""
     job = job_for(request, job_id, manage=True)

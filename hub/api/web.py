@@ -36,15 +36,19 @@ def tokens(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         _, plaintext = ApiToken.issue(request.user, form.cleaned_data["name"], form.cleaned_data["scope"])
         form = TokenForm()
-    return render(request, "tokens/tokens.html", {
-        "form": form,
-        "plaintext": plaintext,
-        "tokens": ApiToken.objects.filter(user=request.user),
-        "endpoint": settings.SITE_URL.rstrip("/"),
-        "namespace": own_namespace(request.user),
-        "credential_form": CredentialForm() if allowed_endpoints() else None,
-        "credentials": EndpointCredential.objects.filter(user=request.user),
-    })
+    return render(
+        request,
+        "tokens/tokens.html",
+        {
+            "form": form,
+            "plaintext": plaintext,
+            "tokens": ApiToken.objects.filter(user=request.user),
+            "endpoint": settings.SITE_URL.rstrip("/"),
+            "namespace": own_namespace(request.user),
+            "credential_form": CredentialForm() if allowed_endpoints() else None,
+            "credentials": EndpointCredential.objects.filter(user=request.user),
+        },
+    )
 
 
 @login_required
@@ -54,7 +58,9 @@ def credential_set(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             credential = save_credential(request.user, form.cleaned_data["endpoint"], form.cleaned_data["token"])
-            messages.success(request, f"Your token for {credential.endpoint} is kept; jobs you submit may publish there.")
+            messages.success(
+                request, f"Your token for {credential.endpoint} is kept; jobs you submit may publish there."
+            )
         except TargetRefused as exc:
             messages.error(request, str(exc))
     else:

@@ -6,21 +6,33 @@ import json
 import math
 import re
 import struct
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from checkpoint_files import NotACheckpointFile, check_checkpoint_folder
+from common.checkpoint_files import NotACheckpointFile, check_checkpoint_folder
+from common.support import SUPPORTED_ARCHITECTURES
 
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
 # Files that are unpickled when loaded, and so can run code on the machine that loads them.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 SAFETENSORS_DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 # Upper bounds on the sizes a config may declare, several times the largest Llama-family models
@@ -114,7 +126,7 @@ def read_safetensors_header(path: Path) -> dict:
 def sha256_file(path: Path, on_chunk: Callable[[int], None] | None = None, copy_to: Path | None = None) -> str:
     """Hash a file in 1 MiB chunks, copying it on the way when asked (one read for both)."""
     digest = hashlib.sha256()
-    with path.open("rb") as f, (copy_to.open("xb") if copy_to else nullcontext()) as out:
+    with path.open("rb") as f, copy_to.open("xb") if copy_to else nullcontext() as out:
         while block := f.read(1 << 20):
             digest.update(block)
             if out:

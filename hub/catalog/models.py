@@ -19,6 +19,35 @@ def admitted_by_source(user, base: str = "") -> Q:
     return Q(**{f"{prefix}on_this_hub": False}) | Q(Exists(source))
 
 
+class OwnedQuerySet(models.QuerySet):
+    """Rows with an owner and a `private` flag, and a base model: who may see them and who may
+    manage them, decided here for every page, form and API that lists or changes them."""
+
+    # the lookup from a row to its base model ("" for a BaseModel itself)
+    base_lookup = ""
+
+    def visible_to(self, user) -> "OwnedQuerySet":
+        """Public rows, plus the user's own; staff see everything. A base model copied from a
+        repository of this hub, and what was derived from it, only while the user may read that
+        repository."""
+        if user.is_staff:
+            return self
+        source = admitted_by_source(user, self.base_lookup)
+        if user.is_authenticated:
+            return self.filter(Q(private=False) | Q(owner=user), source)
+        return self.filter(source, private=False)
+
+    def manageable_by(self, user) -> "OwnedQuerySet":
+        """The rows `user` may change (cancel, retry, delete): their own, or any for staff."""
+        if not user.is_authenticated:
+            return self.none()
+        return self if user.is_staff else self.filter(owner=user)
+
+
+class VariantQuerySet(OwnedQuerySet):
+    base_lookup = "base"
+
+
 def sources_state() -> str:
     """The visibility of every repository of this hub that a catalog row was copied from, as one
     string that changes when any of them turns private or public or goes away: for caches of what
@@ -30,6 +59,8 @@ def sources_state() -> str:
 
 class BaseModel(models.Model):
     """A source checkpoint: an HF repo at a resolved revision, or an imported local directory."""
+
+    objects = OwnedQuerySet.as_manager()
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending fetch"
@@ -85,6 +116,8 @@ class BaseModel(models.Model):
 
 class Variant(models.Model):
     """The catalog entry of one compressed model produced by a job's compress stage."""
+
+    objects = VariantQuerySet.as_manager()
 
     class Gate(models.TextChoices):
         PENDING = "pending"

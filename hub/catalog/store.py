@@ -10,17 +10,13 @@ from pathlib import Path
 
 from django.conf import settings
 
-from checkpoint_files import NotACheckpointFile, checkpoint_file
+from common.checkpoint_files import NotACheckpointFile, checkpoint_file
+from common.work import CancelCheck, Cancelled, Progress
 from hub.catalog.checkpoints import CheckpointError, CheckpointInfo, inspect_checkpoint, manifest_sha, sha256_file
 
-Progress = Callable[[float, str], None]
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 # A branch, tag, `refs/pr/N` or commit sha: git's ref alphabet, without what git itself refuses.
 REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
-
-
-class Cancelled(Exception):
-    pass
 
 
 def check_repo_name(name: str) -> str:
@@ -35,7 +31,9 @@ def check_repo_name(name: str) -> str:
 def check_revision(revision: str) -> str:
     """A revision the Hub could have: it is sent to the Hub and shown in command lines."""
     if (
-        not REVISION.fullmatch(revision) or ".." in revision or "//" in revision
+        not REVISION.fullmatch(revision)
+        or ".." in revision
+        or "//" in revision
         or revision.endswith(("/", ".", ".lock"))
     ):
         raise CheckpointError(
@@ -45,7 +43,7 @@ def check_revision(revision: str) -> str:
 
 
 def _hasher(
-    total: int, progress: Progress | None, verb: str, cancelled: Callable[[], bool] | None = None
+    total: int, progress: Progress | None, verb: str, cancelled: CancelCheck | None = None
 ) -> Callable[[int], None]:
     done = 0
 
@@ -64,7 +62,7 @@ def hash_into_place(
     source: Path,
     dest_root: Path,
     progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    cancelled: CancelCheck | None = None,
     copy: bool = True,
 ) -> tuple[CheckpointInfo, Path]:
     """Check `source`, hash every file (copying it into a temporary folder when `copy`), and

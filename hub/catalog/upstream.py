@@ -8,8 +8,10 @@ from fnmatch import fnmatchcase
 from django.conf import settings
 
 # what a refusal from upstream tells the submitter when the hub sent no token
-WITHOUT_TOKEN = ("the hub asks the Hub anonymously for it: an operator can let it use its token (HUB_HF_TOKEN) "
-                 "for this repository by listing it in HUB_HF_TOKEN_REPOS")
+WITHOUT_TOKEN = (
+    "the hub asks the Hub anonymously for it: an operator can let it use its token (HUB_HF_TOKEN) "
+    "for this repository by listing it in HUB_HF_TOKEN_REPOS"
+)
 
 
 def token_for(repo_id: str) -> str | None:

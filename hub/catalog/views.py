@@ -11,9 +11,8 @@ from django import forms
 from django.conf import settings
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import Case, Count, Exists, F, FloatField, Min, OuterRef, Q, QuerySet, Subquery, When, Window
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, RowNumber
+from django.db.models import Count, F, FloatField, OuterRef, QuerySet, Subquery, Window
+from django.db.models.functions import RowNumber
 from django.forms.utils import flatatt
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -24,94 +23,15 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from hub.catalog import charts
-from hub.catalog.models import BaseModel, Publication, Variant, admitted_by_source, sources_state
+from hub.catalog.models import BaseModel, Publication, Variant, sources_state
+from hub.catalog.queries import SIZES, filtered, with_measures
 from hub.catalog.templatetags import hub as hub_filters
-from hub.jobs.presets import PRESETS
+from hub.jobs.presets import GPUS
 from hub.results.models import BenchmarkRun, EvalRun, Recovery
 from hub.userfiles import confine, passive_type
 
-# Compute capabilities users pick their GPU by (users.md section 0, item 3).
-GPUS = {
-    "7.5": "7.5 (T4, RTX 20xx)",
-    "8.0": "8.0 (A100, A30)",
-    "8.6": "8.6 (A10, A40, RTX 30xx)",
-    "8.9": "8.9 (L4, L40S, RTX 40xx)",
-    "9.0": "9.0 (H100, H200, GH200)",
-    "10.0": "10.0 (B200)",
-}
-SIZES = {  # parameter-count buckets, as the HF Hub's slider
-    "lt1b": ("< 1B", None, 1e9),
-    "1-3b": ("1B to 3B", 1e9, 3e9),
-    "3-8b": ("3B to 8B", 3e9, 8e9),
-    "8-15b": ("8B to 15B", 8e9, 15e9),
-    "15-40b": ("15B to 40B", 15e9, 40e9),
-    "gt40b": ("> 40B", 40e9, None),
-}
 SORTS = {"newest": "newest", "recovery": "recovery", "speedup": "speedup", "size": "size (smallest first)"}
 VARIANTS_PER_BASE = 6
-
-
-def visible(qs: QuerySet, user) -> QuerySet:
-    """Public rows, plus the user's own; staff see everything. A base model copied from a
-    repository of this hub, and what was derived from it, only while the user may read that
-    repository."""
-    if user.is_staff:
-        return qs
-    source = admitted_by_source(user, "base" if qs.model is Variant else "")
-    if user.is_authenticated:
-        return qs.filter(Q(private=False) | Q(owner=user), source)
-    return qs.filter(source, private=False)
-
-
-def scheme_min_cc(scheme: str) -> float | None:
-    """The lowest compute capability with a fast path for a scheme, as the presets declare it;
-    custom recipes' schemes fall back on what they contain (FP8 needs 8.9, 2:4 needs 8.0)."""
-    needs = [p.min_compute_capability for p in PRESETS.values() if p.scheme == scheme and p.min_compute_capability]
-    if needs:
-        return max(needs)
-    upper = scheme.upper()
-    if "FP8" in upper:
-        return 8.9
-    if "2:4" in upper:
-        return 8.0
-    return None
-
-
-def needs_newer_gpu(gpu: float) -> Q:
-    """The schemes `scheme_min_cc` says need more than compute capability `gpu`, as a filter."""
-    q = Q(scheme__in=[p.scheme for p in PRESETS.values() if (p.min_compute_capability or 0) > gpu])
-    if gpu < 8.9:
-        q |= Q(scheme__icontains="FP8")
-    if gpu < 8.0:
-        q |= Q(scheme__contains="2:4")
-    return q
-
-
-def with_measures(variants: QuerySet) -> QuerySet:
-    """Annotate each variant with `recovery` (its worst task's recovery in its latest validation:
-    the gate passes only when every task passes) and `speedup` (output tokens/s over its base's,
-    measured in the same benchmark stage, so on the same hardware and profile)."""
-    latest_eval = EvalRun.objects.filter(variant=OuterRef("pk")).order_by("-created_at").values("pk")[:1]
-    worst = (
-        Recovery.objects.filter(variant_run=OuterRef("latest_eval")).values("variant_run")
-        .annotate(m=Min("recovery")).values("m")
-    )
-    throughput = Cast(KT("metrics__output_throughput"), FloatField())
-    runs = BenchmarkRun.objects.filter(variant=OuterRef("pk"), runnable=True).order_by("-created_at")
-    base_runs = BenchmarkRun.objects.filter(
-        base_model=OuterRef("base_id"), stage=OuterRef("bench_stage"), runnable=True
-    ).annotate(tp=throughput)
-    return (
-        variants.annotate(
-            latest_eval=Subquery(latest_eval),
-            bench_stage=Subquery(runs.values("stage")[:1]),
-            variant_tp=Subquery(runs.annotate(tp=throughput).values("tp")[:1]),
-        )
-        .annotate(recovery=Subquery(worst, output_field=FloatField()), base_tp=Subquery(base_runs.values("tp")[:1]))
-        .annotate(
-            speedup=Case(When(base_tp__gt=0, then=F("variant_tp") / F("base_tp")), default=None, output_field=FloatField())
-        )
-    )
 
 
 class Select(forms.Select):
@@ -121,18 +41,25 @@ class Select(forms.Select):
     def render(self, name, value, attrs=None, renderer=None) -> SafeString:
         attrs = self.build_attrs(self.attrs, {**(attrs or {}), "name": name})
         options = format_html_join(
-            "", '<option value="{}"{}>{}</option>',
+            "",
+            '<option value="{}"{}>{}</option>',
             ((k, mark_safe(" selected") if str(k) == str(value or "") else "", label) for k, label in self.choices),
         )
         return format_html("<select{}>{}</select>", flatatt(attrs), options)
 
 
 class CatalogFilter(forms.Form):
-    q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "name or architecture"}))
+    q = forms.CharField(
+        required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "name or architecture"})
+    )
     architecture = forms.ChoiceField(required=False, widget=Select)
-    size = forms.ChoiceField(required=False, widget=Select, choices=[("", "any size")] + [(k, v[0]) for k, v in SIZES.items()])
+    size = forms.ChoiceField(
+        required=False, widget=Select, choices=[("", "any size")] + [(k, v[0]) for k, v in SIZES.items()]
+    )
     scheme = forms.ChoiceField(required=False, widget=Select)
-    gpu = forms.ChoiceField(required=False, widget=Select, label="Runs on my GPU", choices=[("", "any GPU")] + list(GPUS.items()))
+    gpu = forms.ChoiceField(
+        required=False, widget=Select, label="Runs on my GPU", choices=[("", "any GPU")] + list(GPUS.items())
+    )
     task = forms.ChoiceField(required=False, widget=Select, label="Measured on task")
     validated = forms.BooleanField(required=False, label="validated only")
     sort = forms.ChoiceField(required=False, widget=Select, choices=list(SORTS.items()))
@@ -149,6 +76,7 @@ def filter_choices() -> dict[str, list[str]]:
     """Distinct architectures, schemes and tasks: cheap queries, but not for every request."""
     choices = cache.get("catalog-choices")
     if choices is None:
+
         def distinct(qs: QuerySet, field: str) -> list[str]:
             return sorted(v for v in qs.order_by().values_list(field, flat=True).distinct() if v)
 
@@ -194,9 +122,15 @@ def cached_parts(request: HttpRequest) -> tuple[SafeString, SafeString]:
     params.pop("page", None)
     parts = (
         render_to_string("catalog/_filters.html", {"form": form}),
-        render_to_string("catalog/_results.html", {
-            "page": page, "entries": entries, "query": params.urlencode(), "filtered": filters_on(f),
-        }),
+        render_to_string(
+            "catalog/_results.html",
+            {
+                "page": page,
+                "entries": entries,
+                "query": params.urlencode(),
+                "filtered": filters_on(f),
+            },
+        ),
     )
     if settings.CATALOG_CACHE_SECONDS:
         cache.set(key, parts, settings.CATALOG_CACHE_SECONDS)
@@ -207,39 +141,11 @@ def filters_on(f: dict) -> bool:
     return any(f.get(k) for k in ("q", "architecture", "size", "scheme", "gpu", "task", "validated"))
 
 
-def filtered(user, f: dict) -> tuple[QuerySet, QuerySet]:
-    """The bases and the variants that match the filters and that the user may see."""
-    bases = visible(BaseModel.objects.all(), user)
-    variants = visible(Variant.objects.all(), user)
-    if f.get("architecture"):
-        bases = bases.filter(architecture=f["architecture"])
-    if f.get("size"):
-        _, low, high = SIZES[f["size"]]
-        if low is not None:
-            bases = bases.filter(num_parameters__gte=low)
-        if high is not None:
-            bases = bases.filter(num_parameters__lt=high)
-    if f.get("scheme"):
-        variants = variants.filter(scheme=f["scheme"])
-    if f.get("gpu"):
-        gpu = float(f["gpu"])
-        variants = variants.exclude(needs_newer_gpu(gpu))
-    if f.get("validated"):
-        variants = variants.filter(gate=Variant.Gate.PASSED)
-    if f.get("task"):
-        variants = variants.filter(Exists(Recovery.objects.filter(variant_run__variant=OuterRef("pk"), task=f["task"])))
-    if f.get("q"):
-        q = f["q"]
-        named = variants.filter(base=OuterRef("pk")).filter(Q(name__icontains=q) | Q(recipe__name__icontains=q))
-        bases = bases.filter(Q(name__icontains=q) | Q(hf_repo_id__icontains=q) | Q(architecture__icontains=q) | Exists(named))
-    if any(f.get(k) for k in ("scheme", "gpu", "validated", "task")):
-        bases = bases.filter(Exists(variants.filter(base=OuterRef("pk"))))
-    return bases, variants
-
-
 def sorted_bases(bases: QuerySet, variants: QuerySet, sort: str) -> QuerySet:
     if sort in ("recovery", "speedup"):
-        best = with_measures(variants.filter(base=OuterRef("pk"))).order_by(F(sort).desc(nulls_last=True)).values(sort)[:1]
+        best = (
+            with_measures(variants.filter(base=OuterRef("pk"))).order_by(F(sort).desc(nulls_last=True)).values(sort)[:1]
+        )
         return bases.annotate(best=Subquery(best, output_field=FloatField())).order_by(
             F("best").desc(nulls_last=True), "-created_at"
         )
@@ -279,8 +185,15 @@ def variant_row(v: Variant) -> SafeString:
         '<li class="variant" data-name="{}"><a href="{}">{}</a> <span class="tag">{}</span> '
         '<span class="gate gate-{}">{}</span> <span title="worst task\'s recovery">recovery {}</span> '
         '<span title="output tokens/s over the base\'s, same stage">speedup {}</span> <span>{}</span></li>',
-        v.name, reverse("variant", args=[v.pk]), v.name, v.scheme or "?", v.gate, gate, hub_filters.pct(v.recovery),
-        hub_filters.times(v.speedup), filesizeformat(v.size_bytes) if v.size_bytes else "",
+        v.name,
+        reverse("variant", args=[v.pk]),
+        v.name,
+        v.scheme or "?",
+        v.gate,
+        gate,
+        hub_filters.pct(v.recovery),
+        hub_filters.times(v.speedup),
+        filesizeformat(v.size_bytes) if v.size_bytes else "",
     )
 
 
@@ -288,26 +201,33 @@ def variant_row(v: Variant) -> SafeString:
 
 
 def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    base = get_object_or_404(visible(BaseModel.objects.all(), request.user), pk=pk)
-    variants = with_measures(visible(base.variants.all(), request.user)).select_related("recipe")
+    base = get_object_or_404(BaseModel.objects.visible_to(request.user), pk=pk)
+    variants = with_measures(base.variants.visible_to(request.user)).select_related("recipe")
     baseline = EvalRun.objects.filter(base_model=base).order_by("-created_at")
     benchmarks = BenchmarkRun.objects.filter(base_model=base).order_by("profile", "-created_at")
-    return render(request, "catalog/model.html", {
-        "base": base,
-        "variants": variants,
-        "baseline": baseline.first(),
-        "eval_runs": baseline[:10],
-        "benchmarks": [bench_row(r) for r in benchmarks[:20]],
-        "files": file_rows(base.files, reverse("base-file", args=[base.pk, "_"])[:-1]),
-        "snippets": snippets(base.hf_repo_id, settings.SITE_URL.rstrip("/") if base.on_this_hub else settings.HF_ENDPOINT,
-                             base.resolved_sha if base.hf_repo_id else ""),
-        "config": json.dumps(base.config, indent=2, sort_keys=True),
-    })
+    return render(
+        request,
+        "catalog/model.html",
+        {
+            "base": base,
+            "variants": variants,
+            "baseline": baseline.first(),
+            "eval_runs": baseline[:10],
+            "benchmarks": [bench_row(r) for r in benchmarks[:20]],
+            "files": file_rows(base.files, reverse("base-file", args=[base.pk, "_"])[:-1]),
+            "snippets": snippets(
+                base.hf_repo_id,
+                settings.SITE_URL.rstrip("/") if base.on_this_hub else settings.HF_ENDPOINT,
+                base.resolved_sha if base.hf_repo_id else "",
+            ),
+            "config": json.dumps(base.config, indent=2, sort_keys=True),
+        },
+    )
 
 
 def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
     variant = get_object_or_404(
-        with_measures(visible(Variant.objects.select_related("base", "recipe", "job"), request.user)), pk=pk
+        with_measures(Variant.objects.select_related("base", "recipe", "job").visible_to(request.user)), pk=pk
     )
     eval_run = EvalRun.objects.filter(variant=variant).order_by("-created_at").first()
     recoveries = list(eval_run.recoveries.select_related("base_run")) if eval_run else []
@@ -320,76 +240,116 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         seen_profiles.add(run.profile)
         base_run = (
             BenchmarkRun.objects.filter(base_model=variant.base_id, stage=run.stage_id, profile=run.profile).first()
-            if run.stage_id else None
+            if run.stage_id
+            else None
         )
         bench.append({"variant": bench_row(run), "base": bench_row(base_run) if base_run else None})
     publications = list(variant.publications.all())
-    published = next((p for p in publications if p.endpoint == Publication.LOCAL), None) or next(iter(publications), None)
+    published = next((p for p in publications if p.endpoint == Publication.LOCAL), None) or next(
+        iter(publications), None
+    )
     local = Path(variant.local_path) if variant.local_path else None
-    return render(request, "catalog/variant.html", {
-        "variant": variant,
-        "base": variant.base,
-        "eval_run": eval_run,
-        "recoveries": recoveries,
-        "bench_rows": [
-            row for pair in bench
-            for row in ([{**pair["base"], "label": "base"}] if pair["base"] else [])
-            + [{**pair["variant"], "label": "this variant" + speedup_note(pair)}]
-        ],
-        "charts": bench_charts(bench),
-        "publications": publications,
-        "published": published,
-        "files": file_rows(variant.files, reverse("variant-file", args=[variant.pk, "_"])[:-1]),
-        "snippets": snippets(
-            published.repo_id if published else "",
-            settings.SITE_URL.rstrip("/") if published and published.endpoint == Publication.LOCAL else (published.endpoint if published else None),
-            published.commit_sha if published else "",
-            private=variant.private,
-            checksums=any(f["path"] == "SHA256SUMS" for f in variant.files),
-        ),
-        "card": read_text(local / "README.md") if local else "",
-        "recipe_yaml": read_text(local / "recipe.yaml") if local else variant.recipe.yaml,
-        "report": json.dumps(variant.compression_report, indent=2, sort_keys=True) if variant.compression_report else "",
-        "gate_report": json.dumps(variant.gate_report, indent=2, sort_keys=True) if variant.gate_report else "",
-        "eval_settings": json.dumps(eval_run.settings, indent=2, sort_keys=True) if eval_run else "",
-        "versions": json.dumps(variant.job.versions, indent=2, sort_keys=True) if variant.job and variant.job.versions else "",
-    })
+    return render(
+        request,
+        "catalog/variant.html",
+        {
+            "variant": variant,
+            "base": variant.base,
+            "eval_run": eval_run,
+            "recoveries": recoveries,
+            "bench_rows": [
+                row
+                for pair in bench
+                for row in ([{**pair["base"], "label": "base"}] if pair["base"] else [])
+                + [{**pair["variant"], "label": "this variant" + speedup_note(pair)}]
+            ],
+            "charts": bench_charts(bench),
+            "publications": publications,
+            "published": published,
+            "files": file_rows(variant.files, reverse("variant-file", args=[variant.pk, "_"])[:-1]),
+            "snippets": snippets(
+                published.repo_id if published else "",
+                settings.SITE_URL.rstrip("/")
+                if published and published.endpoint == Publication.LOCAL
+                else (published.endpoint if published else None),
+                published.commit_sha if published else "",
+                private=variant.private,
+                checksums=any(f["path"] == "SHA256SUMS" for f in variant.files),
+            ),
+            "card": read_text(local / "README.md") if local else "",
+            "recipe_yaml": read_text(local / "recipe.yaml") if local else variant.recipe.yaml,
+            "report": json.dumps(variant.compression_report, indent=2, sort_keys=True)
+            if variant.compression_report
+            else "",
+            "gate_report": json.dumps(variant.gate_report, indent=2, sort_keys=True) if variant.gate_report else "",
+            "eval_settings": json.dumps(eval_run.settings, indent=2, sort_keys=True) if eval_run else "",
+            "versions": json.dumps(variant.job.versions, indent=2, sort_keys=True)
+            if variant.job and variant.job.versions
+            else "",
+        },
+    )
 
 
 def compare(request: HttpRequest, pk: int) -> HttpResponse:
     """Every variant of a base on accuracy, speed and memory, with the Pareto front marked."""
-    base = get_object_or_404(visible(BaseModel.objects.all(), request.user), pk=pk)
-    variants = list(with_measures(visible(base.variants.all(), request.user)).select_related("recipe"))
-    rows = [
-        {"variant": v, "recovery": v.recovery, "speedup": v.speedup, "size": v.size_bytes}
-        for v in variants
-    ]
+    base = get_object_or_404(BaseModel.objects.visible_to(request.user), pk=pk)
+    variants = list(with_measures(base.variants.visible_to(request.user)).select_related("recipe"))
+    rows = [{"variant": v, "recovery": v.recovery, "speedup": v.speedup, "size": v.size_bytes} for v in variants]
     front = charts.pareto_front(rows, maximize=("recovery", "speedup"), minimize=("size",))
     for i, row in enumerate(rows):
         row["front"] = i in front
     mb = 1 << 20  # as filesizeformat counts the table's sizes
     # the base at 100% and 1.0x, for scale: what each variant gives up and gains
-    reference = [{"x": base.size_bytes / mb, "recovery": 1.0, "speedup": 1.0, "label": "base", "front": False,
-                  "reference": True}] if base.size_bytes else []
-    points = reference + [{"x": r["size"] / mb if r["size"] else None, "recovery": r["recovery"], "speedup": r["speedup"],
-                           "label": r["variant"].name, "front": r["front"]} for r in rows]
-    return render(request, "catalog/compare.html", {
-        "base": base,
-        "rows": rows,
-        "chart": charts.scatter("Accuracy against size", "size (MB)", "worst-task recovery",
-                                [{**p, "y": p["recovery"]} for p in points]),
-        "speed_chart": charts.scatter("Speed against size", "size (MB)", "speedup (output tokens/s)",
-                                      [{**p, "y": p["speedup"]} for p in points]),
-    })
+    reference = (
+        [
+            {
+                "x": base.size_bytes / mb,
+                "recovery": 1.0,
+                "speedup": 1.0,
+                "label": "base",
+                "front": False,
+                "reference": True,
+            }
+        ]
+        if base.size_bytes
+        else []
+    )
+    points = reference + [
+        {
+            "x": r["size"] / mb if r["size"] else None,
+            "recovery": r["recovery"],
+            "speedup": r["speedup"],
+            "label": r["variant"].name,
+            "front": r["front"],
+        }
+        for r in rows
+    ]
+    return render(
+        request,
+        "catalog/compare.html",
+        {
+            "base": base,
+            "rows": rows,
+            "chart": charts.scatter(
+                "Accuracy against size", "size (MB)", "worst-task recovery", [{**p, "y": p["recovery"]} for p in points]
+            ),
+            "speed_chart": charts.scatter(
+                "Speed against size",
+                "size (MB)",
+                "speedup (output tokens/s)",
+                [{**p, "y": p["speedup"]} for p in points],
+            ),
+        },
+    )
 
 
 def base_file(request: HttpRequest, pk: int, path: str) -> FileResponse:
-    base = get_object_or_404(visible(BaseModel.objects.all(), request.user), pk=pk)
+    base = get_object_or_404(BaseModel.objects.visible_to(request.user), pk=pk)
     return serve_file(base.local_path, base.files, path)
 
 
 def variant_file(request: HttpRequest, pk: int, path: str) -> FileResponse:
-    variant = get_object_or_404(visible(Variant.objects.all(), request.user), pk=pk)
+    variant = get_object_or_404(Variant.objects.visible_to(request.user), pk=pk)
     return serve_file(variant.local_path, variant.files, path)
 
 
@@ -432,7 +392,10 @@ def bench_row(run: BenchmarkRun) -> dict:
     hw = run.hardware or {}
     return {
         "run": run,
-        "hardware": hw.get("gpu_name") or hw.get("name") or hw.get("cpu") or ", ".join(f"{k}: {v}" for k, v in hw.items()),
+        "hardware": hw.get("gpu_name")
+        or hw.get("name")
+        or hw.get("cpu")
+        or ", ".join(f"{k}: {v}" for k, v in hw.items()),
         "ttft": pick(m, "ttft_ms", "median"),
         "tpot": pick(m, "tpot_ms", "median"),
         "itl": pick(m, "itl_ms", "median"),
@@ -455,11 +418,18 @@ def speedup_note(pair: dict) -> str:
 
 def bench_charts(bench: list[dict]) -> list:
     out = []
-    for key, title, unit in (("ttft", "Time to first token, median", "ms"), ("tpot", "Time per output token, median", "ms"),
-                             ("tps", "Output throughput", "tokens/s")):
+    for key, title, unit in (
+        ("ttft", "Time to first token, median", "ms"),
+        ("tpot", "Time per output token, median", "ms"),
+        ("tps", "Output throughput", "tokens/s"),
+    ):
         groups = [
-            (pair["variant"]["run"].profile, [("base", pair["base"][key] if pair["base"] else None), ("variant", pair["variant"][key])])
-            for pair in bench if pair["variant"]["run"].runnable
+            (
+                pair["variant"]["run"].profile,
+                [("base", pair["base"][key] if pair["base"] else None), ("variant", pair["variant"][key])],
+            )
+            for pair in bench
+            if pair["variant"]["run"].runnable
         ]
         chart = charts.bars(title, unit, groups)
         if chart:
@@ -467,8 +437,9 @@ def bench_charts(bench: list[dict]) -> list:
     return out
 
 
-def snippets(repo_id: str, endpoint: str | None, revision: str = "", private: bool = False,
-             checksums: bool = False) -> list[tuple[str, str]]:
+def snippets(
+    repo_id: str, endpoint: str | None, revision: str = "", private: bool = False, checksums: bool = False
+) -> list[tuple[str, str]]:
     """How to run the model: the Hub client (pointed at `endpoint`; None is huggingface.co), our
     engine, vLLM and transformers. Without a repo, the files below downloaded into one folder.
     With `checksums`, the download is checked against the repository's SHA256SUMS."""
@@ -476,25 +447,35 @@ def snippets(repo_id: str, endpoint: str | None, revision: str = "", private: bo
         return [
             ("our engine", "python -m engine generate MODEL_DIR --prompt 'Once upon a time'"),
             ("vLLM", "vllm serve MODEL_DIR"),
-            ("transformers", "from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained('MODEL_DIR')"),
+            (
+                "transformers",
+                "from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained('MODEL_DIR')",
+            ),
         ]
     # a private repository answers 404 to a client without a token that may read it
     env = (f"HF_ENDPOINT={endpoint} " if endpoint else "") + ("HF_TOKEN=<a token of yours> " if private else "")
     rev = f" --revision {revision}" if revision else ""
     folder = repo_id.split("/")[-1]
-    python_env = ((f"os.environ['HF_ENDPOINT'] = '{endpoint}'\n" if endpoint else "")
-                  + ("os.environ['HF_TOKEN'] = '<a token of yours>'\n" if private else ""))
+    python_env = (f"os.environ['HF_ENDPOINT'] = '{endpoint}'\n" if endpoint else "") + (
+        "os.environ['HF_TOKEN'] = '<a token of yours>'\n" if private else ""
+    )
     python_env = f"import os\n{python_env}" if python_env else ""
     python_rev = f", revision='{revision}'" if revision else ""
     return [
         # `hf` is huggingface_hub's command line since 1.0, which dropped `huggingface-cli`
-        ("hf (huggingface_hub)", f"{env}hf download {repo_id}{rev} --local-dir {folder}"
-                                 + (f"\n(cd {folder} && sha256sum -c SHA256SUMS)" if checksums else "")),
+        (
+            "hf (huggingface_hub)",
+            f"{env}hf download {repo_id}{rev} --local-dir {folder}"
+            + (f"\n(cd {folder} && sha256sum -c SHA256SUMS)" if checksums else ""),
+        ),
         ("our engine", f"python -m engine generate {folder} --prompt 'Once upon a time'"),
         ("vLLM", f"{env}vllm serve {repo_id}{rev}"),
-        ("transformers", (
-            f"{python_env}from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-            f"model = AutoModelForCausalLM.from_pretrained('{repo_id}'{python_rev})\n"
-            f"tokenizer = AutoTokenizer.from_pretrained('{repo_id}'{python_rev})"
-        )),
+        (
+            "transformers",
+            (
+                f"{python_env}from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                f"model = AutoModelForCausalLM.from_pretrained('{repo_id}'{python_rev})\n"
+                f"tokenizer = AutoTokenizer.from_pretrained('{repo_id}'{python_rev})"
+            ),
+        ),
     ]

@@ -24,7 +24,7 @@ def split(text: str) -> tuple[str, str]:
     match = FRONT_MATTER.match(text)
     if not match:
         return "", text
-    return match.group(2), text[match.end():]
+    return match.group(2), text[match.end() :]
 
 
 class MetadataError(Exception):
@@ -39,7 +39,9 @@ def load_yaml(raw: str):
     try:
         data = parsing.load_yaml(raw, "model card metadata", max_depth=MAX_METADATA_DEPTH, max_chars=MAX_METADATA_CHARS)
     except ValueError as exc:  # ParseError, or an integer longer than Python converts
-        raise MetadataError(str(exc) if isinstance(exc, parsing.ParseError) else "model card metadata holds a number too long to read") from None
+        raise MetadataError(
+            str(exc) if isinstance(exc, parsing.ParseError) else "model card metadata holds a number too long to read"
+        ) from None
     return json_shaped(data)
 
 
@@ -86,8 +88,10 @@ def validate(text: str) -> tuple[list[str], list[str]]:
             errors.append(f'"{key}" must be a string')
     for key in ("tags", "datasets", "language", "metrics"):
         value = data.get(key)
-        if value is not None and not isinstance(value, str) and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if (
+            value is not None
+            and not isinstance(value, str)
+            and not (isinstance(value, list) and all(isinstance(v, str) for v in value))
         ):
             errors.append(f'"{key}" must be a string or a list of strings')
     base = data.get("base_model")
@@ -119,8 +123,9 @@ def render(text: str, files_url: str) -> str:
     def own_images(tag: str, attribute: str, value: str) -> str | None:
         return own_file(value, files_url) if tag == "img" and attribute == "src" else value
 
-    return nh3.clean(_markdown.render(split(text)[1]), attribute_filter=own_images,
-                     link_rel="noopener noreferrer nofollow")
+    return nh3.clean(
+        _markdown.render(split(text)[1]), attribute_filter=own_images, link_rel="noopener noreferrer nofollow"
+    )
 
 
 def own_file(src: str, files_url: str) -> str | None:

@@ -2,10 +2,23 @@
 last in hub/urls.py and never match a namespace that another part of the hub owns: such paths
 stay free for those apps (and for APPEND_SLASH redirects to reach them)."""
 
-RESERVED = frozenset({
-    "accounts", "admin", "api", "datasets", "health", "jobs", "media", "metrics", "models", "settings",
-    "spaces", "static", "tokens",
-})
+RESERVED = frozenset(
+    {
+        "accounts",
+        "admin",
+        "api",
+        "datasets",
+        "health",
+        "jobs",
+        "media",
+        "metrics",
+        "models",
+        "settings",
+        "spaces",
+        "static",
+        "tokens",
+    }
+)
 
 
 def own_namespace(user) -> str:

@@ -17,9 +17,39 @@ COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 # HF's .gitattributes for a new model repository: which files git would keep in LFS.
 GITATTRIBUTES = "".join(
     f"*.{ext} filter=lfs diff=lfs merge=lfs -text\n"
-    for ext in ("7z", "arrow", "bin", "bz2", "ckpt", "ftz", "gz", "h5", "joblib", "mlmodel", "model", "msgpack",
-                "npy", "npz", "onnx", "ot", "parquet", "pb", "pickle", "pkl", "pt", "pth", "rar", "safetensors",
-                "tar", "tflite", "tgz", "wasm", "xz", "zip", "zst")
+    for ext in (
+        "7z",
+        "arrow",
+        "bin",
+        "bz2",
+        "ckpt",
+        "ftz",
+        "gz",
+        "h5",
+        "joblib",
+        "mlmodel",
+        "model",
+        "msgpack",
+        "npy",
+        "npz",
+        "onnx",
+        "ot",
+        "parquet",
+        "pb",
+        "pickle",
+        "pkl",
+        "pt",
+        "pth",
+        "rar",
+        "safetensors",
+        "tar",
+        "tflite",
+        "tgz",
+        "wasm",
+        "xz",
+        "zip",
+        "zst",
+    )
 )
 
 
@@ -58,8 +88,14 @@ class Repo(models.Model):
     name = models.CharField(max_length=96)
     private = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    head = models.ForeignKey("Commit", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                             help_text="the commit the branch main points at")
+    head = models.ForeignKey(
+        "Commit",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="the commit the branch main points at",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -85,8 +121,13 @@ class Repo(models.Model):
         with transaction.atomic():
             repo = cls.objects.create(namespace=namespace, name=name, private=private, created_by=user)
             sha256, blob_id, size = storage.store_bytes(GITATTRIBUTES.encode())
-            repo.commit(user, "initial commit", "", parent=None,
-                        added={".gitattributes": FileSpec(size, sha256, blob_id, lfs=False)})
+            repo.commit(
+                user,
+                "initial commit",
+                "",
+                parent=None,
+                added={".gitattributes": FileSpec(size, sha256, blob_id, lfs=False)},
+            )
         return repo
 
     def delete_with_contents(self) -> None:
@@ -134,7 +175,11 @@ class Repo(models.Model):
             head_commit = Commit.objects.filter(pk=head).first() if head else None
             if parent and (head_commit is None or head_commit.sha != parent):
                 raise RepoError(f"parent commit {parent} is not the head of main (it moved): fetch and retry", 412)
-            tree = {e.path: FileSpec(e.size, e.sha256, e.blob_id, e.lfs) for e in head_commit.entries.all()} if head_commit else {}
+            tree = (
+                {e.path: FileSpec(e.size, e.sha256, e.blob_id, e.lfs) for e in head_commit.entries.all()}
+                if head_commit
+                else {}
+            )
             for path in deleted_files:
                 if tree.pop(path, None) is None:
                     raise RepoError(f"cannot delete {path}: no such file", 404, "EntryNotFound")
@@ -151,8 +196,13 @@ class Repo(models.Model):
             now = timezone.now()
             sha = commit_sha(head_commit.sha if head_commit else "", tree, user, title, description, now)
             commit = Commit.objects.create(
-                repo=self, sha=sha, parent=head_commit, title=title[:500], description=description,
-                author=user, created_at=now,
+                repo=self,
+                sha=sha,
+                parent=head_commit,
+                title=title[:500],
+                description=description,
+                author=user,
+                created_at=now,
             )
             Entry.objects.bulk_create(
                 Entry(commit=commit, path=p, size=f.size, sha256=f.sha256, blob_id=f.blob_id, lfs=f.lfs)

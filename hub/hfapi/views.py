@@ -1,6 +1,6 @@
 """The Hugging Face Hub HTTP API over the hub's own repositories, as `huggingface_hub`,
 transformers and vLLM use it with HF_ENDPOINT pointing here (uploads need HF_HUB_DISABLE_XET=1:
-this hub speaks LFS, not Xet). Shapes follow ../shared/reference/anchors.md section 5; errors
+this hub speaks LFS, not Xet). Shapes follow the Hub's own answers as the client parses them; errors
 carry X-Error-Code so clients raise RepositoryNotFound / RevisionNotFound / EntryNotFound."""
 
 import base64
@@ -32,8 +32,8 @@ from hub.catalog.checkpoints import CheckpointError
 from hub.catalog.models import Publication
 from hub.catalog.store import check_repo_name
 from hub.hfapi import card, storage
-from hub.hfapi.models import GITATTRIBUTES, Commit, Entry, FileSpec, LfsObject, Repo, RepoError
 from hub.hfapi.converters import RESERVED, own_namespace
+from hub.hfapi.models import GITATTRIBUTES, Commit, Entry, FileSpec, LfsObject, Repo, RepoError
 from hub.userfiles import confine, passive_type
 
 UPLOAD_SALT = "hub.hfapi.lfs-upload"
@@ -134,8 +134,10 @@ def refuse_if_cut_short(request: HttpRequest, received: int, consequence: str) -
     whole lines or a whole JSON value can still be in it, so what is missing would go unnoticed."""
     declared = request.META.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and received < int(declared):
-        raise RepoError(f"the request body ended after {received} of the {declared} bytes its Content-Length "
-                        f"declares: {consequence}")
+        raise RepoError(
+            f"the request body ended after {received} of the {declared} bytes its Content-Length "
+            f"declares: {consequence}"
+        )
 
 
 def json_body(request: HttpRequest) -> dict:
@@ -159,16 +161,21 @@ HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 def check_path(path: object) -> str:
     """A file path of a repository; every route that takes one goes through here."""
     if (
-        not isinstance(path, str) or not path or len(path) > 1000 or path.startswith("/")
-        or "\\" in path or "\0" in path
+        not isinstance(path, str)
+        or not path
+        or len(path) > 1000
+        or path.startswith("/")
+        or "\\" in path
+        or "\0" in path
         or any(part in ("", ".", "..") for part in path.split("/"))
         or path.split("/")[0] == ".git"
     ):
         raise RepoError(f"invalid file path {path!r}")
     if hidden := next((c for c in path if unicodedata.category(c) in HIDDEN_CATEGORIES), None):
         name = f" ({unicodedata.name(hidden)})" if unicodedata.name(hidden, "") else ""
-        raise RepoError(f"invalid file path {path!r}: it holds U+{ord(hidden):04X}{name}, a control or invisible "
-                        "character")
+        raise RepoError(
+            f"invalid file path {path!r}: it holds U+{ord(hidden):04X}{name}, a control or invisible character"
+        )
     return path
 
 
@@ -178,8 +185,10 @@ def site_url(request: HttpRequest, path: str = "") -> str:
     there). Never on the request's Host otherwise, which the client writes: where several hosts
     are allowed, it would send uploads and tokens wherever that header said."""
     host = request.get_host().lower()
-    own = next((url for url in (settings.SITE_URL, settings.PUBLISH_LOCAL_ENDPOINT) if urlsplit(url).netloc.lower() == host),
-               settings.SITE_URL)
+    own = next(
+        (url for url in (settings.SITE_URL, settings.PUBLISH_LOCAL_ENDPOINT) if urlsplit(url).netloc.lower() == host),
+        settings.SITE_URL,
+    )
     return own.rstrip("/") + path
 
 
@@ -225,7 +234,9 @@ def create_repo(request: HttpRequest) -> HttpResponse:
     check_repo_name(f"{namespace}/{name}")
     if namespace.lower() in RESERVED:
         # the default superuser, `admin`, meets this on its first upload
-        hint = f"; as staff you may use any other namespace, such as {own_namespace(user)}/{name}" if user.is_staff else ""
+        hint = (
+            f"; as staff you may use any other namespace, such as {own_namespace(user)}/{name}" if user.is_staff else ""
+        )
         raise RepoError(f"{namespace!r} is reserved for the hub's own pages{hint}")
     if not (user.is_staff or namespace == user.username):
         raise RepoError(f"you may create repositories only under your own name, {user.username}", 403)
@@ -258,7 +269,10 @@ def refuse_if_published(repo: Repo, consequence: str) -> None:
     """The catalog links to the repositories its variants were published to and sets their visibility."""
     published = Publication.objects.filter(endpoint=Publication.LOCAL, repo_id=repo.repo_id).select_related("variant")
     if names := sorted({p.variant.name for p in published}):
-        raise RepoError(f"{repo.repo_id} holds the published variant {', '.join(names)}: the catalog links to it, so {consequence}", 409)
+        raise RepoError(
+            f"{repo.repo_id} holds the published variant {', '.join(names)}: the catalog links to it, so {consequence}",
+            409,
+        )
 
 
 def refuse_unless_publisher(repo: Repo, user) -> None:
@@ -290,12 +304,21 @@ def whoami(request: HttpRequest) -> HttpResponse:
     user, token = authenticate(request)
     if token is None:
         raise RepoError("Invalid credentials in Authorization header", 401)
-    return JsonResponse({
-        "type": "user", "id": str(user.pk), "name": user.username, "fullname": user.get_full_name() or user.username,
-        "email": user.email or None, "isPro": False, "orgs": [],
-        "auth": {"type": "access_token", "accessToken": {"displayName": token.name,
-                                                          "role": "write" if token.can_write else "read"}},
-    })
+    return JsonResponse(
+        {
+            "type": "user",
+            "id": str(user.pk),
+            "name": user.username,
+            "fullname": user.get_full_name() or user.username,
+            "email": user.email or None,
+            "isPro": False,
+            "orgs": [],
+            "auth": {
+                "type": "access_token",
+                "accessToken": {"displayName": token.name, "role": "write" if token.can_write else "read"},
+            },
+        }
+    )
 
 
 @api_view("POST")
@@ -313,7 +336,11 @@ def validate_yaml(request: HttpRequest) -> HttpResponse:
 def sibling(entry: Entry) -> dict:
     item = {"rfilename": entry.path, "size": entry.size, "blobId": entry.blob_id}
     if entry.lfs:
-        item["lfs"] = {"sha256": entry.sha256, "size": entry.size, "pointerSize": len(storage.lfs_pointer(entry.sha256, entry.size))}
+        item["lfs"] = {
+            "sha256": entry.sha256,
+            "size": entry.size,
+            "pointerSize": len(storage.lfs_pointer(entry.sha256, entry.size)),
+        }
     return item
 
 
@@ -330,10 +357,21 @@ def info(repo: Repo, commit: Commit, siblings: bool = True) -> dict:
     meta = card.metadata(read_card(entries))
     tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
     item = {
-        "_id": str(repo.pk), "id": repo.repo_id, "modelId": repo.repo_id, "author": repo.namespace,
-        "sha": commit.sha, "lastModified": hub_time(commit.created_at), "createdAt": hub_time(repo.created_at),
-        "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
-        "tags": [str(t) for t in tags], "pipeline_tag": meta.get("pipeline_tag"), "library_name": meta.get("library_name"),
+        "_id": str(repo.pk),
+        "id": repo.repo_id,
+        "modelId": repo.repo_id,
+        "author": repo.namespace,
+        "sha": commit.sha,
+        "lastModified": hub_time(commit.created_at),
+        "createdAt": hub_time(repo.created_at),
+        "private": repo.private,
+        "gated": False,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": [str(t) for t in tags],
+        "pipeline_tag": meta.get("pipeline_tag"),
+        "library_name": meta.get("library_name"),
         "cardData": meta or None,
     }
     if siblings:
@@ -371,11 +409,14 @@ def list_models(request: HttpRequest) -> HttpResponse:
         raise RepoError(f"'limit' must be a number from 1 to 1000, not {limit!r}")
     start, size = cursor(request), int(limit)
     if wanted:  # tags live in the cards: a tag filter reads every candidate's card, else only the page's are read
-        items = [i for i in (info(r, r.head, siblings=full) for r in repos)
-                 if wanted <= set(i["tags"]) | {i["library_name"], i["pipeline_tag"]}]
-        items, more = items[start:start + size], start + size < len(items)
+        items = [
+            i
+            for i in (info(r, r.head, siblings=full) for r in repos)
+            if wanted <= set(i["tags"]) | {i["library_name"], i["pipeline_tag"]}
+        ]
+        items, more = items[start : start + size], start + size < len(items)
     else:
-        chosen = list(repos[start:start + size + 1])
+        chosen = list(repos[start : start + size + 1])
         items, more = [info(r, r.head, siblings=full) for r in chosen[:size]], len(chosen) > size
     if not request.GET.get("cardData") and not full:
         for item in items:
@@ -403,10 +444,15 @@ def commits(request: HttpRequest, namespace: str, name: str, revision: str) -> H
     tip = repo.resolve(revision)
     history = repo.commits.filter(pk__lte=tip.pk).select_related("author").order_by("-pk")
     start = cursor(request)
-    chosen = list(history[start:start + COMMITS_PAGE + 1])
+    chosen = list(history[start : start + COMMITS_PAGE + 1])
     items = [
-        {"id": c.sha, "title": c.title, "message": c.description, "date": hub_time(c.created_at),
-         "authors": [{"user": c.author.username if c.author else "system"}]}
+        {
+            "id": c.sha,
+            "title": c.title,
+            "message": c.description,
+            "date": hub_time(c.created_at),
+            "authors": [{"user": c.author.username if c.author else "system"}],
+        }
         for c in chosen[:COMMITS_PAGE]
     ]
     return page(request, items, start + COMMITS_PAGE if len(chosen) > COMMITS_PAGE else None)
@@ -415,7 +461,11 @@ def commits(request: HttpRequest, namespace: str, name: str, revision: str) -> H
 def tree_item(entry: Entry) -> dict:
     item = {"type": "file", "path": entry.path, "size": entry.size, "oid": entry.blob_id}
     if entry.lfs:
-        item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": len(storage.lfs_pointer(entry.sha256, entry.size))}
+        item["lfs"] = {
+            "oid": entry.sha256,
+            "size": entry.size,
+            "pointerSize": len(storage.lfs_pointer(entry.sha256, entry.size)),
+        }
     return item
 
 
@@ -431,7 +481,7 @@ def tree(request: HttpRequest, namespace: str, name: str, revision: str, path: s
     folders: dict[str, list[Entry]] = {}
     items = []
     for entry in entries:
-        rest = entry.path[len(prefix):].split("/")
+        rest = entry.path[len(prefix) :].split("/")
         for depth in range(1, len(rest) if recursive else min(len(rest), 2)):
             folders.setdefault(prefix + "/".join(rest[:depth]), []).append(entry)
         if recursive or len(rest) == 1:
@@ -441,7 +491,9 @@ def tree(request: HttpRequest, namespace: str, name: str, revision: str, path: s
         items.append({"type": "directory", "path": folder, "oid": oid})
     items.sort(key=lambda item: item["path"])
     start = cursor(request)
-    return page(request, items[start:start + TREE_PAGE], start + TREE_PAGE if start + TREE_PAGE < len(items) else None)
+    return page(
+        request, items[start : start + TREE_PAGE], start + TREE_PAGE if start + TREE_PAGE < len(items) else None
+    )
 
 
 # -- uploads ---------------------------------------------------------------------------------
@@ -488,22 +540,45 @@ def lfs_batch(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     uploaded = set(LfsObject.objects.filter(repo=repo).values_list("oid", flat=True))
     objects = []
     for obj in body["objects"]:
-        oid, size = obj.get("oid") if isinstance(obj, dict) else None, obj.get("size") if isinstance(obj, dict) else None
+        oid, size = (
+            obj.get("oid") if isinstance(obj, dict) else None,
+            obj.get("size") if isinstance(obj, dict) else None,
+        )
         if not isinstance(oid, str) or not re.fullmatch(r"[0-9a-f]{64}", oid) or not isinstance(size, int) or size < 0:
-            objects.append({"oid": str(oid), "size": size if isinstance(size, int) else 0,
-                            "error": {"code": 422, "message": "an object needs a sha256 hex 'oid' and a 'size'"}})
+            objects.append(
+                {
+                    "oid": str(oid),
+                    "size": size if isinstance(size, int) else 0,
+                    "error": {"code": 422, "message": "an object needs a sha256 hex 'oid' and a 'size'"},
+                }
+            )
         elif size > settings.HFAPI_MAX_FILE_SIZE:
-            objects.append({"oid": oid, "size": size, "error": {
-                "code": 422, "message": f"{size} bytes is more than this hub takes in one file ({settings.HFAPI_MAX_FILE_SIZE})"}})
+            objects.append(
+                {
+                    "oid": oid,
+                    "size": size,
+                    "error": {
+                        "code": 422,
+                        "message": f"{size} bytes is more than this hub takes in one file ({settings.HFAPI_MAX_FILE_SIZE})",
+                    },
+                }
+            )
         elif oid in uploaded and storage.has_object(oid, size):
             objects.append({"oid": oid, "size": size})  # no actions: already here
         else:
             claim = signing.dumps({"repo": repo.pk, "oid": oid, "size": size, "user": user.pk}, salt=UPLOAD_SALT)
             href = site_url(request, reverse("hfapi-lfs-upload", args=[claim]))
-            objects.append({"oid": oid, "size": size, "authenticated": True,
-                            "actions": {"upload": {"href": href, "expires_in": settings.HFAPI_UPLOAD_URL_TTL}}})
-    return JsonResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                        content_type="application/vnd.git-lfs+json")
+            objects.append(
+                {
+                    "oid": oid,
+                    "size": size,
+                    "authenticated": True,
+                    "actions": {"upload": {"href": href, "expires_in": settings.HFAPI_UPLOAD_URL_TTL}},
+                }
+            )
+    return JsonResponse(
+        {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, content_type="application/vnd.git-lfs+json"
+    )
 
 
 @api_view("PUT")
@@ -570,8 +645,11 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
             path = check_path(value.get("path"))
             oid, size = value.get("oid"), value.get("size")
             if (
-                value.get("algo", "sha256") != "sha256" or not isinstance(oid, str) or not isinstance(size, int)
-                or oid not in uploaded or not storage.has_object(oid, size)
+                value.get("algo", "sha256") != "sha256"
+                or not isinstance(oid, str)
+                or not isinstance(size, int)
+                or oid not in uploaded
+                or not storage.has_object(oid, size)
             ):
                 raise RepoError(f"{path}: LFS object {oid} of {size} bytes was not uploaded to {repo.repo_id}")
             added[path] = FileSpec(size, oid, storage.git_blob_id(storage.lfs_pointer(oid, size)), lfs=True)
@@ -589,11 +667,22 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
     if "\0" in message or any(unicodedata.category(c) == "Cs" for c in message):
         raise RepoError("the commit message may not contain NUL characters or lone surrogates")
     new = repo.commit(
-        user, str(header["summary"]), str(header.get("description") or ""), header.get("parentCommit"),
-        added, frozenset(deleted_files), frozenset(deleted_folders),
+        user,
+        str(header["summary"]),
+        str(header.get("description") or ""),
+        header.get("parentCommit"),
+        added,
+        frozenset(deleted_files),
+        frozenset(deleted_folders),
     )
-    return JsonResponse({"success": True, "commitOid": new.sha,
-                         "commitUrl": site_url(request, f"/{repo.repo_id}/commit/{new.sha}"), "hookOutput": ""})
+    return JsonResponse(
+        {
+            "success": True,
+            "commitOid": new.sha,
+            "commitUrl": site_url(request, f"/{repo.repo_id}/commit/{new.sha}"),
+            "hookOutput": "",
+        }
+    )
 
 
 # -- downloads -------------------------------------------------------------------------------
@@ -705,11 +794,23 @@ def archive(request: HttpRequest, namespace: str, name: str, revision: str) -> H
 def repo_list(request: HttpRequest) -> HttpResponse:
     """Every repository the visitor may read, newest change first: uploads and published variants."""
     query = request.GET.get("q", "").strip()
-    repos = (Repo.objects.visible_to(request.user).matching(query).select_related("head")
-             .annotate(size=Sum("head__entries__size"), files=Count("head__entries")))
+    repos = (
+        Repo.objects.visible_to(request.user)
+        .matching(query)
+        .select_related("head")
+        .annotate(size=Sum("head__entries__size"), files=Count("head__entries"))
+    )
     shown = Paginator(repos.order_by("-updated_at", "namespace", "name"), 50).get_page(request.GET.get("page"))
-    return render(request, "hfapi/repos.html", {"page": shown, "query": query, "params": urlencode({"q": query}) if query else "",
-                                                "endpoint": site_url(request)})
+    return render(
+        request,
+        "hfapi/repos.html",
+        {
+            "page": shown,
+            "query": query,
+            "params": urlencode({"q": query}) if query else "",
+            "endpoint": site_url(request),
+        },
+    )
 
 
 def repo_page(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
@@ -722,15 +823,21 @@ def repo_page(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
     text = read_card(entries)
     resolve_url = reverse("hfapi-resolve", args=[namespace, name, commit.sha, "_"])[:-1]
     endpoint = site_url(request)
-    return render(request, "hfapi/repo.html", {
-        "repo": repo,
-        "commit": commit,
-        "history": repo.commits.order_by("-created_at")[:20],
-        "meta": card.metadata(text),
-        "card_html": card.render(text, resolve_url) if text else "",
-        "files": [{"path": e.path, "size": e.size, "sha256": e.sha256, "url": f"{resolve_url}{e.path}?download=true"}
-                  for e in entries],
-        "total_size": sum(e.size for e in entries),
-        "archive_url": reverse("hfapi-archive", args=[namespace, name, commit.sha]),
-        "endpoint": endpoint,
-    })
+    return render(
+        request,
+        "hfapi/repo.html",
+        {
+            "repo": repo,
+            "commit": commit,
+            "history": repo.commits.order_by("-created_at")[:20],
+            "meta": card.metadata(text),
+            "card_html": card.render(text, resolve_url) if text else "",
+            "files": [
+                {"path": e.path, "size": e.size, "sha256": e.sha256, "url": f"{resolve_url}{e.path}?download=true"}
+                for e in entries
+            ],
+            "total_size": sum(e.size for e in entries),
+            "archive_url": reverse("hfapi-archive", args=[namespace, name, commit.sha]),
+            "endpoint": endpoint,
+        },
+    )

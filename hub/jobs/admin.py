@@ -44,8 +44,22 @@ class StageAdmin(admin.ModelAdmin):
     list_filter = ("status", "kind", "queue")
     search_fields = ("job__base_model__name", "message", "error")
     readonly_fields = (
-        "job", "kind", "recipe", "queue", "status", "progress", "message", "attempt", "worker", "error", "log",
-        "outputs", "enqueued_at", "started_at", "heartbeat_at", "finished_at",
+        "job",
+        "kind",
+        "recipe",
+        "queue",
+        "status",
+        "progress",
+        "message",
+        "attempt",
+        "worker",
+        "error",
+        "log",
+        "outputs",
+        "enqueued_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
     )
     exclude = ("depends_on",)
     actions = ["retry_stages"]

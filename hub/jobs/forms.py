@@ -10,29 +10,59 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from common.recipe_args import MODIFIERS, check_arguments
+from common.support import SUPPORTED_ARCHITECTURES, min_compute_capability
 from hub.catalog import upstream
-from hub.catalog.checkpoints import PICKLE_SUFFIXES, SUPPORTED_ARCHITECTURES, CheckpointError, check_config
+from hub.catalog.checkpoints import PICKLE_SUFFIXES, CheckpointError, check_config
 from hub.catalog.models import BaseModel
 from hub.catalog.store import check_repo_name, check_revision
-from hub.catalog.views import GPUS, scheme_min_cc, visible
 from hub.hfapi.models import Repo
 from hub.jobs.models import Job, Recipe
-from hub.jobs.presets import PRESETS, PROFILES, SUITES
+from hub.jobs.presets import GPUS, PRESETS, PROFILES, SUITES
 from hub.jobs.targets import TargetRefused, resolve_target
 from hub.parsing import ParseError, load_yaml
-from recipe_args import MODIFIERS, check_arguments
 
 # The modifiers the compression library implements (compress.recipe; a test keeps them equal).
-# The hub checks their arguments with the library's own function (recipe_args) at submission.
+# The hub checks their arguments with the library's own function (common.recipe_args) at submission.
 KNOWN_MODIFIERS = tuple(MODIFIERS)
 # Longer than any real recipe (the presets are under 500 characters), short enough to parse at once.
 MAX_RECIPE_CHARS = 64 * 1024
 # The schemes compressed-tensors knows (its PRESET_SCHEMES; a test keeps them equal), for the
 # same reason: a typo is refused at submission, not hours later on a GPU worker.
 KNOWN_SCHEMES = (
-    "UNQUANTIZED", "W4A16_ASYM", "W8A8", "INT8", "W4AFP8", "FP8", "FP8_DYNAMIC", "FP8_BLOCK", "NVFP4A16", "NVFP4",
-    "MXFP4A16", "MXFP4", "MXFP4XFP8", "MXFP6A16", "MXFP6A8", "MXFP8A16", "MXFP8", "W2A4", "W2A8", "W2A16", "W3A4",
-    "W3A8", "W3A16", "W4A4", "W4A8", "W4A16", "W5A8", "W5A16", "W6A8", "W6A16", "W7A8", "W7A16", "W8A16",
+    "UNQUANTIZED",
+    "W4A16_ASYM",
+    "W8A8",
+    "INT8",
+    "W4AFP8",
+    "FP8",
+    "FP8_DYNAMIC",
+    "FP8_BLOCK",
+    "NVFP4A16",
+    "NVFP4",
+    "MXFP4A16",
+    "MXFP4",
+    "MXFP4XFP8",
+    "MXFP6A16",
+    "MXFP6A8",
+    "MXFP8A16",
+    "MXFP8",
+    "W2A4",
+    "W2A8",
+    "W2A16",
+    "W3A4",
+    "W3A8",
+    "W3A16",
+    "W4A4",
+    "W4A8",
+    "W4A16",
+    "W5A8",
+    "W5A16",
+    "W6A8",
+    "W6A16",
+    "W7A8",
+    "W7A16",
+    "W8A16",
 )
 # Recipe names become part of variant and repository names: the same alphabet.
 RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -107,7 +137,9 @@ def inspect_remote(repo_id: str, revision: str) -> str | None:
     try:
         info = api.model_info(repo_id, revision=revision or None, timeout=5)
     except RepositoryNotFoundError:
-        raise forms.ValidationError(f"{repo_id}: no such repository on the Hub (or it is private){upstream.refusal_hint(repo_id)}") from None
+        raise forms.ValidationError(
+            f"{repo_id}: no such repository on the Hub (or it is private){upstream.refusal_hint(repo_id)}"
+        ) from None
     except RevisionNotFoundError:
         raise forms.ValidationError(f"{repo_id}: no revision {revision!r}") from None
     except (OfflineModeIsEnabled, HfHubHTTPError, OSError, httpx2.HTTPError) as exc:  # httpx2: unreachable endpoint
@@ -123,8 +155,9 @@ def inspect_remote(repo_id: str, revision: str) -> str | None:
         raise forms.ValidationError(f"{repo_id} has no safetensors weights")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            config = hf_hub_download(repo_id, "config.json", revision=info.sha, local_dir=tmp,
-                                     endpoint=settings.HF_ENDPOINT, token=token)
+            config = hf_hub_download(
+                repo_id, "config.json", revision=info.sha, local_dir=tmp, endpoint=settings.HF_ENDPOINT, token=token
+            )
             check_config(config)
         except CheckpointError as exc:
             raise forms.ValidationError(f"{repo_id}: {exc}") from None
@@ -134,33 +167,53 @@ def inspect_remote(repo_id: str, revision: str) -> str | None:
 
 
 class JobForm(forms.Form):
-    base = forms.ModelChoiceField(queryset=BaseModel.objects.none(), required=False, label="Imported or fetched model",
-                                  empty_label="(a Hugging Face model instead)")
-    hf_id = forms.CharField(required=False, max_length=200, label="Hugging Face model id, or a repository of this hub",
-                            widget=forms.TextInput(attrs={"placeholder": "HuggingFaceTB/SmolLM2-135M-Instruct"}))
+    base = forms.ModelChoiceField(
+        queryset=BaseModel.objects.none(),
+        required=False,
+        label="Imported or fetched model",
+        empty_label="(a Hugging Face model instead)",
+    )
+    hf_id = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Hugging Face model id, or a repository of this hub",
+        widget=forms.TextInput(attrs={"placeholder": "HuggingFaceTB/SmolLM2-135M-Instruct"}),
+    )
     revision = forms.CharField(required=False, max_length=200, label="revision", initial="main")
     presets = forms.MultipleChoiceField(
-        required=False, label="Recipe presets", widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Recipe presets",
+        widget=forms.CheckboxSelectMultiple,
         choices=[(name, f"{name}: {p.description}") for name, p in PRESETS.items()],
     )
-    recipe_yaml = forms.CharField(required=False, max_length=MAX_RECIPE_CHARS,
-                                  label="or a recipe (llm-compressor YAML)",
-                                  widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}))
+    recipe_yaml = forms.CharField(
+        required=False,
+        max_length=MAX_RECIPE_CHARS,
+        label="or a recipe (llm-compressor YAML)",
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
+    )
     recipe_name = forms.CharField(required=False, max_length=80, label="name for the pasted recipe")
-    suite = forms.ChoiceField(required=False, label="Evaluation suite",
-                              choices=[("", "none (skip validation)")] + list(SUITES.items()))
-    benchmark_profile = forms.ChoiceField(required=False, label="Benchmark profile",
-                                          choices=[("", "none (skip benchmarks)")] + list(PROFILES.items()))
-    gpu = forms.ChoiceField(required=False, label="Target GPU", choices=[("", "no GPU target (CPU, or any GPU)")] + list(GPUS.items()))
-    publish_targets = forms.CharField(required=False, label="Also publish to (one per line: [endpoint URL] owner/name)",
-                                      widget=forms.Textarea(attrs={"rows": 2}))
+    suite = forms.ChoiceField(
+        required=False, label="Evaluation suite", choices=[("", "none (skip validation)")] + list(SUITES.items())
+    )
+    benchmark_profile = forms.ChoiceField(
+        required=False, label="Benchmark profile", choices=[("", "none (skip benchmarks)")] + list(PROFILES.items())
+    )
+    gpu = forms.ChoiceField(
+        required=False, label="Target GPU", choices=[("", "no GPU target (CPU, or any GPU)")] + list(GPUS.items())
+    )
+    publish_targets = forms.CharField(
+        required=False,
+        label="Also publish to (one per line: [endpoint URL] owner/name)",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
     private = forms.BooleanField(required=False, label="private (only you and staff see the job and its models)")
 
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
         self.notes: list[str] = []
-        self.fields["base"].queryset = visible(BaseModel.objects.all(), user).order_by("name")
+        self.fields["base"].queryset = BaseModel.objects.visible_to(user).order_by("name")
 
     def _checked(self, field: str, check: Callable[[str], object]) -> str:
         value = self.cleaned_data[field].strip()
@@ -210,8 +263,9 @@ class JobForm(forms.Form):
             self.check_base(base)
         elif hf_id and not self.errors:
             data["repo_here"] = self.readable_repo(hf_id)
-            known = BaseModel.objects.filter(hf_repo_id=hf_id, revision=data.get("revision") or "main",
-                                             on_this_hub=data["repo_here"] is not None).first()
+            known = BaseModel.objects.filter(
+                hf_repo_id=hf_id, revision=data.get("revision") or "main", on_this_hub=data["repo_here"] is not None
+            ).first()
             if known:
                 self.check_base(known)
             elif data["repo_here"]:
@@ -222,8 +276,11 @@ class JobForm(forms.Form):
                     self.notes.append(note)
         if not data.get("presets") and not data.get("recipe_yaml") and "recipe_yaml" not in self.errors:
             self.add_error("presets", "choose at least one recipe preset, or paste a recipe")
-        self.check_size(len(data.get("presets") or []) + bool(data.get("recipe_yaml")), data.get("suite", ""),
-                        data.get("benchmark_profile", ""))
+        self.check_size(
+            len(data.get("presets") or []) + bool(data.get("recipe_yaml")),
+            data.get("suite", ""),
+            data.get("benchmark_profile", ""),
+        )
         if data.get("gpu"):
             self.check_hardware(float(data["gpu"]), data.get("presets") or [], getattr(self, "yaml_schemes", []))
         return data
@@ -241,29 +298,42 @@ class JobForm(forms.Form):
 
     def check_base(self, base: BaseModel) -> None:
         if base.architecture and base.architecture not in SUPPORTED_ARCHITECTURES:
-            self.add_error("base", f"{base.name} is a {base.architecture}; supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)}")
+            self.add_error(
+                "base",
+                f"{base.name} is a {base.architecture}; supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)}",
+            )
         names = [f["path"] for f in base.files]
         if names and not any(n.endswith(".safetensors") for n in names):
-            self.add_error("base", f"{base.name} has no safetensors weights (pickle files are refused: loading them can run code)")
+            self.add_error(
+                "base", f"{base.name} has no safetensors weights (pickle files are refused: loading them can run code)"
+            )
 
     def check_size(self, recipes: int, suite: str, benchmark_profile: str) -> None:
         """A job has at most MAX_STAGES_PER_JOB stages (staff excepted): waiting never makes a
         bigger one fit, so this is a plain form error, not a rate limit."""
         stages, limit = Job.planned_stages(recipes, suite, benchmark_profile), settings.MAX_STAGES_PER_JOB
         if stages > limit and not self.user.is_staff:
-            self.add_error(None, f"this job would have {stages} stages; a job may have at most {limit}: "
-                                 "choose fewer recipes, or skip validation or benchmarks")
+            self.add_error(
+                None,
+                f"this job would have {stages} stages; a job may have at most {limit}: "
+                "choose fewer recipes, or skip validation or benchmarks",
+            )
 
     def check_hardware(self, gpu: float, chosen: list[str], yaml_schemes: list[str]) -> None:
         label = GPUS[f"{gpu:.1f}"]
         for name in chosen:
             need = PRESETS[name].min_compute_capability
             if need and need > gpu:
-                self.add_error("presets", f"{name} needs compute capability {need:g} or newer; the target GPU is {label}")
+                self.add_error(
+                    "presets", f"{name} needs compute capability {need:g} or newer; the target GPU is {label}"
+                )
         for scheme in yaml_schemes:
-            need = scheme_min_cc(scheme)
+            need = min_compute_capability(scheme)
             if need and need > gpu:
-                self.add_error("recipe_yaml", f"the recipe's {scheme} needs compute capability {need:g} or newer; the target GPU is {label}")
+                self.add_error(
+                    "recipe_yaml",
+                    f"the recipe's {scheme} needs compute capability {need:g} or newer; the target GPU is {label}",
+                )
 
     @transaction.atomic
     def submit(self) -> Job:
@@ -274,13 +344,19 @@ class JobForm(forms.Form):
         if base is None:
             revision = data["revision"] or "main"
             here = data.get("repo_here")
-            base = BaseModel.objects.filter(hf_repo_id=data["hf_id"], revision=revision, on_this_hub=here is not None).first()
+            base = BaseModel.objects.filter(
+                hf_repo_id=data["hf_id"], revision=revision, on_this_hub=here is not None
+            ).first()
             if base is None:
                 name = data["hf_id"] if revision == "main" else f"{data['hf_id']}-{revision[:12]}"
                 taken = set(BaseModel.objects.filter(name__startswith=name).values_list("name", flat=True))
                 name = next(n for n in [name] + [f"{name}-{i}" for i in range(2, len(taken) + 2)] if n not in taken)
                 base = BaseModel.objects.create(
-                    name=name, hf_repo_id=data["hf_id"], revision=revision, owner=self.user, on_this_hub=here is not None,
+                    name=name,
+                    hf_repo_id=data["hf_id"],
+                    revision=revision,
+                    owner=self.user,
+                    on_this_hub=here is not None,
                     # a private repository's files must not show in the public catalog
                     private=data["private"] or bool(here and here.private),
                 )
@@ -288,11 +364,21 @@ class JobForm(forms.Form):
         if data["recipe_yaml"]:
             name = data["recipe_name"] or "custom"
             version = (Recipe.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
-            recipes.append(Recipe.objects.create(
-                name=name, version=version, yaml=data["recipe_yaml"], owner=self.user,
-                scheme=" + ".join(dict.fromkeys(self.yaml_schemes)),
-            ))
+            recipes.append(
+                Recipe.objects.create(
+                    name=name,
+                    version=version,
+                    yaml=data["recipe_yaml"],
+                    owner=self.user,
+                    scheme=" + ".join(dict.fromkeys(self.yaml_schemes)),
+                )
+            )
         return Job.submit(
-            base_model=base, recipes=recipes, owner=self.user, suite=data["suite"],
-            benchmark_profile=data["benchmark_profile"], publish_targets=data["publish_targets"], private=data["private"],
+            base_model=base,
+            recipes=recipes,
+            owner=self.user,
+            suite=data["suite"],
+            benchmark_profile=data["benchmark_profile"],
+            publish_targets=data["publish_targets"],
+            private=data["private"],
         )

@@ -12,7 +12,7 @@ from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from hub.catalog.models import BaseModel
+from hub.catalog.models import BaseModel, OwnedQuerySet
 from hub.jobs.presets import PRESETS
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,13 @@ class Recipe(models.Model):
         return preset.recovery_threshold if preset else 0.96
 
 
+class JobQuerySet(OwnedQuerySet):
+    base_lookup = "base_model"
+
+
 class Job(models.Model):
+    objects = JobQuerySet.as_manager()
+
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -78,7 +84,9 @@ class Job(models.Model):
     )
     base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="jobs")
     recipes = models.ManyToManyField(Recipe, related_name="jobs")
-    suite = models.CharField(max_length=100, blank=True, default="quick", help_text="eval suite; blank skips validation")
+    suite = models.CharField(
+        max_length=100, blank=True, default="quick", help_text="eval suite; blank skips validation"
+    )
     benchmark_profile = models.CharField(max_length=100, blank=True, default="chat", help_text="blank skips benchmarks")
     publish_targets = models.JSONField(default=list, blank=True, help_text="extra targets beyond the hub itself")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -158,25 +166,33 @@ class Job(models.Model):
         if count >= limit:
             raise QuotaExceeded(
                 f"you have {count} queued or running job{'s' * (count != 1)}; the limit is {limit} per user: "
-                "submit again when one of them finishes, or cancel one", retry_after=60,
+                "submit again when one of them finishes, or cancel one",
+                retry_after=60,
             )
         if reviving is not None:
             return
         now, limit = timezone.now(), settings.MAX_SUBMISSIONS_PER_MINUTE
-        recent = list(mine.filter(created_at__gt=now - timedelta(minutes=1)).order_by("created_at")
-                      .values_list("created_at", flat=True))
+        recent = list(
+            mine.filter(created_at__gt=now - timedelta(minutes=1))
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+        )
         if len(recent) >= limit:
             # a slot frees when the oldest submission that keeps the count at the limit turns a minute old
             wait = math.ceil((recent[len(recent) - limit] + timedelta(minutes=1) - now).total_seconds())
             raise QuotaExceeded(
                 f"you submitted {len(recent)} job{'s' * (len(recent) != 1)} in the last minute; the limit is {limit} "
-                f"a minute per user: try again in {max(wait, 1)} s", retry_after=max(wait, 1),
+                f"a minute per user: try again in {max(wait, 1)} s",
+                retry_after=max(wait, 1),
             )
 
     def add_stage(self, kind: str, recipe: Recipe | None = None, after: list["Stage"] = ()) -> "Stage":
         stage = Stage.objects.create(job=self, kind=kind, recipe=recipe, queue=Stage.QUEUES[kind])
         stage.depends_on.set(after)
         return stage
+
+    def manageable_by(self, user) -> bool:
+        return Job.objects.manageable_by(user).filter(pk=self.pk).exists()
 
     def dispatch(self) -> None:
         """Queue every waiting stage whose dependencies are done."""
@@ -209,7 +225,9 @@ class Job(models.Model):
             updates["started_at"] = timezone.now()
         if status == self.Status.FAILED:
             failed = self.stages.filter(status=S.FAILED).first()
-            updates["error"] = f"{failed.name}: {failed.error.splitlines()[0] if failed.error else 'failed'}" if failed else ""
+            updates["error"] = (
+                f"{failed.name}: {failed.error.splitlines()[0] if failed.error else 'failed'}" if failed else ""
+            )
         elif status != self.Status.CANCELLED:
             updates["error"] = ""
         Job.objects.filter(pk=self.pk).update(**updates)
@@ -358,7 +376,9 @@ class Stage(models.Model):
         """Record the error and stop every stage that depends on this one."""
         with transaction.atomic():
             failed = self._mine().update(
-                status=status, error=error, message=error.splitlines()[0][:500] if error else status,
+                status=status,
+                error=error,
+                message=error.splitlines()[0][:500] if error else status,
                 finished_at=timezone.now(),
             )
             if failed:

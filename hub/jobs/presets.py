@@ -3,15 +3,20 @@ the two lists equal. The web side needs this without importing torch."""
 
 from dataclasses import dataclass
 
+from common.support import min_compute_capability
+
 
 @dataclass(frozen=True)
 class Preset:
     scheme: str
     description: str
-    # Recovery gate default: 8-bit schemes must keep 99%, 4-bit and 2:4 96% (users.md, §2).
+    # Recovery gate default: 8-bit schemes must keep 99%, 4-bit and 2:4 96% (what users of compressed models commonly ask of them).
     recovery_threshold: float
-    # Lowest CUDA compute capability with a fast path; None when any device runs it.
-    min_compute_capability: float | None = None
+
+    @property
+    def min_compute_capability(self) -> float | None:
+        """Lowest CUDA compute capability with a fast path; None when any device runs it."""
+        return min_compute_capability(self.scheme)
 
 
 PRESETS: dict[str, Preset] = {
@@ -21,16 +26,29 @@ PRESETS: dict[str, Preset] = {
     "w4a16-asym": Preset("W4A16_ASYM", "int4 weights (asymmetric, group 128), GPTQ", 0.96),
     "w8a16": Preset("W8A16", "int8 weights, 16-bit activations", 0.99),
     "w8a8-int8": Preset("W8A8", "int8 weights per channel, int8 dynamic per-token activations", 0.99),
-    "fp8-dynamic": Preset("FP8_DYNAMIC", "fp8 e4m3 weights per channel, dynamic per-token activations", 0.99, 8.9),
-    "fp8-gptq": Preset("FP8_DYNAMIC", "fp8 e4m3 weights per channel placed by GPTQ, dynamic per-token activations", 0.99, 8.9),
-    "2of4": Preset("2:4", "2:4 sparsity, SparseGPT", 0.96, 8.0),
-    "2of4-magnitude": Preset("2:4", "2:4 sparsity, magnitude pruning", 0.96, 8.0),
-    "2of4-fp8": Preset("2:4+FP8_DYNAMIC", "2:4 sparsity (SparseGPT) with fp8 dynamic quantization", 0.96, 8.9),
-    "2of4-w4a16": Preset("2:4+W4A16", "2:4 sparsity (SparseGPT) with int4 weights", 0.96, 8.0),
+    "fp8-dynamic": Preset("FP8_DYNAMIC", "fp8 e4m3 weights per channel, dynamic per-token activations", 0.99),
+    "fp8-gptq": Preset(
+        "FP8_DYNAMIC", "fp8 e4m3 weights per channel placed by GPTQ, dynamic per-token activations", 0.99
+    ),
+    "2of4": Preset("2:4", "2:4 sparsity, SparseGPT", 0.96),
+    "2of4-magnitude": Preset("2:4", "2:4 sparsity, magnitude pruning", 0.96),
+    "2of4-fp8": Preset("2:4+FP8_DYNAMIC", "2:4 sparsity (SparseGPT) with fp8 dynamic quantization", 0.96),
+    "2of4-w4a16": Preset("2:4+W4A16", "2:4 sparsity (SparseGPT) with int4 weights", 0.96),
 }
 
 
-# Benchmark workload profiles (issue 8), name -> what it measures. The benchmark engineer keeps
+# Compute capabilities users pick their GPU by: one per generation they deploy on.
+GPUS = {
+    "7.5": "7.5 (T4, RTX 20xx)",
+    "8.0": "8.0 (A100, A30)",
+    "8.6": "8.6 (A10, A40, RTX 30xx)",
+    "8.9": "8.9 (L4, L40S, RTX 40xx)",
+    "9.0": "9.0 (H100, H200, GH200)",
+    "10.0": "10.0 (B200)",
+}
+
+
+# Benchmark workload profiles, name -> what it measures. The benchmark engineer keeps
 # this equal to the engine's own list; the web form and the API offer these names.
 PROFILES: dict[str, str] = {
     "chat": "chat: 512 tokens in, 256 out",

@@ -30,15 +30,23 @@ def normalize_endpoint(url: str) -> str:
     """`scheme://host[:port]` in lower case; refuses anything else a URL can carry (a user name
     or password, a path, a query, a fragment), which could send the request somewhere other
     than the host it seems to name."""
-    refusal = TargetRefused(f"{url!r} is not an endpoint: write scheme://host[:port] (no user name, password, path or fragment)")
+    refusal = TargetRefused(
+        f"{url!r} is not an endpoint: write scheme://host[:port] (no user name, password, path or fragment)"
+    )
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         raise refusal from None
     if (
-        parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc
-        or parts.path not in ("", "/") or parts.query or parts.fragment or "#" in url or "?" in url
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "#" in url
+        or "?" in url
         or any(c.isspace() or c == "\\" for c in url)
     ):
         raise refusal
@@ -83,7 +91,7 @@ def resolve_target(line: str, owner) -> Target:
     if owner is None or not EndpointCredential.objects.filter(user=owner, endpoint=endpoint).exists():
         raise TargetRefused(
             f"{line!r}: publishing to {endpoint} takes your own write token for it; add it under "
-            "Tokens (\"Tokens for other hubs\") or with PUT /api/v1/credentials, then submit again"
+            'Tokens ("Tokens for other hubs") or with PUT /api/v1/credentials, then submit again'
         )
     return Target(endpoint, repo_id, hubs_token=False)
 

@@ -7,50 +7,36 @@ from datetime import timedelta
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from hub.catalog.models import admitted_by_source
 from hub.jobs.forms import JobForm
 from hub.jobs.models import Job, QuotaExceeded, Stage
 
 ACTIVE = Job.ACTIVE
 
 
-def visible_jobs(user) -> QuerySet:
-    """Public jobs, plus the user's own private ones; staff see everything. A job on a repository
-    of this hub only while the user may read that repository (as its catalog rows)."""
-    jobs = Job.objects.select_related("base_model", "owner")
-    if user.is_staff:
-        return jobs
-    source = admitted_by_source(user, "base_model")
-    if user.is_authenticated:
-        return jobs.filter(Q(private=False) | Q(owner=user), source)
-    return jobs.filter(source, private=False)
-
-
-def can_manage(user, job: Job) -> bool:
-    return user.is_authenticated and (user.is_staff or job.owner_id == user.pk)
-
-
 def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = visible_jobs(request.user)
+    jobs = Job.objects.select_related("base_model", "owner").visible_to(request.user)
     mine = jobs.filter(owner=request.user)[:50] if request.user.is_authenticated else []
     queue = jobs.filter(status__in=ACTIVE).order_by("created_at")[:100]
     waiting = {
         q: Stage.objects.filter(status=Stage.Status.QUEUED, queue=q).count() for q in sorted(set(Stage.QUEUES.values()))
     }
     running = Stage.objects.filter(status=Stage.Status.RUNNING, job__in=jobs).select_related("job", "recipe")
-    return render(request, "jobs/list.html", {
-        "mine": mine,
-        "queue": queue,
-        "waiting": waiting,
-        "running": running.order_by("started_at"),
-        "recent": jobs.exclude(status__in=ACTIVE)[:20] if request.user.is_staff else [],
-    })
+    return render(
+        request,
+        "jobs/list.html",
+        {
+            "mine": mine,
+            "queue": queue,
+            "waiting": waiting,
+            "running": running.order_by("started_at"),
+            "recent": jobs.exclude(status__in=ACTIVE)[:20] if request.user.is_staff else [],
+        },
+    )
 
 
 @login_required
@@ -75,7 +61,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
 
 
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(visible_jobs(request.user), pk=pk)
+    job = get_object_or_404(Job.objects.select_related("base_model", "owner").visible_to(request.user), pk=pk)
     context = stage_context(request, job)
     if request.headers.get("HX-Request"):
         return render(request, "jobs/_stages.html", context)
@@ -108,7 +94,7 @@ def stage_context(request: HttpRequest, job: Job) -> dict:
         "stages": stages,
         "active": active,
         "eta": remaining if active and remaining else None,
-        "can_manage": can_manage(request.user, job),
+        "can_manage": job.manageable_by(request.user),
         "recipes": list(job.recipes.all()),
         "variants": list(job.variants.all()),
     }
@@ -120,8 +106,11 @@ def typical_durations() -> dict[str, timedelta]:
     out = {}
     for kind in Stage.Kind.values:
         rows = (
-            Stage.objects.filter(kind=kind, status=Stage.Status.DONE, started_at__isnull=False, finished_at__isnull=False)
-            .order_by("-finished_at").values_list("started_at", "finished_at")[:20]
+            Stage.objects.filter(
+                kind=kind, status=Stage.Status.DONE, started_at__isnull=False, finished_at__isnull=False
+            )
+            .order_by("-finished_at")
+            .values_list("started_at", "finished_at")[:20]
         )
         took = [(end - start).total_seconds() for start, end in rows]
         if took:
@@ -131,19 +120,23 @@ def typical_durations() -> dict[str, timedelta]:
 
 @require_POST
 def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(visible_jobs(request.user), pk=pk)
-    if not can_manage(request.user, job):
+    job = get_object_or_404(Job.objects.select_related("base_model", "owner").visible_to(request.user), pk=pk)
+    if not job.manageable_by(request.user):
         raise PermissionDenied("only the job's owner or staff can cancel it")
     job.cancel()
-    messages.success(request, f"Job {job.pk} cancelled." if job.status == Job.Status.CANCELLED else
-                     f"Job {job.pk}: cancel requested; the running stage stops at its next check.")
+    messages.success(
+        request,
+        f"Job {job.pk} cancelled."
+        if job.status == Job.Status.CANCELLED
+        else f"Job {job.pk}: cancel requested; the running stage stops at its next check.",
+    )
     return redirect("job", pk=job.pk)
 
 
 @require_POST
 def stage_retry(request: HttpRequest, pk: int, stage_pk: int) -> HttpResponse:
-    job = get_object_or_404(visible_jobs(request.user), pk=pk)
-    if not can_manage(request.user, job):
+    job = get_object_or_404(Job.objects.select_related("base_model", "owner").visible_to(request.user), pk=pk)
+    if not job.manageable_by(request.user):
         raise PermissionDenied("only the job's owner or staff can retry it")
     stage = get_object_or_404(job.stages, pk=stage_pk)
     try:

@@ -37,7 +37,9 @@ class EvalRun(MeasuredModel):
     settings = models.JSONField(default=dict, help_text="everything that must match for a fair comparison")
     settings_key = models.CharField(max_length=64, db_index=True, help_text="sha256 of the settings above")
     model_revision = models.CharField(
-        max_length=200, blank=True, help_text="a base's resolved revision when measured; baselines are reused only on the same one"
+        max_length=200,
+        blank=True,
+        help_text="a base's resolved revision when measured; baselines are reused only on the same one",
     )
     metrics = models.JSONField(default=dict, help_text="{task: {metric, value, stderr, n}}")
     results = models.JSONField(default=dict, help_text="lm-eval's full results JSON")

@@ -15,14 +15,27 @@ def make_model(tmp_path_factory, stories260k):
 
     made: dict[tuple, Path] = {}
 
-    def make(hidden: int = 128, intermediate: int = 256, layers: int = 2, arch: str = "llama",
-             dtype: torch.dtype = torch.bfloat16) -> Path:
+    def make(
+        hidden: int = 128,
+        intermediate: int = 256,
+        layers: int = 2,
+        arch: str = "llama",
+        dtype: torch.dtype = torch.bfloat16,
+    ) -> Path:
         key = (hidden, intermediate, layers, arch, dtype)
         if key not in made:
             cls = {"llama": LlamaConfig, "qwen3": Qwen3Config}[arch]
-            config = cls(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, vocab_size=512, max_position_embeddings=512,
-                         head_dim=hidden // 4, tie_word_embeddings=False)
+            config = cls(
+                hidden_size=hidden,
+                intermediate_size=intermediate,
+                num_hidden_layers=layers,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                vocab_size=512,
+                max_position_embeddings=512,
+                head_dim=hidden // 4,
+                tie_word_embeddings=False,
+            )
             torch.manual_seed(0)
             path = tmp_path_factory.mktemp(f"{arch}-{hidden}-{intermediate}")
             AutoModelForCausalLM.from_config(config).to(dtype).save_pretrained(path)

@@ -4,7 +4,7 @@ from pathlib import Path
 import torch
 
 from compress.calibration import CalibrationConfig, load_calibration
-from compress.pipeline import RunResult, Runner, plan_model
+from compress.pipeline import Runner, RunResult, plan_model
 from compress.quant import attach_activation_quant
 from compress.recipe import load_recipe
 from compress.save import save_checkpoint
@@ -17,7 +17,9 @@ def compress_in_process(model_dir: Path, recipe: str, out: Path, data: Path, sam
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").eval()
     r = load_recipe(recipe)
-    calib = load_calibration(AutoTokenizer.from_pretrained(model_dir), CalibrationConfig(str(data), samples, seq_len).resolved("cpu"))
+    calib = load_calibration(
+        AutoTokenizer.from_pretrained(model_dir), CalibrationConfig(str(data), samples, seq_len).resolved("cpu")
+    )
     result: RunResult = Runner(model, r, plan_model(model, r), torch.device("cpu")).run(calib)
     reference = copy.deepcopy(model)
     linears = {n: m for n, m in reference.named_modules() if isinstance(m, torch.nn.Linear)}

@@ -24,7 +24,10 @@ def test_gptq_reconstructs_layer_outputs_better_than_round_to_nearest(actorder):
     h = 2 * x.T @ x / len(x)
     gptq, loss = gptq_quantize(w, h, args, torch.bfloat16, actorder=actorder)
     rtn = quantize_weight(w, args, torch.bfloat16)
-    error = lambda q: (x @ (q.dequant - w).T).norm()
+
+    def error(q):
+        return (x @ (q.dequant - w).T).norm()
+
     assert error(gptq) < 0.7 * error(rtn)
     # the codes, scales and dequantized weights agree, groups contiguous whatever the order
     s = gptq.scale.float().repeat_interleave(128, dim=1)
@@ -48,18 +51,24 @@ def _output_error(report) -> float:
 
 def test_awq_and_smoothquant_lower_the_error_of_their_quantization(stories260k, lambada, tmp_path):
     calibration = CalibrationConfig(str(lambada), 8, 128)
-    channel = lambda scheme, algo="QuantizationModifier": (
-        f"q_stage:\n  q_modifiers:\n    {algo}: {{ignore: [lm_head], config_groups: {{g: {{targets: [Linear], "
-        f"{scheme}}}}}}}\n"
-    )
+
+    def channel(scheme: str, algo: str = "QuantizationModifier") -> str:
+        return (
+            f"q_stage:\n  q_modifiers:\n    {algo}: {{ignore: [lm_head], config_groups: {{g: {{targets: [Linear], "
+            f"{scheme}}}}}}}\n"
+        )
+
     w4 = "weights: {num_bits: 4, type: int, symmetric: true, strategy: channel}"
-    w8a8 = (w4.replace("num_bits: 4", "num_bits: 8") +
-            ", input_activations: {num_bits: 8, type: int, symmetric: true, strategy: token, dynamic: true}")
+    w8a8 = (
+        w4.replace("num_bits: 4", "num_bits: 8")
+        + ", input_activations: {num_bits: 8, type: int, symmetric: true, strategy: token, dynamic: true}"
+    )
     runs = {
         "rtn4": channel(w4),
         "awq4": "a_stage:\n  a_modifiers:\n    AWQModifier: {}\n" + channel(w4).replace("q_stage", "z_stage"),
         "w8a8": channel(w8a8),
-        "sq+w8a8": "a_stage:\n  a_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 0.5}\n" + channel(w8a8).replace("q_stage", "z_stage"),
+        "sq+w8a8": "a_stage:\n  a_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 0.5}\n"
+        + channel(w8a8).replace("q_stage", "z_stage"),
     }
     err = {k: _output_error(compress(stories260k, r, tmp_path / k, calibration=calibration)) for k, r in runs.items()}
     assert err["awq4"] < err["rtn4"], err
@@ -69,11 +78,18 @@ def test_awq_and_smoothquant_lower_the_error_of_their_quantization(stories260k, 
 def test_smoothing_alone_leaves_the_function_unchanged(stories260k, lambada, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    compress(stories260k, "s_stage:\n  s_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 0.8}\n", tmp_path / "out",
-             calibration=CalibrationConfig(str(lambada), 4, 64))
+    compress(
+        stories260k,
+        "s_stage:\n  s_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 0.8}\n",
+        tmp_path / "out",
+        calibration=CalibrationConfig(str(lambada), 4, 64),
+    )
     base = AutoModelForCausalLM.from_pretrained(stories260k)
     smoothed = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
-    norm = lambda m: m.model.layers[0].input_layernorm.weight
+
+    def norm(m):
+        return m.model.layers[0].input_layernorm.weight
+
     assert not torch.allclose(norm(base), norm(smoothed))
     ids = torch.tensor([[1, 400, 7, 33, 90, 12]])
     with torch.no_grad():
@@ -86,8 +102,13 @@ def test_the_mse_observer_finds_scales_with_less_weight_error_than_min_max():
     recipe = load_recipe("d_stage:\n  d_modifiers:\n    GPTQModifier: {scheme: W4A16_ASYM, weight_observer: mse}\n")
     mse = recipe.steps[0].schemes[0].weights
     minmax = mse.model_copy(update={"observer": None})
-    w = torch.randn(128, 512, generator=torch.Generator().manual_seed(3)) * torch.rand(128, 1, generator=torch.Generator().manual_seed(4))
-    error = lambda args: (quantize_weight(w, args, torch.bfloat16).dequant - w).norm()
+    w = torch.randn(128, 512, generator=torch.Generator().manual_seed(3)) * torch.rand(
+        128, 1, generator=torch.Generator().manual_seed(4)
+    )
+
+    def error(args):
+        return (quantize_weight(w, args, torch.bfloat16).dequant - w).norm()
+
     assert mse.observer == "mse" and error(mse) < 0.95 * error(minmax)
     with pytest.raises(NotImplementedError, match="weight_observer"):
         load_recipe("d_stage:\n  d_modifiers:\n    GPTQModifier: {scheme: W4A16, weight_observer: imatrix_mse}\n")

@@ -27,7 +27,12 @@ def test_it_cuts_full_windows_that_start_with_bos(tokenizer, lambada):
 def test_defaults_are_smaller_on_the_cpu():
     assert (CalibrationConfig().resolved("cpu").num_samples, CalibrationConfig().resolved("cpu").seq_len) == (64, 512)
     gpu = CalibrationConfig().resolved("cuda")
-    assert (gpu.num_samples, gpu.seq_len, gpu.dataset, gpu.chat_template) == (512, 2048, "HuggingFaceH4/ultrachat_200k", True)
+    assert (gpu.num_samples, gpu.seq_len, gpu.dataset, gpu.chat_template) == (
+        512,
+        2048,
+        "HuggingFaceH4/ultrachat_200k",
+        True,
+    )
 
 
 def test_it_reads_text_files_folders_and_named_columns(tokenizer, tmp_path, fixtures_dir):
@@ -36,7 +41,9 @@ def test_it_reads_text_files_folders_and_named_columns(tokenizer, tmp_path, fixt
     expected = tokenizer.encode((wikitext / "test.txt").read_text(), add_special_tokens=False)[:98]
     assert from_folder[:, 1:].flatten().tolist() == expected
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("".join(json.dumps({"body": f"Once upon a time there was a cat number {i}."}) + "\n" for i in range(40)))
+    rows.write_text(
+        "".join(json.dumps({"body": f"Once upon a time there was a cat number {i}."}) + "\n" for i in range(40))
+    )
     ids = load_calibration(tokenizer, CalibrationConfig(str(rows), 3, 40, text_column="body").resolved("cpu"))
     assert ids.shape == (3, 40)
     with pytest.raises(CalibrationError, match="text column 'text'"):

@@ -14,12 +14,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_it_writes_weights_tokenizer_recipe_and_a_report(stories260k, lambada, tmp_path):
     calls = []
-    report = compress(stories260k, "w8a8-int8", tmp_path / "out", calibration=CalibrationConfig(str(lambada), 4, 64),
-                      progress=lambda done, message: calls.append((done, message)))
+    report = compress(
+        stories260k,
+        "w8a8-int8",
+        tmp_path / "out",
+        calibration=CalibrationConfig(str(lambada), 4, 64),
+        progress=lambda done, message: calls.append((done, message)),
+    )
     out = tmp_path / "out"
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "recipe.yaml", "compression_report.json", "tokenizer.json",
-            "tokenizer.model", "tokenizer_config.json", "generation_config.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "recipe.yaml",
+        "compression_report.json",
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        "generation_config.json",
+    } <= names
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left behind
     on_disk = json.loads((out / "compression_report.json").read_text())
     assert on_disk == json.loads(report.to_json())
@@ -42,8 +55,13 @@ def test_it_writes_weights_tokenizer_recipe_and_a_report(stories260k, lambada, t
 def test_cancelling_between_layers_leaves_nothing(stories260k, tmp_path):
     seen = []
     with pytest.raises(Cancelled, match="layer 2"):
-        compress(stories260k, "fp8-dynamic", tmp_path / "out", progress=lambda d, m: seen.append(m),
-                 cancelled=lambda: "layer 2/5" in seen)
+        compress(
+            stories260k,
+            "fp8-dynamic",
+            tmp_path / "out",
+            progress=lambda d, m: seen.append(m),
+            cancelled=lambda: "layer 2/5" in seen,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -74,15 +92,33 @@ def test_data_free_recipes_need_no_calibration_data(stories260k, tmp_path):
 
 def test_the_command_line_shows_progress(stories260k, lambada, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "compress", str(stories260k), "--recipe", "w4a16-gptq", "--out", str(tmp_path / "out"),
-         "--dataset", str(lambada), "--num-samples", "4", "--seq-len", "64"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "compress",
+            str(stories260k),
+            "--recipe",
+            "w4a16-gptq",
+            "--out",
+            str(tmp_path / "out"),
+            "--dataset",
+            str(lambada),
+            "--num-samples",
+            "4",
+            "--seq-len",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     # 172-wide MLP inputs take no group of 32 or more: the error says what would work
     assert proc.returncode != 0 and "strategy: channel" in proc.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "compress", str(stories260k), "--recipe", "fp8-dynamic", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     assert "layer 5/5" in proc.stderr and "FP8_DYNAMIC" in proc.stderr

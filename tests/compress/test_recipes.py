@@ -76,18 +76,46 @@ quant_stage:
 @pytest.mark.parametrize(
     "text, error, words",
     [
-        ("s_stage:\n  m_modifiers:\n    WandaPruningModifier: {sparsity: 0.5}\n", ValueError, ["WandaPruningModifier", "supported"]),
+        (
+            "s_stage:\n  m_modifiers:\n    WandaPruningModifier: {sparsity: 0.5}\n",
+            ValueError,
+            ["WandaPruningModifier", "supported"],
+        ),
         ("s_stage:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, blocksize: 64}\n", ValueError, ["blocksize"]),
-        ("s_stage:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, actorder: group}\n", NotImplementedError, ["weight_g_idx"]),
+        (
+            "s_stage:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, actorder: group}\n",
+            NotImplementedError,
+            ["weight_g_idx"],
+        ),
         ("s_stage:\n  m_modifiers:\n    QuantizationModifier: {scheme: FP8}\n", NotImplementedError, ["static"]),
         ("s_stage:\n  m_modifiers:\n    QuantizationModifier: {scheme: NVFP4}\n", NotImplementedError, ["FP8"]),
         ("s_stage:\n  m_modifiers:\n    QuantizationModifier: {scheme: W5A5}\n", ValueError, ["W5A5"]),
-        ("s_stage:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, kv_cache_scheme: {num_bits: 8}}\n", NotImplementedError, ["kv_cache_scheme"]),
-        ("s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g: {targets: [Linear], weights: {num_bits: 4, group_sise: 8}}\n", ValueError, ["group_sise"]),
+        (
+            "s_stage:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, kv_cache_scheme: {num_bits: 8}}\n",
+            NotImplementedError,
+            ["kv_cache_scheme"],
+        ),
+        (
+            "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g: {targets: [Linear], weights: {num_bits: 4, group_sise: 8}}\n",
+            ValueError,
+            ["group_sise"],
+        ),
         ("s_stage:\n  m_modifiers:\n    AWQModifier: {}\n", ValueError, ["follow it"]),
-        ("s_stage:\n  m_modifiers:\n    SparseGPTModifier: {sparsity: 0.7, mask_structure: '2:4'}\n", ValueError, ["contradicts"]),
-        ("s_stage:\n  m_modifiers:\n    MagnitudePruningModifier: {targets: [Linear], init_sparsity: 0.1, final_sparsity: 0.5}\n", NotImplementedError, ["one-shot"]),
-        ("a_stage:\n  a_modifiers:\n    QuantizationModifier: {scheme: W4A16}\nb_stage:\n  b_modifiers:\n    SparseGPTModifier: {sparsity: 0.5, mask_structure: '2:4'}\n", NotImplementedError, ["after quantization"]),
+        (
+            "s_stage:\n  m_modifiers:\n    SparseGPTModifier: {sparsity: 0.7, mask_structure: '2:4'}\n",
+            ValueError,
+            ["contradicts"],
+        ),
+        (
+            "s_stage:\n  m_modifiers:\n    MagnitudePruningModifier: {targets: [Linear], init_sparsity: 0.1, final_sparsity: 0.5}\n",
+            NotImplementedError,
+            ["one-shot"],
+        ),
+        (
+            "a_stage:\n  a_modifiers:\n    QuantizationModifier: {scheme: W4A16}\nb_stage:\n  b_modifiers:\n    SparseGPTModifier: {sparsity: 0.5, mask_structure: '2:4'}\n",
+            NotImplementedError,
+            ["after quantization"],
+        ),
         ("GPTQModifier: {scheme: W4A16}\n", ValueError, ["stage"]),
         ("not-a-preset", ValueError, ["preset", "w4a16-gptq"]),
     ],
@@ -107,7 +135,9 @@ def test_a_preset_falls_back_to_a_group_size_that_divides_and_the_written_recipe
     assert args["config_groups"]["group_0"]["weights"]["group_size"] == 64 and "scheme" not in args
     # the written recipe reproduces the run; a recipe that asks for group 128 outright is refused
     again = compress(model, tmp_path / "out" / "recipe.yaml", tmp_path / "again")
-    assert [f for f in again.files if f["path"] == "model.safetensors"] == [f for f in report.files if f["path"] == "model.safetensors"]
+    assert [f for f in again.files if f["path"] == "model.safetensors"] == [
+        f for f in report.files if f["path"] == "model.safetensors"
+    ]
     with pytest.raises(ValueError, match="group_size 64"):
         compress(model, "d_stage:\n  d_modifiers:\n    QuantizationModifier: {scheme: W4A16}\n", tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
@@ -120,4 +150,12 @@ def test_targets_and_ignore_are_honoured_and_lm_head_is_refused(make_model, tmp_
     names = set(report.layers[0]["modules"])
     assert names == {"model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj"}
     with pytest.raises(NotImplementedError, match="lm_head"):
-        compress(model, "d_stage:\n  d_modifiers:\n    QuantizationModifier: {scheme: W8A16, ignore: []}\n", tmp_path / "x")
+        compress(
+            model, "d_stage:\n  d_modifiers:\n    QuantizationModifier: {scheme: W8A16, ignore: []}\n", tmp_path / "x"
+        )
+
+
+def test_it_implements_every_preset_the_hub_offers():
+    from hub.jobs.presets import PRESETS as OFFERED
+
+    assert sorted(PRESETS) == sorted(OFFERED)

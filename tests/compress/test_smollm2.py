@@ -27,7 +27,9 @@ def test_every_preset_on_smollm2_loads_in_transformers_with_our_logits(preset, s
             assert torch.equal(decoded[f"{name}.weight"], reference.get_submodule(name).weight), name
         return
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype="auto").eval()
-    ids = AutoTokenizer.from_pretrained(smollm2_slice)("The capital of France is Paris. The capital of Italy is", return_tensors="pt").input_ids
+    ids = AutoTokenizer.from_pretrained(smollm2_slice)(
+        "The capital of France is Paris. The capital of Italy is", return_tensors="pt"
+    ).input_ids
     with torch.no_grad():
         ours, theirs = reference(ids).logits, loaded(ids).logits
     assert torch.equal(ours, theirs)

@@ -23,7 +23,9 @@ def test_every_2of4_output_has_two_zeros_in_every_group_of_four(preset, make_mod
 
     from compress import CalibrationConfig
 
-    report = compress(make_model(layers=3), preset, tmp_path / "out", calibration=CalibrationConfig(str(lambada), 4, 64))
+    report = compress(
+        make_model(layers=3), preset, tmp_path / "out", calibration=CalibrationConfig(str(lambada), 4, 64)
+    )
     sparsity = report.sparsity
     assert sparsity["structure"] == "2:4" and "no sparsity_config" in sparsity["saved_as"]
     on_disk = json.loads((tmp_path / "out" / "compression_report.json").read_text())["sparsity"]
@@ -47,7 +49,10 @@ def test_sparsegpt_reconstructs_better_than_magnitude():
     baseline, _ = magnitude_prune(w, sparsity=0.5, n=2, m=4)
     assert_two_of_four(pruned, "sparsegpt")
     assert torch.equal(pruned == 0, mask)
-    error = lambda v: (x @ (v - w).T).norm()
+
+    def error(v):
+        return (x @ (v - w).T).norm()
+
     assert error(pruned) < 0.9 * error(baseline)
 
 

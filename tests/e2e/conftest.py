@@ -9,8 +9,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.web.conftest import alice, catalog  # noqa: F401 - fixtures shared with the page tests
-from tests.workers.conftest import start_worker  # noqa: F401 - a real worker process
+from tests.web.conftest import catalog  # noqa: F401 - fixtures shared with the page tests
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -44,7 +43,9 @@ class Shots:
 @pytest.fixture
 def page(browser, live_server, settings, request):
     settings.SITE_URL = live_server.url  # the hub's own address: the links and upload URLs it hands out
-    context = browser.new_context(base_url=live_server.url, accept_downloads=True, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        base_url=live_server.url, accept_downloads=True, viewport={"width": 1280, "height": 900}
+    )
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.shots = Shots(page, request.node.name)

@@ -7,18 +7,15 @@ from playwright.sync_api import expect
 
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Stage
-from tests.conftest import write_tiny_checkpoint
 from tests.e2e.conftest import sign_in
-from workers.stages import BODIES
+from tests.helpers import write_tiny_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 # The shortest job that still runs a benchmark: no evaluation suite (the quick suite alone takes
 # about 3.5 minutes per model on stories260k on 2 CPU cores, and a job runs it twice), the
-# single-stream profile. Its stages must all be built; those still `unavailable` skip the test.
+# single-stream profile.
 SHORTEST = {"suite": "", "profile": "single-stream"}
-NEEDED = ("fetch", "compress", "benchmark", "publish")
-UNAVAILABLE = [kind for kind in NEEDED if BODIES[kind].__qualname__.startswith("unavailable.")]
 
 
 def submit(page, base: BaseModel, preset: str, suite: str = "", profile: str = "") -> Job:
@@ -48,12 +45,13 @@ def test_it_cancels_a_running_job(page, live_server, alice, start_worker, tmp_pa
     expect(page.locator("#job-status")).to_have_text("cancelled", timeout=60_000)
     page.shots("cancelled")
     assert dict(job.stages.values_list("kind", "status")) == {
-        "fetch": Stage.Status.CANCELLED, "compress": Stage.Status.CANCELLED, "publish": Stage.Status.CANCELLED,
+        "fetch": Stage.Status.CANCELLED,
+        "compress": Stage.Status.CANCELLED,
+        "publish": Stage.Status.CANCELLED,
     }
     assert not BaseModel.objects.get(pk=base.pk).local_path  # nothing half-imported was recorded
 
 
-@pytest.mark.skipif(bool(UNAVAILABLE), reason=f"stages not built yet: {', '.join(UNAVAILABLE)} (workers.stages.BODIES)")
 def test_it_follows_a_job_to_done(page, live_server, alice, start_worker, stories260k, fixtures_dir):
     call_command("import_model", str(stories260k))
     base = BaseModel.objects.get(name="stories260k")

@@ -7,7 +7,7 @@ STORY = (
     "One day, she saw a big red ball in the park. She ran to the ball and picked it up. "
     "Her friend Tom came to play with her. They threw the ball high in the sky and laughed. "
     "Then a small dog came and took the ball away. Lily and Tom ran after the dog. "
-    "The dog was fast, but it stopped by a tree. Lily said, \"Please give us the ball!\" "
+    'The dog was fast, but it stopped by a tree. Lily said, "Please give us the ball!" '
     "The dog dropped the ball and wagged its tail. They all played together until the sun went down. "
     "Mom called Lily home for dinner. She was happy and tired. She told Mom about the dog and the ball."
 )

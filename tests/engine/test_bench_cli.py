@@ -6,8 +6,22 @@ from tests.engine.test_cli import cli
 
 
 def test_it_prints_a_comparison_table(stories260k):
-    out = cli("bench", str(stories260k), "--compare", str(stories260k), "--profile", "sweep", "--concurrency", "2,max",
-              "--num-requests", "4", "--input-len", "16", "--output-len", "4")
+    out = cli(
+        "bench",
+        str(stories260k),
+        "--compare",
+        str(stories260k),
+        "--profile",
+        "sweep",
+        "--concurrency",
+        "2,max",
+        "--num-requests",
+        "4",
+        "--input-len",
+        "16",
+        "--output-len",
+        "4",
+    )
     lines = out.splitlines()
     assert lines[0] == "profile sweep v1 (scale 0.125): 16 tokens in, 4 out, cpu, float32"
     assert lines[1].split() == ["metric", "stories260k", "stories260k", "ratio"]
@@ -21,8 +35,21 @@ def test_it_prints_a_comparison_table(stories260k):
 
 def test_it_prints_json_and_writes_records(stories260k, tmp_path):
     records = tmp_path / "records.json"
-    out = json.loads(cli("bench", str(stories260k), "--json", "--num-requests", "4", "--input-len", "16",
-                         "--output-len", "8", "--records", str(records)))
+    out = json.loads(
+        cli(
+            "bench",
+            str(stories260k),
+            "--json",
+            "--num-requests",
+            "4",
+            "--input-len",
+            "16",
+            "--output-len",
+            "8",
+            "--records",
+            str(records),
+        )
+    )
     result = out["stories260k"]
     assert result["runnable"] and result["settings"]["profile"] == "chat" and result["settings"]["num_requests"] == 4
     m = result["metrics"]

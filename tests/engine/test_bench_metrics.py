@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from engine.bench import RequestRecord, compute_metrics, min_compute_capability, speedup, summarize, unrunnable_reason
+from common.support import min_compute_capability
+from engine.hardware import unrunnable_reason
+from engine.metrics import RequestRecord, compute_metrics, speedup, summarize
 from hub.jobs.presets import PRESETS
 
 
@@ -18,7 +20,10 @@ def close(actual: dict, expected: dict) -> None:
 
 def test_it_summarizes_in_milliseconds_with_linear_percentiles():
     close(summarize([0.1, 0.3]), {"mean": 200, "std": 100, "median": 200, "p90": 280, "p99": 298})
-    close(summarize([0.2, 0.3, 0.3]), {"mean": 800 / 3, "std": math.sqrt(20000 / 9), "median": 300, "p90": 300, "p99": 300})
+    close(
+        summarize([0.2, 0.3, 0.3]),
+        {"mean": 800 / 3, "std": math.sqrt(20000 / 9), "median": 300, "p90": 300, "p99": 300},
+    )
     close(summarize([0.05]), {"mean": 50, "std": 0, "median": 50, "p90": 50, "p99": 50})
     assert summarize([]) == {}
 
@@ -74,12 +79,30 @@ def test_it_leaves_unfinished_and_single_token_requests_out_where_vllm_does():
 
 
 def test_it_computes_speedups_as_ratios_above_one_when_the_variant_is_better():
-    base = {"request_throughput": 2.0, "output_throughput": 100.0, "total_token_throughput": 300.0,
-            "ttft_ms": {"median": 50.0}, "tpot_ms": {"median": 20.0}, "itl_ms": {"median": 20.0},
-            "e2el_ms": {"median": 1000.0}, "weights_bytes": 1000, "kv_capacity_tokens": 4096, "peak_memory_bytes": 2000}
-    variant = {"request_throughput": 3.0, "output_throughput": 150.0, "total_token_throughput": 450.0,
-               "ttft_ms": {"median": 40.0}, "tpot_ms": {"median": 25.0}, "itl_ms": {"median": 10.0},
-               "e2el_ms": {"median": 800.0}, "weights_bytes": 250, "kv_capacity_tokens": 8192, "peak_memory_bytes": 1000}
+    base = {
+        "request_throughput": 2.0,
+        "output_throughput": 100.0,
+        "total_token_throughput": 300.0,
+        "ttft_ms": {"median": 50.0},
+        "tpot_ms": {"median": 20.0},
+        "itl_ms": {"median": 20.0},
+        "e2el_ms": {"median": 1000.0},
+        "weights_bytes": 1000,
+        "kv_capacity_tokens": 4096,
+        "peak_memory_bytes": 2000,
+    }
+    variant = {
+        "request_throughput": 3.0,
+        "output_throughput": 150.0,
+        "total_token_throughput": 450.0,
+        "ttft_ms": {"median": 40.0},
+        "tpot_ms": {"median": 25.0},
+        "itl_ms": {"median": 10.0},
+        "e2el_ms": {"median": 800.0},
+        "weights_bytes": 250,
+        "kv_capacity_tokens": 8192,
+        "peak_memory_bytes": 1000,
+    }
     s = speedup(base, variant)
     assert s["output_throughput"] == 1.5 and s["request_throughput"] == 1.5 and s["total_token_throughput"] == 1.5
     assert s["ttft_median"] == 1.25 and s["tpot_median"] == 0.8 and s["itl_median"] == 2.0 and s["e2el_median"] == 1.25
@@ -92,12 +115,25 @@ def test_it_computes_speedups_as_ratios_above_one_when_the_variant_is_better():
 
 
 def test_it_knows_which_gpus_run_which_schemes_as_the_presets_say():
-    for name, preset in PRESETS.items():
-        assert min_compute_capability(preset.scheme) == preset.min_compute_capability, name
+    needs = {name: preset.min_compute_capability for name, preset in PRESETS.items()}
+    assert needs["fp8-dynamic"] == needs["fp8-gptq"] == needs["2of4-fp8"] == 8.9
+    assert needs["2of4"] == needs["2of4-magnitude"] == needs["2of4-w4a16"] == 8.0
+    assert {name for name, need in needs.items() if need is None} == {
+        "w4a16",
+        "w4a16-gptq",
+        "w4a16-awq",
+        "w4a16-asym",
+        "w8a16",
+        "w8a8-int8",
+    }
+    assert min_compute_capability("2:4 + W4A16") == 8.0 and min_compute_capability("fp8_dynamic") == 8.9
     a100 = {"device": "cuda", "gpu_name": "NVIDIA A100", "compute_capability": "8.0"}
     h100 = {"device": "cuda", "gpu_name": "NVIDIA H100", "compute_capability": "9.0"}
     t4 = {"device": "cuda", "gpu_name": "Tesla T4", "compute_capability": "7.5"}
-    assert unrunnable_reason("FP8_DYNAMIC", a100) == "FP8_DYNAMIC needs compute capability 8.9 or higher; NVIDIA A100 is 8.0"
+    assert (
+        unrunnable_reason("FP8_DYNAMIC", a100)
+        == "FP8_DYNAMIC needs compute capability 8.9 or higher; NVIDIA A100 is 8.0"
+    )
     assert unrunnable_reason("FP8_DYNAMIC", h100) is None
     assert "8.0" in unrunnable_reason("2:4 + W4A16", t4) and unrunnable_reason("2:4 + W4A16", a100) is None
     assert unrunnable_reason("W4A16", t4) is None and unrunnable_reason("W8A8", t4) is None

@@ -12,8 +12,14 @@ def test_it_offers_the_same_profiles_as_the_hub():
 
 def test_it_defines_the_issue_workloads():
     shapes = {name: (p.input_len, p.output_len) for name, p in PROFILES.items()}
-    assert shapes == {"chat": (512, 256), "rag": (4096, 256), "summarization": (2048, 512), "code": (256, 1024),
-                      "single-stream": (512, 128), "sweep": (512, 128)}
+    assert shapes == {
+        "chat": (512, 256),
+        "rag": (4096, 256),
+        "summarization": (2048, 512),
+        "code": (256, 1024),
+        "single-stream": (512, 128),
+        "sweep": (512, 128),
+    }
     assert PROFILES["single-stream"].concurrency == (1,)
     sweep = PROFILES["sweep"]
     assert sweep.concurrency == (1, 4, 16, 64, None)

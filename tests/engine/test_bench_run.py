@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 from transformers import AutoTokenizer
 
-from engine import LLM, CancelledError
-from engine.bench import Workload, measure, random_prompts, read_prompt_file, run_workload, scheme_of
+from engine import LLM, Cancelled
+from engine.bench import Workload, measure, random_prompts, read_prompt_file, run_workload
+from engine.hardware import scheme_of
 from engine.profiles import Profile
 
 TINY = Profile("tiny", "1", "test", input_len=16, output_len=6, num_requests=6)
@@ -55,7 +56,7 @@ def test_it_stops_at_the_duration_and_counts_what_did_not_finish(llm):
 
 
 def test_it_stops_when_cancelled(llm):
-    with pytest.raises(CancelledError):
+    with pytest.raises(Cancelled):
         run_workload(llm, Workload(num_requests=2, input_len=8, output_len=50), cancelled=lambda: True)
     assert not llm.scheduler.has_unfinished()
 
@@ -128,8 +129,15 @@ def test_it_names_a_checkpoint_scheme(stories260k, tmp_path):
     fp8 = tmp_path / "fp8"
     shutil.copytree(stories260k, fp8)
     config = json.loads((fp8 / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "compressed-tensors", "config_groups": {
-        "group_0": {"weights": {"num_bits": 8, "type": "float"}, "input_activations": {"num_bits": 8, "type": "float"}}}}
+    config["quantization_config"] = {
+        "quant_method": "compressed-tensors",
+        "config_groups": {
+            "group_0": {
+                "weights": {"num_bits": 8, "type": "float"},
+                "input_activations": {"num_bits": 8, "type": "float"},
+            }
+        },
+    }
     (fp8 / "config.json").write_text(json.dumps(config))
     assert scheme_of(fp8) == "FP8"
     (fp8 / "compression_report.json").write_text(json.dumps({"scheme": "2:4 + FP8_DYNAMIC"}))

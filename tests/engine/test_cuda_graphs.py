@@ -27,7 +27,9 @@ def hf_greedy_cuda(model_dir, prompts: list[list[int]], max_new_tokens: int) -> 
     with torch.inference_mode():
         for p in prompts:
             ids = torch.tensor([p], device="cuda")
-            gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False)
+            gen = model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False
+            )
             out.append(gen[0, len(p) :].tolist())
     return out
 
@@ -113,7 +115,12 @@ def test_it_syncs_with_the_host_once_per_step(make_checkpoint):
 def test_it_sizes_the_kv_cache_from_free_memory(make_checkpoint):
     # 32 KiB of K/V per token, so the block pool of a whole GPU stays a few 100k blocks
     model_dir = make_checkpoint(
-        "llama", hidden_size=1024, intermediate_size=2048, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=8
+        "llama",
+        hidden_size=1024,
+        intermediate_size=2048,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=8,
     )
     free, total = torch.cuda.mem_get_info()
     llm = LLM(model_dir, dtype="float32", device="cuda")

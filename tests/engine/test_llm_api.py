@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine import LLM, CancelledError, SamplingParams
+from engine import LLM, Cancelled, SamplingParams
 
 GREEDY = SamplingParams(max_tokens=40, temperature=0)
 PROMPTS = ["Once upon a time", "The little dog was", "Lily and Tom went to the"]
@@ -96,7 +96,7 @@ def test_it_reports_progress_and_honours_cancel(llm):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
     calls = iter(range(100))
-    with pytest.raises(CancelledError):
+    with pytest.raises(Cancelled):
         llm.generate(PROMPTS, GREEDY, cancelled=lambda: next(calls) >= 3)
     # the engine is clean afterwards: nothing queued, every block back
     assert not llm.scheduler.has_unfinished()

@@ -79,11 +79,27 @@ def test_it_runs_half_precision_checkpoints_in_their_dtype(make_checkpoint, dtyp
 
 
 def test_it_reads_rope_scaling_from_older_configs_the_same_way():
-    base = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
-            "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 128}
-    old = ModelConfig.from_dict({**base, "rope_theta": 500000.0, "rope_scaling": {
-        "type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 32}})
+    base = {
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": 64,
+        "intermediate_size": 96,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "vocab_size": 128,
+    }
+    old = ModelConfig.from_dict(
+        {
+            **base,
+            "rope_theta": 500000.0,
+            "rope_scaling": {
+                "type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 32,
+            },
+        }
+    )
     new = ModelConfig.from_dict({**base, "rope_parameters": LLAMA31_ROPE})
     assert old.rope == new.rope and new.rope.type == "llama3" and new.rope.theta == 500000.0
 
@@ -114,9 +130,17 @@ def test_it_refuses_compressed_tensors_checkpoints_for_now(make_checkpoint, tmp_
 
 def test_it_refuses_rope_types_it_does_not_implement():
     with pytest.raises(UnsupportedModelError, match="yarn"):
-        ModelConfig.from_dict({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
-                               "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 128,
-                               "rope_parameters": {"rope_type": "yarn", "factor": 4.0}})
+        ModelConfig.from_dict(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "hidden_size": 64,
+                "intermediate_size": 96,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 4,
+                "vocab_size": 128,
+                "rope_parameters": {"rope_type": "yarn", "factor": 4.0},
+            }
+        )
 
 
 def test_it_names_missing_tensors(make_checkpoint, tmp_path):
@@ -136,3 +160,10 @@ def test_it_caps_max_model_len_at_the_sliding_window(make_checkpoint):
     assert LLM(path, device="cpu", num_kv_blocks=8).config.max_model_len == 48
     with pytest.raises(ValueError, match="sliding window"):
         LLM(path, device="cpu", max_model_len=100)
+
+
+def test_it_loads_every_architecture_the_hub_accepts():
+    from common.support import SUPPORTED_ARCHITECTURES
+    from engine.config import _ARCHITECTURES
+
+    assert sorted(_ARCHITECTURES) == sorted(SUPPORTED_ARCHITECTURES)

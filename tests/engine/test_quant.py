@@ -74,7 +74,8 @@ def load_transformers(path: Path):
         # weight to bf16, so it reads a copy whose scales are float32 (the very same values)
         with tempfile.TemporaryDirectory() as tmp:
             model = AutoModelForCausalLM.from_pretrained(
-                float32_scales(path, Path(tmp)), dtype=torch.float32,
+                float32_scales(path, Path(tmp)),
+                dtype=torch.float32,
                 quantization_config=CompressedTensorsConfig(dequantize=True),
             ).eval()
     model.generation_config.eos_token_id = None

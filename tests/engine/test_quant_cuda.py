@@ -53,7 +53,13 @@ def quantize(w: torch.Tensor, scheme: str) -> dict[str, torch.Tensor]:
 
 def group(scheme: str) -> dict:
     if scheme.startswith("w4a16"):
-        weights = {"num_bits": 4, "type": "int", "symmetric": scheme == "w4a16", "strategy": "group", "group_size": GROUP}
+        weights = {
+            "num_bits": 4,
+            "type": "int",
+            "symmetric": scheme == "w4a16",
+            "strategy": "group",
+            "group_size": GROUP,
+        }
         return {"format": "pack-quantized", "targets": ["Linear"], "weights": weights, "input_activations": None}
     kind = "int" if scheme == "w8a8-int8" else "float"
     return {

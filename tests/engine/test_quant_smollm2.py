@@ -33,8 +33,18 @@ from tests.engine.test_quant import load_transformers
 
 pytestmark = pytest.mark.slow
 
-PRESETS = ["w4a16", "w4a16-gptq", "w4a16-asym", "w8a16", "w8a8-int8", "fp8-dynamic", "fp8-gptq", "2of4", "2of4-fp8",
-           "2of4-w4a16"]
+PRESETS = [
+    "w4a16",
+    "w4a16-gptq",
+    "w4a16-asym",
+    "w8a16",
+    "w8a8-int8",
+    "fp8-dynamic",
+    "fp8-gptq",
+    "2of4",
+    "2of4-fp8",
+    "2of4-w4a16",
+]
 ACTIVATION_QUANTIZED = {"w8a8-int8", "fp8-dynamic", "fp8-gptq", "2of4-fp8"}
 GREEDY = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
 PROMPT_TOKENS = 48  # prompts cut to this length: the check is per token, and shorter runs faster
@@ -116,12 +126,18 @@ def test_it_generates_what_transformers_generates_for_every_preset(smollm2_compr
     found = divergences(steps, outputs)
     if preset not in ACTIVATION_QUANTIZED:
         assert_only_near_ties(found, preset)
-        print(f"{preset}: {32 - len(found)}/32 prompts equal; near-ties: {[(i, j, f'{m:.1e}') for i, j, _, m in found]}")
+        print(
+            f"{preset}: {32 - len(found)}/32 prompts equal; near-ties: {[(i, j, f'{m:.1e}') for i, j, _, m in found]}"
+        )
         return
 
     # every step compares: transformers' logits follow the engine's own tokens
-    gap = max((logits.max(-1).values - logits[range(len(out)), out]).max().item() for logits, out in zip(steps, outputs))
-    assert gap < QUANTIZED_GAP, f"{preset}: an engine token {gap:.3g} below transformers' best; first divergences {found}"
+    gap = max(
+        (logits.max(-1).values - logits[range(len(out)), out]).max().item() for logits, out in zip(steps, outputs)
+    )
+    assert gap < QUANTIZED_GAP, (
+        f"{preset}: an engine token {gap:.3g} below transformers' best; first divergences {found}"
+    )
     quantized = f"{32 - len(found)}/32 prompts equal, largest gap {gap:.3f}"
     # the same comparison with per-token activation quantization off on both sides
     monkeypatch.setattr(kernels, "quantize_per_token", lambda x, dtype: (x.float(), torch.ones(len(x), 1)))
@@ -133,5 +149,7 @@ def test_it_generates_what_transformers_generates_for_every_preset(smollm2_compr
     outputs = generate(path, prompts)
     found = divergences(transformers_steps(hf, prompts, outputs), outputs)
     assert_only_near_ties(found, f"{preset} (activations unquantized)")
-    print(f"{preset}: activations quantized: {quantized}; "
-          f"unquantized: {32 - len(found)}/32 equal; near-ties: {[(i, j, f'{m:.1e}') for i, j, _, m in found]}")
+    print(
+        f"{preset}: activations quantized: {quantized}; "
+        f"unquantized: {32 - len(found)}/32 equal; near-ties: {[(i, j, f'{m:.1e}') for i, j, _, m in found]}"
+    )

@@ -64,8 +64,10 @@ def test_it_scores_long_documents_in_rolling_windows_as_the_hf_backend_does(hf, 
 
 
 def test_it_generates_greedily_until_a_stop_string_as_the_hf_backend_does(hf, ours):
-    args = [("Once upon a time", {"until": ["."], "max_gen_toks": 40, "do_sample": False}),
-            ("Lily and Ben went to the park", {"until": ["\n"], "max_gen_toks": 12, "do_sample": False})]
+    args = [
+        ("Once upon a time", {"until": ["."], "max_gen_toks": 40, "do_sample": False}),
+        ("Lily and Ben went to the park", {"until": ["\n"], "max_gen_toks": 12, "do_sample": False}),
+    ]
     theirs = hf.generate_until(requests("generate_until", args))
     mine = ours.generate_until(requests("generate_until", args))
     assert mine == theirs
@@ -73,7 +75,7 @@ def test_it_generates_greedily_until_a_stop_string_as_the_hf_backend_does(hf, ou
 
 
 def test_it_reports_progress_and_stops_when_cancelled(stories260k, arc_pairs):
-    from engine import CancelledError
+    from engine import Cancelled
 
     seen = []
     lm = EngineLM(stories260k, dtype="float32", device="cpu", progress=lambda d, m: seen.append((d, m)))
@@ -83,7 +85,7 @@ def test_it_reports_progress_and_stops_when_cancelled(stories260k, arc_pairs):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
     lm.cancelled = lambda: True
-    with pytest.raises(CancelledError):
+    with pytest.raises(Cancelled):
         lm.loglikelihood(requests("loglikelihood", arc_pairs))
 
 

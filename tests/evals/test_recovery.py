@@ -8,19 +8,41 @@ import pytest
 from evals import EvalResult, SettingsMismatch, compare, gate_report
 
 
-def result(scores: list, metric: str = "acc", higher: bool = True, value: float | None = None,
-           settings: dict | None = None, prompt: str = "p") -> EvalResult:
+def result(
+    scores: list,
+    metric: str = "acc",
+    higher: bool = True,
+    value: float | None = None,
+    settings: dict | None = None,
+    prompt: str = "p",
+) -> EvalResult:
     """A run of one task whose samples carry `scores` (floats, or (loglikelihood, words) pairs)."""
     if value is None:
         value = sum(scores) / len(scores)
-    samples = [{"task": "t", "doc_id": i, "filter": "none", "prompt_hash": f"{prompt}{i}", metric: s}
-               for i, s in enumerate(scores)]
+    samples = [
+        {"task": "t", "doc_id": i, "filter": "none", "prompt_hash": f"{prompt}{i}", metric: s}
+        for i, s in enumerate(scores)
+    ]
     settings = settings or {"suite": "s", "suite_version": "1"}
     return EvalResult(
-        model="m", suite="s", suite_version="1", engine_version="e", settings=settings, settings_key=str(sorted(settings.items())),
-        metrics={"t": {"metric": f"{metric},none", "value": value, "stderr": None, "n": len(scores),
-                       "higher_is_better": higher, "tasks": ["t"]}},
-        results={}, samples=samples,
+        model="m",
+        suite="s",
+        suite_version="1",
+        engine_version="e",
+        settings=settings,
+        settings_key=str(sorted(settings.items())),
+        metrics={
+            "t": {
+                "metric": f"{metric},none",
+                "value": value,
+                "stderr": None,
+                "n": len(scores),
+                "higher_is_better": higher,
+                "tasks": ["t"],
+            }
+        },
+        results={},
+        samples=samples,
     )
 
 
@@ -73,7 +95,9 @@ def test_it_inverts_recovery_for_perplexity():
     base = [(-3.0 * w, w) for w in words]
     variant = [(-3.05 * w + (1 if i % 2 else -1), w) for i, w in enumerate(words)]
     ppl = lambda docs: math.exp(-sum(ll for ll, _ in docs) / sum(w for _, w in docs))  # noqa: E731
-    (r,) = compare(result(base, "word_perplexity", False, ppl(base)), result(variant, "word_perplexity", False, ppl(variant)), 0.99)
+    (r,) = compare(
+        result(base, "word_perplexity", False, ppl(base)), result(variant, "word_perplexity", False, ppl(variant)), 0.99
+    )
     assert r.recovery == pytest.approx(ppl(base) / ppl(variant))
     assert r.recovery == pytest.approx(math.exp(-0.05))
     assert r.recovery_low < r.recovery < r.recovery_high
@@ -84,7 +108,9 @@ def test_it_inverts_recovery_for_perplexity():
 def test_it_compares_only_runs_with_identical_settings_and_prompts():
     base = result([1, 0, 1])
     with pytest.raises(SettingsMismatch, match="different settings: dtype: 'float32' vs 'bfloat16'"):
-        compare(result([1, 0, 1], settings={"dtype": "float32"}), result([1, 1, 1], settings={"dtype": "bfloat16"}), 0.99)
+        compare(
+            result([1, 0, 1], settings={"dtype": "float32"}), result([1, 1, 1], settings={"dtype": "bfloat16"}), 0.99
+        )
     with pytest.raises(SettingsMismatch, match="3 documents had different prompts"):
         compare(base, result([1, 0, 1], prompt="q"), 0.99)
     with pytest.raises(SettingsMismatch, match="scored different documents"):

@@ -86,14 +86,31 @@ def test_it_runs_and_compares_from_the_command_line_in_a_network_namespace(stori
     if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
         pytest.skip("this machine does not allow a network namespace")
     (tmp_path / "tiny.yaml").write_text(TINY_YAML)
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HUB_EVAL_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HUB_EVAL_DATA_DIR": str(data_dir),
+        "PYTHONPATH": str(ROOT),
+    }
     cmd = ["unshare", "-n", sys.executable, "-m", "evals"]
-    out = subprocess.run([*cmd, "run", str(stories260k), "--suite", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "a.json")],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    out = subprocess.run(
+        [*cmd, "run", str(stories260k), "--suite", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "a.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "arc_easy" in out.stdout and "acc_norm,none" in out.stdout
-    out = subprocess.run([*cmd, "compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--json"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [*cmd, "compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "passed: every task recovers at least 96%" in out.stdout

@@ -10,7 +10,7 @@ from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe, Stage
 from hub.results.models import EvalRun, Recovery
 from tests.evals.conftest import TINY_YAML, no_network
-from tests.workers.conftest import run_queued
+from tests.helpers import run_queued
 from workers.stages.validate import _result_of
 
 S = Stage.Status
@@ -38,14 +38,21 @@ def submit(base: BaseModel, suite: str) -> Job:
 def compressed(job: Job, checkpoint) -> Variant:
     """What the compress stage leaves: a cataloged variant and a done stage."""
     recipe = job.recipes.get()
-    variant = Variant.objects.create(base=job.base_model, recipe=recipe, job=job, name=f"{job.base_model.name}-{recipe.name}-{job.pk}",
-                                     local_path=str(checkpoint))
+    variant = Variant.objects.create(
+        base=job.base_model,
+        recipe=recipe,
+        job=job,
+        name=f"{job.base_model.name}-{recipe.name}-{job.pk}",
+        local_path=str(checkpoint),
+    )
     job.stages.filter(kind="compress").update(status=S.DONE)
     job.dispatch()
     return variant
 
 
-def test_it_validates_a_variant_against_a_shared_baseline_offline(transactional_db, stories260k, perturbed, suite_file, settings):
+def test_it_validates_a_variant_against_a_shared_baseline_offline(
+    transactional_db, stories260k, perturbed, suite_file, settings
+):
     call_command("import_model", str(stories260k))
     base = BaseModel.objects.get(name="stories260k")
     job = submit(base, suite_file)
@@ -90,7 +97,9 @@ def test_it_validates_a_variant_against_a_shared_baseline_offline(transactional_
     assert EvalRun.objects.filter(base_model=base).count() == 1
 
 
-def test_it_refuses_to_validate_without_a_baseline_of_the_same_settings(transactional_db, stories260k, perturbed, suite_file):
+def test_it_refuses_to_validate_without_a_baseline_of_the_same_settings(
+    transactional_db, stories260k, perturbed, suite_file
+):
     call_command("import_model", str(stories260k))
     job = submit(BaseModel.objects.get(name="stories260k"), suite_file)
     run_queued(job, "fetch")
@@ -113,7 +122,9 @@ def test_it_fails_clearly_on_an_unknown_suite(transactional_db, stories260k, iso
     assert job.stages.get(kind="validate").status == S.SKIPPED
 
 
-def test_it_says_how_to_run_offline_when_task_data_is_unreachable(transactional_db, stories260k, isolated_storage, settings):
+def test_it_says_how_to_run_offline_when_task_data_is_unreachable(
+    transactional_db, stories260k, isolated_storage, settings
+):
     settings.EVAL_DATA_DIR = None
     call_command("import_model", str(stories260k))
     job = submit(BaseModel.objects.get(name="stories260k"), "quick")

@@ -1,4 +1,4 @@
-"""Stock lm-eval tasks read from the local layouts of ../shared/fixtures/datasets, user task files
+"""Stock lm-eval tasks read from the local layouts of tests/fixtures/datasets, user task files
 and suite files."""
 
 import json
@@ -88,8 +88,10 @@ def test_it_finds_every_quick_and_wikitext_task_in_the_fixtures(data_dir, storie
 def test_it_loads_a_users_task_file_with_data_beside_it(tmp_path, data_dir):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "colours.jsonl").write_text(
-        "\n".join(json.dumps({"q": f"What colour is {x}?", "choices": ["red", "blue"], "answer": i % 2})
-                  for i, x in enumerate(["a tomato", "the sky", "a cherry"]))
+        "\n".join(
+            json.dumps({"q": f"What colour is {x}?", "choices": ["red", "blue"], "answer": i % 2})
+            for i, x in enumerate(["a tomato", "the sky", "a cherry"])
+        )
     )
     (tmp_path / "tasks" / "colours.yaml").write_text(
         "task: colours\n"
@@ -97,8 +99,8 @@ def test_it_loads_a_users_task_file_with_data_beside_it(tmp_path, data_dir):
         "dataset_kwargs:\n  data_files:\n    test: colours.jsonl\n"  # relative to this file
         "test_split: test\n"
         "output_type: multiple_choice\n"
-        "doc_to_text: \"Question: {{q}}\\nAnswer:\"\n"
-        "doc_to_choice: \"{{choices}}\"\n"
+        'doc_to_text: "Question: {{q}}\\nAnswer:"\n'
+        'doc_to_choice: "{{choices}}"\n'
         "doc_to_target: answer\n"
         "metric_list:\n  - metric: acc\n"
     )

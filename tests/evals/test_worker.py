@@ -8,7 +8,7 @@ from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe, Stage
 from hub.results.models import EvalRun, Recovery
 from tests.evals.conftest import TINY_YAML
-from tests.workers.conftest import ROOT, start_worker, wait_for  # noqa: F401 - start_worker is a fixture
+from tests.helpers import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,12 @@ def test_it_validates_a_compressed_variant_in_a_worker_without_network(
 
     call_command("import_model", str(stories260k))
     (tmp_path / "tiny.yaml").write_text(TINY_YAML)
-    job = Job.submit(base_model=BaseModel.objects.get(name="stories260k"), recipes=[Recipe.for_preset("2of4-magnitude")],
-                     suite=str(tmp_path / "tiny.yaml"), benchmark_profile="")
+    job = Job.submit(
+        base_model=BaseModel.objects.get(name="stories260k"),
+        recipes=[Recipe.for_preset("2of4-magnitude")],
+        suite=str(tmp_path / "tiny.yaml"),
+        benchmark_profile="",
+    )
     (tmp_path / "hook").mkdir()
     (tmp_path / "hook" / "sitecustomize.py").write_text(NO_NETWORK)
     broker = urlsplit(settings.CELERY_BROKER_URL)

@@ -1,23 +1,18 @@
 """A live hub (pytest-django's live server: the real views over real HTTP) that stock
 huggingface_hub clients talk to, and the users and tokens they talk to it with."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-from django.contrib.auth.models import User
 
-from hub.api.models import ApiToken
 from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe, Stage
-from tests.conftest import write_tiny_checkpoint
+from tests.helpers import write_tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
-def _storage(isolated_storage, settings):
+def _storage(isolated_storage, settings, transactional_db):
+    """Each test's own folders, and a database other processes and threads see: the hub serves
+    them from another thread or process."""
     settings.REPOS_DIR = isolated_storage / "repos"
     return isolated_storage
 
@@ -36,39 +31,6 @@ def hub_url(live_server, settings, monkeypatch) -> str:
 
 
 @pytest.fixture
-def alice(transactional_db) -> User:
-    return User.objects.create_user("alice", password="alice-password-1")
-
-
-@pytest.fixture
-def bob(transactional_db) -> User:
-    return User.objects.create_user("bob", password="bob-password-1")
-
-
-@pytest.fixture
-def alice_token(alice) -> str:
-    return ApiToken.issue(alice, "tests", ApiToken.Scope.WRITE)[1]
-
-
-@pytest.fixture
-def bob_token(bob) -> str:
-    return ApiToken.issue(bob, "tests", ApiToken.Scope.WRITE)[1]
-
-
-def paste(commands: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Commands a page offers, pasted as they are into a user's shell in tmp_path: the venv's
-    `hf` and `python` on the PATH, an empty Hugging Face cache, and HF_HUB_DISABLE_XET only if
-    the commands set it."""
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
-    env.update(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
-    return subprocess.run(["bash", "-ec", commands], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-
-
-def folder_hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
 def recorded_variant_job(hub_url, alice, tmp_path, settings):
     """A job whose fetch and compress stages are recorded done, with a variant as compress
     records one (a tiny checkpoint), publishing to alice/elsewhere on this hub (configured as the
@@ -79,10 +41,24 @@ def recorded_variant_job(hub_url, alice, tmp_path, settings):
     files = [{"path": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())]
     base = BaseModel.objects.create(name="stories260k", status=BaseModel.Status.READY, architecture="LlamaForCausalLM")
     recipe = Recipe.for_preset("w8a8-int8")
-    job = Job.submit(base_model=base, recipes=[recipe], owner=alice, suite="", benchmark_profile="",
-                     publish_targets=[f"{hub_url} alice/elsewhere"])
+    job = Job.submit(
+        base_model=base,
+        recipes=[recipe],
+        owner=alice,
+        suite="",
+        benchmark_profile="",
+        publish_targets=[f"{hub_url} alice/elsewhere"],
+    )
     job.stages.filter(kind__in=(Stage.Kind.FETCH, Stage.Kind.COMPRESS)).update(status=Stage.Status.DONE)
-    Variant.objects.create(base=base, recipe=recipe, job=job, name="stories260k-w8a8-int8", scheme="W8A8",
-                           local_path=str(folder), files=files, size_bytes=sum(f["size"] for f in files))
+    Variant.objects.create(
+        base=base,
+        recipe=recipe,
+        job=job,
+        name="stories260k-w8a8-int8",
+        scheme="W8A8",
+        local_path=str(folder),
+        files=files,
+        size_bytes=sum(f["size"] for f in files),
+    )
     job.dispatch()
     return job

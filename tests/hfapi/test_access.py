@@ -35,7 +35,8 @@ def test_it_serves_private_repos_to_a_read_token_of_their_owner(private_repo, hu
     assert open(path, "rb").read() == b"weights"
     with pytest.raises(HfHubHTTPError) as refused:
         HfApi(endpoint=hub_url, token=read_token).upload_file(
-            path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=private_repo)
+            path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=private_repo
+        )
     assert refused.value.response.status_code == 403
 
 
@@ -53,10 +54,13 @@ def test_it_lets_only_the_owner_write(private_repo, hub_url, bob, alice_token):
     bob_token = ApiToken.issue(bob, "bob", ApiToken.Scope.WRITE)[1]
     with pytest.raises(HfHubHTTPError) as refused:
         HfApi(endpoint=hub_url, token=bob_token).upload_file(
-            path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=private_repo)
+            path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=private_repo
+        )
     assert refused.value.response.status_code == 403
     with pytest.raises(HfHubHTTPError) as anonymous:
-        HfApi(endpoint=hub_url, token=False).upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=private_repo)
+        HfApi(endpoint=hub_url, token=False).upload_file(
+            path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=private_repo
+        )
     assert anonymous.value.response.status_code in (401, 404)
     assert HfApi(endpoint=hub_url).list_repo_files(private_repo) == [".gitattributes", "model.safetensors"]
 

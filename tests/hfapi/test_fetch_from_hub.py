@@ -12,9 +12,7 @@ from huggingface_hub import HfApi
 from hub.api.models import ApiToken
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe
-from tests.conftest import write_tiny_checkpoint
-from tests.hfapi.conftest import folder_hashes
-from tests.workers.conftest import run_queued
+from tests.helpers import folder_hashes, run_queued, write_tiny_checkpoint
 
 
 @pytest.fixture
@@ -71,8 +69,12 @@ def test_it_says_which_repository_is_missing(upstream):
 
 def submit_over_the_api(hub_url: str, token: str, repo_id: str) -> Job:
     body = json.dumps({"hf_id": repo_id, "presets": ["w8a16"], "suite": "", "benchmark_profile": ""}).encode()
-    request = urllib.request.Request(f"{hub_url}/api/v1/jobs", body, method="POST", headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{hub_url}/api/v1/jobs",
+        body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     return Job.objects.get(pk=json.load(urllib.request.urlopen(request))["id"])
 
 
@@ -88,7 +90,9 @@ def test_it_compresses_a_model_uploaded_to_this_hub(hub_url, alice_token, storie
     assert run_queued(job, "fetch") == "done", job.stages.get(kind="fetch").error
     base = BaseModel.objects.get(pk=job.base_model_id)
     assert base.on_this_hub and base.resolved_sha == sha and base.private == private
-    request = urllib.request.Request(f"{hub_url}/api/v1/models/{base.pk}", headers={"Authorization": f"Bearer {alice_token}"})
+    request = urllib.request.Request(
+        f"{hub_url}/api/v1/models/{base.pk}", headers={"Authorization": f"Bearer {alice_token}"}
+    )
     assert json.load(urllib.request.urlopen(request))["on_this_hub"] is True
     assert folder_hashes(Path(base.local_path)) == folder_hashes(stories260k)
     assert not ApiToken.objects.filter(revoked_at__isnull=True, name__startswith="fetch stage").exists()
@@ -99,7 +103,9 @@ def test_it_never_takes_someone_elses_private_repository(hub_url, alice_token, b
     api = HfApi(endpoint=hub_url, token=alice_token)
     api.create_repo("alice/secret", private=True)
     api.upload_folder(folder_path=stories260k, repo_id="alice/secret")
-    with pytest.raises(urllib.error.HTTPError) as refused:  # not found, as the Hub API answers bob, and not asked upstream
+    with pytest.raises(
+        urllib.error.HTTPError
+    ) as refused:  # not found, as the Hub API answers bob, and not asked upstream
         submit_over_the_api(hub_url, bob_token, "alice/secret")
     assert refused.value.code == 422 and "alice/secret: not found" in refused.value.read().decode()
     assert not Job.objects.exists() and not BaseModel.objects.exists()

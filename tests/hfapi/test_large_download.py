@@ -21,7 +21,7 @@ from huggingface_hub import hf_hub_download
 
 from hub.hfapi import storage
 from hub.hfapi.models import FileSpec, Repo
-from tests.workers.conftest import database_url, wait_for
+from tests.helpers import database_url, wait_for
 
 pytestmark = pytest.mark.slow
 SIZE = 1 << 30
@@ -53,12 +53,34 @@ def gunicorn(transactional_db, settings, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path / "access.log"
-    env = {**os.environ, "DATABASE_URL": database_url(), "HUB_VAR_DIR": str(settings.VAR_DIR),
-           "HUB_REPOS_DIR": str(settings.REPOS_DIR), "DJANGO_SETTINGS_MODULE": "hub.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "HUB_VAR_DIR": str(settings.VAR_DIR),
+        "HUB_REPOS_DIR": str(settings.REPOS_DIR),
+        "DJANGO_SETTINGS_MODULE": "hub.settings",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "hub.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout", "300",
-         "--access-logfile", str(log), "--access-logformat", "%(r)s %(s)s %({range}i)s"],
-        env=env, cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "hub.wsgi",
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "300",
+            "--access-logfile",
+            str(log),
+            "--access-logformat",
+            "%(r)s %(s)s %({range}i)s",
+        ],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -89,7 +111,9 @@ def test_it_resumes_a_1gib_download_in_constant_server_memory(gunicorn, alice, t
     with target.open("rb") as f:  # a Range in the middle of the file comes back exact
         f.seek(MARKS[3] + 4000)
         expected = f.read(200)
-    part = httpx2.get(f"{url}/alice/big/resolve/main/big.safetensors", headers={"Range": f"bytes={MARKS[3] + 4000}-{MARKS[3] + 4199}"})
+    part = httpx2.get(
+        f"{url}/alice/big/resolve/main/big.safetensors", headers={"Range": f"bytes={MARKS[3] + 4000}-{MARKS[3] + 4199}"}
+    )
     assert part.status_code == 206 and part.content == expected
     assert part.headers["Content-Range"] == f"bytes {MARKS[3] + 4000}-{MARKS[3] + 4199}/{SIZE}"
 
@@ -121,7 +145,9 @@ def test_it_resumes_a_1gib_download_in_constant_server_memory(gunicorn, alice, t
         t.start()
     try:
         # kill the serving worker once a quarter of the file has arrived; gunicorn starts another
-        partial = wait_for(lambda: [p for p in cache.rglob("*.incomplete") if p.stat().st_size > SIZE // 4], 120, "a quarter")
+        partial = wait_for(
+            lambda: [p for p in cache.rglob("*.incomplete") if p.stat().st_size > SIZE // 4], 120, "a quarter"
+        )
         assert partial[0].stat().st_size < SIZE, "the download finished before it could be interrupted"
         worker.kill()
         threads[1].join(timeout=300)
@@ -140,10 +166,15 @@ def test_it_resumes_a_1gib_download_in_constant_server_memory(gunicorn, alice, t
         for blob in cache.rglob("blobs/*"):
             blob.unlink()  # a real gigabyte on the client side: do not leave it in pytest's tmp folders
 
-    resumed = [line for line in access_log.read_text().splitlines()
-               if "GET /alice/big/resolve/main/big.safetensors" in line and " 206 " in line]
+    resumed = [
+        line
+        for line in access_log.read_text().splitlines()
+        if "GET /alice/big/resolve/main/big.safetensors" in line and " 206 " in line
+    ]
     offsets = [int(m.group(1)) for line in resumed if (m := re.search(r"bytes=(\d+)-$", line))]
     assert offsets and SIZE // 4 <= offsets[0] < SIZE, access_log.read_text()
     growth = peak["rss"] - baseline
-    print(f"server worker RSS: baseline {baseline >> 20} MiB, peak {peak['rss'] >> 20} MiB while serving {SIZE >> 20} MiB")
+    print(
+        f"server worker RSS: baseline {baseline >> 20} MiB, peak {peak['rss'] >> 20} MiB while serving {SIZE >> 20} MiB"
+    )
     assert growth < 64 << 20, f"server memory grew by {growth >> 20} MiB while serving a {SIZE >> 20} MiB file"

@@ -15,7 +15,7 @@ from huggingface_hub import HfApi
 from hub.catalog.models import BaseModel
 from hub.hfapi.models import Repo
 from hub.jobs.models import Job, Recipe
-from tests.workers.conftest import run_queued
+from tests.helpers import run_queued
 
 HF_SECRET = "hf_" + "S3cr3tT0kenThatMustNeverShow" * 2
 
@@ -52,13 +52,18 @@ def test_it_answers_for_a_private_repo_exactly_as_for_a_missing_one(private_repo
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         for method, path, extra in requests_to(private_repo, sha):
             hidden = httpx2.request(method, hub_url + path, headers=headers, **extra)
-            missing = httpx2.request(method, hub_url + path.replace("alice/secret", "alice/nothing"), headers=headers, **extra)
+            missing = httpx2.request(
+                method, hub_url + path.replace("alice/secret", "alice/nothing"), headers=headers, **extra
+            )
             assert hidden.status_code == missing.status_code == 404, (method, path, hidden.status_code)
             assert hidden.headers.get("X-Error-Code") == "RepoNotFound"
             assert hidden.content.replace(b"secret", b"nothing") == missing.content, path
     owner = {"Authorization": f"Bearer {alice_token}"}
-    assert [httpx2.request(m, hub_url + p, headers=owner, **x).status_code
-            for m, p, x in requests_to(private_repo, sha) if m != "POST"] == [200] * 7
+    assert [
+        httpx2.request(m, hub_url + p, headers=owner, **x).status_code
+        for m, p, x in requests_to(private_repo, sha)
+        if m != "POST"
+    ] == [200] * 7
     assert Repo.objects.get(namespace="alice", name="secret").commits.count() == 2  # nothing written by others
 
 

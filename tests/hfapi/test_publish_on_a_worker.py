@@ -8,15 +8,20 @@ from huggingface_hub import HfApi
 from hub.api.models import ApiToken
 from hub.catalog.models import BaseModel, Publication, Variant
 from hub.jobs.models import Job, Recipe
-from tests.workers.conftest import start_worker, wait_for  # noqa: F401 - the fixture
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 
 def test_it_publishes_from_a_worker_process(hub_url, alice, start_worker, stories260k, fixtures_dir, settings):  # noqa: F811
     call_command("import_model", str(stories260k))
-    job = Job.submit(base_model=BaseModel.objects.get(name="stories260k"), recipes=[Recipe.for_preset("w8a8-int8")],
-                     owner=alice, suite="", benchmark_profile="")
+    job = Job.submit(
+        base_model=BaseModel.objects.get(name="stories260k"),
+        recipes=[Recipe.for_preset("w8a8-int8")],
+        owner=alice,
+        suite="",
+        benchmark_profile="",
+    )
     start_worker(
         "publish@localhost",
         HUB_SITE_URL=hub_url,
@@ -30,7 +35,9 @@ def test_it_publishes_from_a_worker_process(hub_url, alice, start_worker, storie
     variant = Variant.objects.get(job=job)
     publication = Publication.objects.get(variant=variant)
     assert (publication.endpoint, publication.repo_id) == ("local", "alice/stories260k-w8a8-int8")
-    remote = {f.path: f for f in HfApi(endpoint=hub_url).list_repo_tree(publication.repo_id, revision=publication.commit_sha)}
+    remote = {
+        f.path: f for f in HfApi(endpoint=hub_url).list_repo_tree(publication.repo_id, revision=publication.commit_sha)
+    }
     for entry in variant.files:
         got = remote[entry["path"]]
         assert got.size == entry["size"] and (got.lfs is None or got.lfs.sha256 == entry["sha256"])

@@ -21,8 +21,7 @@ from hub.catalog.models import BaseModel, Publication, Variant
 from hub.hfapi.models import Repo
 from hub.jobs.models import Job, Recipe, Stage
 from hub.results.models import BenchmarkRun, EvalRun, Recovery
-from tests.hfapi.conftest import folder_hashes, paste
-from tests.workers.conftest import run_queued
+from tests.helpers import folder_hashes, paste, run_queued
 
 
 @pytest.fixture
@@ -32,8 +31,14 @@ def variant_job(hub_url, alice, stories260k, settings, fixtures_dir):
     settings.CALIBRATION_SAMPLES, settings.CALIBRATION_SEQ_LEN = 4, 64
     settings.PUBLISH_HF_ENDPOINT = hub_url  # the operator's external Hub is this one again, under another name
     call_command("import_model", str(stories260k))
-    job = Job.submit(base_model=BaseModel.objects.get(name="stories260k"), recipes=[Recipe.for_preset("w8a8-int8")],
-                     owner=alice, suite="", benchmark_profile="", publish_targets=[f"{hub_url} alice/elsewhere"])
+    job = Job.submit(
+        base_model=BaseModel.objects.get(name="stories260k"),
+        recipes=[Recipe.for_preset("w8a8-int8")],
+        owner=alice,
+        suite="",
+        benchmark_profile="",
+        publish_targets=[f"{hub_url} alice/elsewhere"],
+    )
     assert run_queued(job, "fetch") == "done"
     assert run_queued(job, "compress") == "done", job.stages.get(kind="compress").error
     return job
@@ -51,18 +56,25 @@ def test_it_publishes_what_was_measured_and_clients_get_it_back(variant_job, hub
     assert Repo.objects.get(namespace="alice", name="stories260k-w8a8-int8").head.sha == local.commit_sha
     assert not Repo.objects.get(namespace="alice", name="stories260k-w8a8-int8").private
 
-    folder = Path(snapshot_download(local.repo_id, revision=local.commit_sha, endpoint=hub_url, cache_dir=tmp_path / "c"))
+    folder = Path(
+        snapshot_download(local.repo_id, revision=local.commit_sha, endpoint=hub_url, cache_dir=tmp_path / "c")
+    )
     got = folder_hashes(folder)
     recorded = {f["path"]: f["sha256"] for f in variant.files}
     assert {p: got[p] for p in recorded} == recorded
-    assert {"model.safetensors", "config.json", "recipe.yaml", "tokenizer.json", "README.md", "SHA256SUMS"} <= set(recorded)
+    assert {"model.safetensors", "config.json", "recipe.yaml", "tokenizer.json", "README.md", "SHA256SUMS"} <= set(
+        recorded
+    )
     sums = dict(reversed(line.split("  ")) for line in (folder / "SHA256SUMS").read_text().splitlines())
     assert sums == {f["path"]: f["sha256"] for f in variant.files if f["path"] not in ("README.md", "SHA256SUMS")}
     card = ModelCard.load(folder / "README.md")
     assert card.data.base_model == "stories260k" and card.data.base_model_relation == "quantized"
     assert "Not measured: the job ran no evaluation suite." in card.text
     assert "Not measured: the job ran no benchmark." in card.text
-    assert f"| `model.safetensors` | {(folder / 'model.safetensors').stat().st_size:,} | `{recorded['model.safetensors']}` |" in card.text
+    assert (
+        f"| `model.safetensors` | {(folder / 'model.safetensors').stat().st_size:,} | `{recorded['model.safetensors']}` |"
+        in card.text
+    )
 
     script = f"""
 import torch
@@ -73,7 +85,13 @@ ids = torch.tensor([[1, 300, 42, 7]])
 assert torch.equal(remote(ids).logits, local(ids).logits)
 print("loaded", type(remote).__name__, remote.config.quantization_config.quant_method.value)
 """
-    env = {**os.environ, "HF_ENDPOINT": hub_url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf")}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub_url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["loaded", "LlamaForCausalLM", "compressed-tensors"]
@@ -86,8 +104,10 @@ def test_it_shows_download_and_run_commands_that_work(variant_job, hub_url, alic
     assert run_queued(variant_job, "publish") == "done", variant_job.stages.get(kind="publish").error
     variant = Variant.objects.get(job=variant_job)
     page = urllib.request.urlopen(f"{hub_url}/models/variants/{variant.pk}/").read().decode()
-    commands = {html.unescape(title).strip(): html.unescape(code) for title, code in
-                re.findall(r"<figcaption>(.*?)<button.*?<pre><code>(.*?)</code></pre>", page, re.S)}
+    commands = {
+        html.unescape(title).strip(): html.unescape(code)
+        for title, code in re.findall(r"<figcaption>(.*?)<button.*?<pre><code>(.*?)</code></pre>", page, re.S)
+    }
     download, generate = commands["hf (huggingface_hub)"], commands["our engine"]
     load = commands["transformers"] + "\nprint(model.config.quantization_config.quant_method.value)"
 
@@ -111,19 +131,61 @@ def test_it_writes_measured_results_into_the_card(recorded_variant_job, hub_url,
     its gate stays on this hub only."""
     variant = Variant.objects.get(job=recorded_variant_job)
     settings_ = {"suite": "quick", "num_fewshot": 0, "limit": 100, "dtype": "float32"}
-    common = dict(suite="quick", suite_version="3", engine_version="0.1.0+abc", settings=settings_, settings_key="k" * 64, job=recorded_variant_job)
-    base_run = EvalRun.objects.create(base_model=variant.base, metrics={"arc_easy": {"metric": "acc", "value": 0.5, "stderr": 0.05, "n": 100}},
-                                      results={"configs": {"arc_easy": {"dataset_path": "allenai/ai2_arc"}}}, **common)
-    run = EvalRun.objects.create(variant=variant, metrics={"arc_easy": {"metric": "acc", "value": 0.49, "stderr": 0.05, "n": 100}},
-                                 results={"configs": {"arc_easy": {"dataset_path": "allenai/ai2_arc"}}}, **common)
-    Recovery.objects.create(variant_run=run, base_run=base_run, task="arc_easy", metric="acc", base_value=0.5, variant_value=0.49,
-                            recovery=0.98, diff=-0.01, diff_stderr=0.01, ci_low=-0.0296, ci_high=0.0096, threshold=0.99, passed=False)
+    common = dict(
+        suite="quick",
+        suite_version="3",
+        engine_version="0.1.0+abc",
+        settings=settings_,
+        settings_key="k" * 64,
+        job=recorded_variant_job,
+    )
+    base_run = EvalRun.objects.create(
+        base_model=variant.base,
+        metrics={"arc_easy": {"metric": "acc", "value": 0.5, "stderr": 0.05, "n": 100}},
+        results={"configs": {"arc_easy": {"dataset_path": "allenai/ai2_arc"}}},
+        **common,
+    )
+    run = EvalRun.objects.create(
+        variant=variant,
+        metrics={"arc_easy": {"metric": "acc", "value": 0.49, "stderr": 0.05, "n": 100}},
+        results={"configs": {"arc_easy": {"dataset_path": "allenai/ai2_arc"}}},
+        **common,
+    )
+    Recovery.objects.create(
+        variant_run=run,
+        base_run=base_run,
+        task="arc_easy",
+        metric="acc",
+        base_value=0.5,
+        variant_value=0.49,
+        recovery=0.98,
+        diff=-0.01,
+        diff_stderr=0.01,
+        ci_low=-0.0296,
+        ci_high=0.0096,
+        threshold=0.99,
+        passed=False,
+    )
     stage = recorded_variant_job.stages.get(kind="compress")
     hardware = {"cpu": "test CPU"}
-    BenchmarkRun.objects.create(base_model=variant.base, stage=stage, profile="chat", profile_version="1", engine_version="0.1",
-                                hardware=hardware, metrics={"ttft_ms": {"median": 40.0}, "output_throughput": 800.0})
-    BenchmarkRun.objects.create(variant=variant, stage=stage, profile="chat", profile_version="1", engine_version="0.1",
-                                hardware=hardware, metrics={"ttft_ms": {"median": 30.0}, "output_throughput": 1200.0})
+    BenchmarkRun.objects.create(
+        base_model=variant.base,
+        stage=stage,
+        profile="chat",
+        profile_version="1",
+        engine_version="0.1",
+        hardware=hardware,
+        metrics={"ttft_ms": {"median": 40.0}, "output_throughput": 800.0},
+    )
+    BenchmarkRun.objects.create(
+        variant=variant,
+        stage=stage,
+        profile="chat",
+        profile_version="1",
+        engine_version="0.1",
+        hardware=hardware,
+        metrics={"ttft_ms": {"median": 30.0}, "output_throughput": 1200.0},
+    )
     Variant.objects.filter(pk=variant.pk).update(gate=Variant.Gate.FAILED)
     settings.PUBLISH_HF_TOKEN = alice_token
 
@@ -133,7 +195,10 @@ def test_it_writes_measured_results_into_the_card(recorded_variant_job, hub_url,
     api = HfApi(endpoint=hub_url)
     card = ModelCard.load(api.hf_hub_download(local.repo_id, "README.md"))
     text = card.text
-    assert "| arc_easy | acc | 0.5000 ± 0.0500 | 0.4900 ± 0.0500 | 98.0% | -0.0100 [-0.0296, +0.0096] | 99% | FAIL |" in text
+    assert (
+        "| arc_easy | acc | 0.5000 ± 0.0500 | 0.4900 ± 0.0500 | 98.0% | -0.0100 [-0.0296, +0.0096] | 99% | FAIL |"
+        in text
+    )
     assert "| base | chat v1 | test CPU | 40.00 | not measured |" in text
     assert "| this model | chat v1 | test CPU | 30.00 | not measured |" in text and "1200.00" in text
     assert '"limit": 100' in text and "Suite `quick` version 3, engine 0.1.0+abc" in text
@@ -141,9 +206,14 @@ def test_it_writes_measured_results_into_the_card(recorded_variant_job, hub_url,
     assert (result.dataset_type, result.metric_type, result.metric_value) == ("allenai/ai2_arc", "acc", 0.49)
     entries = api.hf_hub_download(local.repo_id, ".eval_results/quick.yaml")
     assert "allenai/ai2_arc" in open(entries).read()
-    assert Variant.objects.get(pk=variant.pk).files == sorted(Variant.objects.get(pk=variant.pk).files, key=lambda f: f["path"])
+    assert Variant.objects.get(pk=variant.pk).files == sorted(
+        Variant.objects.get(pk=variant.pk).files, key=lambda f: f["path"]
+    )
     readme = next(f for f in Variant.objects.get(pk=variant.pk).files if f["path"] == "README.md")
-    assert readme["sha256"] == hashlib.sha256(open(api.hf_hub_download(local.repo_id, "README.md"), "rb").read()).hexdigest()
+    assert (
+        readme["sha256"]
+        == hashlib.sha256(open(api.hf_hub_download(local.repo_id, "README.md"), "rb").read()).hexdigest()
+    )
 
 
 def test_it_refuses_to_publish_files_that_changed_since_they_were_measured(recorded_variant_job, hub_url):

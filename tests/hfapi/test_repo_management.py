@@ -57,8 +57,13 @@ def test_it_pages_the_list_and_refuses_unknown_sorts(repos, hub_url):
 
 def test_it_lists_refs_and_commits(repos):
     alice, _ = repos
-    second = alice.upload_file(path_or_fileobj=b"more", path_in_repo="notes.txt", repo_id="alice/small-w4a16",
-                               commit_message="add notes", commit_description="why: to test history")
+    second = alice.upload_file(
+        path_or_fileobj=b"more",
+        path_in_repo="notes.txt",
+        repo_id="alice/small-w4a16",
+        commit_message="add notes",
+        commit_description="why: to test history",
+    )
     refs = alice.list_repo_refs("alice/small-w4a16")
     assert [(b.name, b.ref, b.target_commit) for b in refs.branches] == [("main", "refs/heads/main", second.oid)]
     assert refs.tags == [] and refs.converts == []
@@ -115,8 +120,12 @@ def test_it_deletes_a_repository_and_the_files_only_it_held(repos, hub_url):
     with pytest.raises(RepositoryNotFoundError):
         alice.delete_repo("alice/small-w4a16")
     alice.delete_repo("alice/small-w4a16", missing_ok=True)
-    nameless = httpx2.request("DELETE", f"{hub_url}/api/repos/delete", json={"organization": "alice"},
-                              headers={"Authorization": f"Bearer {alice.token}"})
+    nameless = httpx2.request(
+        "DELETE",
+        f"{hub_url}/api/repos/delete",
+        json={"organization": "alice"},
+        headers={"Authorization": f"Bearer {alice.token}"},
+    )
     assert nameless.status_code == 400 and "'name'" in nameless.json()["error"]
     alice.create_repo("alice/small-w4a16")  # the name is free again
     assert [c.title for c in alice.list_repo_commits("alice/small-w4a16")] == ["initial commit"]
@@ -126,8 +135,12 @@ def test_it_keeps_a_repository_a_variant_was_published_to_as_it_is(recorded_vari
     alice = HfApi(endpoint=hub_url, token=alice_token)
     alice.create_repo("alice/published")
     variant = Variant.objects.get(job=recorded_variant_job)
-    Publication.objects.create(variant=variant, endpoint=Publication.LOCAL, repo_id="alice/published",
-                               commit_sha=alice.model_info("alice/published").sha)
+    Publication.objects.create(
+        variant=variant,
+        endpoint=Publication.LOCAL,
+        repo_id="alice/published",
+        commit_sha=alice.model_info("alice/published").sha,
+    )
     with pytest.raises(HfHubHTTPError, match="holds the published variant stories260k-w8a8-int8") as refused:
         alice.delete_repo("alice/published")
     assert refused.value.response.status_code == 409

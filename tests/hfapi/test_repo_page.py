@@ -10,10 +10,10 @@ import pytest
 from django.test import Client
 from huggingface_hub import HfApi, ModelCard
 
+from hub.catalog.cards import model_card
 from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe
 from hub.results.models import EvalRun
-from workers.stages.publish import model_card
 
 
 @pytest.fixture
@@ -28,19 +28,36 @@ def hub_constants(hub_url, monkeypatch):
 
 @pytest.fixture
 def card_text(alice) -> str:
-    base = BaseModel.objects.create(name="meta-llama/Llama-3.2-1B", hf_repo_id="meta-llama/Llama-3.2-1B",
-                                    architecture="LlamaForCausalLM", num_parameters=1_235_814_400, license="llama3.2",
-                                    size_bytes=2_471_645_608, status=BaseModel.Status.READY)
-    job = Job.submit(base_model=base, recipes=[Recipe.for_preset("w4a16-gptq")], owner=alice, suite="quick",
-                     benchmark_profile="")
+    base = BaseModel.objects.create(
+        name="meta-llama/Llama-3.2-1B",
+        hf_repo_id="meta-llama/Llama-3.2-1B",
+        architecture="LlamaForCausalLM",
+        num_parameters=1_235_814_400,
+        license="llama3.2",
+        size_bytes=2_471_645_608,
+        status=BaseModel.Status.READY,
+    )
+    job = Job.submit(
+        base_model=base, recipes=[Recipe.for_preset("w4a16-gptq")], owner=alice, suite="quick", benchmark_profile=""
+    )
     variant = Variant.objects.create(
-        base=base, recipe=Recipe.for_preset("w4a16-gptq"), job=job, name="Llama-3.2-1B-w4a16-gptq", scheme="W4A16",
-        size_bytes=1_000_000_000, files=[{"path": "model.safetensors", "size": 999_000_000, "sha256": "ab" * 32}],
+        base=base,
+        recipe=Recipe.for_preset("w4a16-gptq"),
+        job=job,
+        name="Llama-3.2-1B-w4a16-gptq",
+        scheme="W4A16",
+        size_bytes=1_000_000_000,
+        files=[{"path": "model.safetensors", "size": 999_000_000, "sha256": "ab" * 32}],
         compression_report={"algorithms": ["gptq"], "device": "cpu", "calibration": {"samples": 512}},
     )
     run = EvalRun.objects.create(
-        variant=variant, suite="quick", suite_version="3", engine_version="0.1.0", settings={"limit": 100},
-        settings_key="k" * 64, metrics={"arc_easy": {"metric": "acc", "value": 0.61, "stderr": 0.02, "n": 100}},
+        variant=variant,
+        suite="quick",
+        suite_version="3",
+        engine_version="0.1.0",
+        settings={"limit": 100},
+        settings_key="k" * 64,
+        metrics={"arc_easy": {"metric": "acc", "value": 0.61, "stderr": 0.02, "n": 100}},
         results={"configs": {"arc_easy": {"dataset_path": "allenai/ai2_arc"}}},
     )
     return model_card(variant, "alice/card", "http://hub.example", run, [], [])
@@ -65,7 +82,12 @@ def test_it_writes_a_card_that_huggingface_hub_validates(repo, card_text, hub_ur
     assert card.data.license == "llama3.2" and card.data.pipeline_tag == "text-generation"
     assert {"compressed-tensors", "w4a16"} <= set(card.data.tags)
     result = card.data.eval_results[0]
-    assert (result.dataset_type, result.dataset_name, result.metric_type, result.metric_value) == ("allenai/ai2_arc", "arc_easy", "acc", 0.61)
+    assert (result.dataset_type, result.dataset_name, result.metric_type, result.metric_value) == (
+        "allenai/ai2_arc",
+        "arc_easy",
+        "acc",
+        0.61,
+    )
     assert card.content == card_text
 
 
@@ -98,11 +120,15 @@ def test_it_renders_the_card_and_lists_files_with_their_sha256(repo, hub_url):
 
 
 def test_it_sanitizes_what_a_card_may_contain(repo, hub_url, alice_token):
-    hostile = ("---\nlicense: mit\n---\n# Hi\n<script>alert(1)</script>\n\n<img src=x onerror=alert(2)>\n\n"
-               "[click](javascript:alert(3)) <a href=\"https://example.com\" onclick=\"alert(4)\">ok</a>\n")
-    HfApi(endpoint=hub_url, token=alice_token).upload_file(path_or_fileobj=hostile.encode(), path_in_repo="README.md", repo_id=repo)
+    hostile = (
+        "---\nlicense: mit\n---\n# Hi\n<script>alert(1)</script>\n\n<img src=x onerror=alert(2)>\n\n"
+        '[click](javascript:alert(3)) <a href="https://example.com" onclick="alert(4)">ok</a>\n'
+    )
+    HfApi(endpoint=hub_url, token=alice_token).upload_file(
+        path_or_fileobj=hostile.encode(), path_in_repo="README.md", repo_id=repo
+    )
     html = httpx2.get(f"{hub_url}/{repo}").text
-    card = html[html.index('<article class="card">'):html.index("</article>")]
+    card = html[html.index('<article class="card">') : html.index("</article>")]
     assert "<h1>Hi</h1>" in card and 'href="https://example.com"' in card
     for bad in ("<script", "alert(1)", "onerror", 'href="javascript', "onclick"):
         assert bad not in card

@@ -10,7 +10,7 @@ from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
 from hub.catalog.checkpoints import sha256_file
 from hub.hfapi.models import Repo
-from tests.hfapi.conftest import folder_hashes
+from tests.helpers import folder_hashes
 
 
 @pytest.fixture
@@ -42,7 +42,9 @@ def test_it_lists_files_and_metadata_like_the_hub(uploaded, hub_url, stories260k
     assert siblings["config.json"].size == (stories260k / "config.json").stat().st_size
     assert sorted(api.list_repo_files(uploaded)) == sorted([".gitattributes", *os.listdir(stories260k)])
     meta = api.get_safetensors_metadata(uploaded)  # reads the header with Range requests
-    assert meta.parameter_count == {"F32": sum(t.parameter_count for t in meta.files_metadata["model.safetensors"].tensors.values())}
+    assert meta.parameter_count == {
+        "F32": sum(t.parameter_count for t in meta.files_metadata["model.safetensors"].tensors.values())
+    }
 
 
 def test_it_pins_a_download_to_a_commit(uploaded, hub_url, alice_token, tmp_path):
@@ -68,8 +70,13 @@ ids = torch.tensor([[1, 300, 42, 7]])
 assert torch.equal(remote(ids).logits, local(ids).logits)
 print("loaded", sum(p.numel() for p in remote.parameters()))
 """
-    env = {**os.environ, "HF_ENDPOINT": hub_url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
-           "HF_HOME": str(tmp_path / "hf")}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub_url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("loaded ")

@@ -12,14 +12,14 @@ import time
 
 import httpx2
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi
 from django.contrib.auth.models import User
+from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from hub.api.models import ApiToken
 from hub.hfapi import storage
 from hub.hfapi.models import GITATTRIBUTES, Repo
-from tests.hfapi.conftest import paste
+from tests.helpers import paste
 
 
 @pytest.fixture
@@ -32,8 +32,12 @@ def batch(hub_url: str, repo: str, token: str, data: bytes) -> dict:
     response = httpx2.post(
         f"{hub_url}/{repo}.git/info/lfs/objects/batch",
         headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.git-lfs+json"},
-        json={"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
-              "objects": [{"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}]},
+        json={
+            "operation": "upload",
+            "transfers": ["basic"],
+            "hash_algo": "sha256",
+            "objects": [{"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}],
+        },
     )
     assert response.status_code == 200, response.text
     return response.json()["objects"][0]
@@ -89,10 +93,19 @@ def test_it_refuses_a_commit_naming_an_object_not_uploaded_to_this_repo(repo, hu
     HfApi(endpoint=hub_url, token=bob_token).create_repo("bob/copycat")
     # bob knows the sha256, but never uploaded the bytes to his repository
     response = commit_lines(
-        hub_url, "bob/copycat", bob_token,
+        hub_url,
+        "bob/copycat",
+        bob_token,
         {"key": "header", "value": {"summary": "steal"}},
-        {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256",
-                                     "oid": hashlib.sha256(data).hexdigest(), "size": len(data)}},
+        {
+            "key": "lfsFile",
+            "value": {
+                "path": "w.safetensors",
+                "algo": "sha256",
+                "oid": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+            },
+        },
     )
     assert response.status_code == 400 and "was not uploaded" in response.json()["error"]
 
@@ -100,9 +113,14 @@ def test_it_refuses_a_commit_naming_an_object_not_uploaded_to_this_repo(repo, hu
 def test_it_lands_a_commit_whole_or_not_at_all(repo, hub_url, alice_token):
     head = Repo.objects.get(namespace="alice", name="up").head
     response = commit_lines(
-        hub_url, repo, alice_token,
+        hub_url,
+        repo,
+        alice_token,
         {"key": "header", "value": {"summary": "half"}},
-        {"key": "file", "value": {"path": "README.md", "encoding": "base64", "content": base64.b64encode(b"hi").decode()}},
+        {
+            "key": "file",
+            "value": {"path": "README.md", "encoding": "base64", "content": base64.b64encode(b"hi").decode()},
+        },
         {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": "1" * 64, "size": 5}},
     )
     assert response.status_code == 400
@@ -116,7 +134,9 @@ def test_it_refuses_a_commit_on_a_moved_head(repo, hub_url, alice_token):
     first = api.model_info(repo).sha
     api.upload_file(path_or_fileobj=b"a", path_in_repo="a.txt", repo_id=repo)
     with pytest.raises(HfHubHTTPError) as stale:
-        api.create_commit(repo, [CommitOperationAdd("b.txt", b"b")], commit_message="on a stale head", parent_commit=first)
+        api.create_commit(
+            repo, [CommitOperationAdd("b.txt", b"b")], commit_message="on a stale head", parent_commit=first
+        )
     assert stale.value.response.status_code == 412
     assert api.list_repo_files(repo) == [".gitattributes", "a.txt"]
 
@@ -153,6 +173,9 @@ def test_it_gives_the_default_admin_upload_commands_that_work(hub_url, client, s
 def test_it_says_where_staff_may_create_a_repository_the_hub_reserves(hub_url):
     admin = User.objects.create_superuser("admin", password="admin-password-1")
     token = ApiToken.issue(admin, "t", ApiToken.Scope.WRITE)[1]
-    with pytest.raises(HfHubHTTPError, match="'admin' is reserved for the hub's own pages; as staff you may use any "
-                                             "other namespace, such as admin-models/x"):
+    with pytest.raises(
+        HfHubHTTPError,
+        match="'admin' is reserved for the hub's own pages; as staff you may use any "
+        "other namespace, such as admin-models/x",
+    ):
         HfApi(endpoint=hub_url, token=token).create_repo("admin/x")

@@ -33,7 +33,5 @@ def test_it_shows_a_jobs_stages_and_their_errors(staff_client):
 def test_it_cancels_jobs_from_the_admin(staff_client):
     base = BaseModel.objects.create(name="tiny", status=BaseModel.Status.READY)
     job = Job.submit(base_model=base, recipes=[Recipe.for_preset("w4a16")])
-    staff_client.post(
-        reverse("admin:jobs_job_changelist"), {"action": "cancel_jobs", "_selected_action": [job.pk]}
-    )
+    staff_client.post(reverse("admin:jobs_job_changelist"), {"action": "cancel_jobs", "_selected_action": [job.pk]})
     assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELLED

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -21,7 +20,7 @@ from hub.hfapi import card
 from hub.hfapi.models import Entry, Repo
 from hub.jobs.forms import KNOWN_SCHEMES
 from hub.jobs.models import Job, Recipe
-from tests.conftest import write_tiny_checkpoint
+from tests.helpers import write_tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +29,13 @@ def _repos(isolated_storage, settings):
 
 
 def stored_files(settings) -> set[str]:
-    return {str(p) for root in (settings.MODELS_DIR, settings.REPOS_DIR) if root.exists() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p)
+        for root in (settings.MODELS_DIR, settings.REPOS_DIR)
+        if root.exists()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 # -- checkpoints imported from a folder ---------------------------------------------------------
@@ -40,7 +45,9 @@ def safetensors(header: dict | bytes, data: bytes = b"", declared: int | None = 
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
 
     def write(folder: Path) -> None:
-        (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(raw) if declared is None else declared) + raw + data)
+        (folder / "model.safetensors").write_bytes(
+            struct.pack("<Q", len(raw) if declared is None else declared) + raw + data
+        )
 
     return write
 
@@ -81,19 +88,41 @@ CHECKPOINTS = {
     "safetensors: not an object": (safetensors(b"[1, 2]"), "not a JSON object"),
     "safetensors: header length past EOF": (safetensors(b"{}", declared=4096), "declared length 4096"),
     "safetensors: header length past the limit": (safetensors(b"{}", declared=2**60), "declared length"),
-    "safetensors: shorter than 8 bytes": (file("model.safetensors", b"\x01\x02"), "shorter than its 8-byte header length"),
+    "safetensors: shorter than 8 bytes": (
+        file("model.safetensors", b"\x01\x02"),
+        "shorter than its 8-byte header length",
+    ),
     "safetensors: offsets past the file": (safetensors({"w": F32x4}, b"\0" * 8), "data offsets outside the file"),
-    "safetensors: reversed offsets": (safetensors({"w": {**F32x4, "data_offsets": [16, 0]}}, b"\0" * 16), "outside the file"),
+    "safetensors: reversed offsets": (
+        safetensors({"w": {**F32x4, "data_offsets": [16, 0]}}, b"\0" * 16),
+        "outside the file",
+    ),
     "safetensors: overlapping offsets": (
-        safetensors({"a": F32x4, "b": {**F32x4, "data_offsets": [8, 24]}}, b"\0" * 24), "tensors overlap"),
+        safetensors({"a": F32x4, "b": {**F32x4, "data_offsets": [8, 24]}}, b"\0" * 24),
+        "tensors overlap",
+    ),
     "safetensors: a hole between tensors": (
-        safetensors({"a": F32x4, "b": {**F32x4, "data_offsets": [24, 40]}}, b"\0" * 40), "bytes 16 to 24 of the data section"),
-    "safetensors: bytes past the last tensor": (safetensors({"w": F32x4}, b"\0" * 16 + b"PK\3\4"), "4 bytes past its last tensor"),
+        safetensors({"a": F32x4, "b": {**F32x4, "data_offsets": [24, 40]}}, b"\0" * 40),
+        "bytes 16 to 24 of the data section",
+    ),
+    "safetensors: bytes past the last tensor": (
+        safetensors({"w": F32x4}, b"\0" * 16 + b"PK\3\4"),
+        "4 bytes past its last tensor",
+    ),
     "safetensors: unknown dtype": (safetensors({"w": {**F32x4, "dtype": "F128"}}, b"\0" * 16), "unknown dtype 'F128'"),
-    "safetensors: shape/size mismatch": (safetensors({"w": {**F32x4, "shape": [5]}}, b"\0" * 16), "does not match its shape"),
+    "safetensors: shape/size mismatch": (
+        safetensors({"w": {**F32x4, "shape": [5]}}, b"\0" * 16),
+        "does not match its shape",
+    ),
     "safetensors: negative dimension": (safetensors({"w": {**F32x4, "shape": [-4]}}, b"\0" * 16), "malformed shape"),
-    "safetensors: entry without offsets": (safetensors({"w": {"dtype": "F32", "shape": [4]}}, b"\0" * 16), "malformed entry"),
-    "safetensors: metadata not strings": (safetensors({"__metadata__": {"format": 1}}), "__metadata__ must map strings"),
+    "safetensors: entry without offsets": (
+        safetensors({"w": {"dtype": "F32", "shape": [4]}}, b"\0" * 16),
+        "malformed entry",
+    ),
+    "safetensors: metadata not strings": (
+        safetensors({"__metadata__": {"format": 1}}),
+        "__metadata__ must map strings",
+    ),
     "config: hidden_size 10^9": (config(hidden_size=10**9), "hidden_size = 1000000000 is out of range"),
     "config: 10^6 layers": (config(num_hidden_layers=10**6), "num_hidden_layers = 1000000 is out of range"),
     "config: negative vocabulary": (config(vocab_size=-16), "vocab_size = -16 is out of range"),
@@ -107,14 +136,20 @@ CHECKPOINTS = {
     "config: missing": (remove("config.json"), "config.json is missing"),
     "architecture: GPT-2": (config(architectures=["GPT2LMHeadModel"]), "unsupported architecture GPT2LMHeadModel"),
     "architecture: one of two unsupported": (
-        config(architectures=["LlamaForCausalLM", "BertModel"]), "unsupported architecture BertModel"),
+        config(architectures=["LlamaForCausalLM", "BertModel"]),
+        "unsupported architecture BertModel",
+    ),
     "architecture: none named": (config(architectures=[]), "names no architecture"),
     "architecture: not a list": (config(architectures="LlamaForCausalLM"), "names no architecture"),
     "no safetensors weights": (remove("model.safetensors"), "no *.safetensors weights found"),
-    "a symbolic link out of the folder": (symlink("tokenizer.json", "/etc/passwd"), "'tokenizer.json' is not a file of this checkpoint"),
+    "a symbolic link out of the folder": (
+        symlink("tokenizer.json", "/etc/passwd"),
+        "'tokenizer.json' is not a file of this checkpoint",
+    ),
     "an index naming a missing shard": (
         file("model.safetensors.index.json", b'{"weight_map": {"w": "model-00002-of-00002.safetensors"}}'),
-        "'model-00002-of-00002.safetensors' is not a file of this checkpoint"),
+        "'model-00002-of-00002.safetensors' is not a file of this checkpoint",
+    ),
     "a malformed index": (file("model.safetensors.index.json", b'{"weight_map": 3}'), "index.json is malformed"),
 }
 
@@ -142,11 +177,6 @@ def test_it_refuses_an_import_under_an_unsafe_name(db, tmp_path, settings, name)
 
 
 @pytest.fixture
-def alice(db) -> User:
-    return User.objects.create_user("alice")
-
-
-@pytest.fixture
 def hf(alice) -> Client:
     """alice's client, with a write token, and her repository alice/r."""
     client = Client(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(alice, 'tests', ApiToken.Scope.WRITE)[1]}")
@@ -157,24 +187,42 @@ def hf(alice) -> Client:
 def state(settings) -> tuple:
     """What a refused request must leave as it was."""
     return (
-        list(Repo.objects.values_list("namespace", "name", "head__sha")), Entry.objects.count(), stored_files(settings),
-        sorted(p.name for p in (settings.REPOS_DIR / "incoming").iterdir()) if (settings.REPOS_DIR / "incoming").exists() else [],
+        list(Repo.objects.values_list("namespace", "name", "head__sha")),
+        Entry.objects.count(),
+        stored_files(settings),
+        sorted(p.name for p in (settings.REPOS_DIR / "incoming").iterdir())
+        if (settings.REPOS_DIR / "incoming").exists()
+        else [],
     )
 
 
 def commit(client: Client, *ops: dict, repo: str = "alice/r"):
     lines = [{"key": "header", "value": {"summary": "bad"}}, *ops]
-    return client.post(f"/api/models/{repo}/commit/main", "".join(json.dumps(op) + "\n" for op in lines),
-                       content_type="application/x-ndjson")
+    return client.post(
+        f"/api/models/{repo}/commit/main",
+        "".join(json.dumps(op) + "\n" for op in lines),
+        content_type="application/x-ndjson",
+    )
 
 
 def inline(path: object, data: bytes = b"x") -> dict:
     return {"key": "file", "value": {"path": path, "encoding": "base64", "content": base64.b64encode(data).decode()}}
 
 
-BAD_PATHS = {"dot-dot": "../evil.txt", "dot-dot inside": "a/../../evil.txt", "absolute": "/etc/passwd",
-             "NUL": "a\0b.txt", "backslash": "..\\evil.txt", "git folder": ".git/config", "empty segment": "a//b.txt",
-             "dot segment": "./a.txt", "trailing slash": "a/", "empty": "", "not a string": 7, "1001 characters": "a" * 1001}
+BAD_PATHS = {
+    "dot-dot": "../evil.txt",
+    "dot-dot inside": "a/../../evil.txt",
+    "absolute": "/etc/passwd",
+    "NUL": "a\0b.txt",
+    "backslash": "..\\evil.txt",
+    "git folder": ".git/config",
+    "empty segment": "a//b.txt",
+    "dot segment": "./a.txt",
+    "trailing slash": "a/",
+    "empty": "",
+    "not a string": 7,
+    "1001 characters": "a" * 1001,
+}
 
 
 @pytest.mark.parametrize("path", BAD_PATHS.values(), ids=BAD_PATHS.keys())
@@ -185,14 +233,18 @@ def test_it_refuses_a_commit_with_an_unsafe_path_and_stores_nothing(hf, settings
     assert state(settings) == before
 
 
-@pytest.mark.parametrize("op", [
-    {"key": "deletedFile", "value": {"path": "../.gitattributes"}},
-    {"key": "deletedFolder", "value": {"path": "/"}},
-    {"key": "lfsFile", "value": {"path": "../w.safetensors", "algo": "sha256", "oid": "0" * 64, "size": 1}},
-    {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": ["0" * 64], "size": 1}},
-    {"key": "file", "value": "README.md"},
-    {"key": "rename", "value": {"path": "a"}},
-], ids=["delete ../", "delete folder /", "LFS ../", "LFS oid a list", "value not an object", "unknown operation"])
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"key": "deletedFile", "value": {"path": "../.gitattributes"}},
+        {"key": "deletedFolder", "value": {"path": "/"}},
+        {"key": "lfsFile", "value": {"path": "../w.safetensors", "algo": "sha256", "oid": "0" * 64, "size": 1}},
+        {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": ["0" * 64], "size": 1}},
+        {"key": "file", "value": "README.md"},
+        {"key": "rename", "value": {"path": "a"}},
+    ],
+    ids=["delete ../", "delete folder /", "LFS ../", "LFS oid a list", "value not an object", "unknown operation"],
+)
 def test_it_refuses_malformed_commit_operations(hf, settings, op):
     before = state(settings)
     response = commit(hf, op)
@@ -202,31 +254,49 @@ def test_it_refuses_malformed_commit_operations(hf, settings, op):
 
 def test_it_refuses_an_unsafe_path_before_an_upload(hf, settings):
     before = state(settings)
-    response = hf.post("/api/models/alice/r/preupload/main", {"files": [{"path": "../x.bin", "size": 1, "sample": ""}]},
-                       content_type="application/json")
+    response = hf.post(
+        "/api/models/alice/r/preupload/main",
+        {"files": [{"path": "../x.bin", "size": 1, "sample": ""}]},
+        content_type="application/json",
+    )
     assert response.status_code == 400 and "invalid file path '../x.bin'" in response.json()["error"]
     assert state(settings) == before
 
 
-BAD_NAMES = {"dot-dot": {"name": ".."}, "traversal": {"name": "../../etc"}, "slash": {"name": "a/b"},
-             "NUL": {"name": "a\0b"}, "backslash": {"name": "a\\b"}, "HTML": {"name": "<script>alert(1)</script>"},
-             "too long": {"name": "a" * 97}, "namespace traversal": {"name": "x", "organization": "../alice"},
-             "not a string": {"name": ["r"]}}
+BAD_NAMES = {
+    "dot-dot": {"name": ".."},
+    "traversal": {"name": "../../etc"},
+    "slash": {"name": "a/b"},
+    "NUL": {"name": "a\0b"},
+    "backslash": {"name": "a\\b"},
+    "HTML": {"name": "<script>alert(1)</script>"},
+    "too long": {"name": "a" * 97},
+    "namespace traversal": {"name": "x", "organization": "../alice"},
+    "not a string": {"name": ["r"]},
+}
 
 
 @pytest.mark.parametrize("body", BAD_NAMES.values(), ids=BAD_NAMES.keys())
 def test_it_refuses_an_unsafe_repository_name(hf, settings, body):
     before = state(settings)
     response = hf.post("/api/repos/create", body, content_type="application/json")
-    assert response.status_code == 400 and ("invalid model name" in response.json()["error"] or "must be strings" in response.json()["error"])
+    assert response.status_code == 400 and (
+        "invalid model name" in response.json()["error"] or "must be strings" in response.json()["error"]
+    )
     assert state(settings) == before
 
 
-@pytest.mark.parametrize("url", [
-    "/alice/r/resolve/main/..%2F..%2Fhub%2Fsettings.py", "/alice/r/resolve/main/%2Fetc%2Fpasswd",
-    "/alice/r/resolve/main/a%00b", "/alice/r/resolve/main/..%5Csettings.py", "/alice/r/resolve/..%2Fmain/.gitattributes",
-    "/alice/r/resolve/main/.git/config",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/alice/r/resolve/main/..%2F..%2Fhub%2Fsettings.py",
+        "/alice/r/resolve/main/%2Fetc%2Fpasswd",
+        "/alice/r/resolve/main/a%00b",
+        "/alice/r/resolve/main/..%5Csettings.py",
+        "/alice/r/resolve/..%2Fmain/.gitattributes",
+        "/alice/r/resolve/main/.git/config",
+    ],
+)
 def test_it_never_serves_a_file_outside_the_repository(hf, url):
     response = hf.get(url)
     assert response.status_code in (400, 404) and response.json()["error"]
@@ -242,8 +312,11 @@ def test_it_refuses_an_inline_file_past_the_limit_and_stores_nothing(hf, setting
 
 
 def lfs_batch(client: Client, objects: list[dict]) -> list[dict]:
-    response = client.post("/alice/r.git/info/lfs/objects/batch", {"operation": "upload", "objects": objects},
-                           content_type="application/json")
+    response = client.post(
+        "/alice/r.git/info/lfs/objects/batch",
+        {"operation": "upload", "objects": objects},
+        content_type="application/json",
+    )
     assert response.status_code == 200
     return response.json()["objects"]
 
@@ -252,13 +325,19 @@ def test_it_refuses_to_hand_out_upload_urls_for_files_past_the_limit(hf, setting
     settings.HFAPI_MAX_FILE_SIZE = 1000
     before = state(settings)
     [big, negative] = lfs_batch(hf, [{"oid": "a" * 64, "size": 1001}, {"oid": "b" * 64, "size": -1}])
-    assert big["error"]["code"] == 422 and "1001 bytes is more than this hub takes in one file (1000)" in big["error"]["message"]
+    assert (
+        big["error"]["code"] == 422
+        and "1001 bytes is more than this hub takes in one file (1000)" in big["error"]["message"]
+    )
     assert negative["error"]["code"] == 422 and "actions" not in big and "actions" not in negative
     assert state(settings) == before
 
 
-@pytest.mark.parametrize("length, body", [("17", b"x" * 17), ("ten", b"x" * 16), ("", b"")],
-                         ids=["more bytes than announced", "length not a number", "no length"])
+@pytest.mark.parametrize(
+    "length, body",
+    [("17", b"x" * 17), ("ten", b"x" * 16), ("", b"")],
+    ids=["more bytes than announced", "length not a number", "no length"],
+)
 def test_it_refuses_an_upload_of_another_size_and_stores_nothing(hf, settings, length, body):
     data = b"\0" * 16
     [obj] = lfs_batch(hf, [{"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}])
@@ -273,31 +352,59 @@ def test_it_refuses_an_upload_of_another_size_and_stores_nothing(hf, settings, l
 
 @pytest.fixture
 def base(db) -> BaseModel:
-    return BaseModel.objects.create(name="org/llama", architecture="LlamaForCausalLM", status=BaseModel.Status.READY,
-                                    files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}])
+    return BaseModel.objects.create(
+        name="org/llama",
+        architecture="LlamaForCausalLM",
+        status=BaseModel.Status.READY,
+        files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}],
+    )
 
 
 RECIPE = "q_stage:\n  q_modifiers:\n    {}\n"
 JOBS = {
-    "unknown modifier": ({"recipe_yaml": RECIPE.format("FancyModifier: {scheme: W4A16}")}, "unknown modifier 'FancyModifier'"),
-    "unknown scheme": ({"recipe_yaml": RECIPE.format("QuantizationModifier: {scheme: W9A9}")}, "unknown scheme 'W9A9' in QuantizationModifier"),
+    "unknown modifier": (
+        {"recipe_yaml": RECIPE.format("FancyModifier: {scheme: W4A16}")},
+        "unknown modifier 'FancyModifier'",
+    ),
+    "unknown scheme": (
+        {"recipe_yaml": RECIPE.format("QuantizationModifier: {scheme: W9A9}")},
+        "unknown scheme 'W9A9' in QuantizationModifier",
+    ),
     "unknown scheme, mapping form": (
-        {"recipe_yaml": RECIPE.format("GPTQModifier: {scheme: {INT3: [Linear]}}")}, "unknown scheme 'INT3' in GPTQModifier"),
+        {"recipe_yaml": RECIPE.format("GPTQModifier: {scheme: {INT3: [Linear]}}")},
+        "unknown scheme 'INT3' in GPTQModifier",
+    ),
     "not YAML": ({"recipe_yaml": "q_stage: [unclosed"}, "the recipe is not valid YAML"),
-    "a Python object tag": ({"recipe_yaml": "q_stage: !!python/object/apply:os.system ['id']"}, "the recipe is not valid YAML"),
+    "a Python object tag": (
+        {"recipe_yaml": "q_stage: !!python/object/apply:os.system ['id']"},
+        "the recipe is not valid YAML",
+    ),
     "no modifiers": ({"recipe_yaml": "q_stage:\n  q_modifiers: {}\n"}, "the recipe has no modifiers"),
     "unknown preset": ({"presets": ["w3a3"]}, "Select a valid choice"),
-    "HTML recipe name": ({"recipe_yaml": RECIPE.format("QuantizationModifier: {scheme: W8A16}"),
-                          "recipe_name": "<script>alert(1)</script>"}, "invalid recipe name"),
-    "recipe name with a slash": ({"recipe_yaml": RECIPE.format("QuantizationModifier: {scheme: W8A16}"),
-                                  "recipe_name": "../x"}, "invalid recipe name"),
+    "HTML recipe name": (
+        {
+            "recipe_yaml": RECIPE.format("QuantizationModifier: {scheme: W8A16}"),
+            "recipe_name": "<script>alert(1)</script>",
+        },
+        "invalid recipe name",
+    ),
+    "recipe name with a slash": (
+        {"recipe_yaml": RECIPE.format("QuantizationModifier: {scheme: W8A16}"), "recipe_name": "../x"},
+        "invalid recipe name",
+    ),
     "hub id traversal": ({"base": None, "hf_id": "../../etc/passwd"}, "invalid model name"),
     "hub id absolute": ({"base": None, "hf_id": "/etc/passwd"}, "invalid model name"),
     "hub id with NUL": ({"base": None, "hf_id": "org/a\0b"}, "Null characters are not allowed"),
     "hub id with a backslash": ({"base": None, "hf_id": "org\\model"}, "invalid model name"),
     "revision traversal": ({"base": None, "hf_id": "org/model", "revision": "../../x"}, "invalid revision"),
-    "revision with a shell command": ({"base": None, "hf_id": "org/model", "revision": "main;rm -rf ~"}, "invalid revision"),
-    "revision with NUL": ({"base": None, "hf_id": "org/model", "revision": "ma\0in"}, "Null characters are not allowed"),
+    "revision with a shell command": (
+        {"base": None, "hf_id": "org/model", "revision": "main;rm -rf ~"},
+        "invalid revision",
+    ),
+    "revision with NUL": (
+        {"base": None, "hf_id": "org/model", "revision": "ma\0in"},
+        "Null characters are not allowed",
+    ),
     "publish target traversal": ({"publish_targets": ["https://hf.example ../../x"]}, "invalid model name"),
 }
 
@@ -305,8 +412,16 @@ JOBS = {
 @pytest.mark.parametrize("fields, message", JOBS.values(), ids=JOBS.keys())
 def test_it_refuses_a_bad_job_and_stores_nothing(client, alice, base, settings, fields, message):
     token = ApiToken.issue(alice, "jobs", ApiToken.Scope.WRITE)[1]
-    payload = {"base": base.pk, "presets": [] if "recipe_yaml" in fields else ["w4a16"], "suite": "", "benchmark_profile": "", **fields}
-    response = client.post("/api/v1/jobs", payload, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    payload = {
+        "base": base.pk,
+        "presets": [] if "recipe_yaml" in fields else ["w4a16"],
+        "suite": "",
+        "benchmark_profile": "",
+        **fields,
+    }
+    response = client.post(
+        "/api/v1/jobs", payload, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
     assert response.status_code == 422, response.content
     assert message in json.dumps(response.json()["error"]["details"], ensure_ascii=False)
     assert not Job.objects.exists() and not Recipe.objects.filter(preset=False).exists()
@@ -329,18 +444,21 @@ def test_it_knows_the_schemes_compressed_tensors_implements():
 # -- HTML and script in what users write --------------------------------------------------------
 
 
-@pytest.mark.parametrize("markdown, forbidden", [
-    ("<script>alert(1)</script>", ["<script", "alert(1)"]),
-    ("<img src=x onerror=alert(1)>", ["onerror"]),
-    ("[x](javascript:alert(1))", ['href="javascript']),
-    ('<a href="JaVaScRiPt:alert(1)">x</a>', ["javascript:", "JaVaScRiPt"]),
-    ('<iframe src="https://evil.example"></iframe>', ["<iframe"]),
-    ("<svg onload=alert(1)><circle/></svg>", ["onload", "<svg"]),
-    ("<style>body{display:none}</style>", ["<style", "display:none"]),
-    ('<img src="data:text/html;base64,PHNjcmlwdD4=">', ["data:text/html"]),
-    ('<form action="https://evil.example"><input name=p></form>', ["<form", "<input"]),
-    ('<div style="position:fixed;top:0">x</div>', ["position:fixed"]),
-])
+@pytest.mark.parametrize(
+    "markdown, forbidden",
+    [
+        ("<script>alert(1)</script>", ["<script", "alert(1)"]),
+        ("<img src=x onerror=alert(1)>", ["onerror"]),
+        ("[x](javascript:alert(1))", ['href="javascript']),
+        ('<a href="JaVaScRiPt:alert(1)">x</a>', ["javascript:", "JaVaScRiPt"]),
+        ('<iframe src="https://evil.example"></iframe>', ["<iframe"]),
+        ("<svg onload=alert(1)><circle/></svg>", ["onload", "<svg"]),
+        ("<style>body{display:none}</style>", ["<style", "display:none"]),
+        ('<img src="data:text/html;base64,PHNjcmlwdD4=">', ["data:text/html"]),
+        ('<form action="https://evil.example"><input name=p></form>', ["<form", "<input"]),
+        ('<div style="position:fixed;top:0">x</div>', ["position:fixed"]),
+    ],
+)
 def test_it_renders_a_hostile_card_inert(markdown, forbidden):
     html = card.render(f"---\nlicense: mit\n---\n# Card\n\n{markdown}\n", f"/alice/r/resolve/{'0' * 40}/")
     assert "<h1>Card</h1>" in html

@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from hub.catalog.checkpoints import CheckpointError, inspect_checkpoint, read_safetensors_header
-from tests.conftest import write_tiny_checkpoint
+from tests.helpers import write_tiny_checkpoint
 
 
 def test_it_reads_a_real_checkpoint(stories260k):
@@ -64,8 +64,13 @@ def header_file(tmp_path, header: dict | bytes, data: bytes = b"", declared: int
         ({"w": {"dtype": "Q4", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 16, None, "unknown dtype"),
         ({"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, b"\0" * 16, None, "malformed shape"),
         (
-            {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}},
-            b"\0" * 24, None, "overlap",
+            {
+                "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]},
+            },
+            b"\0" * 24,
+            None,
+            "overlap",
         ),
     ],
 )

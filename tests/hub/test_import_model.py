@@ -5,7 +5,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from hub.catalog.models import BaseModel
-from tests.conftest import write_tiny_checkpoint
+from tests.helpers import write_tiny_checkpoint
 
 
 def test_it_imports_a_local_checkpoint(db, stories260k, settings):

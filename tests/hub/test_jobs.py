@@ -37,7 +37,9 @@ def test_it_creates_the_stage_graph(base):
     assert len(kinds) == 2 + 2 * 4
     validate = stage(job, "validate", "w4a16")
     assert {(d.kind, d.recipe_id) for d in validate.depends_on.all()} == {
-        ("compress", validate.recipe_id), ("baseline", None)}
+        ("compress", validate.recipe_id),
+        ("baseline", None),
+    }
     publish = stage(job, "publish", "w4a16")
     assert {d.kind for d in publish.depends_on.all()} == {"compress", "validate", "benchmark"}
     assert stage(job, "fetch").queue == "cpu" and stage(job, "compress", "w4a16").queue == "gpu"

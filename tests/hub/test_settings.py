@@ -10,7 +10,10 @@ def settings_in_subprocess(env: dict[str, str], code: str) -> subprocess.Complet
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "DATABASE_URL", "CELERY_"))}
     return subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; {code}"],
-        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "hub.settings", **env}, capture_output=True, text=True,
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "hub.settings", **env},
+        capture_output=True,
+        text=True,
     )
 
 
@@ -32,7 +35,12 @@ def test_it_refuses_to_start_with_debug_off_and_no_secret_key(tmp_path):
 
 def test_it_starts_with_debug_off_and_a_secret_key(tmp_path):
     out = settings_in_subprocess(
-        {"HUB_VAR_DIR": str(tmp_path), "HUB_DEBUG": "0", "HUB_SECRET_KEY": "s3cret", "HUB_ALLOWED_HOSTS": "hub.example"},
+        {
+            "HUB_VAR_DIR": str(tmp_path),
+            "HUB_DEBUG": "0",
+            "HUB_SECRET_KEY": "s3cret",
+            "HUB_ALLOWED_HOSTS": "hub.example",
+        },
         "print(settings.DEBUG, settings.ALLOWED_HOSTS)",
     )
     assert out.returncode == 0, out.stderr

@@ -31,7 +31,9 @@ def build(kernel, constants: dict, pointers: dict[str, str] | None = None, num_w
         else:
             signature[name] = "fp32" if name in FLOAT_SCALARS else "i32"
     source = ASTSource(fn=kernel, signature=signature, constexprs=constants)
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": num_stages})
+    compiled = triton.compile(
+        source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": num_stages}
+    )
     assert compiled.asm["cubin"]
     return compiled
 
@@ -46,18 +48,27 @@ def paged_attention() -> None:
                          MIN_SEGMENT_TILES=triton.cdiv(attention.MIN_SEGMENT_KEYS, tile_n), UPCAST=False, DOT_PRECISION="tf32")  # fmt: skip
         build(attention._paged_attention_kernel, constants, SEGMENTS)
         if segments > 1:
-            build(attention._reduce_segments_kernel, dict(HEAD_DIM=128, HEAD_DIM_P=128, NUM_SEGMENTS=segments), SEGMENTS)
+            build(
+                attention._reduce_segments_kernel, dict(HEAD_DIM=128, HEAD_DIM_P=128, NUM_SEGMENTS=segments), SEGMENTS
+            )
 
 
 def cache_and_elementwise() -> None:
     build(cache._store_kvcache_kernel, dict(HEAD_DIM=128, BLOCK_SIZE=16, BLOCK_T=1, BLOCK_H=8, BLOCK_D=128))
-    build(rotary._rotary_kernel, dict(HALF=64, BLOCK_T=1, BLOCK_HQ=32, BLOCK_HKV=8, BLOCK_D=64), {"cos_sin_ptr": "*fp32"})
+    build(
+        rotary._rotary_kernel, dict(HALF=64, BLOCK_T=1, BLOCK_HQ=32, BLOCK_HKV=8, BLOCK_D=64), {"cos_sin_ptr": "*fp32"}
+    )
     # each alone, or quantizing its output for an int8 / FP8 layer
     for quant, out in ((None, "*bf16"), (torch.int8, "*i8"), (torch.float8_e4m3fn, "*fp8e4nv")):
         constants = dict(QUANT=quant is not None, **gemm_scaled.quant_constants(quant))
         pointers = {"out_ptr": out, "scale_ptr": "*fp32"}
         for residual in (False, True):
-            build(norm._rms_norm_kernel, dict(HAS_RESIDUAL=residual, BLOCK_M=1, BLOCK_N=4096, **constants), pointers, num_warps=8)
+            build(
+                norm._rms_norm_kernel,
+                dict(HAS_RESIDUAL=residual, BLOCK_M=1, BLOCK_N=4096, **constants),
+                pointers,
+                num_warps=8,
+            )
         block_n, warps = (16384, 16) if quant is not None else (1024, 4)
         build(activation._silu_and_mul_kernel, dict(BLOCK_M=1, BLOCK_N=block_n, **constants), pointers, num_warps=warps)
 
@@ -80,7 +91,14 @@ def scaled_gemm_for(fp8: bool) -> None:
 
 def w4a16_paths() -> None:
     gemm_wna16.num_sms = lambda device_index: 132  # an H100's, for the split-K counts
-    for case in ((1, 128, 4, False), (4, 128, 4, True), (2, 128, 8, False), (16, 128, 4, False), (16, 32, 4, True), (16, 128, 8, True)):
+    for case in (
+        (1, 128, 4, False),
+        (4, 128, 4, True),
+        (2, 128, 8, False),
+        (16, 128, 4, False),
+        (16, 32, 4, True),
+        (16, 128, 8, True),
+    ):
         w4a16_path(*case)
 
 
@@ -93,7 +111,9 @@ def build_wna16(cfg: "gemm_wna16.Config", bits: int, zero_points: bool):
     kernel, variant = gemm_wna16.kernel_for(cfg)
     constants = dict(BITS=bits, HAS_ZP=zero_points, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
                      UPCAST=False, IEEE=False, **variant)  # fmt: skip
-    return build(kernel, constants, {"w_ptr": "*i32", "z_ptr": "*i8", "out_ptr": "*fp32"}, cfg.num_warps, cfg.num_stages)
+    return build(
+        kernel, constants, {"w_ptr": "*i32", "z_ptr": "*i8", "out_ptr": "*fp32"}, cfg.num_warps, cfg.num_stages
+    )
 
 
 def w4a16_helpers() -> None:
@@ -101,7 +121,6 @@ def w4a16_helpers() -> None:
         build(gemm_wna16._dequantize_kernel, dict(BITS=4, HAS_ZP=zero_points, BLOCK_N=32, BLOCK_K=256),
               {"w_ptr": "*i32", "z_ptr": "*i8"})  # fmt: skip
     build(gemm_wna16._sum_splits_kernel, dict(BLOCK=1024), {"part_ptr": "*fp32"})
-
 
 
 def main() -> int:

@@ -68,7 +68,11 @@ def test_the_fused_quantization_equals_norm_then_quantize(device, quant, dtype, 
     assert torch.equal(q.view(torch.int8), ref_q.view(torch.int8))
     # the CPU twin (the reference's norm, then its quantizer) agrees to a step of the code: the
     # two norms differ in the last bit of the activation dtype, which can move a code or a scale
-    twin = reference.fused_add_rms_norm_quant(x, res, weight, 1e-5, quant) if residual else reference.rms_norm_quant(x, weight, 1e-5, quant)
+    twin = (
+        reference.fused_add_rms_norm_quant(x, res, weight, 1e-5, quant)
+        if residual
+        else reference.rms_norm_quant(x, weight, 1e-5, quant)
+    )
     deq, twin_deq = q.float() * scale, twin[0].float() * twin[1]
     assert ((twin_deq - deq).abs() <= 0.13 * deq.abs() + 2 * scale).all()
 

@@ -11,7 +11,11 @@ from tests.kernels.conftest import DTYPES, assert_close
 def random_packed(n: int, k: int, bits: int, groups: int, asym: bool, device: str):
     packed = torch.randint(-(2**31), 2**31 - 1, (n, k * bits // 32), dtype=torch.int32, device=device)
     scale = torch.rand(n, groups, device=device) * 0.02 + 0.001
-    zero = torch.randint(-(1 << (bits - 1)), 1 << (bits - 1), (n, groups), dtype=torch.int8, device=device) if asym else None
+    zero = (
+        torch.randint(-(1 << (bits - 1)), 1 << (bits - 1), (n, groups), dtype=torch.int8, device=device)
+        if asym
+        else None
+    )
     return packed, scale, zero
 
 

@@ -2,8 +2,6 @@
 on the test database, reached over loopback HTTP, with two ordinary users, alice and bob."""
 
 import os
-import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +13,9 @@ import pytest
 from django.db import connection
 
 from hub.catalog.models import BaseModel
-from tests.hfapi.conftest import alice, alice_token, bob, bob_token  # noqa: F401 - the same users
-from tests.workers.conftest import database_url
+from tests.helpers import database_url, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -47,7 +38,9 @@ class Server:
 
 
 @pytest.fixture(autouse=True)
-def _storage(isolated_storage, settings):
+def _storage(isolated_storage, settings, transactional_db):
+    """Each test's own folders, and a database other processes and threads see: the hub serves
+    them from another thread or process."""
     settings.REPOS_DIR = isolated_storage / "repos"
     return isolated_storage
 
@@ -80,7 +73,10 @@ def start_gunicorn(transactional_db, settings, tmp_path) -> Iterator[Callable[..
         with log.open("w") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "hub.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--timeout", "60"],
-                cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         server = Server(url, proc, log)
         servers.append(server)
@@ -118,23 +114,12 @@ def hf_hub(hub, monkeypatch) -> Server:
     return hub
 
 
-def form_token(page: str) -> str:
-    """The CSRF token a page's form carries."""
-    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
-
-
-def sign_in(url: str, username: str, password: str) -> httpx2.Client:
-    """An HTTP session signed in through the login form, as a browser's is."""
-    client = httpx2.Client(base_url=url, timeout=60)
-    page = client.get("/accounts/login/").text
-    answer = client.post("/accounts/login/", data={"csrfmiddlewaretoken": form_token(page), "username": username,
-                                                   "password": password})
-    assert answer.status_code == 302, answer.text
-    return client
-
-
 @pytest.fixture
 def llama(alice) -> BaseModel:
     """A model in the catalog that every user may submit jobs for."""
-    return BaseModel.objects.create(name="org/llama", architecture="LlamaForCausalLM", status=BaseModel.Status.READY,
-                                    files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}])
+    return BaseModel.objects.create(
+        name="org/llama",
+        architecture="LlamaForCausalLM",
+        status=BaseModel.Status.READY,
+        files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}],
+    )

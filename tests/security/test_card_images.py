@@ -45,19 +45,29 @@ class Tags(HTMLParser):
 def test_it_draws_only_the_repositorys_own_images(hf_hub, alice, alice_token):
     api = HfApi(endpoint=hf_hub.url, token=alice_token)
     api.create_repo("alice/card")
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
     api.upload_file(path_or_fileobj=png, path_in_repo="images/chart.png", repo_id="alice/card")
     sha = api.upload_file(path_or_fileobj=CARD.encode(), path_in_repo="README.md", repo_id="alice/card").oid
 
     page = httpx2.get(f"{hf_hub.url}/alice/card", timeout=60)
     assert page.status_code == 200
-    card = page.text[page.text.index("<h1>Card</h1>"):]
+    card = page.text[page.text.index("<h1>Card</h1>") :]
     tags = Tags()
     tags.feed(card)
 
     sources = {img.get("alt"): img.get("src") for img in tags.images}
-    assert sources == {"pixel": None, "a": None, "b": None, "c": None, "d": None, "e": None, "f": None,
-                       "chart": f"/alice/card/resolve/{sha}/images/chart.png"}, json.dumps(sources)
+    assert sources == {
+        "pixel": None,
+        "a": None,
+        "b": None,
+        "c": None,
+        "d": None,
+        "e": None,
+        "f": None,
+        "chart": f"/alice/card/resolve/{sha}/images/chart.png",
+    }, json.dumps(sources)
     assert "tracker.example" not in card
     image = httpx2.get(hf_hub.url + sources["chart"], timeout=60)
     assert image.status_code == 200 and image.content == png and image.headers["Content-Type"] == "image/png"

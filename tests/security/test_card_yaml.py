@@ -24,11 +24,19 @@ CARDS = {
 def push_card(url: str, token: str, repo_id: str, card: str) -> None:
     """Commit README.md as a hostile client does: straight to the commit endpoint, skipping the
     check huggingface_hub makes through /api/validate-yaml before it uploads a card."""
-    lines = [{"key": "header", "value": {"summary": "card"}},
-             {"key": "file", "value": {"path": "README.md", "encoding": "base64",
-                                       "content": base64.b64encode(card.encode()).decode()}}]
-    answer = httpx2.post(f"{url}/api/models/{repo_id}/commit/main", headers={"Authorization": f"Bearer {token}"},
-                         content="\n".join(map(json.dumps, lines)), timeout=60)
+    lines = [
+        {"key": "header", "value": {"summary": "card"}},
+        {
+            "key": "file",
+            "value": {"path": "README.md", "encoding": "base64", "content": base64.b64encode(card.encode()).decode()},
+        },
+    ]
+    answer = httpx2.post(
+        f"{url}/api/models/{repo_id}/commit/main",
+        headers={"Authorization": f"Bearer {token}"},
+        content="\n".join(map(json.dumps, lines)),
+        timeout=60,
+    )
     assert answer.status_code == 200, answer.text
 
 
@@ -37,7 +45,9 @@ def test_it_serves_everyone_despite_a_card_it_cannot_read(hf_hub, alice, alice_t
     card = f"---\n{CARDS[kind]}\n---\n# {kind}\n"
     alice_api = HfApi(endpoint=hf_hub.url, token=alice_token)
     alice_api.create_repo("alice/fine")
-    alice_api.upload_file(path_or_fileobj=b"---\ntags: [a]\n---\n# fine\n", path_in_repo="README.md", repo_id="alice/fine")
+    alice_api.upload_file(
+        path_or_fileobj=b"---\ntags: [a]\n---\n# fine\n", path_in_repo="README.md", repo_id="alice/fine"
+    )
     alice_api.create_repo(f"alice/{kind}")
     with pytest.raises(ValueError, match="metadata"):  # the stock client asks the hub first, and is told why
         alice_api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=f"alice/{kind}")

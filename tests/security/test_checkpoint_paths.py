@@ -14,7 +14,7 @@ from huggingface_hub import HfApi
 from hub.catalog.checkpoints import read_safetensors_header
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe
-from tests.workers.conftest import run_queued
+from tests.helpers import run_queued
 
 REFUSAL = "is not a file of this checkpoint"
 
@@ -45,7 +45,9 @@ def bob_checkpoint(folder: Path, stories260k: Path, attack: str, alice_weights: 
         (folder / own).symlink_to(alice_weights)
     elif attack == "tokenizer":  # transformers opens the one of these it picks
         config = json.loads((folder / "tokenizer_config.json").read_text())
-        (folder / "tokenizer_config.json").write_text(json.dumps({**config, "fast_tokenizer_files": [outside + "tokenizer.4.0.json"]}))
+        (folder / "tokenizer_config.json").write_text(
+            json.dumps({**config, "fast_tokenizer_files": [outside + "tokenizer.4.0.json"]})
+        )
     return folder
 
 
@@ -61,7 +63,9 @@ def assert_refused_quietly(message: str, settings, *hidden: Path) -> None:
 
 
 @pytest.mark.parametrize("attack", ["dotdot", "absolute", "symlink", "tokenizer"])
-def test_it_refuses_an_imported_checkpoint_naming_files_outside_it(transactional_db, stories260k, alice_weights, tmp_path, settings, attack):
+def test_it_refuses_an_imported_checkpoint_naming_files_outside_it(
+    transactional_db, stories260k, alice_weights, tmp_path, settings, attack
+):
     # import_model reads the folder where it lies: here, a sibling of the var dir's artifacts
     source = bob_checkpoint(tmp_path / "incoming" / "bob", stories260k, attack, alice_weights, "../../")
     job = submit(BaseModel.objects.create(name="bob/sharded", source_path=str(source)))
@@ -71,7 +75,9 @@ def test_it_refuses_an_imported_checkpoint_naming_files_outside_it(transactional
     assert not list((settings.MODELS_DIR / "local").rglob("*.safetensors"))
 
 
-def test_it_answers_alike_whether_the_outside_file_exists_or_not(transactional_db, stories260k, alice_weights, tmp_path, settings):
+def test_it_answers_alike_whether_the_outside_file_exists_or_not(
+    transactional_db, stories260k, alice_weights, tmp_path, settings
+):
     """The refusal must not tell bob which paths exist on the worker."""
     errors = []
     for name, job_dir in (("exists", "job73"), ("nothing", "job74")):
@@ -95,14 +101,20 @@ def hub_client(hub, settings, monkeypatch) -> str:
     return hub.url
 
 
-@pytest.mark.parametrize("attack", ["dotdot", "absolute", "tokenizer"])  # an upload carries a link's content, not the link
-def test_it_refuses_an_uploaded_repository_naming_files_outside_it(hub_client, bob, bob_token, stories260k, alice_weights, tmp_path, settings, attack):
+@pytest.mark.parametrize(
+    "attack", ["dotdot", "absolute", "tokenizer"]
+)  # an upload carries a link's content, not the link
+def test_it_refuses_an_uploaded_repository_naming_files_outside_it(
+    hub_client, bob, bob_token, stories260k, alice_weights, tmp_path, settings, attack
+):
     # fetch downloads into models/hf/bob/sharded/.download-*/ and keeps it in models/hf/bob/sharded/<sha>/
     folder = bob_checkpoint(tmp_path / "upload", stories260k, attack, alice_weights, "../../../../../")
     api = HfApi(endpoint=hub_client, token=bob_token)
     api.create_repo("bob/sharded")
     api.upload_folder(folder_path=folder, repo_id="bob/sharded")
-    base = BaseModel.objects.create(name="bob/sharded", hf_repo_id="bob/sharded", revision="main", on_this_hub=True, owner=bob)
+    base = BaseModel.objects.create(
+        name="bob/sharded", hf_repo_id="bob/sharded", revision="main", on_this_hub=True, owner=bob
+    )
     job = Job.submit(base_model=base, recipes=[Recipe.for_preset("w8a16")], owner=bob, suite="", benchmark_profile="")
     assert run_queued(job, "fetch") == "failed"
     assert_refused_quietly(job.stages.get(kind="fetch").error, settings)
@@ -138,8 +150,13 @@ def load_with_evals(folder: Path, out: Path) -> None:
 @pytest.mark.parametrize("attack", ["dotdot", "absolute", "symlink"])
 @pytest.mark.parametrize("loader", [load_with_engine, load_with_compress, load_dequantized, load_with_evals])
 def test_it_refuses_such_a_checkpoint_in_every_loader(stories260k, alice_weights, tmp_path, settings, loader, attack):
-    folder = bob_checkpoint(settings.MODELS_DIR / "hf" / "bob" / "sharded" / ("a" * 64), stories260k, attack, alice_weights,
-                            "../../../../../")
+    folder = bob_checkpoint(
+        settings.MODELS_DIR / "hf" / "bob" / "sharded" / ("a" * 64),
+        stories260k,
+        attack,
+        alice_weights,
+        "../../../../../",
+    )
     with pytest.raises(ValueError, match=REFUSAL) as refused:
         loader(folder, tmp_path / "out")
     assert_refused_quietly(str(refused.value), settings, folder)

@@ -17,22 +17,35 @@ ROOT = Path(__file__).resolve().parents[2]
 def clean_env(tmp_path: Path, **env: str) -> dict[str, str]:
     """The environment of a fresh shell: none of the hub's variables (nor the browser tests'
     DJANGO_ALLOW_ASYNC_UNSAFE), except those given."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("HUB_", "DATABASE_URL", "CELERY_", "DJANGO_ALLOW_ASYNC_UNSAFE"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HUB_", "DATABASE_URL", "CELERY_", "DJANGO_ALLOW_ASYNC_UNSAFE"))
+    }
     return {**base, "HUB_VAR_DIR": str(tmp_path), **env}
 
 
 def test_it_passes_the_deployment_check_with_debug_off(tmp_path):
-    env = clean_env(tmp_path, HUB_DEBUG="0", HUB_SECRET_KEY=secrets.token_urlsafe(50), HUB_SITE_URL="https://hub.example.com")
-    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = clean_env(
+        tmp_path, HUB_DEBUG="0", HUB_SECRET_KEY=secrets.token_urlsafe(50), HUB_SITE_URL="https://hub.example.com"
+    )
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "System check identified no issues" in out.stdout
     assert out.stderr == ""
 
 
 def make_dry_run(target: str, **env: str) -> str:
-    out = subprocess.run(["make", "-n", target], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["make", "-n", target], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -45,9 +58,17 @@ def test_it_binds_the_debug_server_to_loopback_unless_told_otherwise():
 
 
 def test_it_answers_only_loopback_names_in_debug(tmp_path):
-    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG, settings.ALLOWED_HOSTS)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env=clean_env(tmp_path, DJANGO_SETTINGS_MODULE="hub.settings"))
+    code = (
+        "import django; django.setup(); from django.conf import settings; print(settings.DEBUG, settings.ALLOWED_HOSTS)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(tmp_path, DJANGO_SETTINGS_MODULE="hub.settings"),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True ['localhost', '127.0.0.1', '[::1]']"
 

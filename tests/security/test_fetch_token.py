@@ -15,7 +15,7 @@ from huggingface_hub import HfApi
 
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe
-from tests.workers.conftest import run_queued
+from tests.helpers import run_queued
 
 HUB_TOKEN = "hf_the-hubs-own-fetch-token"
 
@@ -87,23 +87,33 @@ def test_it_lends_the_token_to_the_repositories_an_operator_listed(upstream, bob
 
 
 def submit(url: str, token: str, hf_id: str) -> httpx2.Response:
-    return httpx2.post(f"{url}/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}, timeout=60,
-                       json={"hf_id": hf_id, "presets": ["w8a16"], "suite": "", "benchmark_profile": ""})
+    return httpx2.post(
+        f"{url}/api/v1/jobs",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+        json={"hf_id": hf_id, "presets": ["w8a16"], "suite": "", "benchmark_profile": ""},
+    )
 
 
 def test_it_asks_upstream_anonymously_at_submission(start_gunicorn, upstream, bob, bob_token):
-    hub = start_gunicorn(HUB_HF_ENDPOINT=upstream.url, HUB_HF_TOKEN=HUB_TOKEN, HUB_HF_TOKEN_REPOS="meta-llama/*", HF_HUB_OFFLINE="0")
+    hub = start_gunicorn(
+        HUB_HF_ENDPOINT=upstream.url, HUB_HF_TOKEN=HUB_TOKEN, HUB_HF_TOKEN_REPOS="meta-llama/*", HF_HUB_OFFLINE="0"
+    )
     answer = submit(hub.url, bob_token, "someone/gated-model")
     assert answer.status_code == 422 and "HUB_HF_TOKEN_REPOS" in answer.text, answer.text
     assert upstream.requests and upstream.tokens() == {""}
     assert not Job.objects.exists()
 
 
-def test_it_answers_not_found_for_a_private_repository_of_this_hub(start_gunicorn, upstream, alice_token, bob_token, monkeypatch):
+def test_it_answers_not_found_for_a_private_repository_of_this_hub(
+    start_gunicorn, upstream, alice_token, bob_token, monkeypatch
+):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    hub = start_gunicorn(HUB_HF_ENDPOINT=upstream.url, HUB_HF_TOKEN=HUB_TOKEN, HUB_HF_TOKEN_REPOS="*", HF_HUB_OFFLINE="0")
+    hub = start_gunicorn(
+        HUB_HF_ENDPOINT=upstream.url, HUB_HF_TOKEN=HUB_TOKEN, HUB_HF_TOKEN_REPOS="*", HF_HUB_OFFLINE="0"
+    )
     HfApi(endpoint=hub.url, token=alice_token).create_repo("alice/secret", private=True)
     answer = submit(hub.url, bob_token, "alice/secret")
     assert answer.status_code == 422, answer.text

@@ -42,12 +42,16 @@ def test_it_refuses_names_that_hide_what_they_are(hf_hub, alice, alice_token, ki
     head = Repo.objects.get(name="names").head_id
 
     # json.dumps writes a lone surrogate as the \ud800 escape, as any JSON client may send it
-    preupload = client.post("/api/models/alice/names/preupload/main",
-                            content=json.dumps({"files": [{"path": name, "size": 1, "sample": ""}]}))
+    preupload = client.post(
+        "/api/models/alice/names/preupload/main",
+        content=json.dumps({"files": [{"path": name, "size": 1, "sample": ""}]}),
+    )
     assert "U+" in clear_refusal(preupload)
 
-    for line in ({"key": "file", "value": {"path": name, "encoding": "base64", "content": base64.b64encode(b"x").decode()}},
-                 {"key": "deletedFile", "value": {"path": name}}):
+    for line in (
+        {"key": "file", "value": {"path": name, "encoding": "base64", "content": base64.b64encode(b"x").decode()}},
+        {"key": "deletedFile", "value": {"path": name}},
+    ):
         body = "\n".join(json.dumps(item) for item in ({"key": "header", "value": {"summary": "add"}}, line))
         clear_refusal(client.post("/api/models/alice/names/commit/main", content=body))
     assert Repo.objects.get(name="names").head_id == head
@@ -61,8 +65,12 @@ def test_it_refuses_names_that_hide_what_they_are(hf_hub, alice, alice_token, ki
 
 @pytest.mark.parametrize("name", ["tiny\n", "tiny\u202e", "t\u200biny"])
 def test_it_refuses_such_repository_names(hf_hub, alice, alice_token, name):
-    answer = httpx2.post(f"{hf_hub.url}/api/repos/create", headers={"Authorization": f"Bearer {alice_token}"},
-                         json={"name": name, "type": "model"}, timeout=60)
+    answer = httpx2.post(
+        f"{hf_hub.url}/api/repos/create",
+        headers={"Authorization": f"Bearer {alice_token}"},
+        json={"name": name, "type": "model"},
+        timeout=60,
+    )
     assert answer.status_code == 400, answer.text
     assert "invalid model name" in answer.json()["error"]
     assert not Repo.objects.exists()

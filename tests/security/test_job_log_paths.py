@@ -6,25 +6,35 @@ say relative names instead, such as `models/local/...`."""
 import json
 import sys
 import sysconfig
-from pathlib import Path
 
 import httpx2
 import pytest
 
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe
-from tests.conftest import write_tiny_checkpoint
-from tests.workers.conftest import run_queued
+from tests.helpers import run_queued, write_tiny_checkpoint
 
 
 def worker_folders(settings) -> list[str]:
-    return [str(p) for p in (settings.VAR_DIR, settings.MODELS_DIR, settings.ARTIFACTS_DIR, settings.BASE_DIR, sys.prefix,
-                             sysconfig.get_paths()["purelib"])]
+    return [
+        str(p)
+        for p in (
+            settings.VAR_DIR,
+            settings.MODELS_DIR,
+            settings.ARTIFACTS_DIR,
+            settings.BASE_DIR,
+            sys.prefix,
+            sysconfig.get_paths()["purelib"],
+        )
+    ]
 
 
 def shown(hub_url: str, job: Job) -> str:
     """What anyone sees of the job: its page and its API record."""
-    return httpx2.get(f"{hub_url}/jobs/{job.pk}/", timeout=60).text + httpx2.get(f"{hub_url}/api/v1/jobs/{job.pk}", timeout=60).text
+    return (
+        httpx2.get(f"{hub_url}/jobs/{job.pk}/", timeout=60).text
+        + httpx2.get(f"{hub_url}/api/v1/jobs/{job.pk}", timeout=60).text
+    )
 
 
 def stage_text(job: Job, kind: str) -> str:
@@ -48,11 +58,22 @@ def test_it_names_no_worker_folder_in_a_traceback(hub, alice, settings):
     """An unexpected failure (transformers finds no weights) records its traceback tail."""
     folder = write_tiny_checkpoint(settings.MODELS_DIR / "local" / "alice" / "empty" / ("0" * 64))
     (folder / "model.safetensors").unlink()
-    (folder / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8, "intermediate_size": 16,
-        "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 16}))
-    base = BaseModel.objects.create(name="alice/empty", status=BaseModel.Status.READY, local_path=str(folder),
-                                    architecture="LlamaForCausalLM")
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "hidden_size": 8,
+                "intermediate_size": 16,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 1,
+                "vocab_size": 16,
+            }
+        )
+    )
+    base = BaseModel.objects.create(
+        name="alice/empty", status=BaseModel.Status.READY, local_path=str(folder), architecture="LlamaForCausalLM"
+    )
     job = Job.submit(base_model=base, recipes=[Recipe.for_preset("w8a16")], owner=alice, suite="", benchmark_profile="")
     assert run_queued(job, "fetch") == "done"
     assert run_queued(job, "compress") == "failed"

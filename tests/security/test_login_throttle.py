@@ -15,7 +15,9 @@ def sign_in(hub_url: str, username: str, password: str) -> httpx2.Response:
     with httpx2.Client(base_url=hub_url) as browser:
         form = browser.get("/accounts/login/")
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
-        return browser.post("/accounts/login/", data={"csrfmiddlewaretoken": csrf, "username": username, "password": password})
+        return browser.post(
+            "/accounts/login/", data={"csrfmiddlewaretoken": csrf, "username": username, "password": password}
+        )
 
 
 def signed_in(response: httpx2.Response) -> bool:

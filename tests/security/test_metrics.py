@@ -8,7 +8,7 @@ from contextlib import closing
 import httpx2
 from django.contrib.auth.models import User
 
-from tests.security.conftest import free_port
+from tests.helpers import free_port
 
 SCRAPER_TOKEN = "metrics-" + "s" * 40
 
@@ -17,7 +17,9 @@ def staff_session(hub_url: str) -> httpx2.Client:
     User.objects.create_user("root", password="root-password-1", is_staff=True)
     browser = httpx2.Client(base_url=hub_url)
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', browser.get("/accounts/login/").text).group(1)
-    signed_in = browser.post("/accounts/login/", data={"csrfmiddlewaretoken": csrf, "username": "root", "password": "root-password-1"})
+    signed_in = browser.post(
+        "/accounts/login/", data={"csrfmiddlewaretoken": csrf, "username": "root", "password": "root-password-1"}
+    )
     assert signed_in.status_code == 302
     return browser
 

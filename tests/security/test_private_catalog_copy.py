@@ -11,15 +11,18 @@ from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job
 from hub.results.models import EvalRun
-from tests.conftest import write_tiny_checkpoint
-from tests.security.conftest import sign_in
+from tests.helpers import sign_in, write_tiny_checkpoint
 
 
 def doors(base: BaseModel, variant: Variant) -> list[str]:
     return [
-        f"/models/{base.pk}/", f"/models/{base.pk}/compare/", f"/models/{base.pk}/files/model.safetensors",
-        f"/models/variants/{variant.pk}/", f"/models/variants/{variant.pk}/files/model.safetensors",
-        f"/api/v1/models/{base.pk}", f"/api/v1/variants/{variant.pk}",
+        f"/models/{base.pk}/",
+        f"/models/{base.pk}/compare/",
+        f"/models/{base.pk}/files/model.safetensors",
+        f"/models/variants/{variant.pk}/",
+        f"/models/variants/{variant.pk}/files/model.safetensors",
+        f"/api/v1/models/{base.pk}",
+        f"/api/v1/variants/{variant.pk}",
     ]
 
 
@@ -41,15 +44,20 @@ def listed(client: httpx2.Client, base: BaseModel, variant: Variant) -> list[str
     return found
 
 
-def test_it_closes_every_door_when_the_source_repository_turns_private(hf_hub, alice, alice_token, bob, bob_token,
-                                                                      tmp_path):
+def test_it_closes_every_door_when_the_source_repository_turns_private(
+    hf_hub, alice, alice_token, bob, bob_token, tmp_path
+):
     folder = write_tiny_checkpoint(tmp_path / "tiny")
     api = HfApi(endpoint=hf_hub.url, token=alice_token)
     api.create_repo("alice/tiny")
     api.upload_folder(repo_id="alice/tiny", folder_path=folder)
 
-    submitted = httpx2.post(f"{hf_hub.url}/api/v1/jobs", headers={"Authorization": f"Bearer {bob_token}"}, timeout=60,
-                            json={"hf_id": "alice/tiny", "presets": ["w8a8-int8"], "suite": "", "benchmark_profile": ""})
+    submitted = httpx2.post(
+        f"{hf_hub.url}/api/v1/jobs",
+        headers={"Authorization": f"Bearer {bob_token}"},
+        timeout=60,
+        json={"hf_id": "alice/tiny", "presets": ["w8a8-int8"], "suite": "", "benchmark_profile": ""},
+    )
     assert submitted.status_code == 201, submitted.text
     job = Job.objects.get(pk=submitted.json()["id"])
     # what the fetch, compress and validate stages record
@@ -57,10 +65,25 @@ def test_it_closes_every_door_when_the_source_repository_turns_private(hf_hub, a
     base = job.base_model
     assert base.on_this_hub and not base.private and base.owner == bob
     BaseModel.objects.filter(pk=base.pk).update(status=BaseModel.Status.READY, local_path=str(folder), files=files)
-    variant = Variant.objects.create(base=base, recipe=job.recipes.get(), job=job, name="tiny-w8a8-int8", owner=bob,
-                                     local_path=str(folder), files=files)
-    EvalRun.objects.create(variant=variant, job=job, suite="quick", suite_version="1", engine_version="1",
-                           settings={}, settings_key="0" * 64, metrics={})
+    variant = Variant.objects.create(
+        base=base,
+        recipe=job.recipes.get(),
+        job=job,
+        name="tiny-w8a8-int8",
+        owner=bob,
+        local_path=str(folder),
+        files=files,
+    )
+    EvalRun.objects.create(
+        variant=variant,
+        job=job,
+        suite="quick",
+        suite_version="1",
+        engine_version="1",
+        settings={},
+        settings_key="0" * 64,
+        metrics={},
+    )
 
     anonymous = httpx2.Client(base_url=hf_hub.url, timeout=60)
     as_bob = httpx2.Client(base_url=hf_hub.url, timeout=60, headers={"Authorization": f"Bearer {bob_token}"})
@@ -69,7 +92,11 @@ def test_it_closes_every_door_when_the_source_repository_turns_private(hf_hub, a
     for client in (anonymous, as_bob, bob_pages):
         assert [client.get(url).status_code for url in doors(base, variant)] == [200] * 7
     assert listed(anonymous, base, variant) == ["catalog page"] * 4 + [
-        "/api/v1/models", "/api/v1/variants", "/api/v1/results/evals", "/api/v1/jobs"]
+        "/api/v1/models",
+        "/api/v1/variants",
+        "/api/v1/results/evals",
+        "/api/v1/jobs",
+    ]
 
     api.update_repo_settings("alice/tiny", private=True)
 

@@ -15,9 +15,7 @@ import pytest
 from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe, Stage
-from tests.conftest import write_tiny_checkpoint
-from tests.security.conftest import form_token, sign_in
-from tests.workers.conftest import run_queued
+from tests.helpers import form_token, run_queued, sign_in, write_tiny_checkpoint
 
 HUB_TOKEN = "hf_hub-publish-token-of-the-operator"
 ALICES_OWN = "hf_alices-own-token-for-that-hub"
@@ -72,8 +70,12 @@ def worker_side(settings, monkeypatch) -> None:
 
 
 def submit(url: str, token: str, base: BaseModel, target: str) -> httpx2.Response:
-    return httpx2.post(f"{url}/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}, timeout=60, json={
-        "base": base.pk, "presets": ["w8a16"], "suite": "", "benchmark_profile": "", "publish_targets": [target]})
+    return httpx2.post(
+        f"{url}/api/v1/jobs",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+        json={"base": base.pk, "presets": ["w8a16"], "suite": "", "benchmark_profile": "", "publish_targets": [target]},
+    )
 
 
 def ready_to_publish(job: Job, tmp_path: Path) -> Job:
@@ -81,8 +83,16 @@ def ready_to_publish(job: Job, tmp_path: Path) -> Job:
     folder = write_tiny_checkpoint(tmp_path / "variant")
     files = [{"path": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())]
     job.stages.filter(kind__in=(Stage.Kind.FETCH, Stage.Kind.COMPRESS)).update(status=Stage.Status.DONE)
-    Variant.objects.create(base=job.base_model, recipe=job.recipes.get(), job=job, name=f"variant-{job.pk}", scheme="W8A16",
-                           local_path=str(folder), files=files, size_bytes=sum(f["size"] for f in files))
+    Variant.objects.create(
+        base=job.base_model,
+        recipe=job.recipes.get(),
+        job=job,
+        name=f"variant-{job.pk}",
+        scheme="W8A16",
+        local_path=str(folder),
+        files=files,
+        size_bytes=sum(f["size"] for f in files),
+    )
     job.dispatch()
     return job
 
@@ -90,20 +100,30 @@ def ready_to_publish(job: Job, tmp_path: Path) -> Job:
 def test_it_refuses_a_named_endpoint_in_the_job_form(hub, alice, llama, listener):
     client = sign_in(hub.url, "alice", "alice-password-1")
     page = client.get("/jobs/new/").text
-    answer = client.post("/jobs/new/", data={
-        "csrfmiddlewaretoken": form_token(page), "base": llama.pk, "presets": "w8a16", "revision": "main",
-        "publish_targets": f"{listener.url} alice/exfil"})
+    answer = client.post(
+        "/jobs/new/",
+        data={
+            "csrfmiddlewaretoken": form_token(page),
+            "base": llama.pk,
+            "presets": "w8a16",
+            "revision": "main",
+            "publish_targets": f"{listener.url} alice/exfil",
+        },
+    )
     assert answer.status_code == 200 and "this hub does not publish to" in answer.text
     assert "HUB_PUBLISH_ALLOWED_ENDPOINTS" in answer.text
     assert not Job.objects.exists() and listener.authorizations == []
 
 
-@pytest.mark.parametrize("named", [
-    "{listener} alice/exfil",
-    "http://alice:secret@127.0.0.1:{port} alice/exfil",  # userinfo: the host is the part after @
-    "http://169.254.169.254 alice/exfil",  # link-local: cloud metadata services
-    "{listener}/#frag alice/exfil",
-])
+@pytest.mark.parametrize(
+    "named",
+    [
+        "{listener} alice/exfil",
+        "http://alice:secret@127.0.0.1:{port} alice/exfil",  # userinfo: the host is the part after @
+        "http://169.254.169.254 alice/exfil",  # link-local: cloud metadata services
+        "{listener}/#frag alice/exfil",
+    ],
+)
 def test_it_refuses_named_endpoints_over_the_api(start_gunicorn, alice, alice_token, llama, listener, named):
     # even with the listener allowed, a URL that carries more than scheme://host[:port] is refused
     allowed = listener.url if "@" in named or "#" in named else ""
@@ -115,27 +135,38 @@ def test_it_refuses_named_endpoints_over_the_api(start_gunicorn, alice, alice_to
     assert not Job.objects.exists() and listener.authorizations == []
 
 
-def test_it_never_sends_the_hubs_token_to_an_endpoint_a_job_names(hub, alice, llama, listener, worker_side, settings, tmp_path):
+def test_it_never_sends_the_hubs_token_to_an_endpoint_a_job_names(
+    hub, alice, llama, listener, worker_side, settings, tmp_path
+):
     """A job row that names the listener anyway (submitted before the rule, or while the
     operator still allowed it): the publish stage refuses before it sends anything."""
     settings.PUBLISH_LOCAL_ENDPOINT = hub.url
-    job = Job.submit(base_model=llama, recipes=[Recipe.for_preset("w8a16")], owner=alice, suite="", benchmark_profile="",
-                     publish_targets=[f"{listener.url} alice/exfil"])
+    job = Job.submit(
+        base_model=llama,
+        recipes=[Recipe.for_preset("w8a16")],
+        owner=alice,
+        suite="",
+        benchmark_profile="",
+        publish_targets=[f"{listener.url} alice/exfil"],
+    )
     assert run_queued(ready_to_publish(job, tmp_path), "publish") == "failed"
     error = job.stages.get(kind="publish").error
     assert "this hub does not publish to" in error and HUB_TOKEN not in error
     assert listener.authorizations == []
 
 
-def test_it_sends_the_users_own_token_to_an_allowed_endpoint(start_gunicorn, alice, alice_token, llama, listener,
-                                                             worker_side, settings, tmp_path):
+def test_it_sends_the_users_own_token_to_an_allowed_endpoint(
+    start_gunicorn, alice, alice_token, llama, listener, worker_side, settings, tmp_path
+):
     hub = start_gunicorn(HUB_PUBLISH_ALLOWED_ENDPOINTS=listener.url)
     settings.PUBLISH_ALLOWED_ENDPOINTS, settings.PUBLISH_LOCAL_ENDPOINT = [listener.url], hub.url
     auth = {"Authorization": f"Bearer {alice_token}"}
     refused = submit(hub.url, alice_token, llama, f"{listener.url} alice/there")
     assert refused.status_code == 422 and "your own write token" in refused.text
 
-    kept = httpx2.put(f"{hub.url}/api/v1/credentials", headers=auth, json={"endpoint": f"{listener.url}/", "token": ALICES_OWN})
+    kept = httpx2.put(
+        f"{hub.url}/api/v1/credentials", headers=auth, json={"endpoint": f"{listener.url}/", "token": ALICES_OWN}
+    )
     assert kept.status_code == 200 and kept.json()["endpoint"] == listener.url and ALICES_OWN not in kept.text
     listed = httpx2.get(f"{hub.url}/api/v1/credentials", headers=auth)
     assert [c["endpoint"] for c in listed.json()] == [listener.url] and ALICES_OWN not in listed.text

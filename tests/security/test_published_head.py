@@ -25,24 +25,39 @@ def test_it_keeps_a_published_head_for_the_publisher_alone(hf_hub, alice, alice_
     system = HfApi(endpoint=hf_hub.url, token=ApiToken.issue(publisher(), "publish", ApiToken.Scope.WRITE)[1])
     # what the publish stage does for alice's job: upload as the system user, then record it
     system.create_repo("alice/tiny-w8a8-int8")
-    sha = system.upload_file(path_or_fileobj=b"\0weights", path_in_repo="model.safetensors",
-                             repo_id="alice/tiny-w8a8-int8").oid
+    sha = system.upload_file(
+        path_or_fileobj=b"\0weights", path_in_repo="model.safetensors", repo_id="alice/tiny-w8a8-int8"
+    ).oid
     base = BaseModel.objects.create(name="tiny", status=BaseModel.Status.READY)
-    variant = Variant.objects.create(base=base, recipe=Recipe.for_preset("w8a8-int8"), name="tiny-w8a8-int8", owner=alice)
-    Publication.objects.create(variant=variant, endpoint=Publication.LOCAL, repo_id="alice/tiny-w8a8-int8", commit_sha=sha)
+    variant = Variant.objects.create(
+        base=base, recipe=Recipe.for_preset("w8a8-int8"), name="tiny-w8a8-int8", owner=alice
+    )
+    Publication.objects.create(
+        variant=variant, endpoint=Publication.LOCAL, repo_id="alice/tiny-w8a8-int8", commit_sha=sha
+    )
 
     staff = User.objects.create_user("root", is_staff=True)
     for token in (alice_token, ApiToken.issue(staff, "tests", ApiToken.Scope.WRITE)[1]):
         api = HfApi(endpoint=hf_hub.url, token=token)
-        message = refused(lambda: api.upload_file(path_or_fileobj=b"other", path_in_repo="model.safetensors",
-                                                  repo_id="alice/tiny-w8a8-int8"))
+        message = refused(
+            lambda: api.upload_file(
+                path_or_fileobj=b"other", path_in_repo="model.safetensors", repo_id="alice/tiny-w8a8-int8"
+            )
+        )
         assert "published variant tiny-w8a8-int8" in message
         refused(lambda: api.delete_file("model.safetensors", repo_id="alice/tiny-w8a8-int8"))
-        refused(lambda: api.create_commit("alice/tiny-w8a8-int8", [CommitOperationDelete("model.safetensors")],
-                                          commit_message="tidy"))
-        refused(lambda: api.upload_file(path_or_fileobj=b"notes", path_in_repo="NOTES.md", repo_id="alice/tiny-w8a8-int8"))
+        refused(
+            lambda: api.create_commit(
+                "alice/tiny-w8a8-int8", [CommitOperationDelete("model.safetensors")], commit_message="tidy"
+            )
+        )
+        refused(
+            lambda: api.upload_file(path_or_fileobj=b"notes", path_in_repo="NOTES.md", repo_id="alice/tiny-w8a8-int8")
+        )
     assert system.model_info("alice/tiny-w8a8-int8").sha == sha
 
     # publishing again (a retried publish stage) still works
-    again = system.upload_file(path_or_fileobj=b"\0weights2", path_in_repo="model.safetensors", repo_id="alice/tiny-w8a8-int8")
+    again = system.upload_file(
+        path_or_fileobj=b"\0weights2", path_in_repo="model.safetensors", repo_id="alice/tiny-w8a8-int8"
+    )
     assert system.model_info("alice/tiny-w8a8-int8").sha == again.oid != sha

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx2
 
 from hub.jobs.models import Job, Stage
-from tests.security.conftest import form_token, sign_in
+from tests.helpers import form_token, sign_in
 
 LIMITS = {"HUB_MAX_ACTIVE_JOBS": "100", "HUB_MAX_SUBMISSIONS_PER_MINUTE": "100", "HUB_MAX_STAGES_PER_JOB": "100"}
 
@@ -46,7 +46,9 @@ def test_it_limits_submissions_per_minute_per_user_on_the_api(start_gunicorn, al
     answers = [submit(hub.url, alice_token, llama.pk) for _ in range(5)]
     assert [a.status_code for a in answers] == [201, 201, 201, 429, 429], answers[-1].text
     refused = answers[3]
-    assert "3 jobs in the last minute" in message(refused) and "limit is 3 a minute" in message(refused), message(refused)
+    assert "3 jobs in the last minute" in message(refused) and "limit is 3 a minute" in message(refused), message(
+        refused
+    )
     assert 0 < int(refused.headers["Retry-After"]) <= 60
     assert f"try again in {refused.headers['Retry-After']} s" in message(refused)
     assert Job.objects.filter(owner=alice).count() == 3
@@ -55,8 +57,14 @@ def test_it_limits_submissions_per_minute_per_user_on_the_api(start_gunicorn, al
 def test_it_limits_the_stages_of_one_job(start_gunicorn, alice, alice_token, llama):
     hub = start_gunicorn(**{**LIMITS, "HUB_MAX_STAGES_PER_JOB": "10"})
     # fetch + baseline + 4 x (compress, validate, benchmark, publish) = 18 stages
-    big = submit(hub.url, alice_token, llama.pk, presets=["w4a16", "w8a16", "w8a8-int8", "fp8-dynamic"],
-                 suite="quick", benchmark_profile="sweep")
+    big = submit(
+        hub.url,
+        alice_token,
+        llama.pk,
+        presets=["w4a16", "w8a16", "w8a8-int8", "fp8-dynamic"],
+        suite="quick",
+        benchmark_profile="sweep",
+    )
     assert big.status_code == 422, big.text
     assert "18 stages" in big.text and "at most 10" in big.text, big.text
     assert not Job.objects.exists() and not Stage.objects.exists()
@@ -78,8 +86,17 @@ def test_it_limits_active_jobs_on_the_web_form(start_gunicorn, alice, llama):
 
     def post() -> httpx2.Response:
         token = form_token(web.get("/jobs/new/").text)
-        return web.post("/jobs/new/", data={"csrfmiddlewaretoken": token, "base": llama.pk, "presets": "w4a16",
-                                            "revision": "main", "suite": "", "benchmark_profile": ""})
+        return web.post(
+            "/jobs/new/",
+            data={
+                "csrfmiddlewaretoken": token,
+                "base": llama.pk,
+                "presets": "w4a16",
+                "revision": "main",
+                "suite": "",
+                "benchmark_profile": "",
+            },
+        )
 
     assert post().status_code == 302
     refused = post()

@@ -15,8 +15,10 @@ AWQ = "s_stage:\n  m_modifiers:\n    AWQModifier: {{{args}}}\n    QuantizationMo
 SMOOTH = "s_stage:\n  m_modifiers:\n    SmoothQuantModifier: {{{args}}}\n    GPTQModifier: {{scheme: W8A8}}\n"
 GPTQ = "s_stage:\n  m_modifiers:\n    GPTQModifier: {{scheme: W4A16, {args}}}\n"
 SPARSE = "s_stage:\n  m_modifiers:\n    SparseGPTModifier: {{{args}}}\n"
-GROUPS = ("s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n"
-          "          targets: [Linear]\n          weights: {{num_bits: 4, type: int, strategy: group, {args}}}\n")
+GROUPS = (
+    "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n"
+    "          targets: [Linear]\n          weights: {{num_bits: 4, type: int, strategy: group, {args}}}\n"
+)
 
 # recipe, the argument the answer must name, and the range it must give
 BAD = {
@@ -30,8 +32,11 @@ BAD = {
     "sparsity -inf": (SPARSE.format(args="sparsity: -.inf, mask_structure: '0:0'"), "sparsity", "from 0 to 1"),
     "unknown argument": (GPTQ.format(args="frobnicate: 1"), "frobnicate", "supported: "),
     "group_size of 10^12": (GROUPS.format(args=f"group_size: {10**12}"), "group_size", "from 1 to 65536"),
-    "observer grid of 10^9": (GROUPS.format(args="group_size: 32, observer: mse, observer_kwargs: {grid: 1000000000}"),
-                              "grid", "from 1 to 1000"),
+    "observer grid of 10^9": (
+        GROUPS.format(args="group_size: 32, observer: mse, observer_kwargs: {grid: 1000000000}"),
+        "grid",
+        "from 1 to 1000",
+    ),
     "unknown nested key": (GROUPS.format(args="group_size: 32, num_bitz: 4"), "num_bitz", "known: "),
 }
 GOOD = """

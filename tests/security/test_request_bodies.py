@@ -9,11 +9,11 @@ import pytest
 from django.conf import settings
 
 from hub.jobs.models import Job
-from tests.security.conftest import form_token, sign_in
+from tests.helpers import form_token, sign_in
 
 DEEP_JSON = "[" * 1000 + "]" * 1000
 DEEP_YAML = "s_stage:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: " + DEEP_JSON + "}\n"
-TRACEBACK_SIGNS = ("Traceback", "File \"/", "site-packages", "RecursionError", "RequestDataTooBig")
+TRACEBACK_SIGNS = ("Traceback", 'File "/', "site-packages", "RecursionError", "RequestDataTooBig")
 
 
 def clean(answer: httpx2.Response) -> str:
@@ -24,8 +24,12 @@ def clean(answer: httpx2.Response) -> str:
 
 
 def api(url: str, token: str, body: bytes | str) -> httpx2.Response:
-    return httpx2.post(f"{url}/api/v1/jobs", content=body, timeout=60,
-                       headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return httpx2.post(
+        f"{url}/api/v1/jobs",
+        content=body,
+        timeout=60,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
 
 
 def test_a_json_body_nested_a_thousand_deep_is_a_clear_400(hub, alice_token, llama):
@@ -42,8 +46,17 @@ def test_a_recipe_nested_a_thousand_deep_is_refused_on_the_api_and_the_form(hub,
     assert answer.status_code == 422 and "nested more than" in clean(answer), answer.text
     web = sign_in(hub.url, "alice", "alice-password-1")
     token = form_token(web.get("/jobs/new/").text)
-    page = web.post("/jobs/new/", data={"csrfmiddlewaretoken": token, "base": llama.pk, "recipe_yaml": DEEP_YAML,
-                                        "revision": "main", "suite": "", "benchmark_profile": ""})
+    page = web.post(
+        "/jobs/new/",
+        data={
+            "csrfmiddlewaretoken": token,
+            "base": llama.pk,
+            "recipe_yaml": DEEP_YAML,
+            "revision": "main",
+            "suite": "",
+            "benchmark_profile": "",
+        },
+    )
     assert page.status_code == 200 and "nested more than" in clean(page)
     assert not Job.objects.exists()
 

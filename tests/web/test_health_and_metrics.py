@@ -4,11 +4,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.jobs.models import Job, Recipe, Stage
-from tests.workers.conftest import start_worker, wait_for  # noqa: F401 - the fixture
+from tests.helpers import wait_for
 
 
 def samples(text: str) -> dict:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
 
 
 def test_it_says_unhealthy_when_no_worker_answers(client, db, settings):
@@ -24,12 +28,16 @@ def test_it_says_unhealthy_when_no_worker_answers(client, db, settings):
 @pytest.mark.services
 def test_it_is_healthy_with_a_worker_answering(client, start_worker):  # noqa: F811
     start_worker("health@localhost")
-    response = wait_for(lambda: (r := client.get("/health")).status_code == 200 and r, 60, "a worker to answer the ping")
+    response = wait_for(
+        lambda: (r := client.get("/health")).status_code == 200 and r, 60, "a worker to answer the ping"
+    )
     assert response.json()["workers"]["answered"] == 1
 
 
 def test_it_counts_requests_jobs_stages_and_queue_depth(admin_client, catalog, alice):
-    job = Job.submit(base_model=catalog.llama, recipes=[Recipe.for_preset("w4a16")], owner=alice, suite="", benchmark_profile="")
+    job = Job.submit(
+        base_model=catalog.llama, recipes=[Recipe.for_preset("w4a16")], owner=alice, suite="", benchmark_profile=""
+    )
     job.dispatch()
     admin_client.get("/")
     response = admin_client.get("/metrics")

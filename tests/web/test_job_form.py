@@ -36,7 +36,9 @@ def test_it_needs_a_signed_in_user(client, catalog):
 
 
 def test_it_submits_a_job_with_its_stage_graph(signed_in, catalog, alice):
-    response = post(signed_in, base=catalog.llama.pk, presets=["w4a16", "w8a16"], suite="quick", benchmark_profile="single-stream")
+    response = post(
+        signed_in, base=catalog.llama.pk, presets=["w4a16", "w8a16"], suite="quick", benchmark_profile="single-stream"
+    )
     job = Job.objects.exclude(pk=catalog.job.pk).get()
     assert response["Location"] == f"/jobs/{job.pk}/"
     assert job.owner == alice and job.suite == "quick" and job.benchmark_profile == "single-stream"
@@ -61,22 +63,37 @@ def test_it_creates_a_pending_base_for_a_hub_id(signed_in, catalog):
     assert "the fetch stage will check it" in follow.content.decode()
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"presets": "w4a16"}, "choose an imported model or give a Hugging Face id"),
-    ({"hf_id": "org/x", "presets": "w4a16", "base": "BASE"}, "not both"),
-    ({"hf_id": "../etc/passwd", "presets": "w4a16"}, "invalid model name"),
-    ({"base": "BASE"}, "choose at least one recipe preset, or paste a recipe"),
-    ({"base": "BASE", "presets": "fp8-dynamic", "gpu": "8.0"}, "fp8-dynamic needs compute capability 8.9 or newer; the target GPU is 8.0 (A100, A30)"),
-    ({"base": "BASE", "presets": "2of4", "gpu": "7.5"}, "2of4 needs compute capability 8 or newer"),
-    ({"base": "BASE", "recipe_yaml": "a: [unclosed"}, "the recipe is not valid YAML"),
-    ({"base": "BASE", "recipe_yaml": "- just\n- a list"}, "must be a mapping of `&lt;name&gt;_stage:` entries"),
-    ({"base": "BASE", "recipe_yaml": "quant:\n  x: 1"}, "top-level key &#x27;quant&#x27; is not a stage"),
-    ({"base": "BASE", "recipe_yaml": "q_stage:\n  q_modifiers:\n    FancyModifier: {}"}, "unknown modifier &#x27;FancyModifier&#x27;"),
-    ({"base": "BASE", "recipe_yaml": "q_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: FP8_DYNAMIC}", "gpu": "8.6"},
-     "the recipe&#x27;s FP8_DYNAMIC needs compute capability 8.9"),
-    ({"base": "BASE", "presets": "w4a16", "benchmark_profile": "marathon"}, "Select a valid choice"),
-    ({"base": "BASE", "presets": "w4a16", "publish_targets": "https://hf.example ../up"}, "invalid model name"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"presets": "w4a16"}, "choose an imported model or give a Hugging Face id"),
+        ({"hf_id": "org/x", "presets": "w4a16", "base": "BASE"}, "not both"),
+        ({"hf_id": "../etc/passwd", "presets": "w4a16"}, "invalid model name"),
+        ({"base": "BASE"}, "choose at least one recipe preset, or paste a recipe"),
+        (
+            {"base": "BASE", "presets": "fp8-dynamic", "gpu": "8.0"},
+            "fp8-dynamic needs compute capability 8.9 or newer; the target GPU is 8.0 (A100, A30)",
+        ),
+        ({"base": "BASE", "presets": "2of4", "gpu": "7.5"}, "2of4 needs compute capability 8 or newer"),
+        ({"base": "BASE", "recipe_yaml": "a: [unclosed"}, "the recipe is not valid YAML"),
+        ({"base": "BASE", "recipe_yaml": "- just\n- a list"}, "must be a mapping of `&lt;name&gt;_stage:` entries"),
+        ({"base": "BASE", "recipe_yaml": "quant:\n  x: 1"}, "top-level key &#x27;quant&#x27; is not a stage"),
+        (
+            {"base": "BASE", "recipe_yaml": "q_stage:\n  q_modifiers:\n    FancyModifier: {}"},
+            "unknown modifier &#x27;FancyModifier&#x27;",
+        ),
+        (
+            {
+                "base": "BASE",
+                "recipe_yaml": "q_stage:\n  q_modifiers:\n    QuantizationModifier: {scheme: FP8_DYNAMIC}",
+                "gpu": "8.6",
+            },
+            "the recipe&#x27;s FP8_DYNAMIC needs compute capability 8.9",
+        ),
+        ({"base": "BASE", "presets": "w4a16", "benchmark_profile": "marathon"}, "Select a valid choice"),
+        ({"base": "BASE", "presets": "w4a16", "publish_targets": "https://hf.example ../up"}, "invalid model name"),
+    ],
+)
 def test_it_refuses_impossible_combinations(signed_in, catalog, fields, message):
     fields = {k: (catalog.llama.pk if v == "BASE" else v) for k, v in fields.items()}
     assert message in errors(post(signed_in, **fields))
@@ -86,13 +103,17 @@ def test_it_refuses_impossible_combinations(signed_in, catalog, fields, message)
 def test_it_refuses_an_unsupported_architecture(signed_in, catalog):
     catalog.qwen.architecture = "GPT2LMHeadModel"
     catalog.qwen.save()
-    assert "is a GPT2LMHeadModel; supported architectures: LlamaForCausalLM" in errors(post(signed_in, base=catalog.qwen.pk, presets="w4a16"))
+    assert "is a GPT2LMHeadModel; supported architectures: LlamaForCausalLM" in errors(
+        post(signed_in, base=catalog.qwen.pk, presets="w4a16")
+    )
 
 
 def test_it_refuses_pickle_only_weights(signed_in, catalog):
     catalog.qwen.files = [{"path": "pytorch_model.bin", "size": 10, "sha256": "0" * 64}]
     catalog.qwen.save()
-    assert "has no safetensors weights (pickle files are refused" in errors(post(signed_in, base=catalog.qwen.pk, presets="w4a16"))
+    assert "has no safetensors weights (pickle files are refused" in errors(
+        post(signed_in, base=catalog.qwen.pk, presets="w4a16")
+    )
 
 
 def test_it_accepts_fp8_without_a_gpu_target_or_on_a_new_enough_one(signed_in, catalog):

@@ -10,16 +10,29 @@ S = Stage.Status
 
 
 def submitted(base, owner, private=False) -> Job:
-    return Job.submit(base_model=base, recipes=[Recipe.for_preset("w4a16")], owner=owner, suite="",
-                      benchmark_profile="", private=private)
+    return Job.submit(
+        base_model=base,
+        recipes=[Recipe.for_preset("w4a16")],
+        owner=owner,
+        suite="",
+        benchmark_profile="",
+        private=private,
+    )
 
 
 def test_it_shows_stages_with_progress_logs_and_eta(client, catalog, alice):
     job = submitted(catalog.llama, alice)
     now = timezone.now()
-    job.stages.filter(kind="fetch").update(status=S.DONE, started_at=now - timedelta(seconds=95), finished_at=now, log="fetched\n")
-    job.stages.filter(kind="compress").update(status=S.RUNNING, progress=0.25, message="layer 4/16",
-                                              started_at=now - timedelta(seconds=60), log="quantizing layer 4\n")
+    job.stages.filter(kind="fetch").update(
+        status=S.DONE, started_at=now - timedelta(seconds=95), finished_at=now, log="fetched\n"
+    )
+    job.stages.filter(kind="compress").update(
+        status=S.RUNNING,
+        progress=0.25,
+        message="layer 4/16",
+        started_at=now - timedelta(seconds=60),
+        log="quantizing layer 4\n",
+    )
     job.refresh_status()
     html = client.get(f"/jobs/{job.pk}/").content.decode()
     assert 'data-kind="compress" data-status="running"' in html and "layer 4/16" in html

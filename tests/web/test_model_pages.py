@@ -19,9 +19,15 @@ def test_it_shows_a_base_model(client, catalog):
 
 
 def test_it_says_when_where_and_under_what_load_a_benchmark_ran(client, catalog):
-    BenchmarkRun.objects.create(base_model=catalog.llama, job=catalog.job, profile="chat", profile_version="1",
-                                engine_version="0.1", hardware={"device": "cpu", "cpu": "AMD EPYC", "cpu_cores": 2},
-                                metrics={**bench_metrics(700.0, 60.0, 130.0), "load_average": [3.1, 3.45]})
+    BenchmarkRun.objects.create(
+        base_model=catalog.llama,
+        job=catalog.job,
+        profile="chat",
+        profile_version="1",
+        engine_version="0.1",
+        hardware={"device": "cpu", "cpu": "AMD EPYC", "cpu_cores": 2},
+        metrics={**bench_metrics(700.0, 60.0, 130.0), "load_average": [3.1, 3.45]},
+    )
     html = client.get(f"/models/{catalog.llama.pk}/").content.decode()
     assert "AMD EPYC <span" in html and "load 3.45</span>" in html  # the busier end of the run
     assert html.count(f'<a href="/jobs/{catalog.job.pk}/">job {catalog.job.pk}</a>') == 2  # this run and the GPU one
@@ -52,12 +58,18 @@ def test_it_says_what_is_not_measured_yet(client, catalog):
 
 
 def test_it_hides_private_pages(client, catalog, alice, bob):
-    urls = [f"/models/{catalog.private.pk}/", f"/models/variants/{catalog.secret.pk}/", f"/models/{catalog.private.pk}/compare/"]
+    urls = [
+        f"/models/{catalog.private.pk}/",
+        f"/models/variants/{catalog.secret.pk}/",
+        f"/models/{catalog.private.pk}/compare/",
+    ]
     client.force_login(bob)
     assert [client.get(u).status_code for u in urls] == [404, 404, 404]
     client.force_login(alice)
     assert [client.get(u).status_code for u in urls] == [200, 200, 200]
-    Publication.objects.create(variant=catalog.secret, endpoint="local", repo_id="alice/secret-model-w8a16", commit_sha="b" * 40)
+    Publication.objects.create(
+        variant=catalog.secret, endpoint="local", repo_id="alice/secret-model-w8a16", commit_sha="b" * 40
+    )
     html = client.get(f"/models/variants/{catalog.secret.pk}/").content.decode()
     assert "HF_TOKEN=&lt;a token of yours&gt; hf download alice/secret-model-w8a16" in html
     assert "os.environ[&#x27;HF_TOKEN&#x27;]" in html
@@ -65,10 +77,21 @@ def test_it_hides_private_pages(client, catalog, alice, bob):
 
 def test_it_compares_variants_and_marks_the_pareto_front(client, catalog):
     # fp8: smaller speedup than w4 and bigger, but better recovery: both stay on the front
-    run = EvalRun.objects.create(variant=catalog.fp8, suite="quick", suite_version="1", engine_version="0.1", settings_key="k")
+    run = EvalRun.objects.create(
+        variant=catalog.fp8, suite="quick", suite_version="1", engine_version="0.1", settings_key="k"
+    )
     base_run = EvalRun.objects.filter(base_model=catalog.llama).first()
-    run.recoveries.create(base_run=base_run, task="arc_easy", metric="acc", base_value=0.6, variant_value=0.6,
-                          recovery=0.999, diff=0, threshold=0.99, passed=True)
+    run.recoveries.create(
+        base_run=base_run,
+        task="arc_easy",
+        metric="acc",
+        base_value=0.6,
+        variant_value=0.6,
+        recovery=0.999,
+        diff=0,
+        threshold=0.99,
+        passed=True,
+    )
     BenchmarkRun.objects.filter(variant=catalog.fp8).update(runnable=True, metrics=bench_metrics(35, 10, 1000))
     html = client.get(f"/models/{catalog.llama.pk}/compare/").content.decode()
     assert html.count('<tr class="front">') == 2

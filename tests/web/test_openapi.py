@@ -10,8 +10,16 @@ def test_it_publishes_a_valid_openapi_schema(client, db):
     validate(schema)
     assert schema["openapi"].startswith("3.")
     paths = set(schema["paths"])
-    assert {"/api/v1/models", "/api/v1/variants", "/api/v1/results/evals", "/api/v1/results/benchmarks", "/api/v1/jobs",
-            "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/cancel", "/api/v1/jobs/{job_id}/retry"} <= paths
+    assert {
+        "/api/v1/models",
+        "/api/v1/variants",
+        "/api/v1/results/evals",
+        "/api/v1/results/benchmarks",
+        "/api/v1/jobs",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/cancel",
+        "/api/v1/jobs/{job_id}/retry",
+    } <= paths
     assert schema["paths"]["/api/v1/jobs"]["post"]["security"] == [{"Bearer": []}]
     assert "ErrorOut" in schema["components"]["schemas"]
 

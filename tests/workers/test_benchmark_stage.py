@@ -13,12 +13,24 @@ from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe, Stage
 from hub.results.models import BenchmarkRun
-from tests.workers.conftest import run_queued
+from tests.helpers import run_queued
 
 S = Stage.Status
-METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "request_throughput", "output_throughput",
-           "total_token_throughput", "max_concurrent_requests", "max_running_requests", "preemptions",
-           "weights_bytes", "kv_capacity_tokens", "peak_memory_bytes")
+METRICS = (
+    "ttft_ms",
+    "tpot_ms",
+    "itl_ms",
+    "e2el_ms",
+    "request_throughput",
+    "output_throughput",
+    "total_token_throughput",
+    "max_concurrent_requests",
+    "max_running_requests",
+    "preemptions",
+    "weights_bytes",
+    "kv_capacity_tokens",
+    "peak_memory_bytes",
+)
 
 
 @pytest.fixture
@@ -27,14 +39,22 @@ def small(settings):
     settings.BENCHMARK_THREADS = 1
 
 
-def submit_with_variant(stories260k, checkpoint, preset: str = "w8a8-int8", profile: str = "chat") -> tuple[Job, Variant]:
+def submit_with_variant(
+    stories260k, checkpoint, preset: str = "w8a8-int8", profile: str = "chat"
+) -> tuple[Job, Variant]:
     """A job on stories260k whose compress stage is done, leaving `checkpoint` as its variant."""
     call_command("import_model", str(stories260k))
     base = BaseModel.objects.get(name="stories260k")
     job = Job.submit(base_model=base, recipes=[Recipe.for_preset(preset)], suite="", benchmark_profile=profile)
     assert run_queued(job, "fetch") == "done"
-    variant = Variant.objects.create(base=base, recipe=job.recipes.get(), job=job, name=f"stories260k-{preset}",
-                                     scheme="W8A8", local_path=str(checkpoint))
+    variant = Variant.objects.create(
+        base=base,
+        recipe=job.recipes.get(),
+        job=job,
+        name=f"stories260k-{preset}",
+        scheme="W8A8",
+        local_path=str(checkpoint),
+    )
     job.stages.filter(kind="compress").update(status=S.DONE)
     job.dispatch()
     return job, variant
@@ -71,8 +91,11 @@ def test_it_measures_base_and_variant_side_by_side(transactional_db, stories260k
     assert base_run.settings == variant_run.settings  # same workload, same dtype
     gains = variant_run.metrics["speedup"]
     assert gains["output_throughput"] == pytest.approx(
-        variant_run.metrics["output_throughput"] / base_run.metrics["output_throughput"])
-    assert gains["ttft_median"] == pytest.approx(base_run.metrics["ttft_ms"]["median"] / variant_run.metrics["ttft_ms"]["median"])
+        variant_run.metrics["output_throughput"] / base_run.metrics["output_throughput"]
+    )
+    assert gains["ttft_median"] == pytest.approx(
+        base_run.metrics["ttft_ms"]["median"] / variant_run.metrics["ttft_ms"]["median"]
+    )
     assert gains["memory"]["weights_bytes"] == 1.0
     assert stage.outputs["runnable"] and stage.outputs["variant_run"] == variant_run.pk
     assert stage.outputs["speedup"]["output_throughput"] == pytest.approx(gains["output_throughput"])

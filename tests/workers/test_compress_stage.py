@@ -6,7 +6,7 @@ from django.core.management import call_command
 from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe, Stage
-from tests.workers.conftest import run_queued
+from tests.helpers import run_queued
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +20,12 @@ def calibration(settings, fixtures_dir):
 
 def test_it_compresses_the_base_into_a_cataloged_variant(transactional_db, stories260k, calibration, settings):
     call_command("import_model", str(stories260k))
-    job = Job.submit(base_model=BaseModel.objects.get(name="stories260k"),
-                     recipes=[Recipe.for_preset("w8a8-int8")], suite="", benchmark_profile="")
+    job = Job.submit(
+        base_model=BaseModel.objects.get(name="stories260k"),
+        recipes=[Recipe.for_preset("w8a8-int8")],
+        suite="",
+        benchmark_profile="",
+    )
     assert run_queued(job, "fetch") == "done"
     assert run_queued(job, "compress") == "done", job.stages.get(kind="compress").error
 
@@ -44,8 +48,9 @@ def test_it_compresses_the_base_into_a_cataloged_variant(transactional_db, stori
 def test_it_fails_clearly_on_a_recipe_the_library_refuses(transactional_db, stories260k, calibration):
     call_command("import_model", str(stories260k))
     recipe = Recipe.objects.create(name="mine", yaml="quant_stage:\n  quant_modifiers:\n    FancyModifier: {}\n")
-    job = Job.submit(base_model=BaseModel.objects.get(name="stories260k"), recipes=[recipe], suite="",
-                     benchmark_profile="")
+    job = Job.submit(
+        base_model=BaseModel.objects.get(name="stories260k"), recipes=[recipe], suite="", benchmark_profile=""
+    )
     run_queued(job, "fetch")
     assert run_queued(job, "compress") == Stage.Status.FAILED
     stage = job.stages.get(kind="compress")
@@ -56,8 +61,12 @@ def test_it_fails_clearly_on_a_recipe_the_library_refuses(transactional_db, stor
 
 def test_it_says_how_to_calibrate_offline_when_the_default_set_is_unreachable(transactional_db, stories260k):
     call_command("import_model", str(stories260k))
-    job = Job.submit(base_model=BaseModel.objects.get(name="stories260k"),
-                     recipes=[Recipe.for_preset("w8a8-int8")], suite="", benchmark_profile="")
+    job = Job.submit(
+        base_model=BaseModel.objects.get(name="stories260k"),
+        recipes=[Recipe.for_preset("w8a8-int8")],
+        suite="",
+        benchmark_profile="",
+    )
     run_queued(job, "fetch")
     assert run_queued(job, "compress") == Stage.Status.FAILED
     error = job.stages.get(kind="compress").error

@@ -17,8 +17,7 @@ from django.db import connection
 
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe, Stage
-from tests.conftest import write_tiny_checkpoint
-from tests.workers.conftest import run_queued, slow_checkpoint, wait_for
+from tests.helpers import run_queued, slow_checkpoint, wait_for, write_tiny_checkpoint
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 S = Stage.Status
@@ -95,8 +94,11 @@ def test_it_rides_out_a_database_outage_under_a_running_stage(start_worker, db_p
     worker = start_worker(
         "db@localhost", DATABASE_URL=f"postgres://{s['USER']}:{s['PASSWORD']}@127.0.0.1:{db_proxy.port}/{s['NAME']}"
     )
-    wait_for(lambda: Stage.objects.filter(job=job, kind="fetch", status=S.RUNNING, progress__gt=0).exists(), 60,
-             "fetch to be running")
+    wait_for(
+        lambda: Stage.objects.filter(job=job, kind="fetch", status=S.RUNNING, progress__gt=0).exists(),
+        60,
+        "fetch to be running",
+    )
     db_proxy.cut(4)
     wait_for(lambda: job.stages.get(kind="fetch").status in Stage.FINAL, 120, "fetch to end")
     fetch = job.stages.get(kind="fetch")
@@ -114,8 +116,20 @@ def private_redis(tmp_path):
 
     def start() -> subprocess.Popen:
         proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
         )
         wait_for(lambda: _redis_up(port), 10, "redis to start")
         return proc
@@ -167,11 +181,18 @@ def test_it_recovers_jobs_whose_messages_a_broker_restart_lost(
     broker_at(url)
     settings.STAGE_REQUEUE_AFTER = 1
     call_command("import_model", str(stories260k))
-    running = Job.submit(base_model=slow_checkpoint(tmp_path), recipes=[Recipe.for_preset("w4a16")], suite="",
-                         benchmark_profile="")
-    waiting = Job.submit(base_model=BaseModel.objects.get(name="stories260k"), recipes=[Recipe.for_preset("w4a16")],
-                         suite="", benchmark_profile="")
-    start_worker("broker@localhost", CELERY_BROKER_URL=url)  # one solo worker: the second job's fetch waits in the queue
+    running = Job.submit(
+        base_model=slow_checkpoint(tmp_path), recipes=[Recipe.for_preset("w4a16")], suite="", benchmark_profile=""
+    )
+    waiting = Job.submit(
+        base_model=BaseModel.objects.get(name="stories260k"),
+        recipes=[Recipe.for_preset("w4a16")],
+        suite="",
+        benchmark_profile="",
+    )
+    start_worker(
+        "broker@localhost", CELERY_BROKER_URL=url
+    )  # one solo worker: the second job's fetch waits in the queue
     wait_for(lambda: running.stages.get(kind="fetch").status == S.RUNNING, 60, "the first fetch to run")
     assert waiting.stages.get(kind="fetch").status == S.QUEUED
     restart()  # the queued message is gone with the old server
@@ -213,8 +234,9 @@ def test_it_fails_cleanly_when_the_disk_fills(transactional_db, small_disk, tmp_
 
 def test_it_stops_a_stage_past_its_time_limit(transactional_db, tmp_path, settings):
     settings.STAGE_TIME_LIMIT = 1
-    job = Job.submit(base_model=slow_checkpoint(tmp_path), recipes=[Recipe.for_preset("w4a16")], suite="",
-                     benchmark_profile="")
+    job = Job.submit(
+        base_model=slow_checkpoint(tmp_path), recipes=[Recipe.for_preset("w4a16")], suite="", benchmark_profile=""
+    )
     started = time.monotonic()
     assert run_queued(job, "fetch") == S.FAILED
     assert time.monotonic() - started < 4  # stopped at the limit, not at the end of the work

@@ -8,8 +8,7 @@ from django.core.management import call_command
 
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe, Stage
-from tests.conftest import write_tiny_checkpoint
-from tests.workers.conftest import run_queued, slow_checkpoint, wait_for
+from tests.helpers import run_queued, slow_checkpoint, wait_for, write_tiny_checkpoint
 from workers import stages
 from workers.runner import StageResult
 
@@ -43,8 +42,11 @@ def test_it_recovers_a_stage_whose_worker_was_killed(start_worker, tmp_path, set
     base = slow_checkpoint(tmp_path)
     job = Job.submit(base_model=base, recipes=[Recipe.for_preset("w4a16")], suite="", benchmark_profile="")
     first = start_worker("gpu0@localhost")
-    wait_for(lambda: Stage.objects.filter(job=job, kind="fetch", status=S.RUNNING, progress__gt=0).exists(), 60,
-             "fetch to be running")
+    wait_for(
+        lambda: Stage.objects.filter(job=job, kind="fetch", status=S.RUNNING, progress__gt=0).exists(),
+        60,
+        "fetch to be running",
+    )
     first.kill(signal.SIGKILL)
     assert stage(job, "fetch").status == S.RUNNING  # the row outlives the process
 
@@ -65,14 +67,17 @@ def test_it_cancels_a_running_stage(start_worker, tmp_path):
     base = slow_checkpoint(tmp_path)
     job = Job.submit(base_model=base, recipes=[Recipe.for_preset("w4a16")], suite="", benchmark_profile="")
     start_worker("w2@localhost")
-    wait_for(lambda: Stage.objects.filter(job=job, kind="fetch", status=S.RUNNING, progress__gt=0).exists(), 60,
-             "fetch to be running")
+    wait_for(
+        lambda: Stage.objects.filter(job=job, kind="fetch", status=S.RUNNING, progress__gt=0).exists(),
+        60,
+        "fetch to be running",
+    )
     job.cancel()
     wait_for(lambda: stage(job, "fetch").status in Stage.FINAL, 30, "fetch to stop")
     assert stage(job, "fetch").status == S.CANCELLED
     # the cancel lands mid-import, or (on a fast disk) as the import finishes: the log says which, without a traceback
     log = stage(job, "fetch").log
-    assert ("cancelled while" in log or "cancelled by request before its result" in log), log
+    assert "cancelled while" in log or "cancelled by request before its result" in log, log
     assert "Traceback" not in log
     assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELLED
     assert BaseModel.objects.get(pk=base.pk).status == BaseModel.Status.PENDING

@@ -1,22 +1,11 @@
 """One body per stage kind. A body does the work through a library and returns a StageResult;
 it never marks the stage itself (workers.runner does, atomically with the rows it records)."""
 
-from workers.runner import StageUnavailable
 from workers.stages.benchmark import benchmark
 from workers.stages.compress import compress_stage
 from workers.stages.fetch import fetch
 from workers.stages.publish import publish
 from workers.stages.validate import baseline, validate
-
-
-def unavailable(library: str, issue: str):
-    def body(stage, ctx):
-        raise StageUnavailable(
-            f"the {stage.kind} stage is not available yet: it needs {library}, which has not landed ({issue})"
-        )
-
-    return body
-
 
 BODIES = {
     "fetch": fetch,

@@ -21,10 +21,12 @@ from workers.runner import StageError, StageResult
 def benchmark(stage, ctx) -> StageResult:
     import torch
 
-    from engine import CancelledError
-    from engine.bench import describe_hardware, format_table, measure, speedup
+    from common.work import Cancelled
+    from engine.bench import measure
+    from engine.hardware import describe_hardware
+    from engine.metrics import format_table, speedup
     from engine.profiles import CPU_SCALE, get_profile
-    from evals import engine_version
+    from engine.version import engine_version
 
     job, base, recipe = stage.job, stage.job.base_model, stage.recipe
     variant = Variant.objects.filter(job=job, recipe=recipe).order_by("-created_at").first()
@@ -43,17 +45,33 @@ def benchmark(stage, ctx) -> StageResult:
     try:
         hardware = describe_hardware()
         profile = profile.scaled(settings.BENCHMARK_SCALE or (CPU_SCALE if hardware["device"] == "cpu" else 1.0))
-        ctx.logger.info("benchmarking %s and %s on %s v%s (scale %g) on %s", base.name, variant.name, profile.name,
-                        profile.version, profile.scale, hardware.get("gpu_name") or hardware["cpu"])
+        ctx.logger.info(
+            "benchmarking %s and %s on %s v%s (scale %g) on %s",
+            base.name,
+            variant.name,
+            profile.name,
+            profile.version,
+            profile.scale,
+            hardware.get("gpu_name") or hardware["cpu"],
+        )
         half = lambda offset: lambda done, msg: ctx.progress(offset + done / 2, msg)  # noqa: E731
         try:
-            base_m = measure(Path(base.local_path), profile, name=base.name, progress=half(0.0), cancelled=ctx.cancelled)
+            base_m = measure(
+                Path(base.local_path), profile, name=base.name, progress=half(0.0), cancelled=ctx.cancelled
+            )
             if not base_m.runnable:
                 raise StageError(f"the base {base.name} cannot run here: {base_m.reason}")
             # the variant computes in the dtype its base ran in
-            variant_m = measure(Path(variant.local_path), profile, name=variant.name, scheme=variant.scheme or None,
-                                progress=half(0.5), cancelled=ctx.cancelled, dtype=base_m.settings["dtype"])
-        except CancelledError:
+            variant_m = measure(
+                Path(variant.local_path),
+                profile,
+                name=variant.name,
+                scheme=variant.scheme or None,
+                progress=half(0.5),
+                cancelled=ctx.cancelled,
+                dtype=base_m.settings["dtype"],
+            )
+        except Cancelled:
             raise StageError("cancelled") from None
         except ValueError as exc:  # the engine's refusals: bad weights, a profile longer than the model allows
             raise StageError(f"{profile.name}: {exc}") from None
@@ -67,32 +85,50 @@ def benchmark(stage, ctx) -> StageResult:
     folder, digests = _save_records(stage, {"base": base_m, "variant": variant_m})
     version = engine_version()
     outputs = {
-        "profile": profile.name, "profile_version": profile.version, "scale": profile.scale,
-        "base_run": None, "variant_run": None,
+        "profile": profile.name,
+        "profile_version": profile.version,
+        "scale": profile.scale,
+        "base_run": None,
+        "variant_run": None,
         "base_output_throughput": base_m.metrics["output_throughput"],
         "variant_output_throughput": variant_m.metrics.get("output_throughput"),
-        "runnable": variant_m.runnable, "reason": variant_m.reason,
+        "runnable": variant_m.runnable,
+        "reason": variant_m.reason,
         "speedup": {k: v for k, v in (gains or {}).items() if k not in ("memory", "levels")},
     }
 
     def record() -> None:
-        common = dict(job=job, stage=stage, profile=profile.name, profile_version=profile.version,
-                      engine_version=version, hardware=hardware)
+        common = dict(
+            job=job,
+            stage=stage,
+            profile=profile.name,
+            profile_version=profile.version,
+            engine_version=version,
+            hardware=hardware,
+        )
         base_run = BenchmarkRun.objects.create(
-            base_model=base, **common, settings=base_m.settings, metrics=base_m.metrics,
-            records_path=str(folder / "base.json"), records_sha256=digests["base"],
+            base_model=base,
+            **common,
+            settings=base_m.settings,
+            metrics=base_m.metrics,
+            records_path=str(folder / "base.json"),
+            records_sha256=digests["base"],
         )
         variant_run = BenchmarkRun.objects.create(
-            variant=variant, **common, settings=variant_m.settings,
+            variant=variant,
+            **common,
+            settings=variant_m.settings,
             metrics={**variant_m.metrics, "speedup": gains} if gains else {},
-            runnable=variant_m.runnable, reason=variant_m.reason[:500],
+            runnable=variant_m.runnable,
+            reason=variant_m.reason[:500],
             records_path=str(folder / "variant.json") if variant_m.runnable else "",
             records_sha256=digests.get("variant", ""),
         )
         outputs["base_run"], outputs["variant_run"] = base_run.pk, variant_run.pk
 
-    return StageResult(outputs=outputs, record=record,
-                       versions={"benchmark:engine": version, "benchmark:torch": torch.__version__})
+    return StageResult(
+        outputs=outputs, record=record, versions={"benchmark:engine": version, "benchmark:torch": torch.__version__}
+    )
 
 
 def _save_records(stage, measurements: dict) -> tuple[Path, dict[str, str]]:
@@ -108,8 +144,9 @@ def _save_records(stage, measurements: dict) -> tuple[Path, dict[str, str]]:
         if not m.runnable:
             continue
         path = tmp / f"{key}.json"
-        path.write_text(json.dumps({"model": m.model, "scheme": m.scheme, "settings": m.settings,
-                                    "requests": m.records()}))
+        path.write_text(
+            json.dumps({"model": m.model, "scheme": m.scheme, "settings": m.settings, "requests": m.records()})
+        )
         digests[key] = sha256_file(path)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)

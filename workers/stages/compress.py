@@ -37,14 +37,25 @@ def compress_stage(stage, ctx) -> StageResult:
         )
     except CalibrationError as exc:
         # Air-gapped hubs meet this first: the recipe's default calibration set lives on the HF hub.
-        hint = "" if calibration else (" (this is the recipe's default calibration data: set HUB_CALIBRATION_DATASET"
-                                       " on the worker to a local .txt, .jsonl or .json file or folder, then retry)")
+        hint = (
+            ""
+            if calibration
+            else (
+                " (this is the recipe's default calibration data: set HUB_CALIBRATION_DATASET"
+                " on the worker to a local .txt, .jsonl or .json file or folder, then retry)"
+            )
+        )
         raise StageError(f"{recipe}: {exc}{hint}") from None
     except (ValueError, NotImplementedError) as exc:
         raise StageError(f"{recipe}: {exc}") from None
     files = [{"path": f["path"], "size": f["bytes"], "sha256": f["sha256"]} for f in report.files]
-    files.append({"path": "compression_report.json", "size": (out_dir / "compression_report.json").stat().st_size,
-                  "sha256": sha256_file(out_dir / "compression_report.json")})
+    files.append(
+        {
+            "path": "compression_report.json",
+            "size": (out_dir / "compression_report.json").stat().st_size,
+            "sha256": sha256_file(out_dir / "compression_report.json"),
+        }
+    )
     ctx.logger.info("%s: %s in %.1f s", recipe, report.scheme, report.seconds.get("total", 0.0))
 
     def record() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from django.conf import settings
 
 from hub.api.models import ApiToken
-from hub.catalog.checkpoints import PICKLE_SUFFIXES, CheckpointError, check_config
 from hub.catalog import upstream
+from hub.catalog.checkpoints import PICKLE_SUFFIXES, CheckpointError, check_config
 from hub.catalog.models import BaseModel
 from hub.catalog.store import hash_into_place, hf_models_root, local_models_root, verify_checkpoint
 from workers.runner import StageError, StageResult
@@ -85,7 +85,9 @@ def _download(base: BaseModel, ctx, endpoint: str, token: str | None) -> tuple:
         ) from None
     except GatedRepoError:
         hint = upstream.refusal_hint(base.hf_repo_id) if not base.on_this_hub else ""
-        raise StageError(f"{base.hf_repo_id} is gated: its terms must be accepted on the Hub by the account of the token used{hint}") from None
+        raise StageError(
+            f"{base.hf_repo_id} is gated: its terms must be accepted on the Hub by the account of the token used{hint}"
+        ) from None
     except RepositoryNotFoundError:
         hint = upstream.refusal_hint(base.hf_repo_id) if not base.on_this_hub else ""
         raise StageError(f"{base.hf_repo_id}: no such repository (or it is private){hint}") from None
@@ -118,8 +120,12 @@ def _download(base: BaseModel, ctx, endpoint: str, token: str | None) -> tuple:
     try:
         # The architecture is checked before any weight is downloaded.
         download = partial(
-            hf_hub_download, base.hf_repo_id, revision=info.sha, local_dir=tmp,
-            endpoint=endpoint, token=token,
+            hf_hub_download,
+            base.hf_repo_id,
+            revision=info.sha,
+            local_dir=tmp,
+            endpoint=endpoint,
+            token=token,
         )
         download("config.json")
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from checkpoint_files import NotACheckpointFile
+from common.checkpoint_files import NotACheckpointFile
 from hub.catalog.models import Variant
 from hub.results.models import EvalRun, Recovery
 from workers.runner import StageError, StageResult
@@ -34,10 +34,17 @@ def baseline(stage, ctx) -> StageResult:
     if cached:
         ctx.logger.info("reusing baseline run %s of %s (settings %s)", cached.pk, base.name, plan.settings_key[:12])
         return StageResult(
-            outputs={"eval_run": cached.pk, "reused": True, "settings_key": plan.settings_key, "metrics": _values(cached.metrics)},
+            outputs={
+                "eval_run": cached.pk,
+                "reused": True,
+                "settings_key": plan.settings_key,
+                "metrics": _values(cached.metrics),
+            },
             versions=_versions(plan),
         )
-    ctx.logger.info("evaluating %s on %s v%s (settings %s)", base.name, plan.suite.name, plan.suite.version, plan.settings_key[:12])
+    ctx.logger.info(
+        "evaluating %s on %s v%s (settings %s)", base.name, plan.suite.name, plan.suite.version, plan.settings_key[:12]
+    )
     result, folder, digest = _evaluate(plan, stage, ctx)
     outputs = {"eval_run": None, "reused": False, "settings_key": plan.settings_key, "metrics": _values(result.metrics)}
 
@@ -79,7 +86,13 @@ def validate(stage, ctx) -> StageResult:
         ctx.logger.info("reusing evaluation run %s of %s", existing.pk, variant.name)
         result, folder, digest = _result_of(existing), None, None
     else:
-        ctx.logger.info("evaluating %s on %s v%s (settings %s)", variant.name, plan.suite.name, plan.suite.version, plan.settings_key[:12])
+        ctx.logger.info(
+            "evaluating %s on %s v%s (settings %s)",
+            variant.name,
+            plan.suite.name,
+            plan.suite.version,
+            plan.settings_key[:12],
+        )
         result, folder, digest = _evaluate(plan, stage, ctx)
     threshold = plan.suite.recovery_threshold or recipe.recovery_threshold
     try:
@@ -88,24 +101,44 @@ def validate(stage, ctx) -> StageResult:
         raise StageError(f"{variant.name} vs {base.name}: {exc}") from None
     report = gate_report(recoveries, threshold)
     ctx.logger.info("%s: %s", variant.name, report["summary"])
-    outputs = {"eval_run": existing.pk if existing else None, "base_run": base_run.pk, "gate": report["summary"],
-               "recovery": {r.task: round(r.recovery, 4) for r in recoveries}}
+    outputs = {
+        "eval_run": existing.pk if existing else None,
+        "base_run": base_run.pk,
+        "gate": report["summary"],
+        "recovery": {r.task: round(r.recovery, 4) for r in recoveries},
+    }
 
     def record() -> None:
         run = existing or _create_run(result, folder, digest, stage, variant=variant)
         Recovery.objects.filter(variant_run=run).delete()
         Recovery.objects.bulk_create(
             Recovery(
-                variant_run=run, base_run=base_run, task=r.task, metric=r.metric, base_value=r.base_value,
-                variant_value=r.variant_value, recovery=r.recovery, diff=r.diff, diff_stderr=r.diff_stderr,
-                ci_low=r.ci_low, ci_high=r.ci_high, threshold=r.threshold, passed=r.passed,
+                variant_run=run,
+                base_run=base_run,
+                task=r.task,
+                metric=r.metric,
+                base_value=r.base_value,
+                variant_value=r.variant_value,
+                recovery=r.recovery,
+                diff=r.diff,
+                diff_stderr=r.diff_stderr,
+                ci_low=r.ci_low,
+                ci_high=r.ci_high,
+                threshold=r.threshold,
+                passed=r.passed,
             )
             for r in recoveries
         )
         Variant.objects.filter(pk=variant.pk).update(
             gate=Variant.Gate.PASSED if report["passed"] else Variant.Gate.FAILED,
-            gate_report={**report, "suite": plan.suite.name, "suite_version": plan.suite.version,
-                         "settings_key": plan.settings_key, "base_run": base_run.pk, "variant_run": run.pk},
+            gate_report={
+                **report,
+                "suite": plan.suite.name,
+                "suite_version": plan.suite.version,
+                "settings_key": plan.settings_key,
+                "base_run": base_run.pk,
+                "variant_run": run.pk,
+            },
         )
         outputs["eval_run"] = run.pk
 
@@ -142,8 +175,11 @@ def _evaluate(plan, stage, ctx):
         raise StageError(f"{plan.model_dir.name}: {exc}") from None
     except SuiteError as exc:
         # an air-gapped hub meets this first: with no local data, tasks read the Hugging Face hub
-        hint = ("" if settings.EVAL_DATA_DIR or all(t.data.startswith("local:") for t in plan.tasks) else
-                " (to run offline, set HUB_EVAL_DATA_DIR on the worker to a folder laid out <task>/<split>.jsonl, then retry)")
+        hint = (
+            ""
+            if settings.EVAL_DATA_DIR or all(t.data.startswith("local:") for t in plan.tasks)
+            else " (to run offline, set HUB_EVAL_DATA_DIR on the worker to a folder laid out <task>/<split>.jsonl, then retry)"
+        )
         raise StageError(f"{plan.model_dir.name}: {exc}{hint}") from None
     # one folder per attempt, written aside and renamed into place
     name = f"{stage.kind}-{stage.recipe.name if stage.recipe_id else 'base'}-{stage.attempt}"
@@ -184,9 +220,16 @@ def _result_of(run: EvalRun):
     except (OSError, ValueError) as exc:
         raise StageError(f"evaluation run {run.pk}: its per-sample log is unusable ({exc})") from None
     return EvalResult(
-        model=str(run.model), suite=run.suite, suite_version=run.suite_version, engine_version=run.engine_version,
-        settings=run.settings, settings_key=run.settings_key, metrics=run.metrics, results=run.results,
-        samples=samples, duration_s=run.duration_s or 0.0,
+        model=str(run.model),
+        suite=run.suite,
+        suite_version=run.suite_version,
+        engine_version=run.engine_version,
+        settings=run.settings,
+        settings_key=run.settings_key,
+        metrics=run.metrics,
+        results=run.results,
+        samples=samples,
+        duration_s=run.duration_s or 0.0,
     )
 
 

@@ -24,7 +24,9 @@ class Command(BaseCommand):
             name = check_repo_name(name or path.name)
             existing = BaseModel.objects.filter(name=name).first()
             if existing and existing.source_path != str(path):
-                raise CommandError(f"a base model named {name!r} already exists (from {existing.source_path or existing.hf_repo_id})")
+                raise CommandError(
+                    f"a base model named {name!r} already exists (from {existing.source_path or existing.hf_repo_id})"
+                )
             info, dest = hash_into_place(path, local_models_root(name), progress=self.progress)
         except CheckpointError as exc:
             raise CommandError(str(exc)) from None

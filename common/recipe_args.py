@@ -61,8 +61,12 @@ class Real(Spec):
         return f"a finite number from {self.low:g} to {self.high:g}"
 
     def accepts(self, value: Any) -> bool:
-        return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                and self.low <= value <= self.high)
+        return (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and self.low <= value <= self.high
+        )
 
 
 @dataclass(frozen=True)
@@ -234,29 +238,34 @@ SIZE = Int(1, MAX_DIMENSION)
 STEP = Optional(Real(-1, 1e6))  # a schedule's start / end / update, in epochs
 MASK = Matches(r"\d{1,3}:\d{1,3}", "N:M, N pruned in every M (at most 999)")
 # compressed-tensors' QuantizationArgs
-QUANT_ARGS = Fields({
-    "num_bits": Int(1, 32),
-    "type": OneOf("int", "float"),
-    "symmetric": Flag(),
-    "group_size": Optional(SIZE),
-    "strategy": Optional(OneOf("tensor", "channel", "group", "block", "token", "tensor_group", "attn_head")),
-    "block_structure": Optional(ListOf(SIZE, length=2)),
-    "dynamic": OneOf(True, False, "local"),
-    "actorder": Optional(OneOf(True, False, "group", "weight", "static", "dynamic")),
-    "scale_dtype": Optional(Text(32)),
-    "zp_dtype": Optional(Text(32)),
-    "observer": Optional(Text(64)),
-    # the mse observer tries maxshrink * grid shrinks of each range
-    "observer_kwargs": Fields({"grid": Real(1, 1000), "maxshrink": FRACTION, "norm": Real(0.1, 10)}),
-})
+QUANT_ARGS = Fields(
+    {
+        "num_bits": Int(1, 32),
+        "type": OneOf("int", "float"),
+        "symmetric": Flag(),
+        "group_size": Optional(SIZE),
+        "strategy": Optional(OneOf("tensor", "channel", "group", "block", "token", "tensor_group", "attn_head")),
+        "block_structure": Optional(ListOf(SIZE, length=2)),
+        "dynamic": OneOf(True, False, "local"),
+        "actorder": Optional(OneOf(True, False, "group", "weight", "static", "dynamic")),
+        "scale_dtype": Optional(Text(32)),
+        "zp_dtype": Optional(Text(32)),
+        "observer": Optional(Text(64)),
+        # the mse observer tries maxshrink * grid shrinks of each range
+        "observer_kwargs": Fields({"grid": Real(1, 1000), "maxshrink": FRACTION, "norm": Real(0.1, 10)}),
+    }
+)
 # compressed-tensors' QuantizationScheme
-SCHEME = Fields({
-    "targets": Names(),
-    "weights": Optional(QUANT_ARGS),
-    "input_activations": Optional(QUANT_ARGS),
-    "output_activations": Optional(QUANT_ARGS),
-    "format": Optional(Text(64)),
-}, required=("targets",))
+SCHEME = Fields(
+    {
+        "targets": Names(),
+        "weights": Optional(QUANT_ARGS),
+        "input_activations": Optional(QUANT_ARGS),
+        "output_activations": Optional(QUANT_ARGS),
+        "format": Optional(Text(64)),
+    },
+    required=("targets",),
+)
 
 OBSERVERS = (None, "minmax", "memoryless_minmax", "static_minmax")
 WEIGHT_OBSERVERS = OBSERVERS + ("mse", "memoryless_mse")
@@ -296,8 +305,11 @@ MODIFIERS: dict[str, dict[str, Spec]] = {
     # targets / ignore / scheme / config_groups: llm-compressor's older AWQModifier, which also quantized
     "AWQModifier": {
         **_QUANTIZATION,
-        "mappings": Optional(ListOf(Fields({"smooth_layer": Text(), "balance_layers": Names()},
-                                           required=("smooth_layer", "balance_layers")))),
+        "mappings": Optional(
+            ListOf(
+                Fields({"smooth_layer": Text(), "balance_layers": Names()}, required=("smooth_layer", "balance_layers"))
+            )
+        ),
         "duo_scaling": OneOf(True, False, "both"),
         # one trial rescaling of every mapping per grid point
         "n_grid": Int(1, 100),

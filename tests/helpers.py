@@ -1,0 +1,166 @@
+"""Helpers the test folders share: plain functions and classes, imported by name (the fixtures
+they share live in tests/conftest.py, where pytest finds them without an import)."""
+
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+from django.db import connection
+
+from hub.catalog.checkpoints import sha256_file
+from hub.catalog.models import BaseModel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_tiny_checkpoint(directory: Path, architecture: str = "LlamaForCausalLM", extra_tensor_elems: int = 0) -> Path:
+    """A syntactically real Llama-family checkpoint without torch: config.json and a safetensors
+    file whose data section may be a large sparse hole (for stages that must take a while)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(
+        json.dumps({"architectures": [architecture], "model_type": "llama", "hidden_size": 8, "vocab_size": 16})
+    )
+    tensors = {"model.embed_tokens.weight": {"dtype": "F32", "shape": [16, 8], "data_offsets": [0, 512]}}
+    if extra_tensor_elems:
+        tensors["model.extra"] = {
+            "dtype": "F32",
+            "shape": [extra_tensor_elems],
+            "data_offsets": [512, 512 + 4 * extra_tensor_elems],
+        }
+    header = json.dumps(tensors).encode()
+    header += b" " * (-len(header) % 8)
+    path = directory / "model.safetensors"
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + b"\0" * 512)
+        f.truncate(8 + len(header) + 512 + 4 * extra_tensor_elems)
+    return directory
+
+
+def slow_checkpoint(tmp_path: Path) -> BaseModel:
+    """A checkpoint whose import takes seconds even on a fast disk (4 GiB, a sparse hole in the
+    source), so a stage can be caught running: killed, cancelled, cut off or timed out. 1 GiB
+    took 1.1 s on CI, too close to the 1 s heartbeat that makes progress visible."""
+    source = write_tiny_checkpoint(tmp_path / "big", extra_tensor_elems=1 << 30)
+    return BaseModel.objects.create(name="org/big", source_path=str(source), architecture="LlamaForCausalLM")
+
+
+def database_url() -> str:
+    """The URL of the database this test runs on, for worker subprocesses to share it."""
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def wait_for(check: Callable[[], object], timeout: float = 60, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Worker:
+    """A real `celery worker` process on the test database and the configured broker."""
+
+    def __init__(self, name: str, log_dir: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.log_path = log_dir / f"worker-{name.split('@')[0]}-{time.monotonic_ns()}.log"
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "worker",
+            "-Q",
+            "cpu,gpu",
+            "-P",
+            "solo",
+            "-n",
+            self.name,
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+
+def run_queued(job, kind: str, worker: str = "inline@test") -> str:
+    """Run a job's queued stage of `kind` in this process, through the same runner a worker uses."""
+    from hub.jobs.models import Stage
+    from workers.runner import execute
+
+    stages = job.stages.filter(kind=kind, status=Stage.Status.QUEUED)
+    assert stages.exists(), f"no queued {kind} stage: {list(job.stages.values_list('kind', 'status'))}"
+    return [execute(s.pk, worker) for s in stages][-1]
+
+
+def paste(commands: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Commands a page offers, pasted as they are into a user's shell in tmp_path: the venv's
+    `hf` and `python` on the PATH, an empty Hugging Face cache, and HF_HUB_DISABLE_XET only if
+    the commands set it."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf")
+    )
+    return subprocess.run(["bash", "-ec", commands], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def form_token(page: str) -> str:
+    """The CSRF token a page's form carries."""
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+
+
+def sign_in(url: str, username: str, password: str) -> httpx2.Client:
+    """An HTTP session signed in through the login form, as a browser's is."""
+    client = httpx2.Client(base_url=url, timeout=60)
+    page = client.get("/accounts/login/").text
+    answer = client.post(
+        "/accounts/login/", data={"csrfmiddlewaretoken": form_token(page), "username": username, "password": password}
+    )
+    assert answer.status_code == 302, answer.text
+    return client
