@@ -110,9 +110,10 @@ def smollm2_slice(smollm2: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def isolated_storage(settings, tmp_path):
-    """Models and artifacts of one test live in its own temporary folder."""
+    """Models, artifacts and repositories of one test live in its own temporary folder."""
     settings.MODELS_DIR = tmp_path / "models"
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    settings.REPOS_DIR = tmp_path / "repos"
     return tmp_path
 
 

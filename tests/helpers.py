@@ -1,6 +1,7 @@
 """Helpers the test folders share: plain functions and classes, imported by name (the fixtures
 they share live in tests/conftest.py, where pytest finds them without an import)."""
 
+import http.server
 import json
 import os
 import re
@@ -9,8 +10,10 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -164,3 +167,51 @@ def sign_in(url: str, username: str, password: str) -> httpx2.Client:
     )
     assert answer.status_code == 302, answer.text
     return client
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request a Listener received."""
+
+    method: str
+    path: str
+    authorization: str
+    body: bytes
+
+
+class Listener:
+    """An HTTP server on loopback that records every request it receives (the stand-in for
+    whatever a hostile user points the hub at) and answers each with `status`, `headers`, `body`."""
+
+    def __init__(self, status: int = 204, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
+        self.requests: list[Request] = []
+        seen, answer = self.requests, (status, {**(headers or {}), "Content-Length": str(len(body))}, body)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def record(self) -> None:
+                data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen.append(Request(self.command, self.path, self.headers.get("Authorization", ""), data))
+                code, extra, content = answer
+                self.send_response(code)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = record
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def authorizations(self) -> set[str]:
+        return {r.authorization for r in self.requests}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

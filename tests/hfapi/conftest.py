@@ -10,10 +10,8 @@ from tests.helpers import write_tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
-def _storage(isolated_storage, settings, transactional_db):
-    """Each test's own folders, and a database other processes and threads see: the hub serves
-    them from another thread or process."""
-    settings.REPOS_DIR = isolated_storage / "repos"
+def _storage(isolated_storage, transactional_db):
+    """Each test's own folders, and a database the hub's other threads and processes see."""
     return isolated_storage
 
 

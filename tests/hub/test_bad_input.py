@@ -23,11 +23,6 @@ from hub.jobs.models import Job, Recipe
 from tests.helpers import write_tiny_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _repos(isolated_storage, settings):
-    settings.REPOS_DIR = isolated_storage / "repos"
-
-
 def stored_files(settings) -> set[str]:
     return {
         str(p)

@@ -256,8 +256,7 @@ def random_body(rng: random.Random) -> tuple[str, bytes]:
 
 
 @pytest.fixture
-def hub(db, isolated_storage, settings) -> Client:
-    settings.REPOS_DIR = isolated_storage / "repos"
+def hub(db, isolated_storage) -> Client:
     alice = User.objects.create_user("alice")
     client = Client(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(alice, 'fuzz', ApiToken.Scope.WRITE)[1]}")
     client.post("/api/repos/create", {"name": "r"}, content_type="application/json")

@@ -4,9 +4,7 @@ private repository of this hub that the user may not read fell through to upstre
 token too. Upstream here is a named fake of huggingface.co on loopback that answers "gated" to
 everything and records the Authorization header of each request."""
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 
 import httpx2
@@ -15,52 +13,22 @@ from huggingface_hub import HfApi
 
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe
-from tests.helpers import run_queued
+from tests.helpers import Listener, run_queued
 
 HUB_TOKEN = "hf_the-hubs-own-fetch-token"
 
 
-class FakeHuggingFace:
-    """Stands in for huggingface.co: every repository is gated to whoever asks."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str]] = []
-        seen = self.requests
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                seen.append((self.path, self.headers.get("Authorization", "")))
-                body = json.dumps({"error": "Access to this model is restricted."}).encode()
-                self.send_response(403)
-                self.send_header("X-Error-Code", "GatedRepo")
-                self.send_header("X-Error-Message", "Access to this model is restricted.")
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_HEAD = do_GET
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def tokens(self) -> set[str]:
-        return {auth for _, auth in self.requests}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def upstream(settings, monkeypatch) -> Iterator[FakeHuggingFace]:
+def upstream(settings, monkeypatch) -> Iterator[Listener]:
     from huggingface_hub import constants
 
-    fake = FakeHuggingFace()
+    # a named fake of huggingface.co: every repository is gated to whoever asks
+    gated = "Access to this model is restricted."
+    fake = Listener(
+        403,
+        {"X-Error-Code": "GatedRepo", "X-Error-Message": gated, "Content-Type": "application/json"},
+        json.dumps({"error": gated}).encode(),
+    )
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     settings.HF_ENDPOINT, settings.HF_TOKEN, settings.HF_TOKEN_REPOS = fake.url, HUB_TOKEN, ["meta-llama/*"]
     yield fake
@@ -76,14 +44,14 @@ def fetch(hf_id: str, owner) -> Job:
 
 def test_it_fetches_a_repository_nobody_listed_anonymously(upstream, bob):
     job = fetch("someone/gated-model", bob)
-    assert upstream.requests and upstream.tokens() == {""}
+    assert upstream.requests and upstream.authorizations() == {""}
     error = job.stages.get(kind="fetch").error
     assert "someone/gated-model is gated" in error and "HUB_HF_TOKEN_REPOS" in error and HUB_TOKEN not in error
 
 
 def test_it_lends_the_token_to_the_repositories_an_operator_listed(upstream, bob):
     fetch("meta-llama/Llama-3.2-1B", bob)
-    assert upstream.tokens() == {f"Bearer {HUB_TOKEN}"}
+    assert upstream.authorizations() == {f"Bearer {HUB_TOKEN}"}
 
 
 def submit(url: str, token: str, hf_id: str) -> httpx2.Response:
@@ -101,7 +69,7 @@ def test_it_asks_upstream_anonymously_at_submission(start_gunicorn, upstream, bo
     )
     answer = submit(hub.url, bob_token, "someone/gated-model")
     assert answer.status_code == 422 and "HUB_HF_TOKEN_REPOS" in answer.text, answer.text
-    assert upstream.requests and upstream.tokens() == {""}
+    assert upstream.requests and upstream.authorizations() == {""}
     assert not Job.objects.exists()
 
 

@@ -4,8 +4,6 @@ would have received the hub's own publish token in the worker's first request. T
 goes to the endpoint its operator configured and nowhere else; another endpoint must be on the
 operator's list, and then it gets the user's own token for it."""
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,46 +13,15 @@ import pytest
 from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe, Stage
-from tests.helpers import form_token, run_queued, sign_in, write_tiny_checkpoint
+from tests.helpers import Listener, form_token, run_queued, sign_in, write_tiny_checkpoint
 
 HUB_TOKEN = "hf_hub-publish-token-of-the-operator"
 ALICES_OWN = "hf_alices-own-token-for-that-hub"
 
 
-class Listener:
-    """An HTTP server on loopback that records the Authorization header of every request."""
-
-    def __init__(self) -> None:
-        self.authorizations: list[str] = []
-        seen = self.authorizations
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def record(self) -> None:
-                seen.append(self.headers.get("Authorization", ""))
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(401)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"error": "no"}')
-
-            do_GET = do_POST = do_PUT = do_HEAD = record
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def listener() -> Iterator[Listener]:
-    server = Listener()
+    server = Listener(401, {"Content-Type": "application/json"}, b'{"error": "no"}')
     yield server
     server.close()
 
@@ -112,7 +79,7 @@ def test_it_refuses_a_named_endpoint_in_the_job_form(hub, alice, llama, listener
     )
     assert answer.status_code == 200 and "this hub does not publish to" in answer.text
     assert "HUB_PUBLISH_ALLOWED_ENDPOINTS" in answer.text
-    assert not Job.objects.exists() and listener.authorizations == []
+    assert not Job.objects.exists() and listener.requests == []
 
 
 @pytest.mark.parametrize(
@@ -132,7 +99,7 @@ def test_it_refuses_named_endpoints_over_the_api(start_gunicorn, alice, alice_to
     assert answer.status_code == 422, answer.text
     message = str(answer.json()["error"]["details"]["publish_targets"])
     assert "this hub does not publish to" in message or "is not an endpoint" in message, message
-    assert not Job.objects.exists() and listener.authorizations == []
+    assert not Job.objects.exists() and listener.requests == []
 
 
 def test_it_never_sends_the_hubs_token_to_an_endpoint_a_job_names(
@@ -152,7 +119,7 @@ def test_it_never_sends_the_hubs_token_to_an_endpoint_a_job_names(
     assert run_queued(ready_to_publish(job, tmp_path), "publish") == "failed"
     error = job.stages.get(kind="publish").error
     assert "this hub does not publish to" in error and HUB_TOKEN not in error
-    assert listener.authorizations == []
+    assert listener.requests == []
 
 
 def test_it_sends_the_users_own_token_to_an_allowed_endpoint(
@@ -176,5 +143,5 @@ def test_it_sends_the_users_own_token_to_an_allowed_endpoint(
     assert answer.status_code == 201, answer.text
     job = ready_to_publish(Job.objects.get(pk=answer.json()["id"]), tmp_path)
     run_queued(job, "publish")  # the listener refuses the upload; what it was sent is the point
-    assert listener.authorizations and set(listener.authorizations) == {f"Bearer {ALICES_OWN}"}
+    assert listener.requests and listener.authorizations() == {f"Bearer {ALICES_OWN}"}
     assert ALICES_OWN not in job.stages.get(kind="publish").error

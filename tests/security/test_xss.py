@@ -4,8 +4,6 @@ signed-in staff member opens them from every page of the hub that links or serve
 script run, it would have renamed the page, issued a write token for the staff member on the
 Tokens page and sent it to a listener on loopback."""
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -19,44 +17,16 @@ from hub.api.models import ApiToken
 from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe
+from tests.helpers import Listener
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 STAFF_PASSWORD = "root-password-1"
 
 
-class Listener:
-    """An HTTP server on loopback that records every request a script sends it."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        hits = self.hits
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def record(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                hits.append(f"{self.command} {self.path} {self.rfile.read(length)[:200]!r}")
-                self.send_response(204)
-                self.send_header("Access-Control-Allow-Origin", "*")
-                self.end_headers()
-
-            do_GET = do_POST = record
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def listener() -> Iterator[Listener]:
-    server = Listener()
+    server = Listener(headers={"Access-Control-Allow-Origin": "*"})
     yield server
     server.close()
 
@@ -184,7 +154,7 @@ def test_it_never_runs_an_uploaded_page_in_the_hubs_origin(
         assert "pwned" not in visit(page, url), f"a script ran at {url}"
     page.wait_for_timeout(1000)
 
-    assert listener.hits == []
+    assert listener.requests == []
     assert not ApiToken.objects.filter(name="stolen").exists()
 
 
