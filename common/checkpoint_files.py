@@ -60,9 +60,9 @@ def referenced_names(folder: Path) -> list[tuple[str, object]]:
     return names
 
 
-def check_checkpoint_folder(folder: Path | str) -> None:
+def check_checkpoint_folder(folder: Path | str) -> list[tuple[str, Path]]:
     """Refuse a checkpoint folder holding a link that leads outside it, or whose metadata names
-    a file outside it (or none at all)."""
+    a file outside it (or none at all); return (metadata file, resolved file) for each file named."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NotACheckpointFile(f"{folder.name!r} is not a checkpoint folder")
@@ -78,5 +78,4 @@ def check_checkpoint_folder(folder: Path | str) -> None:
                 target = None
             if target is None or not target.is_relative_to(root):
                 raise NotACheckpointFile(f"{str(path.relative_to(root))!r} is not a file of this checkpoint")
-    for meta, name in referenced_names(root):
-        checkpoint_file(root, name, named_in=meta)
+    return [(meta, checkpoint_file(root, name, named_in=meta)) for meta, name in referenced_names(root)]

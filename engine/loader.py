@@ -10,8 +10,6 @@ from common.checkpoint_files import (
     INDEX_NAME,
     NotACheckpointFile,
     check_checkpoint_folder,
-    checkpoint_file,
-    referenced_names,
 )
 from engine.config import ModelConfig
 from engine.layers.linear import Linear, copy_weight, linear_method_for
@@ -29,14 +27,11 @@ class WeightsError(ValueError):
 
 def safetensors_files(model_dir: Path) -> list[Path]:
     try:
-        check_checkpoint_folder(model_dir)
+        named = check_checkpoint_folder(model_dir)
     except NotACheckpointFile as exc:
         raise WeightsError(str(exc)) from None
     if (model_dir / INDEX_NAME).is_file():
-        # the names the index gives, each checked above to be a file of this checkpoint
-        return sorted(
-            {checkpoint_file(model_dir, name) for meta, name in referenced_names(model_dir) if meta == INDEX_NAME}
-        )
+        return sorted({path for meta, path in named if meta == INDEX_NAME})
     files = sorted(model_dir.glob("*.safetensors"))
     if files:
         return files

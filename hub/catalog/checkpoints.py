@@ -49,8 +49,6 @@ CONFIG_LIMITS = {
     "max_position_embeddings": 1 << 24,
 }
 
-Progress = Callable[[float, str], None]
-
 
 class CheckpointError(ValueError):
     """A checkpoint we refuse, with a message meant for the person who submitted it."""

@@ -457,6 +457,6 @@ class Stage(models.Model):
             cls.objects.filter(pk=stage.pk, status=cls.Status.QUEUED).update(enqueued_at=now)
             stage.send()
             report["resent"] += 1
-        for job in Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]):
+        for job in Job.objects.filter(status__in=Job.ACTIVE):
             job.dispatch()
         return report

@@ -15,13 +15,11 @@ from django.views.decorators.http import require_POST
 from hub.jobs.forms import JobForm
 from hub.jobs.models import Job, QuotaExceeded, Stage
 
-ACTIVE = Job.ACTIVE
-
 
 def job_list(request: HttpRequest) -> HttpResponse:
     jobs = Job.objects.select_related("base_model", "owner").visible_to(request.user)
     mine = jobs.filter(owner=request.user)[:50] if request.user.is_authenticated else []
-    queue = jobs.filter(status__in=ACTIVE).order_by("created_at")[:100]
+    queue = jobs.filter(status__in=Job.ACTIVE).order_by("created_at")[:100]
     waiting = {
         q: Stage.objects.filter(status=Stage.Status.QUEUED, queue=q).count() for q in sorted(set(Stage.QUEUES.values()))
     }
@@ -34,7 +32,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
             "queue": queue,
             "waiting": waiting,
             "running": running.order_by("started_at"),
-            "recent": jobs.exclude(status__in=ACTIVE)[:20] if request.user.is_staff else [],
+            "recent": jobs.exclude(status__in=Job.ACTIVE)[:20] if request.user.is_staff else [],
         },
     )
 
@@ -88,7 +86,7 @@ def stage_context(request: HttpRequest, job: Job) -> dict:
         if stage.eta is not None:
             remaining += stage.eta
         stage.retryable = stage.status in (Stage.Status.FAILED, Stage.Status.CANCELLED, Stage.Status.SKIPPED)
-    active = job.status in ACTIVE
+    active = job.status in Job.ACTIVE
     return {
         "job": job,
         "stages": stages,
