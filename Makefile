@@ -34,9 +34,11 @@ migrate: install
 
 run: migrate
 	$(BIN)/python manage.py ensure_admin
-	@echo "hub on http://$(HOST):$(PORT)/ (admin at /admin/); Ctrl-C stops web and worker"
+	@echo "hub on http://$(HOST):$(PORT)/ (admin at /admin/); Ctrl-C stops web and workers"
+	# a worker per queue, as in production: a fetch or publish never waits behind a long compress
 	trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/celery -A workers worker -B -Q cpu,gpu -P solo -n local@%h --loglevel=INFO & \
+	$(BIN)/celery -A workers worker -B -Q cpu -P solo -n cpu@%h --loglevel=INFO & \
+	$(BIN)/celery -A workers worker -Q gpu -P solo -n gpu@%h --loglevel=INFO & \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 
 web: migrate

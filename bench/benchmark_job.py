@@ -15,35 +15,19 @@ SmolLM2-135M-Instruct built by tests/smollm2.py. The scale defaults to the stage
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 # run as a file, sys.path starts at bench/: the project root must come first for its packages to import
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
-from bench.offline_job import FIXTURES, run_worker_until, smollm2, stage_times, start_hub  # noqa: E402
+from bench.offline_job import FIXTURES, finish, run_worker_until, smollm2, stage_times, start_hub  # noqa: E402
+from engine.metrics import REPORTED  # noqa: E402
 
 LATENCIES = (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"), ("e2el_ms", "E2EL"))
-# every metric the issue names; a runnable run missing one (None or empty) fails the bench
-REQUIRED = (
-    "ttft_ms",
-    "tpot_ms",
-    "itl_ms",
-    "e2el_ms",
-    "request_throughput",
-    "output_throughput",
-    "total_token_throughput",
-    "max_concurrent_requests",
-    "max_running_requests",
-    "preemptions",
-    "weights_bytes",
-    "kv_capacity_tokens",
-    "peak_memory_bytes",
-)
 
 
 def missing_metrics(metrics: dict) -> list[str]:
-    return [k for k in REQUIRED if metrics.get(k) in (None, {})]
+    return [k for k in REPORTED if metrics.get(k) in (None, {})]
 
 
 def row(run, gains: dict | None) -> dict:
@@ -72,7 +56,7 @@ def row(run, gains: dict | None) -> dict:
         peak_mib=round(m["peak_memory_bytes"] / 2**20, 1),
     )
     if gains is not None:
-        out["speedup"] = {k: round(v, 3) for k, v in gains.items() if k not in ("memory", "levels")}
+        out["speedup"] = {k: v for k, v in gains.items() if isinstance(v, dict) and "median" in v}
         out["memory_ratio"] = {k: round(v, 3) for k, v in gains["memory"].items()}
     return out
 
@@ -92,9 +76,9 @@ def markdown(rows: list[dict]) -> str:
         lat = [" / ".join(f"{r[k][s]:.1f}" for s in ("mean", "median", "p90", "p99")) for k, _ in LATENCIES]
         s = r.get("speedup")
         gains = (
-            (
-                f"{s['output_throughput']:.2f}x, {s['ttft_median']:.2f}x, {s['tpot_median']:.2f}x, "
-                f"{s['itl_median']:.2f}x, {s['e2el_median']:.2f}x"
+            ", ".join(
+                s[k]["summary"]
+                for k in ("output_throughput", "ttft_median", "tpot_median", "itl_median", "e2el_median")
             )
             if s
             else "base"
@@ -179,11 +163,7 @@ def main() -> None:
         and not any(r["missing"] for r in rows)
         and all(r.get("speedup") for r in variants if r["runnable"])
     )
-    if not complete:
-        print(f"incomplete; worker log: {var / 'worker.log'}", file=sys.stderr)
-        sys.exit(1)
-    if not a.keep:
-        shutil.rmtree(var, ignore_errors=True)
+    finish(var, complete, a.keep)
 
 
 if __name__ == "__main__":

@@ -161,17 +161,7 @@ def main() -> None:
                 json.dumps(
                     {
                         "hardware": describe_hardware(),
-                        "models": [
-                            {
-                                "model": r.model,
-                                "scheme": r.scheme,
-                                "runnable": r.runnable,
-                                "reason": r.reason,
-                                "settings": r.settings,
-                                "metrics": r.metrics,
-                            }
-                            for r in results
-                        ],
+                        "models": [{"model": r.model, **r.summary()} for r in results],
                         "speedup": {
                             r.model: speedup(results[0].metrics, r.metrics)
                             for r in results[1:]

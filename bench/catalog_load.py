@@ -12,12 +12,13 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from bench.server import start_gunicorn, stop, when_up
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/hub_bench_catalog"
@@ -163,10 +164,10 @@ def load(url: str, clients: int, requests: int, deadline_s: float) -> list[float
     latencies: list[float] = []
     lock = threading.Lock()
     remaining = [requests]
-    stop = time.monotonic() + deadline_s
+    until = time.monotonic() + deadline_s
 
     def client() -> None:
-        while time.monotonic() < stop:
+        while time.monotonic() < until:
             with lock:
                 if remaining[0] <= 0:
                     return
@@ -193,7 +194,6 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=2000, help="per page")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
 
     db = os.environ.get("DATABASE_URL", DEFAULT_DB)
@@ -228,30 +228,9 @@ def main() -> None:
 
 
 def measure(env: dict, args: argparse.Namespace, label: str) -> None:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "hub.wsgi",
-            "-w",
-            str(args.workers),
-            "-b",
-            f"127.0.0.1:{args.port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    server, base = start_gunicorn("-w", str(args.workers), "--log-level", "warning", env=env)
     try:
-        base = f"http://127.0.0.1:{args.port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/", timeout=5).read()
-                break
-            except OSError:
-                time.sleep(0.2)
+        when_up(lambda: urllib.request.urlopen(base + "/", timeout=5).read(), 20)
         for name, path in PATHS.items():
             load(base + path, args.clients, 4 * args.clients, 60)  # warm every worker's connections
             start = time.perf_counter()
@@ -264,8 +243,7 @@ def measure(env: dict, args: argparse.Namespace, label: str) -> None:
                 flush=True,
             )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
 
 
 if __name__ == "__main__":

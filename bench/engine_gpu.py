@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import triton
 
+from bench.engine_throughput import generate
 from bench.kernel_speed import copy_bandwidth
 from engine import LLM, SamplingParams
 
@@ -110,22 +111,7 @@ def run_transformers(
 ) -> tuple[float, int]:
     torch.cuda.synchronize()
     start = time.perf_counter()
-    produced = 0
-    with torch.inference_mode():
-        for i in range(0, len(prompts), batch_size):
-            batch = prompts[i : i + batch_size]
-            width = max(map(len, batch))
-            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in batch], device="cuda")
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device="cuda")
-            out = model.generate(
-                ids,
-                attention_mask=mask,
-                max_new_tokens=output_len,
-                min_new_tokens=output_len,
-                do_sample=False,
-                pad_token_id=pad_id,
-            )
-            produced += (out.shape[1] - width) * len(batch)
+    produced = generate(model, prompts, output_len, batch_size, pad_id)
     torch.cuda.synchronize()
     return time.perf_counter() - start, produced
 

@@ -44,17 +44,16 @@ def run_engine(llm: LLM, prompts: list[list[int]], output_len: int) -> tuple[flo
     return time.perf_counter() - start, time.process_time() - cpu, sum(len(o.token_ids) for o in outputs)
 
 
-def run_transformers(
-    model, prompts: list[list[int]], output_len: int, batch_size: int, pad_id: int
-) -> tuple[float, float, int]:
-    start, cpu = time.perf_counter(), time.process_time()
+def generate(model, prompts: list[list[int]], output_len: int, batch_size: int, pad_id: int) -> int:
+    """transformers' greedy `generate` over `prompts` in left-padded batches, exactly `output_len`
+    new tokens each; returns the tokens produced."""
     produced = 0
     with torch.inference_mode():
         for i in range(0, len(prompts), batch_size):
             batch = prompts[i : i + batch_size]
             width = max(map(len, batch))
-            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in batch])
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in batch], device=model.device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=model.device)
             out = model.generate(
                 ids,
                 attention_mask=mask,
@@ -64,6 +63,14 @@ def run_transformers(
                 pad_token_id=pad_id,
             )
             produced += (out.shape[1] - width) * len(batch)
+    return produced
+
+
+def run_transformers(
+    model, prompts: list[list[int]], output_len: int, batch_size: int, pad_id: int
+) -> tuple[float, float, int]:
+    start, cpu = time.perf_counter(), time.process_time()
+    produced = generate(model, prompts, output_len, batch_size, pad_id)
     return time.perf_counter() - start, time.process_time() - cpu, produced
 
 

@@ -11,13 +11,12 @@ reads is local. Default model: SmolLM2-135M-Instruct built by tests/smollm2.py.
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 # run as a file, sys.path starts at bench/: the project root must come first for its packages to import
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
-from bench.offline_job import FIXTURES, run_worker_until, smollm2, stage_times, start_hub  # noqa: E402
+from bench.offline_job import FIXTURES, finish, run_worker_until, smollm2, stage_times, start_hub  # noqa: E402
 
 
 def main() -> None:
@@ -99,11 +98,7 @@ def main() -> None:
     print(json.dumps(figures, indent=1))
     if a.out:
         a.out.write_text(json.dumps(figures, indent=1))
-    if not all(s.status == Stage.Status.DONE for s in evaluations):
-        print(f"worker log: {var / 'worker.log'}", file=sys.stderr)
-        sys.exit(1)
-    if not a.keep:
-        shutil.rmtree(var, ignore_errors=True)
+    finish(var, all(s.status == Stage.Status.DONE for s in evaluations), a.keep)
 
 
 if __name__ == "__main__":

@@ -18,18 +18,15 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.server import start_gunicorn, stop, when_up
 from hub.catalog.checkpoints import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,44 +145,14 @@ def main() -> None:
 
         connections.close_all()
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "hub.wsgi",
-                "-w",
-                str(args.workers),
-                "-k",
-                "gthread",
-                "--threads",
-                str(args.threads),
-                "-b",
-                f"127.0.0.1:{port}",
-                "--timeout",
-                "300",
-                "--backlog",
-                "2048",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
+        server, url = start_gunicorn(
+            *("-w", str(args.workers), "-k", "gthread", "--threads", str(args.threads)),
+            *("--timeout", "300", "--backlog", "2048", "--log-level", "warning"),
             env=env,
-            start_new_session=True,
-            stdout=(tmp / "server.log").open("w"),
-            stderr=subprocess.STDOUT,
+            log=tmp / "server.log",
         )
-        url = f"http://127.0.0.1:{port}"
         api = HfApi(endpoint=url, token=publisher)
-        for _ in range(300):
-            try:
-                api.create_repo("bench/published")
-                break
-            except Exception:  # noqa: BLE001 - the server is still starting
-                time.sleep(0.2)
+        when_up(lambda: api.create_repo("bench/published"))
 
         # the published repository: the imported checkpoint and a file of random weights
         folder = tmp / "published"
@@ -274,8 +241,7 @@ def main() -> None:
         raise
     finally:
         if server:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait()
+            stop(server)
         from django.db import connections
 
         connections.close_all()

@@ -15,14 +15,12 @@ import argparse
 import hashlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from bench.server import start_gunicorn, stop, when_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,24 +51,9 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         token = ApiToken.issue(User.objects.create_user("bench"), "bench", ApiToken.Scope.WRITE)[1]
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "hub.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout", "600"],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_gunicorn("-w", "1", "--timeout", "600")
         api = HfApi(endpoint=url, token=token)
-        for _ in range(600):
-            try:
-                api.create_repo("bench/transfer")
-                break
-            except Exception:  # noqa: BLE001 - the server is still starting
-                time.sleep(0.1)
+        when_up(lambda: api.create_repo("bench/transfer"))
 
         src = tmp / "weights.safetensors"
         with src.open("wb") as f:
@@ -129,8 +112,7 @@ def main() -> None:
         print(f"server worker RSS {before >> 20} MiB before, {peak[0] >> 20} MiB peak during the download")
     finally:
         if server:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait()
+            stop(server)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

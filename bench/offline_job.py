@@ -49,25 +49,9 @@ def run_worker_until(job, kinds: list[str], var: Path, env: dict[str, str], time
     """Run one worker until every stage of `kinds` in `job` has ended (or `timeout` seconds);
     its log goes to var/worker.log. Returns whether it ran in a network namespace."""
     from hub.jobs.models import Stage
+    from workers.celery import worker_command
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers",
-        "worker",
-        "-Q",
-        "cpu,gpu",
-        "-P",
-        "solo",
-        "-n",
-        "bench@localhost",
-        "--loglevel=INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
+    cmd = worker_command("bench@localhost")
     isolated = bool(shutil.which("unshare")) and subprocess.run(["unshare", "-n", "true"]).returncode == 0
     if isolated:
         cmd = ["unshare", "-n", *cmd]
@@ -85,6 +69,16 @@ def run_worker_until(job, kinds: list[str], var: Path, env: dict[str, str], time
             worker.terminate()
             worker.wait(60)
     return isolated
+
+
+def finish(var: Path, complete: bool, keep: bool) -> None:
+    """Exit 1 naming the worker's log when the job fell short; otherwise remove its folder unless
+    asked to keep it."""
+    if not complete:
+        print(f"incomplete; worker log: {var / 'worker.log'}", file=sys.stderr)
+        sys.exit(1)
+    if not keep:
+        shutil.rmtree(var, ignore_errors=True)
 
 
 def stage_times(stages) -> dict[str, dict]:

@@ -4,8 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
+from common.work import progress_bar
 from compress import PRESETS, CalibrationConfig, compress
 
 
@@ -30,17 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         else None
     )
 
-    bar = tqdm(total=1000, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
-
-    def progress(done: float, message: str) -> None:
-        bar.n = round(done * 1000)
-        bar.set_postfix_str(message, refresh=False)
-        bar.refresh()
-
-    try:
+    with progress_bar() as progress:
         report = compress(a.model_dir, a.recipe, a.out, calibration=calibration, device=a.device, progress=progress)
-    finally:
-        bar.close()
     print(f"{a.out}: {report.scheme} in {report.seconds['total']:.1f} s", file=sys.stderr)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)

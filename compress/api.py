@@ -47,6 +47,7 @@ class CompressionReport:
     sparsity: dict | None
     calibration: dict | None
     device: str
+    compute_dtype: str  # what the forward passes ran in (common.dtypes)
     seconds: dict[str, float]
     peak_memory: dict[str, int]
     layers: list[dict]
@@ -132,6 +133,7 @@ def compress(
             sparsity=_sparsity(result),
             calibration=calib_info,
             device=str(dev),
+            compute_dtype=str(runner.dtype).removeprefix("torch."),
             seconds=seconds,
             peak_memory=_peak_memory(dev),
             layers=[asdict(r) for r in result.layers],

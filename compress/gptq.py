@@ -9,27 +9,11 @@ decreasing H diagonal, each still using the scale of its own contiguous group, s
 ordinary groups reaches the checkpoint (no `weight_g_idx`).
 """
 
-from contextlib import contextmanager
-
 import torch
 from compressed_tensors.quantization import QuantizationArgs
 
+from common.threads import one_cpu_thread
 from compress.quant import QuantizedWeight, codes, compute_qparams, expand_qparams, quantize_values
-
-
-@contextmanager
-def one_thread(device: torch.device):
-    """The column loops run thousands of tiny ops; on the CPU, splitting each across threads
-    costs far more in synchronisation than it saves (100x on a loaded 2-core machine)."""
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def hessian_inverse_factor(h: torch.Tensor, dampening_frac: float) -> torch.Tensor:
@@ -91,7 +75,7 @@ def gptq_quantize(
         w1 = wt[i1:i2].clone()
         err1 = torch.empty_like(w1)
         hinv1 = hinv[i1:i2, i1:i2]
-        with one_thread(w.device):
+        with one_cpu_thread(w.device.type == "cpu"):
             for i in range(i2 - i1):
                 j = i1 + i
                 col = w1[i]

@@ -4,8 +4,9 @@ The calibration tokens go through the embeddings once; from then on one decoder 
 time is moved to the device, calibrated and compressed, and its outputs, computed with the
 compressed weights (and quantized activations), become the next layer's inputs. The device
 holds one decoder layer plus the calibration activations; the model itself stays on the CPU
-in its own dtype. Forward passes run in the model's dtype (float32 for float16 models on the
-CPU); Hessians, statistics and solves are float32.
+in its own dtype. Forward passes run in the dtype inference computes in (`common.dtypes`: the
+model's, or float32 for half-precision models on a CPU without native bf16); Hessians,
+statistics and solves are float32.
 """
 
 import time
@@ -16,6 +17,8 @@ import torch
 from compressed_tensors.quantization import QuantizationScheme
 from compressed_tensors.utils.match import match_named_modules
 
+from common.dtypes import compute_dtype
+from common.support import fitting_group_size
 from common.work import CancelCheck, Cancelled, Progress
 from compress.gptq import gptq_quantize
 from compress.quant import QuantizedWeight, attach_activation_quant, quantize_weight
@@ -25,7 +28,6 @@ from compress.sparse import magnitude_prune, sparsegpt_prune
 
 TOKENS_PER_BATCH = 8192  # calibration tokens per forward pass
 AWQ_MAX_TOKENS = 65536  # tokens whose activations AWQ keeps for its grid search (AutoAWQ: 128 x 512)
-FALLBACK_GROUP_SIZES = (64, 32)
 
 
 @dataclass
@@ -112,21 +114,20 @@ def _fit_group_size(scheme, modules, recipe, step, where, notes) -> Quantization
     if args.strategy != "group":
         return scheme
     widths = sorted({m.in_features for _, m in modules})
-    if all(w % args.group_size == 0 for w in widths):
+    fits = fitting_group_size(widths, args.group_size, fall_back=recipe.name is not None)
+    if fits == args.group_size:
         return scheme
     bad = [w for w in widths if w % args.group_size]
-    fits = [g for g in FALLBACK_GROUP_SIZES if g < args.group_size and all(w % g == 0 for w in widths)]
-    if recipe.name is None or not fits:
-        hint = f"group_size {fits[0]}" if fits else "strategy: channel"
+    if fits is None:
+        smaller = fitting_group_size(widths, args.group_size, fall_back=True)
+        hint = f"group_size {smaller}" if smaller else "strategy: channel"
         raise ValueError(
             f"{where}: group_size {args.group_size} does not divide the input width(s) {bad} of targeted Linears "
             f"(compressed-tensors needs whole groups); use {hint}"
         )
-    notes.append(
-        f"{where}: group_size {args.group_size} does not divide input width(s) {bad}; used group_size {fits[0]}"
-    )
+    notes.append(f"{where}: group_size {args.group_size} does not divide input width(s) {bad}; used group_size {fits}")
     step.adjusted = True
-    return scheme.model_copy(update={"weights": args.model_copy(update={"group_size": fits[0]})})
+    return scheme.model_copy(update={"weights": args.model_copy(update={"group_size": fits})})
 
 
 class _Recorder(torch.nn.Module):
@@ -212,10 +213,8 @@ class Runner:
         self.model, self.recipe, self.plan, self.device = model, recipe, plan, device
         self.progress, self.cancelled = progress, cancelled
         self.model_dtype = next(model.parameters()).dtype
-        # forward passes run in the model's dtype (as it will at inference), except float16 on
-        # the CPU, which has no fast float16 matmuls
-        cpu_fp16 = device.type == "cpu" and self.model_dtype == torch.float16
-        self.dtype = torch.float32 if cpu_fp16 else self.model_dtype
+        # forward passes run in the dtype inference computes in on this device
+        self.dtype = getattr(torch, compute_dtype(str(self.model_dtype).removeprefix("torch."), device.type))
         self.result = RunResult({}, {}, {}, [], list(plan.notes))
         # the calibration activations entering the next layer, each layer's keyword arguments by
         # batch size, and the first batch's output of the layer being compressed (for its error)

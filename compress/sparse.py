@@ -8,7 +8,8 @@ the remaining columns to compensate, like GPTQ does for rounding error.
 
 import torch
 
-from compress.gptq import hessian_inverse_factor, one_thread
+from common.threads import one_cpu_thread
+from compress.gptq import hessian_inverse_factor
 
 
 def parse_mask_structure(mask_structure: str) -> tuple[int, int]:
@@ -57,7 +58,7 @@ def sparsegpt_prune(
             score = w1.square() / diag.square().unsqueeze(1)
             k = int(score.numel() * sparsity)
             mask1 = score <= torch.kthvalue(score.flatten(), k).values if k else torch.zeros_like(w1, dtype=torch.bool)
-        with one_thread(w.device):
+        with one_cpu_thread(w.device.type == "cpu"):
             for i in range(i2 - i1):
                 if m and i % m == 0:
                     score = w1[i : i + m].square() / diag[i : i + m].square().unsqueeze(1)

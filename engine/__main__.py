@@ -5,9 +5,9 @@ import dataclasses
 import json
 import sys
 
-from engine.bench import measure
+from engine.bench import compare, measure
 from engine.llm import LLM
-from engine.metrics import format_table, speedup
+from engine.metrics import format_table, speedup_over_rounds
 from engine.profiles import CPU_SCALE, PROFILES, get_profile, parse_concurrency
 from engine.sampling_params import SamplingParams
 
@@ -100,7 +100,8 @@ def score(args: argparse.Namespace) -> None:
 
 
 def bench(args: argparse.Namespace) -> None:
-    """Measures MODEL (after BASE with --compare, on the same settings) and prints a table."""
+    """Measures MODEL (with --compare, interleaved with BASE in rounds, on the same settings) and
+    prints a table of the headline rounds, with the speedup's interval over the rounds."""
     import torch
 
     from engine.config import resolve_device
@@ -120,33 +121,38 @@ def bench(args: argparse.Namespace) -> None:
         overrides["concurrency"] = parse_concurrency(args.concurrency)
     profile = dataclasses.replace(profile, **{k: v for k, v in overrides.items() if v is not None})
     options = _llm_options(args)
-    results = []
-    for model in ([args.compare] if args.compare else []) + [args.model]:
-        print(f"{model}:", file=sys.stderr)
-        result = measure(model, profile, prompts_file=args.prompts, progress=_progress, **options)
+    if args.compare:
+        # interleaved rounds: one run of each can differ by a factor of several on a busy machine
+        print(f"{args.compare} and {args.model}, {args.rounds} rounds:", file=sys.stderr)
+        results = list(
+            compare(
+                args.compare, args.model, profile, args.rounds, prompts_file=args.prompts, progress=_progress, **options
+            )
+        )
         print(file=sys.stderr)
-        if result.runnable and options["dtype"] == "auto":
-            options["dtype"] = result.settings["dtype"]  # the model compared runs in the base's dtype
-        results.append(result)
+    else:
+        print(f"{args.model}:", file=sys.stderr)
+        results = [measure(args.model, profile, prompts_file=args.prompts, progress=_progress, **options)]
+        print(file=sys.stderr)
+    gains = (
+        speedup_over_rounds(results[0].metrics, results[1].metrics)
+        if len(results) == 2 and all(r.runnable for r in results)
+        else None
+    )
     if args.records:
         with open(args.records, "w") as f:
             json.dump({r.model: r.records() for r in results}, f)
     if args.json:
-        out = {
-            r.model: {
-                "scheme": r.scheme,
-                "runnable": r.runnable,
-                "reason": r.reason,
-                "settings": r.settings,
-                "metrics": r.metrics,
-            }
-            for r in results
-        }
-        if len(results) == 2 and all(r.runnable for r in results):
-            out["speedup"] = speedup(results[0].metrics, results[1].metrics)
+        out = {r.model: r.summary() for r in results}
+        if gains:
+            out["speedup"] = gains
         print(json.dumps(out, indent=2))
     else:
         print(format_table(results))
+        if gains:
+            print(
+                f"output throughput, variant / base over {gains['rounds']} rounds: {gains['output_throughput']['summary']}"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,7 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     b = sub.add_parser("bench", help="serving benchmark on a workload profile (a table, or JSON)")
     _engine_args(b)
     b.add_argument("--profile", default="chat", help=", ".join(PROFILES))
-    b.add_argument("--compare", metavar="BASE_DIR", help="measure this base model first and give model / base ratios")
+    b.add_argument("--compare", metavar="BASE_DIR", help="measure this base model too and give model / base ratios")
+    b.add_argument(
+        "--rounds", type=int, default=3, help="with --compare: base and model interleaved this many times (default 3)"
+    )
     b.add_argument(
         "--scale",
         type=float,

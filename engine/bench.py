@@ -1,14 +1,16 @@
 """Offline serving benchmark on the engine: workloads (random or file prompts, warm-up), one run
-of a workload with every token's time stamped, and `measure`, which loads a model and runs a
-profile's levels on it. A request starts when its client would send it: at the run's start, or,
-with a concurrency limit N, when the request whose slot it takes finishes (the engine holds at
-most N running, admitted first come first served, so the two coincide). `max_running_requests`
-is the engine's view: the most requests given a token in one step. The numbers are computed by
-engine.metrics, the hardware described by engine.hardware.
+of a workload with every token's time stamped, `measure`, which loads a model and runs a
+profile's levels on it, and `compare`, which runs a base and a variant interleaved in rounds.
+A request starts when its client would send it: at the run's start, or, with a concurrency
+limit N, when the request whose slot it takes finishes (the engine holds at most N running,
+admitted first come first served, so the two coincide). `max_running_requests` is the engine's
+view: the most requests given a token in one step. The numbers are computed by engine.metrics,
+the hardware described by engine.hardware.
 """
 
 import gc
 import json
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -27,7 +29,7 @@ from engine.hardware import (
     scheme_of,
     unrunnable_reason,
 )
-from engine.llm import LLM
+from engine.llm import _CPU_KV_CACHE_MEMORY, LLM
 from engine.metrics import RequestRecord, compute_metrics
 from engine.profiles import Profile
 from engine.sampling_params import SamplingParams
@@ -94,6 +96,7 @@ class RunResult:
     workload: Workload
     records: list[RequestRecord]
     metrics: dict
+    round: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -190,12 +193,32 @@ class Measurement:
     runnable: bool
     reason: str  # why not runnable
     settings: dict  # the workload and engine settings: equal for base and variant
-    metrics: dict  # the headline run's metrics (the last level), memory, and each level's
-    runs: list[RunResult] = field(default_factory=list)
+    # the headline round's metrics (its last level), memory, each level's, and with several
+    # rounds each round's ("rounds") and which one is the headline ("headline_round")
+    metrics: dict
+    runs: list[RunResult] = field(default_factory=list)  # every level of every round
+
+    @property
+    def headline_runs(self) -> list[RunResult]:
+        return [run for run in self.runs if run.round == self.metrics.get("headline_round", 0)]
+
+    def summary(self) -> dict:
+        """What a JSON report shows of one model: everything but its name and raw records."""
+        return {
+            "scheme": self.scheme,
+            "runnable": self.runnable,
+            "reason": self.reason,
+            "settings": self.settings,
+            "metrics": self.metrics,
+        }
 
     def records(self) -> list[dict]:
-        """Every request of every level, for the raw record file."""
-        return [{"concurrency": run.metrics["concurrency"], **asdict(r)} for run in self.runs for r in run.records]
+        """Every request of every level and round, for the raw record file."""
+        return [
+            {"round": run.round, "concurrency": run.metrics["concurrency"], **asdict(r)}
+            for run in self.runs
+            for r in run.records
+        ]
 
 
 def _load_tokenizer_libraries(model_dir: Path) -> None:
@@ -205,6 +228,157 @@ def _load_tokenizer_libraries(model_dir: Path) -> None:
         from transformers import AutoTokenizer
 
         AutoTokenizer.from_pretrained(model_dir)
+
+
+class Bench:
+    """One model on one profile, measured in rounds: round r sends fresh prompts (seeds offset by
+    r), the same for every model measured with the same round numbers. The model may be loaded
+    once for all rounds or loaded and freed around each (`load`, `unload`); memory is measured
+    from the first load through the first round."""
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        profile: Profile,
+        *,
+        name: str | None = None,
+        scheme: str | None = None,
+        prompts_file: Path | str | None = None,
+        **llm_options,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.profile = profile
+        self.name = name or self.model_dir.name
+        self.scheme = scheme or scheme_of(self.model_dir)
+        self.prompts_file = prompts_file
+        self.llm_options = llm_options
+        self.device = resolve_device(llm_options.get("device", "auto"))
+        self.settings = {
+            **profile.settings(),
+            "device": self.device.type,
+            "seed": llm_options.get("seed", 0),
+            "prompts": f"file {Path(prompts_file).name}" if prompts_file else "random tokens",
+        }
+        self.reason = unrunnable_reason(self.scheme, describe_hardware(self.device)) or ""
+        self.llm: LLM | None = None
+        self.rounds: list[dict] = []
+        self.runs: list[RunResult] = []
+        self.memory: dict = {}
+        self._before: int | None = None
+        self._file_prompts: list[list[int]] | None = None
+
+    def load(self) -> bool:
+        """Loads the model unless it is loaded; False when it cannot run here (see `reason`)."""
+        if self.llm is not None:
+            return True
+        if self.reason:
+            return False
+        _load_tokenizer_libraries(self.model_dir)
+        before = reset_peak_memory(self.device)
+        if not self.memory:
+            self._before = before
+        try:
+            self.llm = LLM(self.model_dir, **self.llm_options)
+        except UnsupportedModelError as exc:
+            self.reason = str(exc)
+            return False
+        c = self.llm.config
+        self.settings.update(
+            dtype=str(c.dtype).removeprefix("torch."),
+            block_size=c.block_size,
+            max_num_seqs=c.max_num_seqs,
+            max_num_batched_tokens=c.max_num_batched_tokens,
+            max_model_len=c.max_model_len,
+            prefix_caching=c.enable_prefix_caching,
+            torch_threads=torch.get_num_threads(),
+        )
+        if self.prompts_file and self._file_prompts is None:
+            self._file_prompts = read_prompt_file(self.prompts_file, self.llm)
+        workloads, prompts = self._round_work(len(self.rounds))
+        for w, p in zip(workloads, prompts):
+            _check_fits(self.llm, p, w.output_len)  # before any work
+        warm_up(self.llm, max(workloads, key=lambda w: w.num_requests))
+        return True
+
+    def unload(self) -> None:
+        if self.llm is not None:
+            self.llm = None
+            gc.collect()
+
+    def _round_work(self, r: int) -> tuple[list[Workload], list[list[list[int]]]]:
+        """Round r's workload and prompts per level: random prompts from seeds no other round or
+        level uses, or the file's prompts continuing where round r - 1 stopped."""
+        p, levels = self.profile, self.profile.concurrency
+        seed = self.settings["seed"] + r * len(levels)
+        workloads = [
+            Workload(p.requests_at(level), p.input_len, p.output_len, seed + i, level, p.max_duration_s)
+            for i, level in enumerate(levels)
+        ]
+        if self._file_prompts:  # each level takes the next prompts of the file, round the end
+            n = len(self._file_prompts)
+            ends = [r * sum(w.num_requests for w in workloads)]
+            ends += [ends[0] + e for e in accumulate(w.num_requests for w in workloads)]
+            prompts = [[self._file_prompts[k % n] for k in range(a, b)] for a, b in zip(ends, ends[1:])]
+        else:
+            prompts = [random_prompts(self.llm, w) for w in workloads]
+        return workloads, prompts
+
+    def run_round(self, progress: Progress | None = None, cancelled: CancelCheck | None = None) -> dict:
+        """Runs the next round's levels on the loaded model; returns the round's metrics."""
+        assert self.llm is not None, "load() first"
+        r = len(self.rounds)
+        workloads, prompts = self._round_work(r)
+        for w, p in zip(workloads, prompts):
+            _check_fits(self.llm, p, w.output_len)
+        levels = self.profile.concurrency
+        load_start = load_average()
+        runs = []
+        for i, (level, workload) in enumerate(zip(levels, workloads)):
+            step = (
+                (
+                    lambda done, msg, i=i, level=level: progress(
+                        (i + done) / len(levels), f"concurrency {'max' if level is None else level}: {msg}"
+                    )
+                )
+                if progress
+                else None
+            )
+            run = run_workload(self.llm, workload, prompts[i], progress=step, cancelled=cancelled)
+            runs.append(replace(run, round=r))
+        if not self.memory:
+            peak, peak_kind = peak_memory(self.device, self._before or 0)
+            self.memory = {
+                "weights_bytes": self.llm.weights_bytes,
+                "kv_capacity_tokens": self.llm.kv_capacity_tokens,
+                "peak_memory_bytes": peak,
+                "peak_memory_kind": peak_kind,
+            }
+        metrics = {
+            "round": r,
+            "seed": workloads[0].seed,
+            **runs[-1].metrics,
+            # other work on the machine slows a run on the CPU without a trace in its figures
+            "load_average": [load_start, load_average()],
+        }
+        if len(runs) > 1:
+            metrics["levels"] = [run.metrics for run in runs]
+        self.rounds.append(metrics)
+        self.runs += runs
+        return metrics
+
+    def result(self) -> Measurement:
+        """The measurement so far. With several rounds the headline is the round of median
+        output throughput (the lower middle one of an even count): a round that ran, not an
+        average of rounds, and not the one a burst of load fell on."""
+        if not self.rounds:
+            return Measurement(self.name, self.scheme, False, self.reason or "not measured", self.settings, {})
+        by_speed = sorted(self.rounds, key=lambda m: m["output_throughput"])
+        headline = by_speed[(len(by_speed) - 1) // 2]
+        metrics = {k: v for k, v in headline.items() if k not in ("round", "seed")}
+        metrics.update(self.memory, load_average=[x for m in self.rounds for x in m["load_average"]])
+        if len(self.rounds) > 1:
+            metrics.update(headline_round=headline["round"], rounds=self.rounds)
+        return Measurement(self.name, self.scheme, True, "", self.settings, metrics, self.runs)
 
 
 def measure(
@@ -218,89 +392,97 @@ def measure(
     cancelled: CancelCheck | None = None,
     **llm_options,
 ) -> Measurement:
-    """Loads the model, runs every concurrency level of the profile, and frees the model. A
+    """Loads the model, runs every concurrency level of the profile once, and frees the model. A
     scheme the hardware (or this engine) cannot run comes back not runnable, with the reason.
     `name` labels the model (default: its folder's name)."""
-    model_dir = Path(model_dir)
-    name = name or model_dir.name
-    scheme = scheme or scheme_of(model_dir)
-    device = resolve_device(llm_options.get("device", "auto"))
-    settings = {
-        **profile.settings(),
-        "device": device.type,
-        "seed": llm_options.get("seed", 0),
-        "prompts": f"file {Path(prompts_file).name}" if prompts_file else "random tokens",
-    }
-    reason = unrunnable_reason(scheme, describe_hardware(device))
-    if reason:
-        return Measurement(name, scheme, False, reason, settings, {})
-    _load_tokenizer_libraries(model_dir)
-    before = reset_peak_memory(device)
+    bench = Bench(model_dir, profile, name=name, scheme=scheme, prompts_file=prompts_file, **llm_options)
     try:
-        llm = LLM(model_dir, **llm_options)
-    except UnsupportedModelError as exc:
-        return Measurement(name, scheme, False, str(exc), settings, {})
-    try:
-        c = llm.config
-        settings.update(
-            dtype=str(c.dtype).removeprefix("torch."),
-            block_size=c.block_size,
-            max_num_seqs=c.max_num_seqs,
-            max_num_batched_tokens=c.max_num_batched_tokens,
-            max_model_len=c.max_model_len,
-            prefix_caching=c.enable_prefix_caching,
-            torch_threads=torch.get_num_threads(),
-        )
-        file_prompts = read_prompt_file(prompts_file, llm) if prompts_file else None
-        levels = profile.concurrency
-        workloads = [
-            Workload(
-                profile.requests_at(level),
-                profile.input_len,
-                profile.output_len,
-                seed=settings["seed"] + i,
-                concurrency=level,
-                max_duration_s=profile.max_duration_s,
-            )
-            for i, level in enumerate(levels)
-        ]
-        if file_prompts:  # each level takes the next prompts of the file, round the end
-            ends = [0, *accumulate(w.num_requests for w in workloads)]
-            prompts = [[file_prompts[k % len(file_prompts)] for k in range(a, b)] for a, b in zip(ends, ends[1:])]
-        else:
-            prompts = [random_prompts(llm, w) for w in workloads]
-        for w, p in zip(workloads, prompts):
-            _check_fits(llm, p, w.output_len)  # before any work
-        warm_up(llm, max(workloads, key=lambda w: w.num_requests))
-        load_start = load_average()
-        runs = []
-        for i, (level, workload) in enumerate(zip(levels, workloads)):
-            step = (
-                (
-                    lambda done, msg, i=i, level=level: progress(
-                        (i + done) / len(levels), f"concurrency {'max' if level is None else level}: {msg}"
-                    )
-                )
-                if progress
-                else None
-            )
-            runs.append(run_workload(llm, workload, prompts[i], progress=step, cancelled=cancelled))
-        peak, peak_kind = peak_memory(device, before)
-        metrics = {
-            **runs[-1].metrics,
-            "weights_bytes": llm.weights_bytes,
-            "kv_capacity_tokens": llm.kv_capacity_tokens,
-            "peak_memory_bytes": peak,
-            "peak_memory_kind": peak_kind,
-            # other work on the machine slows a run on the CPU without a trace in its figures
-            "load_average": [load_start, load_average()],
-        }
-        if len(runs) > 1:
-            metrics["levels"] = [run.metrics for run in runs]
-        return Measurement(name, scheme, True, "", settings, metrics, runs)
+        if bench.load():
+            bench.run_round(progress, cancelled)
+        return bench.result()
     finally:
-        del llm
-        gc.collect()
+        bench.unload()
+
+
+def _fit_together(*model_dirs: Path | str) -> bool:
+    """Whether the models, weights and KV caches, take at most half the machine's memory on a
+    CPU: weights count twice their files' size (bfloat16 checkpoints compute in float32 there),
+    each KV cache its whole CPU budget."""
+    files = sum(f.stat().st_size for d in model_dirs for f in Path(d).glob("*.safetensors"))
+    need = 2 * files + len(model_dirs) * _CPU_KV_CACHE_MEMORY
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return False
+    return need <= total // 2
+
+
+def compare(
+    base_dir: Path | str,
+    variant_dir: Path | str,
+    profile: Profile,
+    rounds: int,
+    *,
+    base_name: str | None = None,
+    variant_name: str | None = None,
+    variant_scheme: str | None = None,
+    prompts_file: Path | str | None = None,
+    progress: Progress | None = None,
+    cancelled: CancelCheck | None = None,
+    **llm_options,
+) -> tuple[Measurement, Measurement]:
+    """The base and the variant in interleaved rounds, base then variant, `rounds` times: round r
+    sends both the same fresh prompts, so load that comes and goes on the machine falls on a
+    round of each rather than on one whole model, and shows as rounds that disagree.
+
+    The variant computes in the dtype the base ran in. On a CPU both models stay loaded through
+    every round when they fit in half the machine's memory (the engine gives each a KV cache of
+    at most 1 GiB there). On a GPU the engine gives one model's KV cache all the free memory, so
+    there, as on a CPU too small for both, each model is loaded and freed around each of its
+    rounds and warmed up again each time. A variant that cannot run ends the comparison after
+    the base's first round."""
+    keep = resolve_device(llm_options.get("device", "auto")).type == "cpu" and _fit_together(base_dir, variant_dir)
+    base = Bench(base_dir, profile, name=base_name, prompts_file=prompts_file, **llm_options)
+    base.settings["rounds"] = rounds
+    variant: Bench | None = None
+    steps = 2 * rounds
+
+    def part(k: int, label: str) -> Progress | None:
+        if progress is None:
+            return None
+        return lambda done, msg: progress((k + done) / steps, f"{label} round {k // 2 + 1}/{rounds}: {msg}")
+
+    try:
+        for r in range(rounds):
+            if not base.load():
+                break
+            base.run_round(part(2 * r, "base"), cancelled)
+            if not keep:
+                base.unload()
+            if variant is None:
+                options = {**llm_options, "dtype": base.settings["dtype"]}
+                variant = Bench(
+                    variant_dir,
+                    profile,
+                    name=variant_name,
+                    scheme=variant_scheme,
+                    prompts_file=prompts_file,
+                    **options,
+                )
+                variant.settings["rounds"] = rounds
+            if not variant.load():
+                break
+            variant.run_round(part(2 * r + 1, "variant"), cancelled)
+            if not keep:
+                variant.unload()
+    finally:
+        base.unload()
+        if variant is not None:
+            variant.unload()
+    if variant is None:
+        name = variant_name or Path(variant_dir).name
+        return base.result(), Measurement(name, variant_scheme or "", False, "the base did not run", {}, {})
+    return base.result(), variant.result()
 
 
 # ---- the table -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from common.checkpoint_files import check_checkpoint_folder
+from common.dtypes import compute_dtype
 from common.support import SUPPORTED_ARCHITECTURES
 
 # architecture name -> defaults that differ between the families (transformers' config classes)
@@ -159,11 +160,13 @@ def _checkpoint_dtype(cfg: dict) -> torch.dtype:
     return _DTYPES[name]
 
 
-def resolve_dtype(dtype: str | torch.dtype, model: ModelConfig) -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype, model: ModelConfig, device: torch.device) -> torch.dtype:
+    """The dtype the engine computes in; "auto" follows `common.dtypes.compute_dtype` (the
+    checkpoint's dtype, but float32 for half-precision checkpoints on a CPU without native bf16)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        return model.dtype
+        return _DTYPES[compute_dtype(str(model.dtype).removeprefix("torch."), device.type)]
     aliases = {"fp32": "float32", "float": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
     name = aliases.get(dtype, dtype)
     if name not in _DTYPES:

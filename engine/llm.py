@@ -100,7 +100,7 @@ class LLM:
         self.config = EngineConfig(
             model_dir=model_dir,
             model=model_cfg,
-            dtype=resolve_dtype(dtype, model_cfg),
+            dtype=resolve_dtype(dtype, model_cfg, dev),
             device=dev,
             block_size=block_size,
             max_num_seqs=max_num_seqs,

@@ -8,10 +8,11 @@ vLLM's and GuideLLM's:
 - request, output and total token throughput over the run's wall time, completed requests only;
 - max_output_tokens_per_s and max_concurrent_requests over one-second buckets, as vLLM counts them.
 
-Also a variant's speedup over its base, and the comparison table of measurements."""
+Also a variant's speedup over its base, with a 95% interval when base and variant were measured
+in interleaved rounds, and the comparison table of measurements."""
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ PERCENTILES = (90, 99)
 LATENCIES = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
 THROUGHPUTS = ("request_throughput", "output_throughput", "total_token_throughput")
 MEMORY = ("weights_bytes", "kv_capacity_tokens", "peak_memory_bytes")
+# what every runnable benchmark run must carry
+REPORTED = (*LATENCIES, *THROUGHPUTS, "max_concurrent_requests", "max_running_requests", "preemptions", *MEMORY)
 
 
 @dataclass
@@ -106,6 +109,100 @@ def speedup(base: dict, variant: dict) -> dict:
     return out
 
 
+# ---- speedups over rounds -------------------------------------------------------------------
+#
+# One run of each model can be off by a factor of several on a shared machine (a base measured
+# once while something else ran looked 3x slower than its variant). The benchmark runs base and
+# variant in interleaved rounds; each round gives one ratio per figure, and a speedup is shown as
+# the median of those ratios with a 95% interval. The interval is Student's t on the logarithms of
+# the ratios (a ratio's noise is multiplicative), which stays honest with 3 to 10 rounds: few
+# rounds or scattered ones widen it through t's quantile and the sample spread, where a bootstrap
+# over 3 values could never be wider than their range.
+
+CONFIDENCE = 0.95
+# rounds whose ratios lie further apart than this (max / min) say more about the machine than
+# about the model, whatever the interval says
+MAX_SPREAD = 1.5
+INTERVAL_METHOD = "median of per-round ratios; 95% Student-t interval on their logarithms"
+FASTER, SLOWER, INCONCLUSIVE, ONE_ROUND = "faster", "slower", "inconclusive", "one round"
+# two-sided 95% quantiles of Student's t by degrees of freedom; between rows the smaller degrees
+# of freedom (a wider interval) is taken
+_T95 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+    12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980,
+}  # fmt: skip
+
+
+def _t95(df: int) -> float:
+    return _T95[max(k for k in _T95 if k <= df)]
+
+
+def ratio_interval(ratios: Sequence[float]) -> dict:
+    """The median of per-round ratios (> 1: the variant is better), its 95% interval, the rounds'
+    spread (max / min), and a verdict: faster or slower when the interval excludes 1 and the
+    rounds agree within MAX_SPREAD, else inconclusive; one ratio is one round, no interval."""
+    r = np.asarray(ratios, dtype=np.float64)
+    if len(r) == 0 or not np.all(r > 0):
+        raise ValueError(f"ratios must be positive, got {list(ratios)}")
+    median = float(np.median(r))
+    spread = float(r.max() / r.min())
+    if len(r) == 1:
+        low = high = median
+        verdict = ONE_ROUND
+    else:
+        logs = np.log(r)
+        half = _t95(len(r) - 1) * logs.std(ddof=1) / np.sqrt(len(r))
+        low, high = float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
+        if low <= 1 <= high or spread > MAX_SPREAD:
+            verdict = INCONCLUSIVE
+        else:
+            verdict = FASTER if low > 1 else SLOWER
+    out = {"median": median, "low": low, "high": high, "spread": spread, "ratios": r.tolist(), "verdict": verdict}
+    out["summary"] = describe(out)
+    return out
+
+
+def describe(interval: dict) -> str:
+    """'1.42x (95% interval 1.31-1.55)', or why no figure stands: 'inconclusive on this machine:
+    interval 0.80-3.10 includes 1'."""
+    median, low, high = interval["median"], interval["low"], interval["high"]
+    if interval["verdict"] == ONE_ROUND:
+        return f"{median:.2f}x (one round)"
+    if interval["verdict"] != INCONCLUSIVE:
+        return f"{median:.2f}x (95% interval {low:.2f}-{high:.2f})"
+    if low <= 1 <= high:
+        return f"inconclusive on this machine: interval {low:.2f}-{high:.2f} includes 1"
+    ratios = interval["ratios"]
+    return (
+        f"inconclusive on this machine: rounds range {min(ratios):.2f}-{max(ratios):.2f}, "
+        f"more than {MAX_SPREAD:g}x apart"
+    )
+
+
+def speedup_over_rounds(base: dict, variant: dict) -> dict:
+    """`speedup`'s ratios, each computed per round (round i of the base against round i of the
+    variant, which ran the same prompts next to it) and given as `ratio_interval`s; memory as
+    `speedup` gives it. Metrics without rounds count as one round."""
+    pairs = list(zip(base.get("rounds") or [base], variant.get("rounds") or [variant]))
+    per_round = [speedup(b, v) for b, v in pairs]
+
+    def intervals(rows: list[dict]) -> dict:
+        # a ratio missing or zero in some round (nothing completed in it) has no interval
+        keys = [k for k in rows[0] if k not in ("memory", "levels", "concurrency") and all(row.get(k) for row in rows)]
+        return {k: ratio_interval([row[k] for row in rows]) for k in keys}
+
+    out = intervals(per_round)
+    out["memory"] = speedup(base, variant)["memory"]
+    if all("levels" in row for row in per_round):
+        out["levels"] = [
+            {"concurrency": level[0]["concurrency"], **intervals(list(level))}
+            for level in zip(*(row["levels"] for row in per_round))
+        ]
+    out["rounds"] = len(pairs)
+    out["method"] = INTERVAL_METHOD
+    return out
+
+
 _MEMORY_ROWS = [
     ("weights MiB", lambda m: m.get("weights_bytes", 0) / 2**20, "{:.1f}"),
     ("KV cache capacity tokens", lambda m: m.get("kv_capacity_tokens"), "{:.0f}"),
@@ -144,7 +241,7 @@ def format_table(measurements: "list[Measurement]") -> str:
     )
     compare = len(ran) == 2
     header = ["metric", *(f"{m.model}" for m in ran)] + (["ratio"] if compare else [])
-    levels = [[run.metrics for run in m.runs] for m in ran]
+    levels = [[run.metrics for run in m.headline_runs] for m in ran]
     table = []
     for i in range(len(levels[0])):
         level = levels[0][i]["concurrency"]

@@ -8,8 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
+from common.work import progress_bar
 from evals import SUITES, EvalOptions, EvalResult, SettingsMismatch, SuiteError, compare, evaluate, gate_report
 
 
@@ -66,20 +65,12 @@ def _run(a: argparse.Namespace) -> int:
         chat_template=a.chat_template,
         max_model_len=a.max_model_len,
     )
-    bar = tqdm(total=1000, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
-
-    def progress(done: float, message: str) -> None:
-        bar.n = round(done * 1000)
-        bar.set_postfix_str(message, refresh=False)
-        bar.refresh()
-
     try:
-        result = evaluate(a.model_dir, a.suite, options, progress=progress)
+        with progress_bar() as progress:
+            result = evaluate(a.model_dir, a.suite, options, progress=progress)
     except SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        bar.close()
     for task, m in result.metrics.items():
         stderr = f" ± {m['stderr']:.4f}" if m["stderr"] is not None else ""
         print(f"{task:20} {m['metric']:28} {m['value']:.4f}{stderr}  (n={m['n']})")

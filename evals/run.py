@@ -106,7 +106,7 @@ def prepare(model_dir: Path | str, suite: Suite | str, options: EvalOptions = Ev
     suite = get_suite(suite) if not isinstance(suite, Suite) else suite
     tasks = [build(spec, options.data_dir) for spec in suite.tasks]
     model = ModelConfig.from_pretrained(model_dir)
-    device = resolve_device(options.device).type
+    device = resolve_device(options.device)
     settings = {
         "suite": suite.name,
         "suite_version": suite.version,
@@ -114,12 +114,12 @@ def prepare(model_dir: Path | str, suite: Suite | str, options: EvalOptions = Ev
         "fewshot_seed": suite.fewshot_seed,
         "engine_version": engine_version(),
         "lm_eval_version": lm_eval.__version__,
-        "dtype": str(resolve_dtype(options.dtype, model)).removeprefix("torch."),
-        "device": device,
+        "dtype": str(resolve_dtype(options.dtype, model, device)).removeprefix("torch."),
+        "device": device.type,
         "add_bos_token": options.add_bos_token,
         "chat_template": _chat_template_digest(model_dir) if options.chat_template else None,
         "max_model_len": options.max_model_len,
-        "block_size": options.block_size or (1 if device == "cpu" else _ENGINE_BLOCK_SIZE),
+        "block_size": options.block_size or (1 if device.type == "cpu" else _ENGINE_BLOCK_SIZE),
         # the engine batches requests of one run together, so one sample's score may move in
         # the last bits with its batch; both arms of a comparison run the same request stream
         "batch_invariant": False,

@@ -223,6 +223,9 @@ EVAL_DATA_DIR = Path(os.environ["HUB_EVAL_DATA_DIR"]) if os.environ.get("HUB_EVA
 # (0: torch's default; on a small, shared CPU one thread is often the fastest).
 BENCHMARK_SCALE = float(os.environ.get("HUB_BENCHMARK_SCALE", "0"))
 BENCHMARK_THREADS = env_int("HUB_BENCHMARK_THREADS", 0)
+# Base and variant run interleaved this many rounds each (at least 3), so that a speedup is a
+# median with an interval rather than one pair of runs that load on the machine can skew.
+BENCHMARK_ROUNDS = max(3, env_int("HUB_BENCHMARK_ROUNDS", 3))
 
 # The hub's own model repositories (hub.hfapi): file contents stored once by sha256 under
 # REPOS_DIR, served and received through the Hugging Face Hub HTTP API.

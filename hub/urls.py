@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from hub import monitoring
 
@@ -10,6 +12,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("health", monitoring.health, name="health"),
     path("metrics", monitoring.metrics, name="metrics"),
+    # browsers ask for /favicon.ico on pages that name no icon (the API docs, raw files)
+    path("favicon.ico", RedirectView.as_view(url=static("hub/favicon.svg"), permanent=True)),
     path("", include("hub.api.urls")),
     path("", include("hub.jobs.urls")),
     path("", include("hub.catalog.urls")),

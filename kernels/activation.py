@@ -72,10 +72,10 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return _launch(x, None)[0].view(*x.shape[:-1], x.shape[-1] // 2)
 
 
-def silu_and_mul_quant(x: torch.Tensor, quant: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def silu_and_mul_quant(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(codes [rows, I], per-row scales [rows, 1]) of silu_and_mul(x) for rows of x = [gate | up]."""
     if x.shape[-1] // 2 > FUSED_QUANT_MAX_COLS:
         raise ValueError(
             f"rows of {x.shape[-1] // 2} are quantized by a separate pass (a program holds {FUSED_QUANT_MAX_COLS})"
         )
-    return _launch(x, quant)
+    return _launch(x, dtype)

@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.cache import cache_strides
 from kernels.util import interpreting
 
 # Split-K is used while the plain grid has fewer busy programs than SPLIT_BELOW_WAVES per
@@ -45,6 +46,21 @@ def _find_sequence(query_start_loc_ptr, q_block_id, num_seqs, BLOCK_Q: tl.conste
         else:
             hi = mid
     return lo - 1
+
+
+@triton.jit
+def _load_cache_tile(
+    cache_ptr, blocks, slots, kv_head, dims, mask, stride_block, stride_slot, stride_head, UPCAST: tl.constexpr
+):
+    """One KV head's [keys, dims] tile of a paged K or V cache, keys given by block and slot."""
+    tile = tl.load(
+        cache_ptr + (blocks * stride_block + slots * stride_slot + kv_head * stride_head)[:, None] + dims[None, :],
+        mask=mask,
+        other=0.0,
+    )
+    if UPCAST:
+        tile = tile.to(tl.float32)
+    return tile
 
 
 @triton.jit
@@ -137,23 +153,12 @@ def _paged_attention_kernel(
         blocks = tl.load(block_table + keys // BLOCK_SIZE, mask=key_ok, other=0).to(tl.int64)
         slots = keys % BLOCK_SIZE
         load_mask = key_ok[:, None] & dim_ok[None, :]
-        k = tl.load(
-            k_cache_ptr
-            + (blocks * stride_k_block + slots * stride_k_slot + kv_head * stride_k_head)[:, None]
-            + dims[None, :],
-            mask=load_mask,
-            other=0.0,
+        k = _load_cache_tile(
+            k_cache_ptr, blocks, slots, kv_head, dims, load_mask, stride_k_block, stride_k_slot, stride_k_head, UPCAST
         )
-        v = tl.load(
-            v_cache_ptr
-            + (blocks * stride_v_block + slots * stride_v_slot + kv_head * stride_v_head)[:, None]
-            + dims[None, :],
-            mask=load_mask,
-            other=0.0,
+        v = _load_cache_tile(
+            v_cache_ptr, blocks, slots, kv_head, dims, load_mask, stride_v_block, stride_v_slot, stride_v_head, UPCAST
         )
-        if UPCAST:
-            k = k.to(tl.float32)
-            v = v.to(tl.float32)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
         s = tl.where(keys[None, :] <= q_pos[:, None], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -251,8 +256,7 @@ def paged_attention(
     block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
     if num_q_heads % num_kv_heads:
         raise ValueError(f"{num_q_heads} query heads do not group over {num_kv_heads} KV heads")
-    if k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1:
-        raise ValueError("the KV cache must be contiguous in head_dim")
+    strides = cache_strides(k_cache, v_cache)
     if query.stride(-1) != 1:
         query = query.contiguous()
     if out is None:
@@ -316,12 +320,7 @@ def paged_attention(
         query.stride(1),
         out.stride(0),
         out.stride(1),
-        k_cache.stride(0),
-        k_cache.stride(1),
-        k_cache.stride(2),
-        v_cache.stride(0),
-        v_cache.stride(1),
-        v_cache.stride(2),
+        *strides,
         block_tables.stride(0),
         HEAD_DIM=head_dim,
         HEAD_DIM_P=head_dim_p,

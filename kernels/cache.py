@@ -58,6 +58,14 @@ def _store_kvcache_kernel(
     tl.store(v_dst, v.to(v_cache_ptr.dtype.element_ty), mask=mask)
 
 
+def cache_strides(k_cache: torch.Tensor, v_cache: torch.Tensor) -> tuple[int, ...]:
+    """The block, slot and head strides of the K then the V cache, for kernels that address
+    them as [num_blocks, block_size, num_kv_heads, head_dim] with head_dim contiguous."""
+    if k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1:
+        raise ValueError("the KV cache must be contiguous in head_dim")
+    return *k_cache.stride()[:3], *v_cache.stride()[:3]
+
+
 def store_kvcache(
     key: torch.Tensor,
     value: torch.Tensor,
@@ -70,8 +78,7 @@ def store_kvcache(
         key = key.contiguous()
     if value.stride(-1) != 1:
         value = value.contiguous()
-    if k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1:
-        raise ValueError("the KV cache must be contiguous in head_dim")
+    strides = cache_strides(k_cache, v_cache)
     block_h = triton.next_power_of_2(num_kv_heads)
     block_d = triton.next_power_of_2(head_dim)
     block_t = 1
@@ -89,12 +96,7 @@ def store_kvcache(
         key.stride(1),
         value.stride(0),
         value.stride(1),
-        k_cache.stride(0),
-        k_cache.stride(1),
-        k_cache.stride(2),
-        v_cache.stride(0),
-        v_cache.stride(1),
-        v_cache.stride(2),
+        *strides,
         HEAD_DIM=head_dim,
         BLOCK_SIZE=k_cache.shape[1],
         BLOCK_T=block_t,

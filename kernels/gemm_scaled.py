@@ -7,6 +7,8 @@ output channel (row of b), or per tensor. The weight keeps the checkpoint's [N, 
 contiguous in both operands, which is the K-major order the 8-bit tensor-core instructions want.
 """
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -197,6 +199,16 @@ def _scaled_mm_kernel(
     tl.store(o, out.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
+def _cublas_fp8(a: torch.Tensor, b: torch.Tensor, out_dtype: torch.dtype) -> bool:
+    # row-wise scaled FP8 in cuBLAS: FP8 tensor cores (compute capability 8.9+), bf16 output,
+    # K and N multiples of 16
+    return (
+        a.dtype == torch.float8_e4m3fn and out_dtype == torch.bfloat16
+        and torch.cuda.get_device_capability(a.device) >= (8, 9)
+        and a.shape[1] % 16 == 0 and b.shape[0] % 16 == 0
+    )  # fmt: skip
+
+
 def scaled_mm(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -207,7 +219,18 @@ def scaled_mm(
     block: tuple[int, int, int] | None = None,
     num_warps: int | None = None,
     num_stages: int | None = None,
+    cublas: bool = False,
 ) -> torch.Tensor:
+    """The Triton kernel; with `cublas`, `torch._scaled_mm` (cuBLAS) instead for the FP8
+    products it runs, which it does faster."""
+    if cublas and _cublas_fp8(a, b, out_dtype):
+        m, n = a.shape[0], b.shape[0]
+        return torch._scaled_mm(
+            a, b.t(),
+            scale_a=scale_a.float().reshape(-1, 1).expand(m, 1).contiguous(),
+            scale_b=scale_b.float().reshape(1, -1).expand(1, n).contiguous(),
+            bias=bias, out_dtype=out_dtype,
+        )  # fmt: skip
     if a.dtype != b.dtype or a.dtype not in HALF_RANGES:
         raise ValueError(f"scaled_mm takes int8 or float8_e4m3fn operands of one dtype, got {a.dtype} and {b.dtype}")
     m, k = a.shape
@@ -239,31 +262,5 @@ def scaled_mm(
     return out
 
 
-def _cublas_fp8(a: torch.Tensor, b: torch.Tensor, out_dtype: torch.dtype) -> bool:
-    # row-wise scaled FP8 in cuBLAS: FP8 tensor cores (compute capability 8.9+), bf16 output,
-    # K and N multiples of 16
-    return (
-        a.dtype == torch.float8_e4m3fn and out_dtype == torch.bfloat16
-        and torch.cuda.get_device_capability(a.device) >= (8, 9)
-        and a.shape[1] % 16 == 0 and b.shape[0] % 16 == 0
-    )  # fmt: skip
-
-
-def scaled_mm_fastest(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    scale_a: torch.Tensor,
-    scale_b: torch.Tensor,
-    out_dtype: torch.dtype,
-    bias: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """`torch._scaled_mm` (cuBLAS) for FP8 where it runs, the Triton kernel otherwise."""
-    if _cublas_fp8(a, b, out_dtype):
-        m, n = a.shape[0], b.shape[0]
-        return torch._scaled_mm(
-            a, b.t(),
-            scale_a=scale_a.float().reshape(-1, 1).expand(m, 1).contiguous(),
-            scale_b=scale_b.float().reshape(1, -1).expand(1, n).contiguous(),
-            bias=bias, out_dtype=out_dtype,
-        )  # fmt: skip
-    return scaled_mm(a, b, scale_a, scale_b, out_dtype, bias)
+# what the engine runs (`kernels.scaled_mm`): the fastest of cuBLAS and the Triton kernel
+scaled_mm_fastest = functools.partial(scaled_mm, cublas=True)

@@ -57,18 +57,11 @@ def _wna16_kernel(
     BLOCK_K: tl.constexpr,
     UPCAST: tl.constexpr,
     IEEE: tl.constexpr,
-    TENSOR_CORES: tl.constexpr,
+    PATH: tl.constexpr,
 ):
-    # The tile of words is widened into K order, so x is read in order. Without tensor cores
-    # (gemv), products go into a [rows, outputs, K] block of accumulators that is reduced once,
-    # at the end: a reduction per tile would cost more shuffles than the multiply-adds. The
-    # group scale then has to be in the weight, which costs one FMA: the code q is moved into
-    # the top mantissa bits of 1.0, giving v = 1 + q / 2**BITS exactly (no int-to-float
-    # conversion), and (q - o - z) * s = v * (2**BITS * s) - (2**BITS + o + z) * s, both
-    # products exact for bf16 scales, so the weight is rounded once, as the reference's is.
+    # A program owns a [BLOCK_M, BLOCK_N] tile of the output over its split of K; the fused
+    # paths (PATH: "strided", "interleaved" or "gemv") differ only in how they multiply a K tile.
     PACK: tl.constexpr = 32 // BITS
-    LOG2_PACK: tl.constexpr = 3 if BITS == 4 else 2
-    TOP: tl.constexpr = 23 - BITS  # the code's place in the mantissa
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -76,131 +69,99 @@ def _wna16_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m = offs_m < M
     mask_n = offs_n < N
-    offs_k = tl.arange(0, BLOCK_K)
     offs_w = tl.arange(0, BLOCK_K // PACK)
-    shifts = (offs_k % PACK) * BITS
     n_words = K // PACK
     x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
-    w_rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
-    if TENSOR_CORES:
+    k_start = pid_k * k_per_split
+    k_end = tl.minimum(K, k_start + k_per_split)
+    if PATH == "strided":
+        # Code j of each word holds input column PACK * word + j, so the tile's product is PACK
+        # products of a strided slice of x with the j-th codes of the words: no unpacking into K
+        # order. The offset 2**(bits-1) (and a zero point) is taken off once per tile through the
+        # sum of x: x . (q - o) = x . q - o * sum(x).
+        w_cols = w_ptr + offs_n.to(tl.int64)[None, :] * stride_wn
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    else:
-        acc3 = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
-    k_start = pid_k * k_per_split
-    k_end = tl.minimum(K, k_start + k_per_split)
-    for k0 in range(k_start, k_end, BLOCK_K):
-        ks = k0 + offs_k
-        x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0)
-        words = k0 // PACK + offs_w
-        p = tl.load(w_rows + words[None, :], mask=mask_n[:, None] & (words < n_words)[None, :], other=0)
-        for _ in tl.static_range(LOG2_PACK):
-            p = tl.interleave(p, p)  # column c now holds word c // PACK
-        g = k0 // group_size
-        s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
-        if HAS_ZP:
-            z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.int32)
-        if TENSOR_CORES:
-            codes = (p >> shifts[None, :]) & ((1 << BITS) - 1)
+        for k0 in range(k_start, k_end, BLOCK_K):
+            words = k0 // PACK + offs_w
+            p = tl.load(w_cols + words[:, None], mask=(words < n_words)[:, None] & mask_n[None, :], other=0)
+            part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            xsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+            for j in tl.static_range(PACK):
+                ks = k0 + offs_w * PACK + j
+                x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0)
+                q = (p >> (BITS * j)) & ((1 << BITS) - 1)
+                if UPCAST:
+                    x = x.to(tl.float32)
+                xsum += tl.sum(x.to(tl.float32), axis=1)
+                if IEEE:
+                    part = tl.dot(x, q.to(x.dtype), part, input_precision="ieee")
+                else:
+                    part = tl.dot(x, q.to(x.dtype), part)
+            g = k0 // group_size
             if HAS_ZP:
-                w = codes - ((1 << (BITS - 1)) + z[:, None])
+                z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.float32)
+                part -= xsum[:, None] * ((1 << (BITS - 1)) + z[None, :])
             else:
-                w = codes - (1 << (BITS - 1))
-            if UPCAST:
-                x = x.to(tl.float32)
-                w = w.to(tl.float32)
-            else:
-                w = w.to(x.dtype)
-            if IEEE:
-                part = tl.dot(x, tl.trans(w), input_precision="ieee")
-            else:
-                part = tl.dot(x, tl.trans(w))
+                part -= xsum[:, None] * (1 << (BITS - 1))
+            s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
             acc += part * s[None, :]
+    else:
+        # The tile of words is widened into K order, so x is read in order. Without tensor cores
+        # (gemv), products go into a [rows, outputs, K] block of accumulators that is reduced
+        # once, at the end: a reduction per tile would cost more shuffles than the multiply-adds.
+        # The group scale then has to be in the weight, which costs one FMA: the code q is moved
+        # into the top mantissa bits of 1.0, giving v = 1 + q / 2**BITS exactly (no int-to-float
+        # conversion), and (q - o - z) * s = v * (2**BITS * s) - (2**BITS + o + z) * s, both
+        # products exact for bf16 scales, so the weight is rounded once, as the reference's is.
+        TENSOR_CORES: tl.constexpr = PATH == "interleaved"
+        LOG2_PACK: tl.constexpr = 3 if BITS == 4 else 2
+        TOP: tl.constexpr = 23 - BITS  # the code's place in the mantissa
+        offs_k = tl.arange(0, BLOCK_K)
+        shifts = (offs_k % PACK) * BITS
+        w_rows = w_ptr + offs_n.to(tl.int64)[:, None] * stride_wn
+        if TENSOR_CORES:
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         else:
-            u = (p.to(tl.uint32, bitcast=True) >> shifts[None, :]) << TOP
-            v = ((u & (((1 << BITS) - 1) << TOP)) | 0x3F800000).to(tl.float32, bitcast=True)
-            offset = (1 << BITS) + (1 << (BITS - 1))
-            if HAS_ZP:
-                c = s * (offset + z).to(tl.float32)
-            else:
-                c = s * offset
-            w = v * (s * (1 << BITS))[:, None] - c[:, None]
-            acc3 += x.to(tl.float32)[:, None, :] * w[None, :, :]
-    if not TENSOR_CORES:
-        acc = tl.sum(acc3, axis=2)
-    out = out_ptr + pid_k * stride_split + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
-
-
-@triton.jit
-def _wna16_strided_kernel(
-    x_ptr,
-    w_ptr,
-    s_ptr,
-    z_ptr,
-    out_ptr,
-    M,
-    N,
-    K,
-    k_per_split,
-    group_size,
-    stride_xm,
-    stride_wn,
-    stride_sn,
-    stride_zn,
-    stride_om,
-    stride_split,
-    BITS: tl.constexpr,
-    HAS_ZP: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    UPCAST: tl.constexpr,
-    IEEE: tl.constexpr,
-):
-    # Code j of each word holds input column PACK * word + j, so the tile's product is PACK
-    # products of a strided slice of x with the j-th codes of the words: no unpacking into K
-    # order. The offset 2**(bits-1) (and a zero point) is taken off once per tile through the
-    # sum of x: x . (q - o) = x . q - o * sum(x).
-    PACK: tl.constexpr = 32 // BITS
-    WORDS: tl.constexpr = BLOCK_K // PACK
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    pid_k = tl.program_id(2)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_m = offs_m < M
-    mask_n = offs_n < N
-    offs_w = tl.arange(0, WORDS)
-    n_words = K // PACK
-    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
-    w_cols = w_ptr + offs_n.to(tl.int64)[None, :] * stride_wn
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    k_start = pid_k * k_per_split
-    k_end = tl.minimum(K, k_start + k_per_split)
-    for k0 in range(k_start, k_end, BLOCK_K):
-        words = k0 // PACK + offs_w
-        p = tl.load(w_cols + words[:, None], mask=(words < n_words)[:, None] & mask_n[None, :], other=0)
-        part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        xsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
-        for j in tl.static_range(PACK):
-            ks = k0 + offs_w * PACK + j
+            acc3 = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
+        for k0 in range(k_start, k_end, BLOCK_K):
+            ks = k0 + offs_k
             x = tl.load(x_rows + ks[None, :], mask=mask_m[:, None] & (ks < K)[None, :], other=0.0)
-            q = (p >> (BITS * j)) & ((1 << BITS) - 1)
-            if UPCAST:
-                x = x.to(tl.float32)
-            xsum += tl.sum(x.to(tl.float32), axis=1)
-            if IEEE:
-                part = tl.dot(x, q.to(x.dtype), part, input_precision="ieee")
+            words = k0 // PACK + offs_w
+            p = tl.load(w_rows + words[None, :], mask=mask_n[:, None] & (words < n_words)[None, :], other=0)
+            for _ in tl.static_range(LOG2_PACK):
+                p = tl.interleave(p, p)  # column c now holds word c // PACK
+            g = k0 // group_size
+            s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
+            if HAS_ZP:
+                z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.int32)
+            if TENSOR_CORES:
+                codes = (p >> shifts[None, :]) & ((1 << BITS) - 1)
+                if HAS_ZP:
+                    w = codes - ((1 << (BITS - 1)) + z[:, None])
+                else:
+                    w = codes - (1 << (BITS - 1))
+                if UPCAST:
+                    x = x.to(tl.float32)
+                    w = w.to(tl.float32)
+                else:
+                    w = w.to(x.dtype)
+                if IEEE:
+                    part = tl.dot(x, tl.trans(w), input_precision="ieee")
+                else:
+                    part = tl.dot(x, tl.trans(w))
+                acc += part * s[None, :]
             else:
-                part = tl.dot(x, q.to(x.dtype), part)
-        g = k0 // group_size
-        if HAS_ZP:
-            z = tl.load(z_ptr + offs_n * stride_zn + g, mask=mask_n, other=0).to(tl.float32)
-            part -= xsum[:, None] * ((1 << (BITS - 1)) + z[None, :])
-        else:
-            part -= xsum[:, None] * (1 << (BITS - 1))
-        s = tl.load(s_ptr + offs_n * stride_sn + g, mask=mask_n, other=0.0).to(tl.float32)
-        acc += part * s[None, :]
+                u = (p.to(tl.uint32, bitcast=True) >> shifts[None, :]) << TOP
+                v = ((u & (((1 << BITS) - 1) << TOP)) | 0x3F800000).to(tl.float32, bitcast=True)
+                offset = (1 << BITS) + (1 << (BITS - 1))
+                if HAS_ZP:
+                    c = s * (offset + z).to(tl.float32)
+                else:
+                    c = s * offset
+                w = v * (s * (1 << BITS))[:, None] - c[:, None]
+                acc3 += x.to(tl.float32)[:, None, :] * w[None, :, :]
+        if not TENSOR_CORES:
+            acc = tl.sum(acc3, axis=2)
     out = out_ptr + pid_k * stride_split + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
@@ -304,10 +265,8 @@ def default_config(m: int, n: int, k: int, group_size: int, bits: int, device: t
 
 def kernel_for(cfg: Config) -> tuple[triton.runtime.JITFunction, dict]:
     """The Triton kernel of a fused path and the constexprs that pick its variant."""
-    if cfg.kernel == "strided":
-        return _wna16_strided_kernel, {}
-    if cfg.kernel in ("interleaved", "gemv"):
-        return _wna16_kernel, {"TENSOR_CORES": cfg.kernel == "interleaved"}
+    if cfg.kernel in ("strided", "interleaved", "gemv"):
+        return _wna16_kernel, {"PATH": cfg.kernel}
     raise ValueError(f"{cfg.kernel!r} is not a fused W4A16 kernel (gemv, strided, interleaved)")
 
 

@@ -122,16 +122,16 @@ def fused_add_rms_norm(
 
 
 def rms_norm_quant(
-    x: torch.Tensor, weight: torch.Tensor, eps: float, quant: torch.dtype
+    x: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(codes [rows, hidden], per-row scales [rows, 1]) of rms_norm(x)."""
-    out, _, scale = _launch(x, None, weight, eps, quant)
+    out, _, scale = _launch(x, None, weight, eps, dtype)
     return out, scale
 
 
 def fused_add_rms_norm_quant(
-    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, quant: torch.dtype
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(codes [rows, hidden], per-row scales, x + residual) of rms_norm(x + residual)."""
-    out, summed, scale = _launch(x, residual, weight, eps, quant)
+    out, summed, scale = _launch(x, residual, weight, eps, dtype)
     return out, scale, summed.view(x.shape)

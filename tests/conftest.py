@@ -8,6 +8,8 @@ import pytest
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
+    from hub.catalog.models import BaseModel
+
 # Triton decorates kernels at import time and needs the interpreter chosen before that; on a
 # machine without CUDA the interpreter is the only way the kernels run at all.
 if os.environ.get("HUB_HAS_CUDA") != "1":
@@ -191,3 +193,16 @@ def staff(db) -> "User":
     from django.contrib.auth.models import User
 
     return User.objects.create_user("staff", password="staff-password-1", is_staff=True)
+
+
+@pytest.fixture
+def llama(db) -> "BaseModel":
+    """A model in the catalog that every user may submit jobs for."""
+    from hub.catalog.models import BaseModel
+
+    return BaseModel.objects.create(
+        name="org/llama",
+        architecture="LlamaForCausalLM",
+        status=BaseModel.Status.READY,
+        files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}],
+    )

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+from django.core.management import call_command
 from django.db import connection
 
 from hub.catalog.checkpoints import sha256_file
-from hub.catalog.models import BaseModel
+from hub.catalog.models import BaseModel, Variant
+from hub.jobs.models import Job, Recipe, Stage
+from workers.celery import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +59,66 @@ def slow_checkpoint(tmp_path: Path) -> BaseModel:
     return BaseModel.objects.create(name="org/big", source_path=str(source), architecture="LlamaForCausalLM")
 
 
+def submit_job(base: BaseModel, preset: str = "w8a8-int8", **fields: object) -> Job:
+    """A job of one preset on base that runs no evaluation suite and no benchmark unless `fields`
+    ask for them: the stages most tests are about are fetch, compress and publish."""
+    return Job.submit(
+        base_model=base, recipes=[Recipe.for_preset(preset)], **{"suite": "", "benchmark_profile": "", **fields}
+    )
+
+
+def submit_on_stories260k(stories260k: Path, **fields: object) -> Job:
+    """stories260k imported into the catalog and a w8a8-int8 job on it (submit_job): the quickest
+    real compress run (w8a8-int8 is per-channel, so the model's narrow layers fit it)."""
+    call_command("import_model", str(stories260k))
+    return submit_job(BaseModel.objects.get(name="stories260k"), **fields)
+
+
+def ready_to_publish(job: Job, folder: Path, name: str, scheme: str) -> Job:
+    """Record the job's fetch and compress stages done, with a variant of the checkpoint in `folder`
+    as compress leaves one, and dispatch the job on to its publish stage."""
+    files = [{"path": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())]
+    job.stages.filter(kind__in=(Stage.Kind.FETCH, Stage.Kind.COMPRESS)).update(status=Stage.Status.DONE)
+    Variant.objects.create(
+        base=job.base_model,
+        recipe=job.recipes.get(),
+        job=job,
+        name=name,
+        scheme=scheme,
+        local_path=str(folder),
+        files=files,
+        size_bytes=sum(f["size"] for f in files),
+    )
+    job.dispatch()
+    return job
+
+
+def load_from_hub(hub_url: str, repo_id: str, local: Path | str, tmp_path: Path, show: str) -> list[str]:
+    """Load repo_id in transformers from the hub at hub_url, check that it computes the same logits
+    as the checkpoint at `local`, and return the words `print("loaded", <show>)` printed, `show`
+    being an expression of the loaded `remote`. It runs in a fresh interpreter because
+    huggingface_hub reads HF_ENDPOINT once, when it is imported."""
+    script = f"""
+import torch
+from transformers import AutoModelForCausalLM
+remote = AutoModelForCausalLM.from_pretrained({repo_id!r})
+local = AutoModelForCausalLM.from_pretrained({str(local)!r})
+ids = torch.tensor([[1, 300, 42, 7]])
+assert torch.equal(remote(ids).logits, local(ids).logits)
+print("loaded", {show})
+"""
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub_url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.split()
+
+
 def database_url() -> str:
     """The URL of the database this test runs on, for worker subprocesses to share it."""
     s = connection.settings_dict
@@ -84,24 +147,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Worker":
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers",
-            "worker",
-            "-Q",
-            "cpu,gpu",
-            "-P",
-            "solo",
-            "-n",
-            self.name,
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        cmd = worker_command(self.name)
         self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True

@@ -88,6 +88,11 @@ class StageError(RuntimeError):
     """An expected failure whose message says everything (no traceback needed)."""
 
 
+class StageRefused(StageError):
+    """A failure the same job meets every time it runs (a recipe the model cannot take): the page
+    offers to edit and resubmit the job instead of retrying the stage."""
+
+
 @dataclass
 class StageResult:
     outputs: dict
@@ -244,7 +249,7 @@ def _record_failure(stage: Stage, ctx: StageContext, exc: Exception) -> str:
     elif ctx.timed_out:
         stage.fail(f"time limit of {settings.STAGE_TIME_LIMIT} s exceeded")
     elif isinstance(exc, StageError):
-        stage.fail(relative_paths(str(exc)))
+        stage.fail(relative_paths(str(exc)), retry_helps=not isinstance(exc, StageRefused))
     else:
         stage.fail(relative_paths(f"{type(exc).__name__}: {exc}"))
     return stage.status

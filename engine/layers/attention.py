@@ -1,11 +1,10 @@
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 import kernels
+from common.threads import one_cpu_thread
 
 
 @dataclass
@@ -17,21 +16,6 @@ class AttentionMetadata:
     block_tables: torch.Tensor  # [B, max_blocks] int32
     seq_lens: torch.Tensor  # [B] int32, cached + new tokens
     query_start_loc: torch.Tensor  # [B + 1] int32
-
-
-@contextmanager
-def _one_cpu_thread(tensor: torch.Tensor) -> Iterator[None]:
-    # The CPU path of these kernels is a loop of tiny per-sequence ops; forking OpenMP threads for
-    # each costs more than the op, and on a busy machine one descheduled thread stalls every op.
-    if tensor.is_cuda:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class PagedAttention(nn.Module):
@@ -49,7 +33,7 @@ class PagedAttention(nn.Module):
         self.v_cache = torch.empty(0)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        with _one_cpu_thread(q):
+        with one_cpu_thread(not q.is_cuda):
             kernels.store_kvcache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
             return kernels.paged_attention(
                 q, self.k_cache, self.v_cache, meta.block_tables, meta.seq_lens, meta.query_start_loc, self.scale

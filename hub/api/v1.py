@@ -208,7 +208,18 @@ class VariantOut(Schema):
     scheme: str
     gate: str
     recovery: float | None = Field(None, description="worst task's recovery in the latest validation")
-    speedup: float | None = Field(None, description="output tokens/s over the base's, in the same benchmark stage")
+    speedup: float | None = Field(
+        None,
+        description="output tokens/s over the base's, in the same benchmark stage: the median of interleaved "
+        "rounds (runs from before rounds: their one ratio)",
+    )
+    speedup_low: float | None = Field(None, description="the speedup's 95% interval, low end (none for one round)")
+    speedup_high: float | None = Field(None, description="the speedup's 95% interval, high end (none for one round)")
+    speedup_verdict: str | None = Field(
+        None,
+        description="faster, slower, or inconclusive (the interval includes 1 or the rounds disagree: the figure "
+        "is this machine's noise); none for one round",
+    )
     size_bytes: int | None
     private: bool
     job: int | None = Field(alias="job_id")
@@ -280,7 +291,10 @@ class BenchmarkRunOut(Schema):
     engine_version: str
     hardware: dict
     settings: dict
-    metrics: dict
+    metrics: dict = Field(
+        description="the headline round's latencies, throughput and memory; `rounds`: each round's; a variant's "
+        "`speedup`: per figure the median of the rounds' ratios, `low`/`high` (95% interval), `verdict`, `summary`"
+    )
     runnable: bool
     reason: str
     created_at: datetime
@@ -297,6 +311,7 @@ class StageOut(Schema):
     worker: str
     queue: str
     error: str
+    retry_helps: bool = Field(description="false: the stage fails this way on every run; edit and resubmit the job")
     outputs: dict
     depends_on: list[int]
     started_at: datetime | None
@@ -319,6 +334,7 @@ class JobOut(Schema):
     suite: str
     benchmark_profile: str
     publish_targets: list[str]
+    rerun_of: int | None = Field(alias="rerun_of_id")
     status: str
     cancel_requested: bool
     private: bool
@@ -381,6 +397,7 @@ class JobIn(Schema):
     gpu: str = Field("", description="target GPU compute capability, e.g. 8.9; refuses schemes it cannot run")
     publish_targets: list[str] = Field(default_factory=list)
     private: bool = False
+    rerun: bool = Field(False, description="run even if an identical job is queued, running or done (else 409)")
 
 
 class RetryIn(Schema):
@@ -520,14 +537,21 @@ def list_jobs(request, filters: Query[JobFilters]):
     return jobs.order_by("-created_at", "-pk")
 
 
-@api.post("/jobs", response={201: JobOut, 429: ErrorOut, **ERRORS}, auth=Bearer(write=True), tags=["jobs"])
+@api.post(
+    "/jobs", response={201: JobOut, 409: ErrorOut, 429: ErrorOut, **ERRORS}, auth=Bearer(write=True), tags=["jobs"]
+)
 def submit_job(request, payload: JobIn):
     """Submit a job: the same checks as the web form, with the same messages. Past a per-user
-    limit (active jobs, submissions a minute) the answer is 429 with a Retry-After header."""
+    limit (active jobs, submissions a minute) the answer is 429 with a Retry-After header; an
+    identical job already queued, running or done is answered 409 with its id, unless `rerun`."""
     data = payload.dict()
     data["publish_targets"] = "\n".join(data["publish_targets"])
     form = JobForm(data=data, user=request.auth)
     if not form.is_valid():
+        if form.duplicate and not payload.rerun:
+            job = form.duplicate
+            message = f"job {job.pk} ({job.status}) already runs this; send rerun: true to run it again"
+            return error(request, 409, "duplicate", message, {"job": job.pk, "url": reverse("job", args=[job.pk])})
         return error(request, 422, "invalid", "the job cannot run as asked", form.errors.get_json_data())
     return Status(201, form.submit())
 

@@ -5,8 +5,10 @@ for the Hub's leaderboards, and SHA256SUMS of the measured files."""
 import json
 
 import yaml
+from django.conf import settings
+from django.urls import reverse
 
-from hub.catalog.models import Variant
+from hub.catalog.models import BaseModel, Variant
 from hub.results.models import BenchmarkRun, EvalRun
 
 CARD_FILES = ("README.md", "lm_eval_results.json", "benchmark.json", "SHA256SUMS")
@@ -162,7 +164,7 @@ def model_card(
     lines = [
         f"# {short}",
         "",
-        f"`{scheme}` compression of [{base_id}]({base_link(base_id, base.hf_repo_id)}), made and validated by this hub "
+        f"`{scheme}` compression of [{base_id}]({base_link(base)}), made and validated by this hub "
         f"(job {variant.job_id}, {variant.created_at:%Y-%m-%d}).",
         "",
         "## Overview",
@@ -212,8 +214,16 @@ def model_card(
     return str(card)
 
 
-def base_link(base_id: str, hf_repo_id: str) -> str:
-    return f"https://huggingface.co/{base_id}" if hf_repo_id else f"/{base_id}"
+def base_link(base: BaseModel) -> str:
+    """Where a reader of the card finds the base, wherever the card is published: its
+    repository on this hub or upstream, or its catalog page for a model imported from a folder.
+    Absolute, since a relative link on another hub would name a page of that hub."""
+    site = settings.SITE_URL.rstrip("/")
+    if base.on_this_hub:
+        return f"{site}/{base.hf_repo_id}"
+    if base.hf_repo_id:
+        return f"{(settings.HF_ENDPOINT or 'https://huggingface.co').rstrip('/')}/{base.hf_repo_id}"
+    return site + reverse("model", args=[base.pk])
 
 
 def recovery_section(run: EvalRun | None, recoveries: list) -> list[str]:

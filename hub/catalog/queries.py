@@ -1,9 +1,9 @@
 """The catalog's queries, for its pages and the REST API alike: what the filters select, and the
 measures (recovery, speedup) each variant is shown and sorted with."""
 
-from django.db.models import Case, Exists, F, FloatField, Min, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models import Case, CharField, Exists, F, FloatField, Min, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 
 from hub.catalog.models import BaseModel, Variant
 from hub.results.models import BenchmarkRun, EvalRun, Recovery
@@ -31,8 +31,12 @@ def needs_newer_gpu(gpu: float) -> Q:
 
 def with_measures(variants: QuerySet) -> QuerySet:
     """Annotate each variant with `recovery` (its worst task's recovery in its latest validation:
-    the gate passes only when every task passes) and `speedup` (output tokens/s over its base's,
-    measured in the same benchmark stage, so on the same hardware and profile)."""
+    the gate passes only when every task passes) and its speedup in output tokens/s over its
+    base's, measured in the same benchmark stage, so on the same hardware and profile:
+    `speedup` (the median of the rounds' ratios), `speedup_low`/`speedup_high` (its 95% interval)
+    and `speedup_verdict` (faster, slower or inconclusive). Runs from before rounds carry one
+    ratio, taken from the two runs' throughputs, with no interval and no verdict: one round.
+    `speedup_rank` is what the catalog sorts by: the median, except none for an inconclusive one."""
     latest_eval = EvalRun.objects.filter(variant=OuterRef("pk")).order_by("-created_at").values("pk")[:1]
     worst = (
         Recovery.objects.filter(variant_run=OuterRef("latest_eval"))
@@ -45,16 +49,34 @@ def with_measures(variants: QuerySet) -> QuerySet:
     base_runs = BenchmarkRun.objects.filter(
         base_model=OuterRef("base_id"), stage=OuterRef("bench_stage"), runnable=True
     ).annotate(tp=throughput)
+
+    def interval(field: str, output_field=None) -> Subquery:
+        value = KT(f"metrics__speedup__output_throughput__{field}")
+        if output_field is None:
+            value = Cast(value, FloatField())
+        return Subquery(runs.annotate(x=value).values("x")[:1], output_field=output_field or FloatField())
+
     return (
         variants.annotate(
             latest_eval=Subquery(latest_eval),
             bench_stage=Subquery(runs.values("stage")[:1]),
             variant_tp=Subquery(runs.annotate(tp=throughput).values("tp")[:1]),
+            speedup_median=interval("median"),
+            speedup_low=interval("low"),
+            speedup_high=interval("high"),
+            speedup_verdict=interval("verdict", CharField()),
         )
         .annotate(recovery=Subquery(worst, output_field=FloatField()), base_tp=Subquery(base_runs.values("tp")[:1]))
         .annotate(
-            speedup=Case(
-                When(base_tp__gt=0, then=F("variant_tp") / F("base_tp")), default=None, output_field=FloatField()
+            speedup=Coalesce(
+                F("speedup_median"),
+                Case(When(base_tp__gt=0, then=F("variant_tp") / F("base_tp")), default=None, output_field=FloatField()),
+                output_field=FloatField(),
+            )
+        )
+        .annotate(
+            speedup_rank=Case(
+                When(speedup_verdict="inconclusive", then=None), default=F("speedup"), output_field=FloatField()
             )
         )
     )

@@ -31,6 +31,8 @@ from hub.results.models import BenchmarkRun, EvalRun, Recovery
 from hub.userfiles import confine, passive_type
 
 SORTS = {"newest": "newest", "recovery": "recovery", "speedup": "speedup", "size": "size (smallest first)"}
+# an inconclusive speedup ranks with the unmeasured: its median is the machine's noise
+SORT_FIELDS = {"recovery": "recovery", "speedup": "speedup_rank"}
 VARIANTS_PER_BASE = 6
 
 
@@ -144,7 +146,9 @@ def filters_on(f: dict) -> bool:
 def sorted_bases(bases: QuerySet, variants: QuerySet, sort: str) -> QuerySet:
     if sort in ("recovery", "speedup"):
         best = (
-            with_measures(variants.filter(base=OuterRef("pk"))).order_by(F(sort).desc(nulls_last=True)).values(sort)[:1]
+            with_measures(variants.filter(base=OuterRef("pk")))
+            .order_by(F(SORT_FIELDS[sort]).desc(nulls_last=True))
+            .values(SORT_FIELDS[sort])[:1]
         )
         return bases.annotate(best=Subquery(best, output_field=FloatField())).order_by(
             F("best").desc(nulls_last=True), "-created_at"
@@ -159,7 +163,7 @@ def variant_groups(base_ids: list[int], variants: QuerySet, sort: str) -> dict[i
     the database ranks them, so a base with hundreds of variants costs no more than one with six."""
     order = {
         "recovery": [F("recovery").desc(nulls_last=True)],
-        "speedup": [F("speedup").desc(nulls_last=True)],
+        "speedup": [F("speedup_rank").desc(nulls_last=True)],
         "size": [F("size_bytes").asc(nulls_last=True)],
     }.get(sort, []) + [F("created_at").desc()]
     rows = (
@@ -184,7 +188,8 @@ def variant_row(v: Variant) -> SafeString:
     return format_html(
         '<li class="variant" data-name="{}"><a href="{}">{}</a> <span class="tag">{}</span> '
         '<span class="gate gate-{}">{}</span> <span title="worst task\'s recovery">recovery {}</span> '
-        '<span title="output tokens/s over the base\'s, same stage">speedup {}</span> <span>{}</span></li>',
+        '<span title="output tokens/s over the base\'s, same stage: the median of interleaved rounds">'
+        "speedup {}</span> <span>{}</span></li>",
         v.name,
         reverse("variant", args=[v.pk]),
         v.name,
@@ -192,7 +197,7 @@ def variant_row(v: Variant) -> SafeString:
         v.gate,
         gate,
         hub_filters.pct(v.recovery),
-        hub_filters.times(v.speedup),
+        hub_filters.speedup_of(v),
         filesizeformat(v.size_bytes) if v.size_bytes else "",
     )
 
@@ -294,7 +299,8 @@ def compare(request: HttpRequest, pk: int) -> HttpResponse:
     """Every variant of a base on accuracy, speed and memory, with the Pareto front marked."""
     base = get_object_or_404(BaseModel.objects.visible_to(request.user), pk=pk)
     variants = list(with_measures(base.variants.visible_to(request.user)).select_related("recipe"))
-    rows = [{"variant": v, "recovery": v.recovery, "speedup": v.speedup, "size": v.size_bytes} for v in variants]
+    # the front and the chart take only speedups that stand: an inconclusive one counts as unmeasured
+    rows = [{"variant": v, "recovery": v.recovery, "speedup": v.speedup_rank, "size": v.size_bytes} for v in variants]
     front = charts.pareto_front(rows, maximize=("recovery", "speedup"), minimize=("size",))
     for i, row in enumerate(rows):
         row["front"] = i in front
@@ -406,13 +412,20 @@ def bench_row(run: BenchmarkRun) -> dict:
         "weights": pick(m, "weights_bytes"),
         "kv_tokens": pick(m, "kv_capacity_tokens"),
         "load": max((x for x in m.get("load_average") or [] if isinstance(x, (int, float))), default=None),
+        "rounds": len(m.get("rounds") or []) or None,
     }
 
 
 def speedup_note(pair: dict) -> str:
+    """The variant's output tokens/s over the base's beside its row: the stage's interval over
+    rounds when it recorded one, else the one ratio of the two runs, labelled as such."""
     base, variant = pair["base"], pair["variant"]
+    gains = (variant["run"].metrics or {}).get("speedup") or {}
+    tp = gains.get("output_throughput")
+    if isinstance(tp, dict) and "median" in tp:
+        return ": " + hub_filters.speedup_text(tp["median"], tp.get("low"), tp.get("high"), tp.get("verdict"))
     if base and base["tps"] and variant["tps"]:
-        return f" ({variant['tps'] / base['tps']:.2f}x)"
+        return f" ({variant['tps'] / base['tps']:.2f}x), one round"
     return ""
 
 

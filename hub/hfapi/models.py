@@ -266,6 +266,11 @@ class Entry(models.Model):
         """What the Hub sends as the file's ETag: sha256 for LFS files, the git blob id otherwise."""
         return self.sha256 if self.lfs else self.blob_id
 
+    @property
+    def pointer_size(self) -> int:
+        """The size of the LFS pointer git holds in place of an LFS file."""
+        return len(storage.lfs_pointer(self.sha256, self.size))
+
 
 class LfsObject(models.Model):
     """An LFS object uploaded to a repository. Content is shared on disk, but a repository may

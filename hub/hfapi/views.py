@@ -336,11 +336,7 @@ def validate_yaml(request: HttpRequest) -> HttpResponse:
 def sibling(entry: Entry) -> dict:
     item = {"rfilename": entry.path, "size": entry.size, "blobId": entry.blob_id}
     if entry.lfs:
-        item["lfs"] = {
-            "sha256": entry.sha256,
-            "size": entry.size,
-            "pointerSize": len(storage.lfs_pointer(entry.sha256, entry.size)),
-        }
+        item["lfs"] = {"sha256": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
     return item
 
 
@@ -461,11 +457,7 @@ def commits(request: HttpRequest, namespace: str, name: str, revision: str) -> H
 def tree_item(entry: Entry) -> dict:
     item = {"type": "file", "path": entry.path, "size": entry.size, "oid": entry.blob_id}
     if entry.lfs:
-        item["lfs"] = {
-            "oid": entry.sha256,
-            "size": entry.size,
-            "pointerSize": len(storage.lfs_pointer(entry.sha256, entry.size)),
-        }
+        item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
     return item
 
 

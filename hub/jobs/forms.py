@@ -208,11 +208,14 @@ class JobForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
     )
     private = forms.BooleanField(required=False, label="private (only you and staff see the job and its models)")
+    rerun = forms.BooleanField(required=False, label="run again, even if an identical job exists")
 
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
         self.notes: list[str] = []
+        # an identical job already queued, running or done: refused, or run again when asked
+        self.duplicate: Job | None = None
         self.fields["base"].queryset = BaseModel.objects.visible_to(user).order_by("name")
 
     def _checked(self, field: str, check: Callable[[str], object]) -> str:
@@ -255,26 +258,28 @@ class JobForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         base, hf_id = data.get("base"), data.get("hf_id")
+        known = None  # the catalog's base for hf_id, when an earlier job fetched it
         if base and hf_id:
             self.add_error("hf_id", "choose an imported model or a Hugging Face id, not both")
         elif not base and not hf_id and "hf_id" not in self.errors:
             self.add_error("hf_id", "choose an imported model or give a Hugging Face id")
         if base:
-            self.check_base(base)
+            self.check_base(base, data.get("presets") or [])
         elif hf_id and not self.errors:
             data["repo_here"] = self.readable_repo(hf_id)
             known = BaseModel.objects.filter(
                 hf_repo_id=hf_id, revision=data.get("revision") or "main", on_this_hub=data["repo_here"] is not None
             ).first()
             if known:
-                self.check_base(known)
+                self.check_base(known, data.get("presets") or [])
             elif data["repo_here"]:
                 self.notes.append(f"{hf_id} is a repository of this hub: the job fetches it from here")
             else:
                 note = inspect_remote(hf_id, data.get("revision") or "main")
                 if note:
                     self.notes.append(note)
-        if not data.get("presets") and not data.get("recipe_yaml") and "recipe_yaml" not in self.errors:
+        unchosen = not data.get("presets") and not data.get("recipe_yaml")
+        if unchosen and "recipe_yaml" not in self.errors and "presets" not in self.errors:
             self.add_error("presets", "choose at least one recipe preset, or paste a recipe")
         self.check_size(
             len(data.get("presets") or []) + bool(data.get("recipe_yaml")),
@@ -283,7 +288,28 @@ class JobForm(forms.Form):
         )
         if data.get("gpu"):
             self.check_hardware(float(data["gpu"]), data.get("presets") or [], getattr(self, "yaml_schemes", []))
+        if not self.errors:
+            self.check_duplicate(base or known)
         return data
+
+    def check_duplicate(self, base: BaseModel | None) -> None:
+        """Refuse what an earlier job of the user's sight already ran or is running, unless asked
+        to run it again: a second identical job costs the same hours and shows its numbers twice."""
+        data = self.cleaned_data
+        if base is None:
+            return
+        recipes = [Recipe.for_preset(name) for name in data["presets"]] + (
+            [data["recipe_yaml"]] if data["recipe_yaml"] else []
+        )
+        self.duplicate = Job.objects.visible_to(self.user).identical(
+            base, recipes, data["suite"], data["benchmark_profile"], data["publish_targets"]
+        )
+        if self.duplicate and not data.get("rerun"):
+            self.add_error(
+                None,
+                f"job {self.duplicate.pk} ({self.duplicate.status}) already runs this: the same base, recipes, "
+                'suite, benchmark profile and publish targets. Open it, or tick "run again" to run it anyway',
+            )
 
     def readable_repo(self, repo_id: str) -> Repo | None:
         """This hub's repository of that id, if the submitter may read it; None for an id that
@@ -296,7 +322,7 @@ class JobForm(forms.Form):
             raise forms.ValidationError({"hf_id": f"{repo_id}: not found"})
         return repo
 
-    def check_base(self, base: BaseModel) -> None:
+    def check_base(self, base: BaseModel, presets: list[str]) -> None:
         if base.architecture and base.architecture not in SUPPORTED_ARCHITECTURES:
             self.add_error(
                 "base",
@@ -307,6 +333,9 @@ class JobForm(forms.Form):
             self.add_error(
                 "base", f"{base.name} has no safetensors weights (pickle files are refused: loading them can run code)"
             )
+        for name in presets:
+            if why := PRESETS[name].fits(base.config):
+                self.add_error("presets", f"{name} cannot quantize {base.name}: {why}")
 
     def check_size(self, recipes: int, suite: str, benchmark_profile: str) -> None:
         """A job has at most MAX_STAGES_PER_JOB stages (staff excepted): waiting never makes a
@@ -381,4 +410,5 @@ class JobForm(forms.Form):
             benchmark_profile=data["benchmark_profile"],
             publish_targets=data["publish_targets"],
             private=data["private"],
+            rerun_of=self.duplicate,
         )

@@ -4,6 +4,7 @@ lost one can be recovered from the rows alone (see `Stage.reconcile`)."""
 
 import logging
 import math
+import statistics
 from datetime import timedelta
 
 from django.conf import settings
@@ -68,6 +69,32 @@ class Recipe(models.Model):
 class JobQuerySet(OwnedQuerySet):
     base_lookup = "base_model"
 
+    def identical(
+        self, base: BaseModel, recipes: "list[Recipe | str]", suite: str, profile: str, targets: list[str]
+    ) -> "Job | None":
+        """The newest queued, running or done job that would compute exactly what this submission
+        asks for: the same base model (so the same fetched revision), recipes of the same content
+        (a preset by name, a pasted recipe by its text, whatever it is called), suite, benchmark
+        profile and publish targets. `recipes` holds Recipe rows or pasted recipe texts."""
+        wanted = sorted(recipe_content(r) for r in recipes)
+        candidates = self.filter(
+            base_model=base,
+            suite=suite,
+            benchmark_profile=profile,
+            status__in=(*Job.ACTIVE, Job.Status.DONE),
+        ).prefetch_related("recipes")
+        for job in candidates.order_by("-created_at")[:50]:
+            if job.publish_targets == targets and sorted(recipe_content(r) for r in job.recipes.all()) == wanted:
+                return job
+        return None
+
+
+def recipe_content(recipe: "Recipe | str") -> str:
+    """What a recipe computes: a preset's name, or the text of a pasted recipe."""
+    if isinstance(recipe, str):
+        return "yaml:" + recipe.strip()
+    return f"preset:{recipe.name}" if recipe.preset else "yaml:" + recipe.yaml.strip()
+
 
 class Job(models.Model):
     objects = JobQuerySet.as_manager()
@@ -89,6 +116,13 @@ class Job(models.Model):
     )
     benchmark_profile = models.CharField(max_length=100, blank=True, default="chat", help_text="blank skips benchmarks")
     publish_targets = models.JSONField(default=list, blank=True, help_text="extra targets beyond the hub itself")
+    rerun_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="the identical job a user asked to run again",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     cancel_requested = models.BooleanField(default=False)
     private = models.BooleanField(default=False)
@@ -117,6 +151,7 @@ class Job(models.Model):
         benchmark_profile: str = "chat",
         publish_targets: list[str] | None = None,
         private: bool = False,
+        rerun_of: "Job | None" = None,
     ) -> "Job":
         """Create the job and its stage graph in one transaction; enqueue once it commits."""
         if not recipes:
@@ -129,6 +164,7 @@ class Job(models.Model):
                 benchmark_profile=benchmark_profile,
                 publish_targets=publish_targets or [],
                 private=private,
+                rerun_of=rerun_of,
             )
             job.recipes.set(recipes)
             fetch = job.add_stage(Stage.Kind.FETCH)
@@ -143,6 +179,21 @@ class Job(models.Model):
                 job.add_stage(Stage.Kind.PUBLISH, recipe, after=gates)
             transaction.on_commit(job.dispatch)
         return job
+
+    def form_fields(self) -> dict:
+        """This job as the submission form's fields, to edit and submit anew."""
+        recipes = list(self.recipes.all())
+        pasted = next((r for r in recipes if not r.preset), None)
+        return {
+            "base": self.base_model_id,
+            "presets": [r.name for r in recipes if r.preset],
+            "recipe_yaml": pasted.yaml if pasted else "",
+            "recipe_name": pasted.name if pasted else "",
+            "suite": self.suite,
+            "benchmark_profile": self.benchmark_profile,
+            "publish_targets": "\n".join(self.publish_targets),
+            "private": self.private,
+        }
 
     @staticmethod
     def planned_stages(recipes: int, suite: str, benchmark_profile: str) -> int:
@@ -258,6 +309,10 @@ class Job(models.Model):
             job.save(update_fields=["versions"])
 
 
+# past stages guess a waiting stage's run time only from models within this factor of its size
+SIZE_BAND = 2
+
+
 class Stage(models.Model):
     class Kind(models.TextChoices):
         FETCH = "fetch"
@@ -299,6 +354,9 @@ class Stage(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    # False when the stage (or one it waited for) failed on something the same job meets every
+    # time, such as a recipe the model cannot take: the job has to change, not run again
+    retry_helps = models.BooleanField(default=True)
     outputs = models.JSONField(default=dict, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -315,6 +373,31 @@ class Stage(models.Model):
     @property
     def name(self) -> str:
         return f"{self.kind} ({self.recipe.name})" if self.recipe_id else self.kind
+
+    @classmethod
+    def typical_durations(cls, num_parameters: int | None) -> dict[str, timedelta]:
+        """The median run time of each kind of stage over recent finished ones on models of about
+        this size (within SIZE_BAND either way): the guess for a stage that has not started. Run
+        time grows with the model but not in proportion (a 500x larger model does not take 500x
+        longer), so runs on other sizes tell nothing and no guess is better than a wrong one."""
+        if not num_parameters:
+            return {}
+        rows = (
+            cls.objects.filter(
+                status=cls.Status.DONE,
+                started_at__isnull=False,
+                finished_at__isnull=False,
+                job__base_model__num_parameters__gte=num_parameters / SIZE_BAND,
+                job__base_model__num_parameters__lte=num_parameters * SIZE_BAND,
+            )
+            .order_by("-finished_at")
+            .values_list("kind", "started_at", "finished_at")[:500]
+        )
+        took: dict[str, list[float]] = {}
+        for kind, start, end in rows:
+            if len(took.setdefault(kind, [])) < 20:
+                took[kind].append((end - start).total_seconds())
+        return {kind: timedelta(seconds=statistics.median(seconds)) for kind, seconds in took.items()}
 
     def send(self) -> None:
         """Hand the stage to Celery by task name. A broker that is down loses nothing: the
@@ -372,27 +455,29 @@ class Stage(models.Model):
             self.status = self.Status.DONE
         return bool(done)
 
-    def fail(self, error: str, status: str = Status.FAILED) -> bool:
-        """Record the error and stop every stage that depends on this one."""
+    def fail(self, error: str, status: str = Status.FAILED, retry_helps: bool = True) -> bool:
+        """Record the error and stop every stage that depends on this one. `retry_helps` is False
+        for a failure the same inputs always meet."""
         with transaction.atomic():
             failed = self._mine().update(
                 status=status,
                 error=error,
                 message=error.splitlines()[0][:500] if error else status,
                 finished_at=timezone.now(),
+                retry_helps=retry_helps,
             )
             if failed:
-                self.status = status
-                self.skip_dependents(f"skipped: {self.name} {status}")
+                self.status, self.retry_helps = status, retry_helps
+                self.skip_dependents(f"skipped: {self.name} {status}", retry_helps)
                 self.job.refresh_status()
         return bool(failed)
 
-    def skip_dependents(self, reason: str) -> None:
+    def skip_dependents(self, reason: str, retry_helps: bool = True) -> None:
         frontier = list(self.dependents.all())
         while frontier:
             stage = frontier.pop()
             if Stage.objects.filter(pk=stage.pk, status=self.Status.PENDING).update(
-                status=self.Status.SKIPPED, message=reason[:500]
+                status=self.Status.SKIPPED, message=reason[:500], retry_helps=retry_helps
             ):
                 frontier.extend(stage.dependents.all())
 
@@ -403,6 +488,11 @@ class Stage(models.Model):
         A job that had finished becomes active again: within `by`'s limits (Job.admit)."""
         if self.status not in (self.Status.FAILED, self.Status.CANCELLED, self.Status.SKIPPED):
             raise ValueError(f"only a failed, cancelled or skipped stage can be retried; {self.name} is {self.status}")
+        if not self.retry_helps:
+            raise ValueError(
+                f"{self.name} failed on what this job asks for, and would fail the same way again: "
+                "edit the job and submit it anew"
+            )
         with transaction.atomic():
             if by is not None:
                 Job.admit(by, reviving=self.job)
@@ -415,7 +505,12 @@ class Stage(models.Model):
                         to_reset.add(dep.pk)
                         frontier.append(dep)
             Stage.objects.filter(pk__in=to_reset, status__in=self.FINAL).exclude(status=self.Status.DONE).update(
-                status=self.Status.PENDING, progress=0.0, message="waiting (retry)", error="", finished_at=None
+                status=self.Status.PENDING,
+                progress=0.0,
+                message="waiting (retry)",
+                error="",
+                finished_at=None,
+                retry_helps=True,
             )
             self.job.dispatch()
 

@@ -3,7 +3,7 @@ the two lists equal. The web side needs this without importing torch."""
 
 from dataclasses import dataclass
 
-from common.support import min_compute_capability
+from common.support import FALLBACK_GROUP_SIZES, fitting_group_size, linear_input_widths, min_compute_capability
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,19 @@ class Preset:
     description: str
     # Recovery gate default: 8-bit schemes must keep 99%, 4-bit and 2:4 96% (what users of compressed models commonly ask of them).
     recovery_threshold: float
+    group_size: int | None = None  # weights quantized in groups of this many inputs
+
+    def fits(self, config: dict) -> str | None:
+        """Why a model of this config.json cannot take the preset (None when it can): the group
+        size, or one it falls back to, must divide the input width of every Linear. A config
+        without the widths (a model not fetched yet) is checked by compress instead."""
+        if self.group_size is None or not {"hidden_size", "intermediate_size", "num_attention_heads"} <= set(config):
+            return None
+        widths = linear_input_widths(config)
+        if fitting_group_size(widths, self.group_size, fall_back=True) is None:
+            tried = ", ".join(str(g) for g in (self.group_size, *FALLBACK_GROUP_SIZES))
+            return f"no group size it may use ({tried}) divides all its Linear input widths ({', '.join(map(str, widths))})"
+        return None
 
     @property
     def min_compute_capability(self) -> float | None:
@@ -20,11 +33,11 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "w4a16": Preset("W4A16", "int4 weights (symmetric, group 128), round-to-nearest", 0.96),
-    "w4a16-gptq": Preset("W4A16", "int4 weights (symmetric, group 128), GPTQ", 0.96),
-    "w4a16-awq": Preset("W4A16", "int4 weights (group 128), AWQ", 0.96),
-    "w4a16-asym": Preset("W4A16_ASYM", "int4 weights (asymmetric, group 128), GPTQ", 0.96),
-    "w8a16": Preset("W8A16", "int8 weights, 16-bit activations", 0.99),
+    "w4a16": Preset("W4A16", "int4 weights (symmetric, group 128), round-to-nearest", 0.96, group_size=128),
+    "w4a16-gptq": Preset("W4A16", "int4 weights (symmetric, group 128), GPTQ", 0.96, group_size=128),
+    "w4a16-awq": Preset("W4A16", "int4 weights (group 128), AWQ", 0.96, group_size=128),
+    "w4a16-asym": Preset("W4A16_ASYM", "int4 weights (asymmetric, group 128), GPTQ", 0.96, group_size=128),
+    "w8a16": Preset("W8A16", "int8 weights, 16-bit activations", 0.99, group_size=128),
     "w8a8-int8": Preset("W8A8", "int8 weights per channel, int8 dynamic per-token activations", 0.99),
     "fp8-dynamic": Preset("FP8_DYNAMIC", "fp8 e4m3 weights per channel, dynamic per-token activations", 0.99),
     "fp8-gptq": Preset(
@@ -33,7 +46,7 @@ PRESETS: dict[str, Preset] = {
     "2of4": Preset("2:4", "2:4 sparsity, SparseGPT", 0.96),
     "2of4-magnitude": Preset("2:4", "2:4 sparsity, magnitude pruning", 0.96),
     "2of4-fp8": Preset("2:4+FP8_DYNAMIC", "2:4 sparsity (SparseGPT) with fp8 dynamic quantization", 0.96),
-    "2of4-w4a16": Preset("2:4+W4A16", "2:4 sparsity (SparseGPT) with int4 weights", 0.96),
+    "2of4-w4a16": Preset("2:4+W4A16", "2:4 sparsity (SparseGPT) with int4 weights", 0.96, group_size=128),
 }
 
 

@@ -1,7 +1,6 @@
 """Job pages: submit, follow a job's stages live (htmx polling), cancel, retry from a stage, and
 the list of my jobs and of the queue."""
 
-import statistics
 from datetime import timedelta
 
 from django.contrib import messages
@@ -42,6 +41,9 @@ def job_new(request: HttpRequest) -> HttpResponse:
     initial = {"revision": "main", "suite": "quick", "benchmark_profile": "chat"}
     if request.GET.get("base"):
         initial["base"] = request.GET["base"]
+    if request.GET.get("from", "").isdigit():
+        earlier = get_object_or_404(Job.objects.visible_to(request.user), pk=request.GET["from"])
+        initial.update(earlier.form_fields())
     form = JobForm(request.POST or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -69,7 +71,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def stage_context(request: HttpRequest, job: Job) -> dict:
     stages = list(job.stages.select_related("recipe").prefetch_related("depends_on"))
     now = timezone.now()
-    typical = typical_durations()
+    typical = Stage.typical_durations(job.base_model.num_parameters)
     remaining = timedelta()
     for stage in stages:
         stage.eta = None
@@ -85,7 +87,9 @@ def stage_context(request: HttpRequest, job: Job) -> dict:
             stage.eta = typical[stage.kind]
         if stage.eta is not None:
             remaining += stage.eta
-        stage.retryable = stage.status in (Stage.Status.FAILED, Stage.Status.CANCELLED, Stage.Status.SKIPPED)
+        ended = stage.status in (Stage.Status.FAILED, Stage.Status.CANCELLED, Stage.Status.SKIPPED)
+        stage.retryable = ended and stage.retry_helps
+        stage.resubmit = ended and not stage.retry_helps
     active = job.status in Job.ACTIVE
     return {
         "job": job,
@@ -96,24 +100,6 @@ def stage_context(request: HttpRequest, job: Job) -> dict:
         "recipes": list(job.recipes.all()),
         "variants": list(job.variants.all()),
     }
-
-
-def typical_durations() -> dict[str, timedelta]:
-    """The median run time of each kind of stage over the last finished ones: the guess for
-    stages that have not started, when nothing better is known. (A stage's own progress beats it.)"""
-    out = {}
-    for kind in Stage.Kind.values:
-        rows = (
-            Stage.objects.filter(
-                kind=kind, status=Stage.Status.DONE, started_at__isnull=False, finished_at__isnull=False
-            )
-            .order_by("-finished_at")
-            .values_list("started_at", "finished_at")[:20]
-        )
-        took = [(end - start).total_seconds() for start, end in rows]
-        if took:
-            out[kind] = timedelta(seconds=statistics.median(took))
-    return out
 
 
 @require_POST

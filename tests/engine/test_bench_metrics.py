@@ -8,7 +8,15 @@ import pytest
 
 from common.support import min_compute_capability
 from engine.hardware import unrunnable_reason
-from engine.metrics import RequestRecord, compute_metrics, speedup, summarize
+from engine.metrics import (
+    MAX_SPREAD,
+    RequestRecord,
+    compute_metrics,
+    ratio_interval,
+    speedup,
+    speedup_over_rounds,
+    summarize,
+)
 from hub.jobs.presets import PRESETS
 
 
@@ -138,3 +146,91 @@ def test_it_knows_which_gpus_run_which_schemes_as_the_presets_say():
     assert "8.0" in unrunnable_reason("2:4 + W4A16", t4) and unrunnable_reason("2:4 + W4A16", a100) is None
     assert unrunnable_reason("W4A16", t4) is None and unrunnable_reason("W8A8", t4) is None
     assert unrunnable_reason("FP8_DYNAMIC", {"device": "cpu"}) is None  # reference kernels run everything
+
+
+def test_it_calls_a_consistent_2x_over_five_rounds_a_speedup_with_an_interval_above_1():
+    i = ratio_interval([1.96, 2.03, 2.0, 1.98, 2.05])
+    assert i["median"] == 2.0 and 1.9 < i["low"] < 2.0 < i["high"] < 2.1
+    assert i["verdict"] == "faster" and i["spread"] == pytest.approx(2.05 / 1.96)
+    assert i["summary"] == f"2.00x (95% interval {i['low']:.2f}-{i['high']:.2f})"
+    slower = ratio_interval([0.5, 0.52, 0.49])
+    assert slower["verdict"] == "slower" and slower["high"] < 1 and slower["summary"].startswith("0.50x (95% interval")
+
+
+def test_it_puts_a_student_t_interval_on_the_log_ratios():
+    # logs 0.1, 0.2, 0.3: mean 0.2, sample sd 0.1, t(0.975, 2 df) = 4.303
+    i = ratio_interval([math.exp(0.1), math.exp(0.2), math.exp(0.3)])
+    half = 4.303 * 0.1 / math.sqrt(3)
+    assert i["low"] == pytest.approx(math.exp(0.2 - half)) and i["high"] == pytest.approx(math.exp(0.2 + half))
+    assert i["median"] == pytest.approx(math.exp(0.2))
+    assert i["verdict"] == "inconclusive" and i["summary"] == (
+        f"inconclusive on this machine: interval {i['low']:.2f}-{i['high']:.2f} includes 1"
+    )
+    agree = ratio_interval([3.0, 3.0, 3.0])  # rounds that agree exactly: no width
+    assert agree["low"] == pytest.approx(3.0) == agree["high"] and agree["verdict"] == "faster"
+
+
+def test_it_calls_rounds_that_disagree_inconclusive_even_when_the_interval_excludes_1():
+    ratios = [2.0, 2.1, 2.2, 3.2, 3.3, 3.4, 2.05, 3.1, 2.15, 3.25]
+    i = ratio_interval(ratios)
+    assert i["low"] > 1 and i["spread"] > MAX_SPREAD
+    assert i["verdict"] == "inconclusive"
+    assert i["summary"] == "inconclusive on this machine: rounds range 2.00-3.40, more than 1.5x apart"
+
+
+def test_it_labels_a_single_round_as_such():
+    i = ratio_interval([3.0])
+    assert (i["verdict"], i["low"], i["high"], i["summary"]) == ("one round", 3.0, 3.0, "3.00x (one round)")
+    with pytest.raises(ValueError):
+        ratio_interval([])
+
+
+def round_metrics(tps: float, tpot: float, **extra) -> dict:
+    return {
+        "output_throughput": tps,
+        "request_throughput": tps / 8,
+        "ttft_ms": {"median": 80 / tps * 100},
+        "tpot_ms": {"median": tpot},
+        **extra,
+    }
+
+
+def test_it_reports_a_speedup_with_one_slow_base_round_as_inconclusive():
+    # the variant is twice as fast in every round, but the base's first round ran three times
+    # slower (the machine was busy): measured once, that round alone read "6.00x"
+    base = [round_metrics(100.0 / 3, 30.0), round_metrics(100.0, 10.0), round_metrics(101.0, 10.1)]
+    variant = [round_metrics(200.0, 5.0), round_metrics(199.0, 5.0), round_metrics(203.0, 5.05)]
+    memory = {"weights_bytes": 1000, "kv_capacity_tokens": 64, "peak_memory_bytes": 10}
+    gains = speedup_over_rounds(
+        {**base[1], **memory, "rounds": base}, {**variant[1], **memory, "weights_bytes": 500, "rounds": variant}
+    )
+    assert speedup(base[0], variant[0])["output_throughput"] == pytest.approx(6.0)
+    tp = gains["output_throughput"]
+    assert tp["ratios"] == pytest.approx([6.0, 1.99, 203 / 101]) and tp["median"] == pytest.approx(203 / 101)
+    assert tp["verdict"] == "inconclusive" and tp["summary"].startswith("inconclusive on this machine")
+    assert gains["tpot_median"]["verdict"] == "inconclusive"
+    assert gains["memory"]["weights_bytes"] == 0.5 and gains["rounds"] == 3 and "Student-t" in gains["method"]
+
+    steady = speedup_over_rounds({"rounds": base[1:] * 2}, {"rounds": variant[1:] * 2})
+    assert steady["output_throughput"]["verdict"] == "faster" and steady["output_throughput"]["low"] > 1
+
+
+def test_it_gives_each_level_its_interval():
+    def with_levels(tps: float) -> dict:
+        levels = [round_metrics(tps, 10.0, concurrency=1), round_metrics(2 * tps, 10.0, concurrency="max")]
+        return {**levels[-1], "levels": levels}
+
+    gains = speedup_over_rounds(
+        {"rounds": [with_levels(100), with_levels(100), with_levels(100)]},
+        {"rounds": [with_levels(150), with_levels(151), with_levels(149)]},
+    )
+    assert [lv["concurrency"] for lv in gains["levels"]] == [1, "max"]
+    assert all(lv["output_throughput"]["verdict"] == "faster" for lv in gains["levels"])
+    assert gains["levels"][0]["output_throughput"]["median"] == pytest.approx(1.5)
+
+
+def test_it_gives_no_interval_to_a_figure_a_round_could_not_measure():
+    base = [round_metrics(100.0, 10.0)] * 4
+    variant = [round_metrics(150.0, 8.0), {**round_metrics(150.0, 8.0), "output_throughput": 0.0}] * 2
+    gains = speedup_over_rounds({"rounds": base}, {"rounds": variant})
+    assert "output_throughput" not in gains and gains["tpot_median"]["median"] == 1.25

@@ -1,5 +1,6 @@
 """The benchmark on the real engine (stories260k): request timing under each concurrency mode,
-duration limits, prompt files, and whole measurements with memory and refusals."""
+duration limits, prompt files, whole measurements with memory and refusals, and base and
+variant interleaved in rounds."""
 
 import json
 import shutil
@@ -8,8 +9,9 @@ from dataclasses import replace
 import pytest
 from transformers import AutoTokenizer
 
+import engine.bench
 from engine import LLM, Cancelled
-from engine.bench import Workload, measure, random_prompts, read_prompt_file, run_workload
+from engine.bench import Workload, compare, measure, random_prompts, read_prompt_file, run_workload
 from engine.hardware import scheme_of
 from engine.profiles import Profile
 
@@ -142,3 +144,32 @@ def test_it_names_a_checkpoint_scheme(stories260k, tmp_path):
     assert scheme_of(fp8) == "FP8"
     (fp8 / "compression_report.json").write_text(json.dumps({"scheme": "2:4 + FP8_DYNAMIC"}))
     assert scheme_of(fp8) == "2:4 + FP8_DYNAMIC"
+
+
+@pytest.mark.parametrize("fit", [True, False])
+def test_it_interleaves_base_and_variant_in_rounds_loaded_once_or_per_round(stories260k, tmp_path, monkeypatch, fit):
+    variant_dir = tmp_path / "variant"
+    shutil.copytree(stories260k, variant_dir)
+    loads = []
+
+    class CountingLLM(LLM):
+        def __init__(self, model, **options) -> None:
+            loads.append(model.name)
+            super().__init__(model, **options)
+
+    monkeypatch.setattr(engine.bench, "LLM", CountingLLM)
+    monkeypatch.setattr(engine.bench, "_fit_together", lambda *dirs: fit)  # a GPU, or a CPU too small
+    profile = replace(TINY, concurrency=(1, None), requests_per_stream=2)
+    base, variant = compare(stories260k, variant_dir, profile, 3, device="cpu", dtype="auto", num_kv_blocks=64)
+
+    assert loads == (["stories260k", "variant"] if fit else ["stories260k", "variant"] * 3)
+    assert base.runnable and variant.runnable and base.settings == variant.settings
+    assert base.settings["rounds"] == 3 and variant.settings["dtype"] == "float32"
+    for m in (base, variant):
+        rounds = m.metrics["rounds"]
+        assert [r["seed"] for r in rounds] == [0, 2, 4]  # two levels a round, each its own seed
+        assert [[lv["concurrency"] for lv in r["levels"]] for r in rounds] == [[1, "max"]] * 3
+        assert len(m.metrics["load_average"]) == 6 and m.metrics["peak_memory_bytes"] > 0
+        assert m.metrics["output_throughput"] == rounds[m.metrics["headline_round"]]["output_throughput"]
+        assert len(m.runs) == 6 and len(m.headline_runs) == 2 and len(m.records()) == 3 * 8
+    assert [r.workload.seed for r in base.runs] == [r.workload.seed for r in variant.runs] == [0, 1, 2, 3, 4, 5]

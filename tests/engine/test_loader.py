@@ -10,6 +10,15 @@ from engine import LLM, SamplingParams, UnsupportedModelError, WeightsError
 from engine.config import ModelConfig
 from tests.engine.helpers import hf_continuation_logprobs, hf_greedy
 
+# the smallest config ModelConfig takes, for the tests of how it reads one
+TINY_LLAMA = {
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 4,
+    "vocab_size": 128,
+}
 LLAMA31_ROPE = {
     "rope_type": "llama3",
     "rope_theta": 500000.0,
@@ -63,9 +72,10 @@ def test_it_loads_a_sharded_checkpoint(make_checkpoint):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_it_runs_half_precision_checkpoints_in_their_dtype(make_checkpoint, dtype):
+def test_it_runs_half_precision_checkpoints_in_their_dtype_when_asked(make_checkpoint, dtype):
+    """On a CPU, "auto" may choose float32 for them (tests/engine/test_compute_dtype.py)."""
     path = make_checkpoint("llama", dtype=dtype)
-    llm = LLM(path, device="cpu", num_kv_blocks=16)
+    llm = LLM(path, device="cpu", dtype=str(dtype).removeprefix("torch."), num_kv_blocks=16)
     assert llm.config.dtype == dtype
     assert all(p.dtype == dtype for p in llm.model.parameters())
     assert llm.runner.kv_cache.dtype == dtype
@@ -79,17 +89,9 @@ def test_it_runs_half_precision_checkpoints_in_their_dtype(make_checkpoint, dtyp
 
 
 def test_it_reads_rope_scaling_from_older_configs_the_same_way():
-    base = {
-        "architectures": ["LlamaForCausalLM"],
-        "hidden_size": 64,
-        "intermediate_size": 96,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 4,
-        "vocab_size": 128,
-    }
     old = ModelConfig.from_dict(
         {
-            **base,
+            **TINY_LLAMA,
             "rope_theta": 500000.0,
             "rope_scaling": {
                 "type": "llama3",
@@ -100,7 +102,7 @@ def test_it_reads_rope_scaling_from_older_configs_the_same_way():
             },
         }
     )
-    new = ModelConfig.from_dict({**base, "rope_parameters": LLAMA31_ROPE})
+    new = ModelConfig.from_dict({**TINY_LLAMA, "rope_parameters": LLAMA31_ROPE})
     assert old.rope == new.rope and new.rope.type == "llama3" and new.rope.theta == 500000.0
 
 
@@ -130,17 +132,7 @@ def test_it_refuses_compressed_tensors_checkpoints_for_now(make_checkpoint, tmp_
 
 def test_it_refuses_rope_types_it_does_not_implement():
     with pytest.raises(UnsupportedModelError, match="yarn"):
-        ModelConfig.from_dict(
-            {
-                "architectures": ["LlamaForCausalLM"],
-                "hidden_size": 64,
-                "intermediate_size": 96,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 4,
-                "vocab_size": 128,
-                "rope_parameters": {"rope_type": "yarn", "factor": 4.0},
-            }
-        )
+        ModelConfig.from_dict({**TINY_LLAMA, "rope_parameters": {"rope_type": "yarn", "factor": 4.0}})
 
 
 def test_it_names_missing_tensors(make_checkpoint, tmp_path):

@@ -2,11 +2,10 @@
 huggingface_hub clients talk to, and the users and tokens they talk to it with."""
 
 import pytest
+from huggingface_hub import CommitOperationAdd, HfApi
 
-from hub.catalog.checkpoints import sha256_file
-from hub.catalog.models import BaseModel, Variant
-from hub.jobs.models import Job, Recipe, Stage
-from tests.helpers import write_tiny_checkpoint
+from hub.catalog.models import BaseModel
+from tests.helpers import ready_to_publish, submit_job, write_tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -36,27 +35,18 @@ def recorded_variant_job(hub_url, alice, tmp_path, settings):
     settings.PUBLISH_HF_ENDPOINT = hub_url
     folder = write_tiny_checkpoint(tmp_path / "variant")
     (folder / "recipe.yaml").write_text("quant_stage: {}\n")
-    files = [{"path": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())]
     base = BaseModel.objects.create(name="stories260k", status=BaseModel.Status.READY, architecture="LlamaForCausalLM")
-    recipe = Recipe.for_preset("w8a8-int8")
-    job = Job.submit(
-        base_model=base,
-        recipes=[recipe],
-        owner=alice,
-        suite="",
-        benchmark_profile="",
-        publish_targets=[f"{hub_url} alice/elsewhere"],
+    job = submit_job(base, owner=alice, publish_targets=[f"{hub_url} alice/elsewhere"])
+    return ready_to_publish(job, folder, "stories260k-w8a8-int8", "W8A8")
+
+
+@pytest.fixture
+def private_repo(hub_url, alice_token) -> str:
+    """alice/secret, alice's private repository: a config and weights, in one commit."""
+    api = HfApi(endpoint=hub_url, token=alice_token)
+    api.create_repo("alice/secret", private=True)
+    files = {"config.json": b"{}", "model.safetensors": b"weights"}
+    api.create_commit(
+        "alice/secret", [CommitOperationAdd(path, data) for path, data in files.items()], commit_message="files"
     )
-    job.stages.filter(kind__in=(Stage.Kind.FETCH, Stage.Kind.COMPRESS)).update(status=Stage.Status.DONE)
-    Variant.objects.create(
-        base=base,
-        recipe=recipe,
-        job=job,
-        name="stories260k-w8a8-int8",
-        scheme="W8A8",
-        local_path=str(folder),
-        files=files,
-        size_bytes=sum(f["size"] for f in files),
-    )
-    job.dispatch()
-    return job
+    return "alice/secret"

@@ -11,14 +11,6 @@ from hub.api.models import ApiToken
 from hub.hfapi.models import Repo
 
 
-@pytest.fixture
-def private_repo(hub_url, alice_token) -> str:
-    api = HfApi(endpoint=hub_url, token=alice_token)
-    api.create_repo("alice/secret", private=True)
-    api.upload_file(path_or_fileobj=b"weights", path_in_repo="model.safetensors", repo_id="alice/secret")
-    return "alice/secret"
-
-
 def test_it_hides_private_repos_from_anonymous_clients_and_other_users(private_repo, hub_url, bob_token, tmp_path):
     assert Repo.objects.get(namespace="alice", name="secret").private
     for token in (None, bob_token):
@@ -62,7 +54,11 @@ def test_it_lets_only_the_owner_write(private_repo, hub_url, bob, alice_token):
             path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=private_repo
         )
     assert anonymous.value.response.status_code in (401, 404)
-    assert HfApi(endpoint=hub_url).list_repo_files(private_repo) == [".gitattributes", "model.safetensors"]
+    assert HfApi(endpoint=hub_url).list_repo_files(private_repo) == [
+        ".gitattributes",
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 def test_it_creates_repos_only_in_the_callers_namespace(hub_url, bob_token, alice_token):

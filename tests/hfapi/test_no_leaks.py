@@ -20,14 +20,6 @@ from tests.helpers import run_queued
 HF_SECRET = "hf_" + "S3cr3tT0kenThatMustNeverShow" * 2
 
 
-@pytest.fixture
-def private_repo(hub_url, alice_token) -> str:
-    api = HfApi(endpoint=hub_url, token=alice_token)
-    api.create_repo("alice/secret", private=True)
-    api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id="alice/secret")
-    return "alice/secret"
-
-
 def requests_to(repo: str, sha: str) -> list[tuple[str, str, dict]]:
     body = {"files": [{"path": "x.txt", "size": 1, "sample": ""}]}
     batch = {"operation": "upload", "objects": [{"oid": "0" * 64, "size": 1}]}

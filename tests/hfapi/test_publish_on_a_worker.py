@@ -2,26 +2,18 @@
 HUB_SITE_URL over HTTP, as a deployed worker reaches the web server."""
 
 import pytest
-from django.core.management import call_command
 from huggingface_hub import HfApi
 
 from hub.api.models import ApiToken
-from hub.catalog.models import BaseModel, Publication, Variant
-from hub.jobs.models import Job, Recipe
-from tests.helpers import wait_for
+from hub.catalog.models import Publication, Variant
+from hub.jobs.models import Job
+from tests.helpers import submit_on_stories260k, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 
 def test_it_publishes_from_a_worker_process(hub_url, alice, start_worker, stories260k, fixtures_dir, settings):  # noqa: F811
-    call_command("import_model", str(stories260k))
-    job = Job.submit(
-        base_model=BaseModel.objects.get(name="stories260k"),
-        recipes=[Recipe.for_preset("w8a8-int8")],
-        owner=alice,
-        suite="",
-        benchmark_profile="",
-    )
+    job = submit_on_stories260k(stories260k, owner=alice)
     start_worker(
         "publish@localhost",
         HUB_SITE_URL=hub_url,

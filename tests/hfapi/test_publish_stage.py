@@ -5,23 +5,19 @@ back byte for byte through snapshot_download, and loads in transformers from HF_
 import hashlib
 import html
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 from huggingface_hub import HfApi, ModelCard, snapshot_download
 
-from hub.catalog.models import BaseModel, Publication, Variant
+from hub.catalog.models import Publication, Variant
 from hub.hfapi.models import Repo
-from hub.jobs.models import Job, Recipe, Stage
+from hub.jobs.models import Stage
 from hub.results.models import BenchmarkRun, EvalRun, Recovery
-from tests.helpers import folder_hashes, paste, run_queued
+from tests.helpers import folder_hashes, load_from_hub, paste, run_queued, submit_on_stories260k
 
 
 @pytest.fixture
@@ -30,15 +26,7 @@ def variant_job(hub_url, alice, stories260k, settings, fixtures_dir):
     settings.CALIBRATION_DATASET = str(fixtures_dir / "datasets" / "wikitext2_raw" / "test.txt")
     settings.CALIBRATION_SAMPLES, settings.CALIBRATION_SEQ_LEN = 4, 64
     settings.PUBLISH_HF_ENDPOINT = hub_url  # the operator's external Hub is this one again, under another name
-    call_command("import_model", str(stories260k))
-    job = Job.submit(
-        base_model=BaseModel.objects.get(name="stories260k"),
-        recipes=[Recipe.for_preset("w8a8-int8")],
-        owner=alice,
-        suite="",
-        benchmark_profile="",
-        publish_targets=[f"{hub_url} alice/elsewhere"],
-    )
+    job = submit_on_stories260k(stories260k, owner=alice, publish_targets=[f"{hub_url} alice/elsewhere"])
     assert run_queued(job, "fetch") == "done"
     assert run_queued(job, "compress") == "done", job.stages.get(kind="compress").error
     return job
@@ -76,25 +64,12 @@ def test_it_publishes_what_was_measured_and_clients_get_it_back(variant_job, hub
         in card.text
     )
 
-    script = f"""
-import torch
-from transformers import AutoModelForCausalLM
-remote = AutoModelForCausalLM.from_pretrained({local.repo_id!r})
-local = AutoModelForCausalLM.from_pretrained({variant.local_path!r})
-ids = torch.tensor([[1, 300, 42, 7]])
-assert torch.equal(remote(ids).logits, local(ids).logits)
-print("loaded", type(remote).__name__, remote.config.quantization_config.quant_method.value)
-"""
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": hub_url,
-        "HF_HUB_OFFLINE": "0",
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HOME": str(tmp_path / "hf"),
-    }
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split() == ["loaded", "LlamaForCausalLM", "compressed-tensors"]
+    show = "type(remote).__name__, remote.config.quantization_config.quant_method.value"
+    assert load_from_hub(hub_url, local.repo_id, variant.local_path, tmp_path, show) == [
+        "loaded",
+        "LlamaForCausalLM",
+        "compressed-tensors",
+    ]
 
 
 @pytest.mark.slow
@@ -166,25 +141,18 @@ def test_it_writes_measured_results_into_the_card(recorded_variant_job, hub_url,
         threshold=0.99,
         passed=False,
     )
-    stage = recorded_variant_job.stages.get(kind="compress")
-    hardware = {"cpu": "test CPU"}
-    BenchmarkRun.objects.create(
-        base_model=variant.base,
-        stage=stage,
+    bench = dict(
+        stage=recorded_variant_job.stages.get(kind="compress"),
         profile="chat",
         profile_version="1",
         engine_version="0.1",
-        hardware=hardware,
-        metrics={"ttft_ms": {"median": 40.0}, "output_throughput": 800.0},
+        hardware={"cpu": "test CPU"},
     )
     BenchmarkRun.objects.create(
-        variant=variant,
-        stage=stage,
-        profile="chat",
-        profile_version="1",
-        engine_version="0.1",
-        hardware=hardware,
-        metrics={"ttft_ms": {"median": 30.0}, "output_throughput": 1200.0},
+        base_model=variant.base, metrics={"ttft_ms": {"median": 40.0}, "output_throughput": 800.0}, **bench
+    )
+    BenchmarkRun.objects.create(
+        variant=variant, metrics={"ttft_ms": {"median": 30.0}, "output_throughput": 1200.0}, **bench
     )
     Variant.objects.filter(pk=variant.pk).update(gate=Variant.Gate.FAILED)
     settings.PUBLISH_HF_TOKEN = alice_token

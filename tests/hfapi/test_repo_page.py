@@ -3,6 +3,7 @@ this hub and rendered (sanitized) on the page, with per-file and whole-snapshot 
 
 import hashlib
 import io
+import re
 import tarfile
 
 import httpx2
@@ -158,3 +159,21 @@ def test_it_shows_a_private_repo_page_to_its_owner_only(repo, alice, bob):
     owner.force_login(alice)
     assert owner.get(f"/{repo}").status_code == 200
     assert owner.get(f"/{repo}/archive/main.tar").status_code == 200
+
+
+def test_it_links_the_card_to_a_page_of_the_base_that_exists(hub_url, alice):
+    """A base imported from a folder has no repository: the card links to its catalog page, by
+    the hub's absolute address (the card may be read on another hub)."""
+    base = BaseModel.objects.create(name="stories260k", status=BaseModel.Status.READY)
+    job = Job.submit(
+        base_model=base, recipes=[Recipe.for_preset("w8a8-int8")], owner=alice, suite="", benchmark_profile=""
+    )
+    variant = Variant.objects.create(base=base, recipe=job.recipes.get(), job=job, name="stories260k-w8a8-int8")
+    card = model_card(variant, "alice/card", hub_url, None, [], [])
+    link = re.search(r"compression of \[stories260k\]\(([^)]+)\)", card).group(1)
+    assert link == f"{hub_url}/models/{base.pk}/"
+    assert httpx2.get(link).status_code == 200
+    base.hf_repo_id = "HuggingFaceTB/SmolLM2-135M"
+    assert "(https://huggingface.co/HuggingFaceTB/SmolLM2-135M)" in model_card(
+        variant, "alice/card", hub_url, None, [], []
+    )

@@ -2,15 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
 from hub.catalog.checkpoints import sha256_file
 from hub.hfapi.models import Repo
-from tests.helpers import folder_hashes
+from tests.helpers import folder_hashes, load_from_hub
 
 
 @pytest.fixture
@@ -60,23 +58,5 @@ def test_it_pins_a_download_to_a_commit(uploaded, hub_url, alice_token, tmp_path
 
 @pytest.mark.slow
 def test_it_loads_in_transformers_from_the_hub(uploaded, hub_url, stories260k, tmp_path):
-    # huggingface_hub reads HF_ENDPOINT when imported: a fresh interpreter gets it first
-    script = f"""
-import torch
-from transformers import AutoModelForCausalLM
-remote = AutoModelForCausalLM.from_pretrained({uploaded!r})
-local = AutoModelForCausalLM.from_pretrained({str(stories260k)!r})
-ids = torch.tensor([[1, 300, 42, 7]])
-assert torch.equal(remote(ids).logits, local(ids).logits)
-print("loaded", sum(p.numel() for p in remote.parameters()))
-"""
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": hub_url,
-        "HF_HUB_OFFLINE": "0",
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HOME": str(tmp_path / "hf"),
-    }
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.startswith("loaded ")
+    words = load_from_hub(hub_url, uploaded, stories260k, tmp_path, "sum(p.numel() for p in remote.parameters())")
+    assert words[0] == "loaded"

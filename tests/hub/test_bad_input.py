@@ -345,16 +345,6 @@ def test_it_refuses_an_upload_of_another_size_and_stores_nothing(hf, settings, l
 # -- jobs and recipes through the REST API ------------------------------------------------------
 
 
-@pytest.fixture
-def base(db) -> BaseModel:
-    return BaseModel.objects.create(
-        name="org/llama",
-        architecture="LlamaForCausalLM",
-        status=BaseModel.Status.READY,
-        files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}],
-    )
-
-
 RECIPE = "q_stage:\n  q_modifiers:\n    {}\n"
 JOBS = {
     "unknown modifier": (
@@ -405,10 +395,10 @@ JOBS = {
 
 
 @pytest.mark.parametrize("fields, message", JOBS.values(), ids=JOBS.keys())
-def test_it_refuses_a_bad_job_and_stores_nothing(client, alice, base, settings, fields, message):
+def test_it_refuses_a_bad_job_and_stores_nothing(client, alice, llama, settings, fields, message):
     token = ApiToken.issue(alice, "jobs", ApiToken.Scope.WRITE)[1]
     payload = {
-        "base": base.pk,
+        "base": llama.pk,
         "presets": [] if "recipe_yaml" in fields else ["w4a16"],
         "suite": "",
         "benchmark_profile": "",
@@ -420,7 +410,7 @@ def test_it_refuses_a_bad_job_and_stores_nothing(client, alice, base, settings, 
     assert response.status_code == 422, response.content
     assert message in json.dumps(response.json()["error"]["details"], ensure_ascii=False)
     assert not Job.objects.exists() and not Recipe.objects.filter(preset=False).exists()
-    assert list(BaseModel.objects.all()) == [base] and stored_files(settings) == set()
+    assert list(BaseModel.objects.all()) == [llama] and stored_files(settings) == set()
 
 
 @pytest.mark.parametrize("url", ["/api/v1/models?q=%00", "/api/v1/variants?scheme=W4%00", "/api/v1/jobs?status=%00"])

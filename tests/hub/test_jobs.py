@@ -50,6 +50,15 @@ def test_it_leaves_out_validation_and_benchmarks_when_not_asked(base):
     assert sorted(job.stages.values_list("kind", flat=True)) == ["compress", "fetch", "publish"]
 
 
+@pytest.mark.parametrize("presets", [("w8a8-int8",), ("w8a8-int8", "w4a16", "fp8-dynamic")])
+@pytest.mark.parametrize("suite", ["quick", ""])
+@pytest.mark.parametrize("profile", ["chat", ""])
+def test_it_counts_the_stages_a_submission_will_make_as_submit_makes_them(base, presets, suite, profile):
+    """The per-job stage limit is checked before anything is created, from this count."""
+    job = submit(base, *presets, suite=suite, benchmark_profile=profile)
+    assert job.stages.count() == Job.planned_stages(len(presets), suite, profile)
+
+
 def test_it_enqueues_only_once_the_transaction_commits(base, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
         job = submit(base)

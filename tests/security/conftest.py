@@ -12,7 +12,6 @@ import httpx2
 import pytest
 from django.db import connection
 
-from hub.catalog.models import BaseModel
 from tests.helpers import database_url, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,14 +109,3 @@ def hf_hub(hub, monkeypatch) -> Server:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     return hub
-
-
-@pytest.fixture
-def llama(alice) -> BaseModel:
-    """A model in the catalog that every user may submit jobs for."""
-    return BaseModel.objects.create(
-        name="org/llama",
-        architecture="LlamaForCausalLM",
-        status=BaseModel.Status.READY,
-        files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}],
-    )

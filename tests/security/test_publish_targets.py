@@ -5,15 +5,13 @@ goes to the endpoint its operator configured and nowhere else; another endpoint 
 operator's list, and then it gets the user's own token for it."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx2
 import pytest
 
-from hub.catalog.checkpoints import sha256_file
-from hub.catalog.models import BaseModel, Variant
-from hub.jobs.models import Job, Recipe, Stage
-from tests.helpers import Listener, form_token, run_queued, sign_in, write_tiny_checkpoint
+from hub.catalog.models import BaseModel
+from hub.jobs.models import Job
+from tests.helpers import Listener, form_token, ready_to_publish, run_queued, sign_in, submit_job, write_tiny_checkpoint
 
 HUB_TOKEN = "hf_hub-publish-token-of-the-operator"
 ALICES_OWN = "hf_alices-own-token-for-that-hub"
@@ -43,25 +41,6 @@ def submit(url: str, token: str, base: BaseModel, target: str) -> httpx2.Respons
         timeout=60,
         json={"base": base.pk, "presets": ["w8a16"], "suite": "", "benchmark_profile": "", "publish_targets": [target]},
     )
-
-
-def ready_to_publish(job: Job, tmp_path: Path) -> Job:
-    """Record the job's fetch and compress done, with a variant as compress leaves one."""
-    folder = write_tiny_checkpoint(tmp_path / "variant")
-    files = [{"path": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(folder.iterdir())]
-    job.stages.filter(kind__in=(Stage.Kind.FETCH, Stage.Kind.COMPRESS)).update(status=Stage.Status.DONE)
-    Variant.objects.create(
-        base=job.base_model,
-        recipe=job.recipes.get(),
-        job=job,
-        name=f"variant-{job.pk}",
-        scheme="W8A16",
-        local_path=str(folder),
-        files=files,
-        size_bytes=sum(f["size"] for f in files),
-    )
-    job.dispatch()
-    return job
 
 
 def test_it_refuses_a_named_endpoint_in_the_job_form(hub, alice, llama, listener):
@@ -108,15 +87,9 @@ def test_it_never_sends_the_hubs_token_to_an_endpoint_a_job_names(
     """A job row that names the listener anyway (submitted before the rule, or while the
     operator still allowed it): the publish stage refuses before it sends anything."""
     settings.PUBLISH_LOCAL_ENDPOINT = hub.url
-    job = Job.submit(
-        base_model=llama,
-        recipes=[Recipe.for_preset("w8a16")],
-        owner=alice,
-        suite="",
-        benchmark_profile="",
-        publish_targets=[f"{listener.url} alice/exfil"],
-    )
-    assert run_queued(ready_to_publish(job, tmp_path), "publish") == "failed"
+    job = submit_job(llama, "w8a16", owner=alice, publish_targets=[f"{listener.url} alice/exfil"])
+    ready_to_publish(job, write_tiny_checkpoint(tmp_path / "variant"), f"variant-{job.pk}", "W8A16")
+    assert run_queued(job, "publish") == "failed"
     error = job.stages.get(kind="publish").error
     assert "this hub does not publish to" in error and HUB_TOKEN not in error
     assert listener.requests == []
@@ -141,7 +114,8 @@ def test_it_sends_the_users_own_token_to_an_allowed_endpoint(
 
     answer = submit(hub.url, alice_token, llama, f"{listener.url} alice/there")
     assert answer.status_code == 201, answer.text
-    job = ready_to_publish(Job.objects.get(pk=answer.json()["id"]), tmp_path)
+    job = Job.objects.get(pk=answer.json()["id"])
+    ready_to_publish(job, write_tiny_checkpoint(tmp_path / "variant"), f"variant-{job.pk}", "W8A16")
     run_queued(job, "publish")  # the listener refuses the upload; what it was sent is the point
     assert listener.requests and listener.authorizations() == {f"Bearer {ALICES_OWN}"}
     assert ALICES_OWN not in job.stages.get(kind="publish").error

@@ -158,34 +158,17 @@ def catalog(db, alice, tmp_path) -> Catalog:
             threshold=0.96,
             passed=True,
         )
-    hardware = {"gpu_name": "NVIDIA H100", "compute_capability": "9.0"}
-    BenchmarkRun.objects.create(
-        base_model=llama,
-        stage=bench_stage,
-        job=job,
-        profile="chat",
-        profile_version="1",
-        engine_version="0.1",
-        hardware=hardware,
-        metrics=bench_metrics(40.0, 12.0, 800.0),
-    )
-    BenchmarkRun.objects.create(
-        variant=w4,
-        stage=bench_stage,
-        job=job,
-        profile="chat",
-        profile_version="1",
-        engine_version="0.1",
-        hardware=hardware,
-        metrics=bench_metrics(30.0, 8.0, 1200.0),
-    )
-    BenchmarkRun.objects.create(
+
+    def bench_run(**row: object) -> BenchmarkRun:
+        return BenchmarkRun.objects.create(
+            stage=bench_stage, job=job, profile="chat", profile_version="1", engine_version="0.1", **row
+        )
+
+    h100 = {"gpu_name": "NVIDIA H100", "compute_capability": "9.0"}
+    bench_run(base_model=llama, hardware=h100, metrics=bench_metrics(40.0, 12.0, 800.0))
+    bench_run(variant=w4, hardware=h100, metrics=bench_metrics(30.0, 8.0, 1200.0))
+    bench_run(
         variant=fp8,
-        stage=bench_stage,
-        job=job,
-        profile="chat",
-        profile_version="1",
-        engine_version="0.1",
         hardware={"gpu_name": "NVIDIA A100", "compute_capability": "8.0"},
         runnable=False,
         reason="FP8 needs compute capability 8.9; this GPU is 8.0",

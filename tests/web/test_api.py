@@ -2,14 +2,11 @@
 and one error shape everywhere."""
 
 import pytest
+from django.core.management import call_command
 
 from hub.api.models import ApiToken
+from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Stage
-
-
-@pytest.fixture
-def token(alice) -> str:
-    return ApiToken.issue(alice, "test", ApiToken.Scope.WRITE)[1]
 
 
 @pytest.fixture
@@ -59,12 +56,12 @@ def test_it_paginates(client, catalog):
     assert first["count"] == 2 and len(first["items"]) == 1 and first["items"] != second["items"]
 
 
-def test_it_shows_private_rows_to_their_owner_only(client, catalog, token, bob):
+def test_it_shows_private_rows_to_their_owner_only(client, catalog, alice_token, bob):
     assert client.get(f"/api/v1/models/{catalog.private.pk}").status_code == 404
-    assert client.get(f"/api/v1/models/{catalog.private.pk}", **auth(token)).status_code == 200
+    assert client.get(f"/api/v1/models/{catalog.private.pk}", **auth(alice_token)).status_code == 200
     bob_token = ApiToken.issue(bob, "bob")[1]
     assert client.get(f"/api/v1/variants/{catalog.secret.pk}", **auth(bob_token)).status_code == 404
-    assert client.get("/api/v1/models", **auth(token)).json()["count"] == 3
+    assert client.get("/api/v1/models", **auth(alice_token)).json()["count"] == 3
 
 
 @pytest.mark.parametrize(
@@ -83,20 +80,49 @@ def test_it_has_one_error_shape(client, catalog, request_, status, code):
     assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
 
 
-def test_it_refuses_writes_with_a_read_token_or_a_revoked_one(client, catalog, read_token, token):
+def test_it_refuses_writes_with_a_read_token_or_a_revoked_one(client, catalog, read_token, alice_token):
     payload = {"base": catalog.llama.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""}
     response = client.post("/api/v1/jobs", payload, content_type="application/json", **auth(read_token))
     assert response.status_code == 403 and "read-only" in response.json()["error"]["message"]
-    ApiToken.objects.filter(prefix=token[:12]).get().revoke()
-    assert client.post("/api/v1/jobs", payload, content_type="application/json", **auth(token)).status_code == 401
+    ApiToken.objects.filter(prefix=alice_token[:12]).get().revoke()
+    assert client.post("/api/v1/jobs", payload, content_type="application/json", **auth(alice_token)).status_code == 401
 
 
-def test_it_submits_with_the_forms_checks(client, catalog, token, alice):
+def test_it_refuses_a_preset_the_bases_widths_cannot_take(client, alice_token, fixtures_dir):
+    call_command("import_model", str(fixtures_dir / "models" / "stories260k"))
+    base = BaseModel.objects.get(name="stories260k")
+    response = client.post(
+        "/api/v1/jobs",
+        {"base": base.pk, "presets": ["w4a16-gptq"]},
+        content_type="application/json",
+        **auth(alice_token),
+    )
+    assert response.status_code == 422
+    assert "w4a16-gptq cannot quantize stories260k" in response.json()["error"]["details"]["presets"][0]["message"]
+    assert not Job.objects.filter(base_model=base).exists()
+
+
+def test_it_answers_an_identical_submission_with_409_and_the_job_unless_rerun(client, catalog, alice_token):
+    payload = {"base": catalog.llama.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""}
+
+    def submit(**extra) -> "object":
+        return client.post("/api/v1/jobs", {**payload, **extra}, content_type="application/json", **auth(alice_token))
+
+    first = submit().json()
+    refused = submit()
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "duplicate"
+    assert refused.json()["error"]["details"] == {"job": first["id"], "url": f"/jobs/{first['id']}/"}
+    again = submit(rerun=True)
+    assert again.status_code == 201 and again.json()["rerun_of"] == first["id"] and first["rerun_of"] is None
+
+
+def test_it_submits_with_the_forms_checks(client, catalog, alice_token, alice):
     response = client.post(
         "/api/v1/jobs",
         {"base": catalog.llama.pk, "presets": ["fp8-dynamic"], "gpu": "8.0"},
         content_type="application/json",
-        **auth(token),
+        **auth(alice_token),
     )
     assert response.status_code == 422
     error = response.json()["error"]
@@ -106,7 +132,7 @@ def test_it_submits_with_the_forms_checks(client, catalog, token, alice):
         "/api/v1/jobs",
         {"base": catalog.llama.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
         content_type="application/json",
-        **auth(token),
+        **auth(alice_token),
     )
     assert response.status_code == 201
     job = response.json()
@@ -115,34 +141,36 @@ def test_it_submits_with_the_forms_checks(client, catalog, token, alice):
     assert Job.objects.get(pk=job["id"]).owner == alice
 
 
-def test_it_cancels_and_retries_jobs(client, catalog, token, bob):
+def test_it_cancels_and_retries_jobs(client, catalog, alice_token, bob):
     job = client.post(
         "/api/v1/jobs",
         {"base": catalog.llama.pk, "presets": ["w4a16"], "suite": "", "benchmark_profile": ""},
         content_type="application/json",
-        **auth(token),
+        **auth(alice_token),
     ).json()
     bob_token = ApiToken.issue(bob, "bob", ApiToken.Scope.WRITE)[1]
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel", **auth(bob_token)).status_code == 403
 
-    cancelled = client.post(f"/api/v1/jobs/{job['id']}/cancel", **auth(token)).json()
+    cancelled = client.post(f"/api/v1/jobs/{job['id']}/cancel", **auth(alice_token)).json()
     assert cancelled["status"] == "cancelled" and {s["status"] for s in cancelled["stages"]} == {"cancelled"}
 
-    retried = client.post(f"/api/v1/jobs/{job['id']}/retry", {}, content_type="application/json", **auth(token)).json()
+    retried = client.post(
+        f"/api/v1/jobs/{job['id']}/retry", {}, content_type="application/json", **auth(alice_token)
+    ).json()
     assert retried["status"] in ("queued", "running") and not retried["cancel_requested"]
     statuses = {s["kind"]: s["status"] for s in retried["stages"]}
     assert statuses == {"fetch": Stage.Status.QUEUED, "compress": Stage.Status.PENDING, "publish": Stage.Status.PENDING}
 
-    again = client.post(f"/api/v1/jobs/{job['id']}/retry", {}, content_type="application/json", **auth(token))
+    again = client.post(f"/api/v1/jobs/{job['id']}/retry", {}, content_type="application/json", **auth(alice_token))
     assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
 
 
-def test_it_lists_jobs_the_caller_may_see(client, catalog, token, alice):
+def test_it_lists_jobs_the_caller_may_see(client, catalog, alice_token, alice):
     client.post(
         "/api/v1/jobs",
         {"base": catalog.private.pk, "presets": ["w4a16"], "private": True},
         content_type="application/json",
-        **auth(token),
+        **auth(alice_token),
     )
     assert client.get("/api/v1/jobs").json()["count"] == 1  # the catalog's public job
-    assert client.get("/api/v1/jobs?mine=true", **auth(token)).json()["count"] == 2
+    assert client.get("/api/v1/jobs?mine=true", **auth(alice_token)).json()["count"] == 2

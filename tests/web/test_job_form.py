@@ -1,6 +1,7 @@
 """The submission form refuses what cannot work, with messages that say why, before any worker runs."""
 
 import pytest
+from django.core.management import call_command
 
 from hub.catalog.models import BaseModel
 from hub.jobs.forms import KNOWN_MODIFIERS
@@ -48,7 +49,7 @@ def test_it_submits_a_job_with_its_stage_graph(signed_in, catalog, alice):
 
 def test_it_saves_a_pasted_recipe_as_a_new_version(signed_in, catalog):
     post(signed_in, base=catalog.llama.pk, recipe_yaml=GOOD_YAML, recipe_name="mine")
-    post(signed_in, base=catalog.llama.pk, recipe_yaml=GOOD_YAML, recipe_name="mine")
+    post(signed_in, base=catalog.llama.pk, recipe_yaml=GOOD_YAML, recipe_name="mine", rerun="on")
     recipes = Recipe.objects.filter(name="mine").order_by("version")
     assert [(r.version, r.scheme, r.preset) for r in recipes] == [(1, "W4A16", False), (2, "W4A16", False)]
     assert "GPTQModifier" in recipes[0].yaml
@@ -116,9 +117,24 @@ def test_it_refuses_pickle_only_weights(signed_in, catalog):
     )
 
 
+def test_it_refuses_a_group_preset_the_bases_widths_cannot_take(signed_in, catalog, fixtures_dir):
+    """stories260k's widths are 64 and 172: no group of 128, 64 or 32 divides 172, so W4A16 would
+    fail in compress after fetch and baseline had run; per-channel W8A8 fits any width."""
+    call_command("import_model", str(fixtures_dir / "models" / "stories260k"))
+    narrow = BaseModel.objects.get(name="stories260k")
+    message = errors(post(signed_in, base=narrow.pk, presets=["w4a16", "w8a8-int8"]))
+    assert (
+        "w4a16 cannot quantize stories260k: no group size it may use (128, 64, 32) divides all its Linear input "
+        "widths (64, 172)" in message
+    )
+    assert "w8a8-int8 cannot" not in message and "choose at least one recipe preset" not in message
+    assert post(signed_in, base=narrow.pk, presets="w8a8-int8").status_code == 302
+    assert post(signed_in, base=catalog.llama.pk, presets="w4a16").status_code == 302
+
+
 def test_it_accepts_fp8_without_a_gpu_target_or_on_a_new_enough_one(signed_in, catalog):
     assert post(signed_in, base=catalog.llama.pk, presets="fp8-dynamic").status_code == 302
-    assert post(signed_in, base=catalog.llama.pk, presets="fp8-dynamic", gpu="9.0").status_code == 302
+    assert post(signed_in, base=catalog.llama.pk, presets="fp8-dynamic", gpu="9.0", rerun="on").status_code == 302
 
 
 def test_it_offers_only_models_the_user_may_see(client, catalog, bob):
@@ -130,3 +146,40 @@ def test_it_knows_the_modifiers_the_compression_library_implements():
     from compress.recipe import _PARSERS
 
     assert set(KNOWN_MODIFIERS) == set(_PARSERS)
+
+
+def test_it_answers_an_identical_submission_with_a_link_to_the_job_that_runs_it(signed_in, catalog):
+    fields = dict(base=catalog.llama.pk, presets=["w4a16", "w8a16"], suite="quick")
+    first = Job.objects.get(pk=post(signed_in, **fields)["Location"].split("/")[-2])
+    page = errors(post(signed_in, **{**fields, "presets": ["w8a16", "w4a16"]}))
+    assert f"job {first.pk} (queued) already runs this" in page
+    assert f'<a href="/jobs/{first.pk}/">job {first.pk}</a>' in page
+    assert Job.objects.exclude(pk=catalog.job.pk).count() == 1
+    # what differs is not a duplicate: another profile, or a recipe of other content
+    assert post(signed_in, **fields, benchmark_profile="chat").status_code == 302
+    assert post(signed_in, base=catalog.llama.pk, recipe_yaml=GOOD_YAML, recipe_name="a").status_code == 302
+    assert "already runs this" in errors(post(signed_in, base=catalog.llama.pk, recipe_yaml=GOOD_YAML, recipe_name="b"))
+    # a failed job is no duplicate: running it again is what the user wants
+    first.status = Job.Status.FAILED
+    first.save()
+    assert post(signed_in, **fields).status_code == 302
+
+
+def test_it_runs_an_identical_job_again_when_asked_and_says_so(signed_in, catalog):
+    fields = dict(base=catalog.llama.pk, presets="w4a16")
+    first = post(signed_in, **fields)["Location"]
+    again = post(signed_in, **fields, rerun="on")
+    assert again.status_code == 302 and again["Location"] != first
+    job = Job.objects.get(pk=again["Location"].split("/")[-2])
+    assert job.rerun_of_id == int(first.split("/")[-2])
+    assert (
+        f'Re-run of</dt><dd><a href="{first}">job {job.rerun_of_id}</a>'
+        in signed_in.get(again["Location"]).content.decode()
+    )
+
+
+def test_it_does_not_reveal_another_users_private_job_as_a_duplicate(client, catalog, alice, bob):
+    client.force_login(bob)
+    post(client, base=catalog.llama.pk, presets="w4a16", private="on")
+    client.force_login(alice)
+    assert post(client, base=catalog.llama.pk, presets="w4a16").status_code == 302

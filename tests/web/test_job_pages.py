@@ -2,9 +2,12 @@
 
 from datetime import timedelta
 
+from django.core.management import call_command
 from django.utils import timezone
 
+from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe, Stage
+from tests.helpers import run_queued
 
 S = Stage.Status
 
@@ -18,6 +21,21 @@ def submitted(base, owner, private=False) -> Job:
         benchmark_profile="",
         private=private,
     )
+
+
+def test_it_guesses_a_waiting_stages_time_only_from_models_of_its_size(client, catalog, alice):
+    """A stage that ran 79 s on a 1.2B model says nothing about one on a 7B model."""
+    now = timezone.now()
+    catalog.llama.num_parameters, catalog.qwen.num_parameters = 1_200_000_000, 7_000_000_000
+    catalog.llama.save()
+    catalog.qwen.save()
+    done = submitted(catalog.llama, alice)
+    done.stages.filter(kind="publish").update(status=S.DONE, started_at=now - timedelta(seconds=79), finished_at=now)
+    alike = BaseModel.objects.create(
+        name="org/llama-1b-copy", num_parameters=1_000_000_000, status=BaseModel.Status.READY
+    )
+    assert "typically 1 min 19 s" in client.get(f"/jobs/{submitted(alike, alice).pk}/").content.decode()
+    assert "typically" not in client.get(f"/jobs/{submitted(catalog.qwen, alice).pk}/").content.decode()
 
 
 def test_it_shows_stages_with_progress_logs_and_eta(client, catalog, alice):
@@ -99,3 +117,39 @@ def test_it_lists_my_jobs_and_the_queue(client, catalog, alice, bob):
     html = client.get("/jobs/").content.decode()
     assert f"/jobs/{mine.pk}/" in html and f"/jobs/{hidden.pk}/" not in html
     assert client.get(f"/jobs/{hidden.pk}/").status_code == 404
+
+
+NARROW_W4A16 = """
+quant_stage:
+  quant_modifiers:
+    QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: W4A16}
+"""
+
+
+def test_it_offers_edit_and_resubmit_not_retry_for_a_failure_every_run_meets(
+    client, transactional_db, alice, alice_token, stories260k, isolated_storage
+):
+    """A pasted recipe keeps its groups of 128, which stories260k's widths cannot take: compress
+    fails the same way on every run, so retrying is not offered; the form comes back filled in."""
+    call_command("import_model", str(stories260k))
+    base = BaseModel.objects.get(name="stories260k")
+    recipe = Recipe.objects.create(name="narrow", version=1, yaml=NARROW_W4A16, owner=alice)
+    job = Job.submit(base_model=base, recipes=[recipe], owner=alice, suite="", benchmark_profile="")
+    job.dispatch()  # what the submission's commit does
+    assert run_queued(job, "fetch") == "done"
+    assert run_queued(job, "compress") == "failed"
+    compress, publish = job.stages.get(kind="compress"), job.stages.get(kind="publish")
+    assert "does not divide the input width" in compress.error
+    assert not compress.retry_helps and not publish.retry_helps and publish.status == S.SKIPPED
+
+    client.force_login(alice)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "retry from here" not in page and f'href="/jobs/new/?from={job.pk}"' in page
+    form = client.get(f"/jobs/new/?from={job.pk}").content.decode()
+    assert "QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: W4A16}" in form
+    assert f'<option value="{base.pk}" selected>' in form and 'value="narrow"' in form
+    answer = client.post(
+        f"/api/v1/jobs/{job.pk}/retry", {}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {alice_token}"
+    )
+    assert answer.status_code == 409 and "edit the job and submit it anew" in answer.json()["error"]["message"]
+    assert client.get(f"/api/v1/jobs/{job.pk}").json()["stages"][1]["retry_helps"] is False

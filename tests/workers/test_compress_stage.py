@@ -6,7 +6,7 @@ from django.core.management import call_command
 from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import BaseModel, Variant
 from hub.jobs.models import Job, Recipe, Stage
-from tests.helpers import run_queued
+from tests.helpers import run_queued, submit_on_stories260k
 
 pytestmark = pytest.mark.slow
 
@@ -19,13 +19,7 @@ def calibration(settings, fixtures_dir):
 
 
 def test_it_compresses_the_base_into_a_cataloged_variant(transactional_db, stories260k, calibration, settings):
-    call_command("import_model", str(stories260k))
-    job = Job.submit(
-        base_model=BaseModel.objects.get(name="stories260k"),
-        recipes=[Recipe.for_preset("w8a8-int8")],
-        suite="",
-        benchmark_profile="",
-    )
+    job = submit_on_stories260k(stories260k)
     assert run_queued(job, "fetch") == "done"
     assert run_queued(job, "compress") == "done", job.stages.get(kind="compress").error
 
@@ -60,13 +54,7 @@ def test_it_fails_clearly_on_a_recipe_the_library_refuses(transactional_db, stor
 
 
 def test_it_says_how_to_calibrate_offline_when_the_default_set_is_unreachable(transactional_db, stories260k):
-    call_command("import_model", str(stories260k))
-    job = Job.submit(
-        base_model=BaseModel.objects.get(name="stories260k"),
-        recipes=[Recipe.for_preset("w8a8-int8")],
-        suite="",
-        benchmark_profile="",
-    )
+    job = submit_on_stories260k(stories260k)
     run_queued(job, "fetch")
     assert run_queued(job, "compress") == Stage.Status.FAILED
     error = job.stages.get(kind="compress").error

@@ -1,5 +1,8 @@
-"""benchmark: the base and the stage's variant on the job's workload profile, one after the
-other on this worker, so every speedup is a ratio of two runs measured together.
+"""benchmark: the base and the stage's variant on the job's workload profile, interleaved on
+this worker (base, variant, base, variant, ...) for BENCHMARK_ROUNDS rounds (at least 3), each
+round on fresh prompts that base and variant share. Every speedup is the median of the rounds'
+ratios with a 95% interval (`engine.metrics.speedup_over_rounds`); where the interval includes 1
+or the rounds disagree, the verdict is "inconclusive on this machine" rather than a figure.
 
 A variant this hardware (or this engine) cannot run is recorded as not runnable, with the
 reason, and the stage still succeeds: that is a finding about the variant, not a failure.
@@ -22,9 +25,9 @@ def benchmark(stage, ctx) -> StageResult:
     import torch
 
     from common.work import Cancelled
-    from engine.bench import measure
+    from engine.bench import compare
     from engine.hardware import describe_hardware
-    from engine.metrics import format_table, speedup
+    from engine.metrics import format_table, speedup_over_rounds
     from engine.profiles import CPU_SCALE, get_profile
     from engine.version import engine_version
 
@@ -39,6 +42,7 @@ def benchmark(stage, ctx) -> StageResult:
     except ValueError as exc:
         raise StageError(str(exc)) from None
 
+    rounds = settings.BENCHMARK_ROUNDS
     threads = torch.get_num_threads()
     if settings.BENCHMARK_THREADS:
         torch.set_num_threads(settings.BENCHMARK_THREADS)
@@ -46,31 +50,30 @@ def benchmark(stage, ctx) -> StageResult:
         hardware = describe_hardware()
         profile = profile.scaled(settings.BENCHMARK_SCALE or (CPU_SCALE if hardware["device"] == "cpu" else 1.0))
         ctx.logger.info(
-            "benchmarking %s and %s on %s v%s (scale %g) on %s",
+            "benchmarking %s and %s on %s v%s (scale %g), %d interleaved rounds, on %s",
             base.name,
             variant.name,
             profile.name,
             profile.version,
             profile.scale,
+            rounds,
             hardware.get("gpu_name") or hardware["cpu"],
         )
-        half = lambda offset: lambda done, msg: ctx.progress(offset + done / 2, msg)  # noqa: E731
         try:
-            base_m = measure(
-                Path(base.local_path), profile, name=base.name, progress=half(0.0), cancelled=ctx.cancelled
+            # the variant computes in the dtype its base ran in (compare sees to it)
+            base_m, variant_m = compare(
+                Path(base.local_path),
+                Path(variant.local_path),
+                profile,
+                rounds,
+                base_name=base.name,
+                variant_name=variant.name,
+                variant_scheme=variant.scheme or None,
+                progress=ctx.progress,
+                cancelled=ctx.cancelled,
             )
             if not base_m.runnable:
                 raise StageError(f"the base {base.name} cannot run here: {base_m.reason}")
-            # the variant computes in the dtype its base ran in
-            variant_m = measure(
-                Path(variant.local_path),
-                profile,
-                name=variant.name,
-                scheme=variant.scheme or None,
-                progress=half(0.5),
-                cancelled=ctx.cancelled,
-                dtype=base_m.settings["dtype"],
-            )
         except Cancelled:
             raise StageError("cancelled") from None
         except ValueError as exc:  # the engine's refusals: bad weights, a profile longer than the model allows
@@ -81,7 +84,21 @@ def benchmark(stage, ctx) -> StageResult:
     ctx.logger.info("%s", format_table([base_m, variant_m]))
     if not variant_m.runnable:
         ctx.logger.info("%s is not runnable here: %s", variant.name, variant_m.reason)
-    gains = speedup(base_m.metrics, variant_m.metrics) if variant_m.runnable else None
+    gains = speedup_over_rounds(base_m.metrics, variant_m.metrics) if variant_m.runnable else None
+    verdict = ""
+    if gains:
+        for b, v in zip(base_m.metrics["rounds"], variant_m.metrics["rounds"]):
+            ctx.logger.info(
+                "round %d: base %.1f, variant %.1f output tokens/s; load average %s, %s",
+                b["round"] + 1,
+                b["output_throughput"],
+                v["output_throughput"],
+                b["load_average"],
+                v["load_average"],
+            )
+        tp = gains.get("output_throughput")
+        verdict = tp["summary"] if tp else "not measured: a round completed no request"
+        ctx.logger.info("speedup (output tokens/s, %d rounds): %s", gains["rounds"], verdict)
     folder, digests = _save_records(stage, {"base": base_m, "variant": variant_m})
     version = engine_version()
     outputs = {
@@ -94,6 +111,8 @@ def benchmark(stage, ctx) -> StageResult:
         "variant_output_throughput": variant_m.metrics.get("output_throughput"),
         "runnable": variant_m.runnable,
         "reason": variant_m.reason,
+        "rounds": len(base_m.metrics.get("rounds") or [base_m.metrics]),
+        "verdict": verdict,
         "speedup": {k: v for k, v in (gains or {}).items() if k not in ("memory", "levels")},
     }
 

@@ -6,7 +6,7 @@ from django.conf import settings
 
 from hub.catalog.checkpoints import sha256_file
 from hub.catalog.models import Variant
-from workers.runner import StageError, StageResult
+from workers.runner import StageError, StageRefused, StageResult
 
 
 def compress_stage(stage, ctx) -> StageResult:
@@ -46,8 +46,8 @@ def compress_stage(stage, ctx) -> StageResult:
             )
         )
         raise StageError(f"{recipe}: {exc}{hint}") from None
-    except (ValueError, NotImplementedError) as exc:
-        raise StageError(f"{recipe}: {exc}") from None
+    except (ValueError, NotImplementedError) as exc:  # the recipe and the model do not fit
+        raise StageRefused(f"{recipe}: {exc}") from None
     files = [{"path": f["path"], "size": f["bytes"], "sha256": f["sha256"]} for f in report.files]
     files.append(
         {

@@ -40,6 +40,31 @@ def times(value) -> str:
     return f"{float(value):.2f}x"
 
 
+def speedup_text(median, low=None, high=None, verdict=None) -> str:
+    """A speedup as the benchmark stage judged it: '1.42x (95% interval 1.31-1.55)', or
+    'inconclusive on this machine: 95% interval 0.71-14.00' with no figure in front, or, for a run measured once
+    (before rounds), '1.20x (one round)'."""
+    if median is None:
+        return "not measured"
+    if not verdict or verdict == "one round" or low is None or high is None:
+        return f"{float(median):.2f}x (one round)"
+    interval = f"95% interval {float(low):.2f}-{float(high):.2f}"
+    if verdict == "inconclusive":
+        return f"inconclusive on this machine: {interval}"
+    return f"{float(median):.2f}x ({interval})"
+
+
+@register.filter
+def speedup_of(variant) -> str:
+    """A variant annotated by `with_measures`, its speedup as `speedup_text` says it."""
+    return speedup_text(
+        getattr(variant, "speedup", None),
+        getattr(variant, "speedup_low", None),
+        getattr(variant, "speedup_high", None),
+        getattr(variant, "speedup_verdict", None),
+    )
+
+
 @register.filter
 def pct_of(value, whole) -> str:
     if not value or not whole:

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe
+from hub.jobs.presets import PRESETS
 
 
 class Command(BaseCommand):
@@ -25,6 +26,9 @@ class Command(BaseCommand):
             recipes = [Recipe.for_preset(name) for name in recipe]
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        for name in recipe:
+            if why := PRESETS[name].fits(base_model.config):
+                raise CommandError(f"{name} cannot quantize {base_model.name}: {why}")
         owner = get_user_model().objects.get(username=user) if user else None
         job = Job.submit(base_model=base_model, recipes=recipes, owner=owner, suite=suite, benchmark_profile=profile)
         self.stdout.write(f"submitted job {job.pk}: {', '.join(s.name for s in job.stages.all())}")
