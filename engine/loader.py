@@ -58,6 +58,9 @@ def load_model(model_dir: str | Path, dtype: torch.dtype, device: torch.device, 
     with torch.device(device):
         model = LlamaForCausalLM(cfg, max_position, method, dtype)
     load_weights(model, iter_checkpoint(model_dir))
+    for module in model.modules():
+        if isinstance(module, Linear):
+            module.method.process_weights_after_loading(module)
     if device.type == "cuda":
         # 2:4 sparse models are saved dense (compress's 2of4 presets): found by their weights
         sparsify_two_of_four(model)

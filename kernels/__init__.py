@@ -1,7 +1,8 @@
 """Kernels used by the engine. Each op runs its Triton kernel on CUDA tensors and its PyTorch
 twin in `kernels.reference` otherwise, so the CPU path is the reference and importing this
-package pulls in neither Triton nor a GPU. Paged attention alone has a faster CPU path of its
-own (`kernels.cpu`, batched over sequences), held to the same reference. The Triton versions
+package pulls in neither Triton nor a GPU. Paged attention (`kernels.cpu`, batched over
+sequences) and per-token quantization (`kernels.cpu_quant`) have faster CPU paths of their own,
+held to the same reference. The Triton versions
 live one family per module (`kernels.attention`, `kernels.cache`, `kernels.norm`,
 `kernels.rotary`, `kernels.activation`) and can be called directly, e.g. on CPU tensors under
 `TRITON_INTERPRET=1`."""
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from importlib import import_module
 from typing import ParamSpec, TypeVar
 
-from kernels import cpu, reference
+from kernels import cpu, cpu_quant, reference
 
 # longest row whose quantization the GPU kernels fuse into the norm or activation in front
 # (one program holds the row); longer ones are quantized by the layer
@@ -53,7 +54,7 @@ rotary_embedding = _op(reference.rotary_embedding, "rotary", on="query")
 silu_and_mul_quant = _op(reference.silu_and_mul_quant, "activation")
 silu_and_mul = _op(reference.silu_and_mul, "activation")
 wna16_gemm = _op(reference.wna16_gemm, "gemm_wna16")
-quantize_per_token = _op(reference.quantize_per_token, "gemm_scaled")
+quantize_per_token = _op(cpu_quant.quantize_per_token, "gemm_scaled")
 # on CUDA: cuBLAS for the FP8 products it runs, the Triton kernel for the rest
 scaled_mm = _op(reference.scaled_mm, "gemm_scaled", "scaled_mm_fastest")
 

@@ -31,6 +31,10 @@ class LinearMethod:
         """Copies checkpoint tensor `name` (e.g. "weight") of output shard `shard` into the layer."""
         raise NotImplementedError
 
+    def process_weights_after_loading(self, layer: "Linear") -> None:
+        """Called once per layer after every shard is loaded: a method that runs from a layout
+        other than the checkpoint's (e.g. CPU-packed or dequantized weights) builds it here."""
+
     def apply(self, layer: "Linear", x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -10,6 +10,11 @@ them straight from the stored tensors (the layouts compressed-tensors writes).
 - 2:4 sparse models, saved dense: `Sparse24Method`, PyTorch's semi-structured sparse tensors on
   GPUs that have them (`sparsify_two_of_four`).
 
+On CPUs the stored tensors are kept, and each layer also gets, once after loading, the weight
+of its `kernels.cpu_quant` plan: dequantized to the compute dtype (bit-identical to the per-call
+reference twins, at the dense model's speed: the default) or, asked for, repacked for PyTorch's
+quantized CPU kernels. CUDA layers run the Triton kernels on the stored tensors.
+
 W8A8 / FP8 layers other than o_proj get their input already quantized by the kernel in front
 (the RMSNorm, or the SiLU-and-mul): `fuse_input_quantization`, one kernel where there were two.
 
@@ -28,6 +33,7 @@ from torch import nn
 import kernels
 from engine.config import UnsupportedModelError
 from engine.layers.linear import DenseLinearMethod, Linear, LinearMethod, copy_weight
+from kernels import cpu_quant
 from kernels.reference import unpack_int32
 
 _LINEAR_CLASSES = ("Linear",)  # class-name targets that select our Linear layers
@@ -219,10 +225,54 @@ class WNA16Method(LinearMethod):
             return copy_weight(layer.output_slice(getattr(layer, name), shard), tensor, name)
         raise KeyError(f"unexpected tensor {name!r} for a pack-quantized linear layer")
 
+    def process_weights_after_loading(self, layer: Linear) -> None:
+        layer.cpu_kind = None  # the per-call path: the Triton kernel on CUDA, the reference twin on CPU
+        if layer.weight_packed.device.type != "cpu" or (plan := cpu_quant.cpu_plan()) == "reference":
+            return
+        packed, scale, zero = layer.weight_packed.data, layer.weight_scale.data, layer.weight_zero_point
+        zero = None if zero is None else zero.data
+        n, k = layer.out_features, layer.in_features
+        if plan == "packed" and self.bits == 4:
+            if cpu_quant.int4_kernel_group(n, k, layer.group_size) is None:
+                raise UnsupportedModelError(f"HUB_CPU_QUANT=packed: {cpu_quant.int4_refusal(n, k, layer.group_size)}")
+            weight, scales_zeros, group = cpu_quant.pack_int4(packed, scale, zero, layer.group_size, scale.dtype)
+            layer.register_buffer("cpu_weight", weight, persistent=False)
+            layer.register_buffer("cpu_scales_zeros", scales_zeros, persistent=False)
+            layer.cpu_group = group
+            layer.cpu_kind = "int4"
+            return
+        if plan == "packed":
+            if layer.group_size != k:
+                raise UnsupportedModelError(
+                    f"HUB_CPU_QUANT=packed: int8 weights in groups of {layer.group_size} have no PyTorch CPU "
+                    "kernel (_weight_int8pack_mm takes per-channel scales); HUB_CPU_QUANT=dense runs them"
+                )
+            weight, scale8, zero_term = cpu_quant.pack_int8_channel(packed, scale, zero)
+            layer.register_buffer("cpu_weight", weight, persistent=False)
+            layer.register_buffer("cpu_scale", scale8, persistent=False)
+            layer.cpu_zero_term = zero_term
+            layer.cpu_kind = "int8"
+            return
+        weight = cpu_quant.dense_from_packed(packed, scale, zero, self.bits, layer.group_size)
+        layer.register_buffer("cpu_weight", weight.to(scale.dtype), persistent=False)
+        layer.cpu_kind = "dense"
+
     def apply(self, layer: Linear, x: torch.Tensor) -> torch.Tensor:
-        out = kernels.wna16_gemm(
-            x, layer.weight_packed, layer.weight_scale, layer.weight_zero_point, self.bits, layer.group_size
-        )
+        kind = getattr(layer, "cpu_kind", None)
+        if kind == "dense":
+            out = cpu_quant.dense_wna16_mm(x, layer.cpu_weight)
+        elif kind == "int4":
+            x2 = x.reshape(-1, x.shape[-1])
+            out = cpu_quant.int4_mm(x2, layer.cpu_weight, layer.cpu_scales_zeros, layer.cpu_group)
+            out = out.view(*x.shape[:-1], out.shape[-1])
+        elif kind == "int8":
+            x2 = x.reshape(-1, x.shape[-1])
+            out = cpu_quant.int8_channel_mm(x2, layer.cpu_weight, layer.cpu_scale, layer.cpu_zero_term)
+            out = out.view(*x.shape[:-1], out.shape[-1])
+        else:
+            out = kernels.wna16_gemm(
+                x, layer.weight_packed, layer.weight_scale, layer.weight_zero_point, self.bits, layer.group_size
+            )
         return out if layer.bias is None else out + layer.bias
 
 
@@ -238,6 +288,7 @@ class ScaledMMMethod(LinearMethod):
         n, k = layer.out_features, layer.in_features
         layer.weight = nn.Parameter(torch.empty(n, k, dtype=self.qdtype), requires_grad=False)
         layer.weight_scale = nn.Parameter(torch.empty(n, 1, dtype=torch.float32), requires_grad=False)
+        layer.cpu_dtype = dtype  # a CPU weight dequantized at load takes the compute dtype
 
     def load_weight(self, layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
         if name == "weight":
@@ -250,13 +301,35 @@ class ScaledMMMethod(LinearMethod):
             return copy_weight(rows, src.expand(rows.shape[0], 1) if src.numel() == 1 else src, name)
         raise KeyError(f"unexpected tensor {name!r} for a {self.qdtype} quantized linear layer")
 
+    def process_weights_after_loading(self, layer: Linear) -> None:
+        layer.cpu_kind = None  # the per-call path: Triton / cuBLAS on CUDA, the reference twin on CPU
+        if layer.weight.device.type != "cpu" or (plan := cpu_quant.cpu_plan()) == "reference":
+            return
+        if plan == "packed" and self.qdtype == torch.int8:
+            # torch._int_mm reads the stored [N, K] weight through a transposed view: no copy
+            layer.register_buffer("cpu_scale", layer.weight_scale.data.float().reshape(1, -1), persistent=False)
+            layer.cpu_kind = "int_mm"
+            return
+        # FP8 has no CPU math: its weight, like int8's on the dense plan, is dequantized once
+        dense = cpu_quant.dense_from_scaled(layer.weight.data, layer.weight_scale.data, layer.cpu_dtype)
+        layer.register_buffer("cpu_weight", dense, persistent=False)
+        layer.cpu_kind = "dense"
+
     def apply(self, layer: Linear, x: "torch.Tensor | QuantizedActivation") -> torch.Tensor:
         if isinstance(x, QuantizedActivation):  # quantized by the norm in front (fuse_input_quantization)
-            return kernels.scaled_mm(x.q, layer.weight, x.scale, layer.weight_scale, x.dtype, layer.bias)
+            return self._scaled_mm(layer, x.q, x.scale, x.dtype)
         x2 = x.reshape(-1, x.shape[-1])
         q, scale = kernels.quantize_per_token(x2, self.qdtype)
-        out = kernels.scaled_mm(q, layer.weight, scale, layer.weight_scale, x.dtype, layer.bias)
+        out = self._scaled_mm(layer, q, scale, x.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
+
+    def _scaled_mm(self, layer: Linear, q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        kind = getattr(layer, "cpu_kind", None)
+        if kind == "dense":
+            return cpu_quant.dense_scaled_mm(q, scale, layer.cpu_weight, dtype, layer.bias)
+        if kind == "int_mm":
+            return cpu_quant.int8_int_mm(q, scale, layer.weight.t(), layer.cpu_scale, dtype, layer.bias)
+        return kernels.scaled_mm(q, layer.weight, scale, layer.weight_scale, dtype, layer.bias)
 
 
 @dataclass(frozen=True)

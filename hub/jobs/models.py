@@ -374,6 +374,15 @@ class Stage(models.Model):
     def name(self) -> str:
         return f"{self.kind} ({self.recipe.name})" if self.recipe_id else self.kind
 
+    def ahead_in_queue(self) -> int:
+        """How many stages a worker of this stage's queue takes before it: those running on the
+        queue, and those queued on it earlier."""
+        on_queue = Stage.objects.filter(queue=self.queue).exclude(pk=self.pk)
+        earlier = models.Q(enqueued_at__lt=self.enqueued_at) | models.Q(enqueued_at=self.enqueued_at, pk__lt=self.pk)
+        return on_queue.filter(
+            models.Q(status=self.Status.RUNNING) | (models.Q(status=self.Status.QUEUED) & earlier)
+        ).count()
+
     @classmethod
     def typical_durations(cls, num_parameters: int | None) -> dict[str, timedelta]:
         """The median run time of each kind of stage over recent finished ones on models of about

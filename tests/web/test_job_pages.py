@@ -153,3 +153,17 @@ def test_it_offers_edit_and_resubmit_not_retry_for_a_failure_every_run_meets(
     )
     assert answer.status_code == 409 and "edit the job and submit it anew" in answer.json()["error"]["message"]
     assert client.get(f"/api/v1/jobs/{job.pk}").json()["stages"][1]["retry_helps"] is False
+
+
+def test_it_says_where_a_queued_stage_stands_in_its_queue(client, catalog, alice):
+    now = timezone.now()
+    first, second = submitted(catalog.llama, alice), submitted(catalog.qwen, alice)
+    first.stages.filter(kind="fetch").update(status=S.RUNNING, started_at=now)
+    first.stages.filter(kind="compress").update(status=S.QUEUED, enqueued_at=now - timedelta(seconds=30))
+    second.stages.filter(kind="fetch").update(status=S.QUEUED, enqueued_at=now - timedelta(seconds=20))
+    second.stages.filter(kind="compress").update(status=S.QUEUED, enqueued_at=now - timedelta(seconds=10))
+    first_page = client.get(f"/jobs/{first.pk}/").content.decode()
+    assert "next in the gpu queue" in first_page
+    page = client.get(f"/jobs/{second.pk}/").content.decode()
+    assert "1 stage ahead of it in the cpu queue" in page  # first's running fetch
+    assert "1 stage ahead of it in the gpu queue" in page  # first's compress, queued before

@@ -1,0 +1,219 @@
+"""Quantized Linear layers on the CPU run from weights prepared once at load (kernels.cpu_quant)
+and compute what the per-call reference twins compute: the "dense" plan bit for bit, the
+"packed" plan (PyTorch's int4 / int8 CPU kernels) within float32 rounding; a quantized model's
+greedy tokens are the reference path's on either plan."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import LLM, SamplingParams, UnsupportedModelError
+from engine.layers.linear import Linear
+from engine.layers.quant import ScaledMMMethod, Scheme, WNA16Method
+from kernels import cpu_quant, reference
+
+GREEDY = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)
+BATCHES = (1, 5, 32)
+
+# The packed kernels sum K products in another order (blocked along K and N) than F.linear over
+# the dequantized weight, and the int4 kernel folds an integer zero point z into a float zero
+# -z * scale (one more rounding per weight). Both are float32 rounding, ~K * 2^-24 relative to
+# sum |x * w|: with K <= 512 and outputs of a few units, 2e-4 absolute / 1e-4 relative covers it
+# with margin, while one wrong code (an error of one scale, >= 0.01 here) would fail it.
+PACKED_TOL = dict(atol=2e-4, rtol=1e-4)
+
+
+def _wna16_layer(bits: int, n: int, k: int, group: int | None, symmetric: bool, bias: bool = False) -> Linear:
+    strategy = "group" if group else "channel"
+    scheme = Scheme("pack-quantized", "int", bits, symmetric, strategy, group, None)
+    layer = Linear(k, [n], bias, WNA16Method(scheme), torch.float32)
+    g = torch.Generator().manual_seed(bits * 1000 + n + k + (group or 0) + symmetric)
+    layer.weight_packed.copy_(torch.randint(-(2**31), 2**31 - 1, layer.weight_packed.shape, generator=g))
+    layer.weight_scale.copy_(torch.rand(layer.weight_scale.shape, generator=g) * 0.05 + 0.01)
+    if not symmetric:
+        half = 1 << (bits - 1)
+        layer.weight_zero_point.copy_(torch.randint(-half, half, layer.weight_zero_point.shape, generator=g))
+    if bias:
+        layer.bias.copy_(torch.randn(n, generator=g))
+    return layer
+
+
+def _scaled_layer(qdtype: torch.dtype, n: int, k: int, per_tensor: bool) -> Linear:
+    weight_type = "int" if qdtype == torch.int8 else "float"
+    scheme = Scheme(f"{weight_type}-quantized", weight_type, 8, True, "channel", None, weight_type)
+    layer = Linear(k, [n], True, ScaledMMMethod(scheme), torch.float32)
+    g = torch.Generator().manual_seed(n + k + per_tensor)
+    if qdtype == torch.int8:
+        layer.weight.copy_(torch.randint(-128, 128, (n, k), generator=g).to(torch.int8))
+    else:
+        layer.weight.copy_((torch.randn(n, k, generator=g) * 100).clamp(-448, 448).to(qdtype))
+    scale = torch.rand(1 if per_tensor else n, 1, generator=g) * 0.01 + 0.001
+    layer.weight_scale.copy_(scale.expand(n, 1))
+    layer.bias.copy_(torch.randn(n, generator=g))
+    return layer
+
+
+def _prepare(layer: Linear, plan: str, monkeypatch) -> Linear:
+    monkeypatch.setenv("HUB_CPU_QUANT", plan)
+    layer.method.process_weights_after_loading(layer)
+    return layer
+
+
+def _reference(layer: Linear, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(layer.method, WNA16Method):
+        m = layer.method
+        out = reference.wna16_gemm(
+            x, layer.weight_packed, layer.weight_scale, layer.weight_zero_point, m.bits, layer.group_size
+        )
+        return out if layer.bias is None else out + layer.bias
+    q, scale = reference.quantize_per_token(x, layer.method.qdtype)
+    return reference.scaled_mm(q, layer.weight, scale, layer.weight_scale, x.dtype, layer.bias)
+
+
+WNA16_CASES = [
+    # bits, N, K, group (None: channel), symmetric
+    (4, 128, 256, 32, True),
+    (4, 96, 512, 128, False),
+    (4, 64, 192, 64, False),
+    (4, 48, 256, None, True),  # channel: run as groups of 256 with the scale repeated
+    (4, 160, 512, None, False),
+    (8, 64, 256, None, True),
+    (8, 96, 192, None, False),
+    (8, 64, 256, 128, True),  # int8 in groups: no PyTorch CPU kernel, dequantized once
+]
+
+
+@pytest.mark.parametrize("bits, n, k, group, symmetric", WNA16_CASES)
+def test_it_runs_pack_quantized_layers_as_the_reference_does(monkeypatch, bits, n, k, group, symmetric):
+    dense = _prepare(_wna16_layer(bits, n, k, group, symmetric, bias=True), "dense", monkeypatch)
+    # int8 in groups has no PyTorch CPU kernel (refused on the packed plan, tested below)
+    plan = "dense" if bits == 8 and group else "packed"
+    packed = _prepare(_wna16_layer(bits, n, k, group, symmetric, bias=True), plan, monkeypatch)
+    assert packed.cpu_kind == ("int4" if bits == 4 else "int8" if not group else "dense")
+    for m in BATCHES:
+        x = torch.randn(m, k, generator=torch.Generator().manual_seed(m))
+        want = _reference(dense, x)
+        assert torch.equal(dense(x), want)  # the reference's own arithmetic, its weight built once
+        torch.testing.assert_close(packed(x), want, **PACKED_TOL)
+    # leading dims other than tokens pass through
+    x3 = torch.randn(2, 3, k)
+    torch.testing.assert_close(packed(x3), _reference(dense, x3.reshape(6, k)).view(2, 3, n), **PACKED_TOL)
+
+
+@pytest.mark.parametrize("qdtype", [torch.int8, torch.float8_e4m3fn], ids=["w8a8", "fp8"])
+@pytest.mark.parametrize("per_tensor", [False, True], ids=["channel", "tensor"])
+def test_it_runs_w8a8_and_fp8_layers_as_the_reference_does(monkeypatch, qdtype, per_tensor):
+    n, k = 96, 320
+    dense = _prepare(_scaled_layer(qdtype, n, k, per_tensor), "dense", monkeypatch)
+    packed = _prepare(_scaled_layer(qdtype, n, k, per_tensor), "packed", monkeypatch)
+    # FP8 has no CPU math: it is dequantized once on every plan
+    assert (dense.cpu_kind, packed.cpu_kind) == ("dense", "int_mm" if qdtype == torch.int8 else "dense")
+    for m in BATCHES:
+        x = torch.randn(m, k, generator=torch.Generator().manual_seed(m)) * 3
+        want = _reference(dense, x)
+        assert torch.equal(dense(x), want)
+        # torch._int_mm's int32 sum is exact; the reference sums dequantized products in float32
+        torch.testing.assert_close(packed(x), want, **PACKED_TOL)
+
+
+@pytest.mark.parametrize("qdtype", [torch.int8, torch.float8_e4m3fn], ids=["int8", "fp8"])
+def test_it_quantizes_per_token_as_the_reference_does(qdtype):
+    x = torch.randn(33, 300, generator=torch.Generator().manual_seed(1)) * 4
+    x[3] = 0  # an all-zero row takes scale eps
+    x[4] = x[4].abs()  # rows of one sign
+    x[5] = -x[5].abs()
+    q, scale = cpu_quant.quantize_per_token(x, qdtype)
+    want_q, want_scale = reference.quantize_per_token(x, qdtype)
+    assert torch.equal(scale, want_scale) and torch.equal(q.view(torch.int8), want_q.view(torch.int8))
+
+
+def test_it_refuses_packed_layers_the_kernels_cannot_take(monkeypatch):
+    with pytest.raises(UnsupportedModelError, match="N % 16"):
+        _prepare(_wna16_layer(4, 40, 256, 32, True), "packed", monkeypatch)
+    with pytest.raises(UnsupportedModelError, match="per-channel scales"):
+        _prepare(_wna16_layer(8, 64, 256, 128, True), "packed", monkeypatch)
+    monkeypatch.setenv("HUB_CPU_QUANT", "fastest")
+    with pytest.raises(ValueError, match="HUB_CPU_QUANT"):
+        cpu_quant.cpu_plan()
+
+
+def test_it_dequantizes_once_unless_told_otherwise(monkeypatch):
+    # the packed kernels are slower than float32 F.linear on AVX2 (bench/cpu_quant.py) and
+    # unmeasured elsewhere: dense is the plan that is never slower than the base model
+    monkeypatch.delenv("HUB_CPU_QUANT", raising=False)
+    assert cpu_quant.cpu_plan() == "dense"
+    layer = _wna16_layer(4, 64, 256, 32, True)
+    layer.method.process_weights_after_loading(layer)
+    assert layer.cpu_kind == "dense"
+
+
+# --- a small quantized model, end to end -------------------------------------------------------
+
+W4_ASYM = "num_bits: 4, type: int, symmetric: false, strategy: group, group_size: 32"
+W8_CHANNEL = "num_bits: 8, type: int, symmetric: true, strategy: channel"
+A8_TOKEN = "{num_bits: 8, type: int, symmetric: true, strategy: token, dynamic: true}"
+
+
+def _rtn(weights: str, activations: str = "null") -> str:
+    return (
+        "default_stage:\n  default_modifiers:\n    QuantizationModifier:\n      ignore: [lm_head]\n"
+        f"      config_groups: {{group_0: {{targets: [Linear], weights: {{{weights}}}, input_activations: {activations}}}}}\n"
+    )
+
+
+RECIPES = {
+    "w4a16": "w4a16",  # symmetric, group 32 on the tiny widths
+    "w4a16-asym": _rtn(W4_ASYM),
+    "w8a16": "w8a16",  # int8 in groups: dense plan only
+    "w8a16-channel": _rtn(W8_CHANNEL),
+    "w8a8-int8": _rtn(W8_CHANNEL, A8_TOKEN),
+    "fp8-dynamic": "fp8-dynamic",
+}
+
+
+PACKED_KINDS = {
+    "w4a16": {"int4"},
+    "w4a16-asym": {"int4"},
+    "w8a16": None,  # groups: refused on the packed plan
+    "w8a16-channel": {"int8"},
+    "w8a8-int8": {"int_mm"},
+    "fp8-dynamic": {"dense"},  # no CPU FP8 math: dequantized once on every plan
+}
+
+
+@pytest.fixture(scope="module")
+def compressed(make_checkpoint, tmp_path_factory):
+    from compress import compress
+
+    made: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in made:
+            out = tmp_path_factory.mktemp("quant-cpu") / name
+            compress(make_checkpoint("llama"), RECIPES[name], out, device="cpu")
+            made[name] = out
+        return made[name]
+
+    return make
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_it_generates_the_reference_paths_tokens(compressed, monkeypatch, name):
+    path = compressed(name)
+    g = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(0, 128, (n,), generator=g).tolist() for n in (1, 7, 30)]
+    tokens, kinds = {}, {}
+    for plan in ("reference", "dense", "packed"):
+        monkeypatch.setenv("HUB_CPU_QUANT", plan)
+        if PACKED_KINDS[name] is None and plan == "packed":
+            with pytest.raises(UnsupportedModelError, match="per-channel scales"):
+                LLM(path, dtype="float32", device="cpu", num_kv_blocks=32)
+            continue
+        llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=32)
+        kinds[plan] = {m.cpu_kind for m in llm.model.modules() if hasattr(m, "cpu_kind")}
+        tokens[plan] = [out.token_ids for out in llm.generate(prompts, GREEDY)]
+    assert kinds["reference"] == {None} and kinds["dense"] == {"dense"}
+    assert kinds.get("packed") == PACKED_KINDS[name]
+    assert tokens["dense"] == tokens["reference"]
+    assert tokens.get("packed", tokens["reference"]) == tokens["reference"]
