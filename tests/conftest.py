@@ -110,6 +110,15 @@ def smollm2_slice(smollm2: Path, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The catalog caches its rendered filters and list for a few seconds; each test starts
+    without them, or one test's catalog would show in the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def isolated_storage(settings, tmp_path):
     """Models, artifacts and repositories of one test live in its own temporary folder."""

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 
 from hub.catalog.models import BaseModel, Publication, Variant
 from hub.jobs.models import Job, Recipe, Stage
@@ -16,12 +15,6 @@ from hub.results.models import BenchmarkRun, EvalRun, Recovery
 @pytest.fixture(autouse=True)
 def _storage(isolated_storage):
     return isolated_storage
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    """The catalog caches its filter choices; each test starts without them."""
-    cache.clear()
 
 
 def write_files(folder: Path, contents: dict[str, bytes]) -> list[dict]:
