@@ -16,7 +16,7 @@ from hub.jobs.models import Job, QuotaExceeded, Stage
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = Job.objects.select_related("base_model", "owner").visible_to(request.user)
+    jobs = Job.objects.select_related("base_model", "owner").prefetch_related("recipes").visible_to(request.user)
     mine = jobs.filter(owner=request.user)[:50] if request.user.is_authenticated else []
     queue = jobs.filter(status__in=Job.ACTIVE).order_by("created_at")[:100]
     waiting = {

@@ -113,6 +113,7 @@ def test_it_lists_my_jobs_and_the_queue(client, catalog, alice, bob):
     html = client.get("/jobs/").content.decode()
     assert f"/jobs/{mine.pk}/" in html and f"/jobs/{hidden.pk}/" in html
     assert "cpu 2" in html  # both fetch stages wait on the cpu queue
+    assert f"job {mine.pk}</a></td>\n      <td>org/llama-1b</td><td>w4a16</td>" in html  # what each job compresses with
     client.force_login(bob)
     html = client.get("/jobs/").content.decode()
     assert f"/jobs/{mine.pk}/" in html and f"/jobs/{hidden.pk}/" not in html
