@@ -16,14 +16,17 @@ def start_gunicorn(
     *options: str, env: dict[str, str] | None = None, log: Path | None = None
 ) -> tuple[subprocess.Popen, str]:
     """gunicorn serving hub.wsgi with `options`, in a session of its own so that `stop` takes its
-    workers too; returns the process and the URL it listens on."""
+    workers too, told its own address; returns the process and the URL it listens on."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
     out = log.open("w") if log else subprocess.DEVNULL
     cmd = [sys.executable, "-m", "gunicorn", "hub.wsgi", "-b", f"127.0.0.1:{port}", *options]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}"
+    # the hub hands out upload and download URLs on its own address, SITE_URL
+    environ = {**(env if env is not None else os.environ), "HUB_SITE_URL": url}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, url
 
 
 def when_up(attempt: Callable[[], object], seconds: float = 60) -> None:
