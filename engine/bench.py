@@ -266,6 +266,8 @@ class Bench:
         self.memory: dict = {}
         self._before: int | None = None
         self._file_prompts: list[list[int]] | None = None
+        # the next round's workloads and prompts, made once: load() checks them, run_round() runs them
+        self._work: tuple[int, list[Workload], list[list[list[int]]]] | None = None
 
     def load(self) -> bool:
         """Loads the model unless it is loaded; False when it cannot run here (see `reason`)."""
@@ -308,6 +310,8 @@ class Bench:
     def _round_work(self, r: int) -> tuple[list[Workload], list[list[list[int]]]]:
         """Round r's workload and prompts per level: random prompts from seeds no other round or
         level uses, or the file's prompts continuing where round r - 1 stopped."""
+        if self._work is not None and self._work[0] == r:
+            return self._work[1], self._work[2]
         p, levels = self.profile, self.profile.concurrency
         seed = self.settings["seed"] + r * len(levels)
         workloads = [
@@ -321,6 +325,7 @@ class Bench:
             prompts = [[self._file_prompts[k % n] for k in range(a, b)] for a, b in zip(ends, ends[1:])]
         else:
             prompts = [random_prompts(self.llm, w) for w in workloads]
+        self._work = (r, workloads, prompts)
         return workloads, prompts
 
     def run_round(self, progress: Progress | None = None, cancelled: CancelCheck | None = None) -> dict:

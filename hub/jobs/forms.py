@@ -298,11 +298,13 @@ class JobForm(forms.Form):
         data = self.cleaned_data
         if base is None:
             return
-        recipes = [Recipe.for_preset(name) for name in data["presets"]] + (
-            [data["recipe_yaml"]] if data["recipe_yaml"] else []
-        )
         self.duplicate = Job.objects.visible_to(self.user).identical(
-            base, recipes, data["suite"], data["benchmark_profile"], data["publish_targets"]
+            base,
+            data["presets"],
+            data["recipe_yaml"],
+            data["suite"],
+            data["benchmark_profile"],
+            data["publish_targets"],
         )
         if self.duplicate and not data.get("rerun"):
             self.add_error(

@@ -61,6 +61,11 @@ class Recipe(models.Model):
         return recipe
 
     @property
+    def content(self) -> str:
+        """What the recipe computes: a preset's name, or a pasted recipe's text."""
+        return f"preset:{self.name}" if self.preset else f"yaml:{self.yaml.strip()}"
+
+    @property
     def recovery_threshold(self) -> float:
         preset = PRESETS.get(self.name) if self.preset else None
         return preset.recovery_threshold if preset else 0.96
@@ -70,13 +75,15 @@ class JobQuerySet(OwnedQuerySet):
     base_lookup = "base_model"
 
     def identical(
-        self, base: BaseModel, recipes: "list[Recipe | str]", suite: str, profile: str, targets: list[str]
+        self, base: BaseModel, presets: list[str], recipe_yaml: str, suite: str, profile: str, targets: list[str]
     ) -> "Job | None":
         """The newest queued, running or done job that would compute exactly what this submission
         asks for: the same base model (so the same fetched revision), recipes of the same content
-        (a preset by name, a pasted recipe by its text, whatever it is called), suite, benchmark
-        profile and publish targets. `recipes` holds Recipe rows or pasted recipe texts."""
-        wanted = sorted(recipe_content(r) for r in recipes)
+        (`Recipe.content`: a preset by name, a pasted recipe by its text, whatever it is called),
+        suite, benchmark profile and publish targets."""
+        wanted = sorted(
+            [*(f"preset:{name}" for name in presets), *([f"yaml:{recipe_yaml.strip()}"] if recipe_yaml else [])]
+        )
         candidates = self.filter(
             base_model=base,
             suite=suite,
@@ -84,16 +91,9 @@ class JobQuerySet(OwnedQuerySet):
             status__in=(*Job.ACTIVE, Job.Status.DONE),
         ).prefetch_related("recipes")
         for job in candidates.order_by("-created_at")[:50]:
-            if job.publish_targets == targets and sorted(recipe_content(r) for r in job.recipes.all()) == wanted:
+            if job.publish_targets == targets and sorted(r.content for r in job.recipes.all()) == wanted:
                 return job
         return None
-
-
-def recipe_content(recipe: "Recipe | str") -> str:
-    """What a recipe computes: a preset's name, or the text of a pasted recipe."""
-    if isinstance(recipe, str):
-        return "yaml:" + recipe.strip()
-    return f"preset:{recipe.name}" if recipe.preset else "yaml:" + recipe.yaml.strip()
 
 
 class Job(models.Model):
@@ -341,6 +341,7 @@ class Stage(models.Model):
         Kind.PUBLISH: "cpu",
     }
     FINAL = (Status.DONE, Status.FAILED, Status.CANCELLED, Status.SKIPPED)
+    RETRYABLE = (Status.FAILED, Status.CANCELLED, Status.SKIPPED)  # what a retry may run again
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="stages")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -495,7 +496,7 @@ class Stage(models.Model):
     def retry(self, by=None) -> None:
         """Run this stage again, and then whatever its failure stopped; done stages stay done.
         A job that had finished becomes active again: within `by`'s limits (Job.admit)."""
-        if self.status not in (self.Status.FAILED, self.Status.CANCELLED, self.Status.SKIPPED):
+        if self.status not in self.RETRYABLE:
             raise ValueError(f"only a failed, cancelled or skipped stage can be retried; {self.name} is {self.status}")
         if not self.retry_helps:
             raise ValueError(

@@ -88,7 +88,7 @@ def stage_context(request: HttpRequest, job: Job) -> dict:
         if stage.eta is not None:
             remaining += stage.eta
         stage.ahead = stage.ahead_in_queue() if stage.status == Stage.Status.QUEUED and stage.enqueued_at else None
-        ended = stage.status in (Stage.Status.FAILED, Stage.Status.CANCELLED, Stage.Status.SKIPPED)
+        ended = stage.status in Stage.RETRYABLE
         stage.retryable = ended and stage.retry_helps
         stage.resubmit = ended and not stage.retry_helps
     active = job.status in Job.ACTIVE
