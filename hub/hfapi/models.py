@@ -1,19 +1,25 @@
-"""The hub's own git-like model repositories. A commit is immutable and lists every file of its
-tree (path, size, sha256, git blob id); file contents live once on disk, named by their sha256
-(hub.hfapi.storage). The branch `main` is the repository's head, moved by a conditional UPDATE
-so two concurrent commits on the same parent cannot both land."""
+"""The hub's own git-like repositories of models and datasets. A commit is immutable and lists
+every file of its tree (path, size, sha256, git blob id); file contents live once on disk, named
+by their sha256 (hub.hfapi.storage). The branch `main` is the repository's head (every listing
+reads it); other branches and tags are Ref rows. A branch moves by a conditional UPDATE, so two
+concurrent commits on the same parent cannot both land."""
 
 import hashlib
 import re
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Concat
 from django.utils import timezone
 
 from hub.hfapi import storage
 
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+# a commit id may be shortened to 7 characters, as git and the Hub accept, while it stays unambiguous
+SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+# one path segment, so that a ref names itself in every URL (`/resolve/{revision}/{path}`)
+REF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAIN = "main"
 # HF's .gitattributes for a new model repository: which files git would keep in LFS.
 GITATTRIBUTES = "".join(
     f"*.{ext} filter=lfs diff=lfs merge=lfs -text\n"
@@ -72,8 +78,9 @@ class RepoQuerySet(models.QuerySet):
         return self if user.is_staff else self.filter(models.Q(private=False) | models.Q(namespace=user.username))
 
     def with_repo_id(self) -> "RepoQuerySet":
-        """Annotated with `full_id`, "namespace/name": the id other apps store to name a repository."""
-        return self.annotate(full_id=Concat("namespace", models.Value("/"), "name", output_field=models.CharField()))
+        """Model repositories annotated with `full_id`, "namespace/name": the id other apps
+        store to name the repository a model came from or went to."""
+        return self.filter(type=Repo.MODEL).annotate(full_id=Concat("namespace", models.Value("/"), "name", output_field=models.CharField()))
 
     def matching(self, text: str) -> "RepoQuerySet":
         """Those whose id holds every word of `text`."""
@@ -84,6 +91,9 @@ class RepoQuerySet(models.QuerySet):
 
 
 class Repo(models.Model):
+    MODEL, DATASET = "model", "dataset"
+
+    type = models.CharField(max_length=16, choices=[(MODEL, "model"), (DATASET, "dataset")], default=MODEL)
     namespace = models.CharField(max_length=96, help_text="a user name, or any organization name staff choose")
     name = models.CharField(max_length=96)
     private = models.BooleanField(default=False)
@@ -103,7 +113,7 @@ class Repo(models.Model):
 
     class Meta:
         ordering = ["namespace", "name"]
-        constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="repo_unique_id")]
+        constraints = [models.UniqueConstraint(fields=["type", "namespace", "name"], name="repo_unique_id")]
 
     def __str__(self) -> str:
         return self.repo_id
@@ -115,11 +125,20 @@ class Repo(models.Model):
     def owned_by(self, user) -> bool:
         return user.is_staff or user.username == self.namespace
 
+    @property
+    def url_prefix(self) -> str:
+        """What precedes the id in the Hub's URLs of this repository: nothing for models."""
+        return "datasets/" if self.type == self.DATASET else ""
+
+    @property
+    def page_url(self) -> str:
+        return f"/{self.url_prefix}{self.repo_id}"
+
     @classmethod
-    def create(cls, namespace: str, name: str, user, private: bool) -> "Repo":
+    def create(cls, namespace: str, name: str, user, private: bool, type: str = MODEL) -> "Repo":
         """A new repository whose main branch starts, as on the Hub, with a .gitattributes commit."""
         with transaction.atomic():
-            repo = cls.objects.create(namespace=namespace, name=name, private=private, created_by=user)
+            repo = cls.objects.create(type=type, namespace=namespace, name=name, private=private, created_by=user)
             sha256, blob_id, size = storage.store_bytes(GITATTRIBUTES.encode())
             repo.commit(
                 user,
@@ -139,6 +158,7 @@ class Repo(models.Model):
         with transaction.atomic():
             # head and parent links protect commits from deletion one by one; here all of them go
             Repo.objects.filter(pk=self.pk).update(head=None)
+            self.refs.all().delete()
             self.commits.update(parent=None)
             self.delete()
         kept = set(Entry.objects.filter(sha256__in=contents).values_list("sha256", flat=True))
@@ -147,16 +167,61 @@ class Repo(models.Model):
             storage.object_path(sha256).unlink(missing_ok=True)
 
     def resolve(self, revision: str) -> "Commit":
-        """`main` or a full commit sha of this repository."""
-        if revision == "main":
-            commit = self.head
-        elif COMMIT_SHA.match(revision):
-            commit = self.commits.filter(sha=revision).first()
-        else:
-            commit = None
-        if commit is None:
-            raise RepoError(f"Invalid rev id: {revision}", 404, "RevisionNotFound")
-        return commit
+        """The commit a revision names: a branch, a tag (with or without `refs/heads/`,
+        `refs/tags/`), or a commit id of this repository, whole or shortened."""
+        name = revision.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        if name == MAIN:
+            return self.head
+        if ref := self.refs.filter(name=name).select_related("commit").first():
+            return ref.commit
+        if SHORT_SHA.match(revision):
+            found = list(self.commits.filter(sha__startswith=revision)[:2])
+            if len(found) == 2:
+                raise RepoError(
+                    f"{revision} names more than one commit: give more of its characters", 404, "RevisionNotFound"
+                )
+            if found:
+                return found[0]
+        raise RepoError(f"Invalid rev id: {revision}", 404, "RevisionNotFound")
+
+    def branch_head(self, branch: str) -> "Commit":
+        """The commit `branch` points at; a tag or commit id is not a branch (commits go on branches)."""
+        if branch == MAIN:
+            return self.head
+        ref = self.refs.filter(name=branch, kind=Ref.BRANCH).select_related("commit").first()
+        if ref is None:
+            raise RepoError(f"Invalid rev id: {branch} is not a branch of {self.repo_id}", 404, "RevisionNotFound")
+        return ref.commit
+
+    def history(self, tip: "Commit") -> list["Commit"]:
+        """`tip` and its ancestors, newest first: branches make the history a tree, not a line."""
+        commits = {c.pk: c for c in self.commits.select_related("author")}
+        line, at = [], commits.get(tip.pk)
+        while at is not None:
+            line.append(at)
+            at = commits.get(at.parent_id)
+        return line
+
+    def add_ref(self, kind: str, name: str, commit: "Commit", message: str = "") -> "Ref":
+        """A new branch or tag. Branches and tags share one set of names, so that a revision
+        always names one thing."""
+        if not REF_NAME.match(name) or SHORT_SHA.match(name) or name == MAIN:
+            raise RepoError(
+                f"invalid {kind} name {name!r}: use up to 100 letters, digits, '.', '_' or '-', not 'main' "
+                "nor one that reads as a commit id"
+            )
+        try:
+            with transaction.atomic():
+                return Ref.objects.create(repo=self, kind=kind, name=name, commit=commit, message=message)
+        except IntegrityError:
+            taken = self.refs.get(name=name)
+            raise RepoError(f"{self.repo_id} already has a {taken.kind} named {name}", 409) from None
+
+    def remove_ref(self, kind: str, name: str) -> None:
+        if kind == Ref.BRANCH and name == MAIN:
+            raise RepoError("the branch main cannot be deleted", 403)
+        if not self.refs.filter(kind=kind, name=name).delete()[0]:
+            raise RepoError(f"{self.repo_id} has no {kind} named {name}", 404, "RevisionNotFound")
 
     def commit(
         self,
@@ -167,14 +232,20 @@ class Repo(models.Model):
         added: dict[str, "FileSpec"],
         deleted_files: frozenset[str] = frozenset(),
         deleted_folders: frozenset[str] = frozenset(),
+        branch: str = MAIN,
     ) -> "Commit":
-        """Apply all changes as one new commit on main, or none of them. Every added file's
+        """Apply all changes as one new commit on `branch`, or none of them. Every added file's
         content must already be in the object store."""
         with transaction.atomic():
-            head = Repo.objects.filter(pk=self.pk).values_list("head", flat=True).get()
+            if branch == MAIN:
+                tip = Repo.objects.filter(pk=self.pk)
+                head = tip.values_list("head", flat=True).get()
+            else:
+                tip = Ref.objects.filter(repo=self, kind=Ref.BRANCH, name=branch)
+                head = self.branch_head(branch).pk
             head_commit = Commit.objects.filter(pk=head).first() if head else None
             if parent and (head_commit is None or head_commit.sha != parent):
-                raise RepoError(f"parent commit {parent} is not the head of main (it moved): fetch and retry", 412)
+                raise RepoError(f"parent commit {parent} is not the head of {branch} (it moved): fetch and retry", 412)
             tree = (
                 {e.path: FileSpec(e.size, e.sha256, e.blob_id, e.lfs) for e in head_commit.entries.all()}
                 if head_commit
@@ -209,9 +280,16 @@ class Repo(models.Model):
                 for p, f in sorted(tree.items())
             )
             # the conditional UPDATE is what makes concurrent commits on one parent exclusive
-            if not Repo.objects.filter(pk=self.pk, head=head).update(head=commit, updated_at=now):
+            moved = (
+                tip.filter(head=head).update(head=commit)
+                if branch == MAIN
+                else tip.filter(commit=head).update(commit=commit)
+            )
+            if not moved:
                 raise RepoError("another commit landed at the same time: retry", 409)
-            self.head = commit
+            Repo.objects.filter(pk=self.pk).update(updated_at=now)
+            if branch == MAIN:
+                self.head = commit
         return commit
 
 
@@ -270,6 +348,30 @@ class Entry(models.Model):
     def pointer_size(self) -> int:
         """The size of the LFS pointer git holds in place of an LFS file."""
         return len(storage.lfs_pointer(self.sha256, self.size))
+
+
+class Ref(models.Model):
+    """A branch other than main, or a tag. A tag never moves; a branch moves with each commit on it."""
+
+    BRANCH, TAG = "branch", "tag"
+
+    repo = models.ForeignKey(Repo, on_delete=models.CASCADE, related_name="refs")
+    kind = models.CharField(max_length=8, choices=[(BRANCH, "branch"), (TAG, "tag")])
+    name = models.CharField(max_length=100)
+    commit = models.ForeignKey(Commit, on_delete=models.PROTECT, related_name="+")
+    message = models.TextField(blank=True, help_text="a tag's message")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["repo", "name"], name="ref_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.repo}:{self.name}"
+
+    @property
+    def full_name(self) -> str:
+        return f"refs/{'heads' if self.kind == self.BRANCH else 'tags'}/{self.name}"
 
 
 class LfsObject(models.Model):

@@ -1,32 +1,51 @@
-from django.urls import path, register_converter
+from django.urls import path, re_path, register_converter
 
 from hub.hfapi import views
 from hub.hfapi.converters import NameConverter, NamespaceConverter
+from hub.hfapi.models import Repo
 
 register_converter(NamespaceConverter, "ns")
 register_converter(NameConverter, "repo")
 
 REPO = "<ns:namespace>/<repo:name>"
 
+
+def repo_routes(kind: str, prefix: str) -> list:
+    """The routes of one type of repository: `/api/models/...` and `/{id}/...`, or
+    `/api/datasets/...` and `/datasets/{id}/...`."""
+    api, typed = f"api/{kind}s/{REPO}", {"repo_type": kind}
+    return [
+        path(api, views.repo_info, typed),
+        path(f"{api}/revision/<str:revision>", views.repo_info, typed),
+        path(f"{api}/refs", views.refs, typed),
+        path(f"{api}/branch/<str:branch>", views.branch, typed),
+        path(f"{api}/tag/<str:revision>", views.tag, typed),
+        path(f"{api}/settings", views.repo_settings, typed),
+        path(f"{api}/commits/<str:revision>", views.commits, typed),
+        path(f"{api}/tree/<str:revision>", views.tree, typed),
+        path(f"{api}/tree/<str:revision>/<path:path>", views.tree, typed),
+        path(f"{api}/paths-info/<str:revision>", views.paths_info, typed),
+        path(f"{api}/preupload/<str:revision>", views.preupload, typed),
+        path(f"{api}/commit/<str:revision>", views.commit, typed),
+        path(f"{prefix}{REPO}.git/info/lfs/objects/batch", views.lfs_batch, typed),
+        path(f"{prefix}{REPO}/resolve/<str:revision>/<path:path>", views.resolve, typed),
+        path(f"{prefix}{REPO}/archive/<str:revision>.tar", views.archive, typed),
+        path(f"{prefix}{REPO}", views.repo_page, typed, name=f"hfapi-{kind}"),
+    ]
+
+
 urlpatterns = [
     path("repos/", views.repo_list, name="repos"),
     path("api/repos/create", views.create_repo),
     path("api/repos/delete", views.delete_repo),
+    path("api/repos/move", views.move_repo),
     path("api/models", views.list_models),
+    path("api/datasets", views.list_datasets),
     path("api/whoami-v2", views.whoami),
     path("api/validate-yaml", views.validate_yaml),
     path("api/lfs/<str:claim>", views.lfs_upload, name="hfapi-lfs-upload"),
-    path(f"api/models/{REPO}", views.model_info),
-    path(f"api/models/{REPO}/revision/<str:revision>", views.model_info),
-    path(f"api/models/{REPO}/refs", views.refs),
-    path(f"api/models/{REPO}/settings", views.repo_settings),
-    path(f"api/models/{REPO}/commits/<str:revision>", views.commits),
-    path(f"api/models/{REPO}/tree/<str:revision>", views.tree),
-    path(f"api/models/{REPO}/tree/<str:revision>/<path:path>", views.tree),
-    path(f"api/models/{REPO}/preupload/<str:revision>", views.preupload),
-    path(f"api/models/{REPO}/commit/<str:revision>", views.commit),
-    path(f"{REPO}.git/info/lfs/objects/batch", views.lfs_batch),
-    path(f"{REPO}/resolve/<str:revision>/<path:path>", views.resolve, name="hfapi-resolve"),
-    path(f"{REPO}/archive/<str:revision>.tar", views.archive, name="hfapi-archive"),
-    path(REPO, views.repo_page, name="hfapi-repo"),
+    *repo_routes(Repo.DATASET, "datasets/"),
+    *repo_routes(Repo.MODEL, ""),
+    # the hub's own REST API (api/v1/) answers its own missing paths
+    re_path(r"^api/(?!v1/)(?P<rest>.*)$", views.unsupported),
 ]

@@ -1,5 +1,5 @@
-"""The Hugging Face Hub HTTP API over the hub's own repositories, as `huggingface_hub`,
-transformers and vLLM use it with HF_ENDPOINT pointing here (uploads need HF_HUB_DISABLE_XET=1:
+"""The Hugging Face Hub HTTP API over the hub's own model and dataset repositories, as
+`huggingface_hub`, transformers, datasets and vLLM use it with HF_ENDPOINT pointing here (uploads need HF_HUB_DISABLE_XET=1:
 this hub speaks LFS, not Xet). Shapes follow the Hub's own answers as the client parses them; errors
 carry X-Error-Code so clients raise RepositoryNotFound / RevisionNotFound / EntryNotFound."""
 
@@ -7,6 +7,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 import tarfile
 import unicodedata
@@ -28,12 +29,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from hub import parsing
 from hub.api.models import ApiToken, bearer_token
-from hub.catalog.checkpoints import CheckpointError
+from hub.catalog.checkpoints import CheckpointError, read_safetensors_header
 from hub.catalog.models import Publication
 from hub.catalog.store import check_repo_name
 from hub.hfapi import card, storage
 from hub.hfapi.converters import RESERVED, own_namespace
-from hub.hfapi.models import GITATTRIBUTES, Commit, Entry, FileSpec, LfsObject, Repo, RepoError
+from hub.hfapi.models import GITATTRIBUTES, MAIN, Commit, Entry, FileSpec, LfsObject, Ref, Repo, RepoError
 from hub.userfiles import confine, passive_type
 
 UPLOAD_SALT = "hub.hfapi.lfs-upload"
@@ -90,13 +91,20 @@ def authenticate(request: HttpRequest) -> tuple[object | None, ApiToken | None]:
     return None, None
 
 
-def find_repo(request: HttpRequest, namespace: str, name: str) -> tuple[Repo, object | None, ApiToken | None]:
+def find_repo(
+    request: HttpRequest, repo_type: str, namespace: str, name: str
+) -> tuple[Repo, object | None, ApiToken | None]:
     user, token = authenticate(request)
-    return readable_repo(user, namespace, name), user, token
+    return readable_repo(user, repo_type, namespace, name), user, token
 
 
-def readable_repo(user, namespace: str, name: str) -> Repo:
-    repo = Repo.objects.visible_to(user).filter(namespace=namespace, name=name).select_related("head").first()
+def readable_repo(user, repo_type: str, namespace: str, name: str) -> Repo:
+    repo = (
+        Repo.objects.visible_to(user)
+        .filter(type=repo_type, namespace=namespace, name=name)
+        .select_related("head")
+        .first()
+    )
     if repo is None:  # a private repository is indistinguishable from a missing one to those who may not read it
         raise RepoError(f"Repository not found: {namespace}/{name}", 404, "RepoNotFound")
     return repo
@@ -110,23 +118,27 @@ def write_access(token: ApiToken | None) -> ApiToken:
     return token
 
 
-def owned_repo(user, token: ApiToken | None, namespace: str, name: str, doing: str = "write to") -> Repo:
-    repo = readable_repo(user, namespace, name)
+def owned_repo(
+    user, token: ApiToken | None, repo_type: str, namespace: str, name: str, doing: str = "write to"
+) -> Repo:
+    repo = readable_repo(user, repo_type, namespace, name)
     write_access(token)
     if not repo.owned_by(user):
         raise RepoError(f"{user.username} may not {doing} {repo.repo_id}", 403)
     return repo
 
 
-def writable_repo(request: HttpRequest, namespace: str, name: str, revision: str) -> tuple[Repo, object]:
+def writable_repo(
+    request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str
+) -> tuple[Repo, object, str, Commit]:
+    """(repo, user, branch, the branch's head) for a change to `revision`, which must be a branch."""
     user, token = authenticate(request)
-    repo = owned_repo(user, token, namespace, name)
+    repo = owned_repo(user, token, repo_type, namespace, name)
     refuse_unless_publisher(repo, user)
-    if revision != "main":
-        raise RepoError("this hub accepts commits on the branch main only", 400, "RevisionNotFound")
     if request.GET.get("create_pr") in ("1", "true", "True"):
-        raise RepoError("pull requests are not supported by this hub", 400)
-    return repo, user
+        raise RepoError("pull requests are not supported by this hub: commit to a branch instead", 400)
+    branch = revision.removeprefix("refs/heads/")
+    return repo, user, branch, repo.branch_head(branch)
 
 
 def refuse_if_cut_short(request: HttpRequest, received: int, consequence: str) -> None:
@@ -215,22 +227,23 @@ def page(request: HttpRequest, items: list, next_cursor: int | None) -> JsonResp
 # -- repositories ----------------------------------------------------------------------------
 
 
-def named_repo(body: dict, user) -> tuple[str, str]:
-    """(namespace, name) of a create or delete request: `organization`, or the user's own name."""
-    if body.get("type") not in (None, "model"):
-        raise RepoError(f"this hub keeps model repositories only, not {body['type']!r}")
+def repo_type_of(value: object) -> str:
+    """A request's repository type: model (the default) or dataset."""
+    if value in (None, Repo.MODEL, Repo.DATASET):
+        return value or Repo.MODEL
+    raise RepoError(f"this hub keeps model and dataset repositories, not {value!r}", 400, "RepoTypeNotSupported")
+
+
+def named_repo(body: dict, user) -> tuple[str, str, str]:
+    """(type, namespace, name) of a create or delete request: `organization`, or the user's own name."""
     name, namespace = body.get("name"), body.get("organization") or user.username
     if not isinstance(name, str) or not isinstance(namespace, str):
         raise RepoError("'name' (and 'organization', when given) must be strings")
-    return namespace, name
+    return repo_type_of(body.get("type")), namespace, name
 
 
-@api_view("POST")
-def create_repo(request: HttpRequest) -> HttpResponse:
-    user, token = authenticate(request)
-    write_access(token)
-    body = json_body(request)
-    namespace, name = named_repo(body, user)
+def check_new_repo(user, namespace: str, name: str) -> None:
+    """A repository `user` may create under that id (existing or not)."""
     check_repo_name(f"{namespace}/{name}")
     if namespace.lower() in RESERVED:
         # the default superuser, `admin`, meets this on its first upload
@@ -240,15 +253,24 @@ def create_repo(request: HttpRequest) -> HttpResponse:
         raise RepoError(f"{namespace!r} is reserved for the hub's own pages{hint}")
     if not (user.is_staff or namespace == user.username):
         raise RepoError(f"you may create repositories only under your own name, {user.username}", 403)
-    url = site_url(request, f"/{namespace}/{name}")
+
+
+@api_view("POST")
+def create_repo(request: HttpRequest) -> HttpResponse:
+    user, token = authenticate(request)
+    write_access(token)
+    body = json_body(request)
+    repo_type, namespace, name = named_repo(body, user)
+    check_new_repo(user, namespace, name)
+    url = site_url(request, f"/{'datasets/' if repo_type == Repo.DATASET else ''}{namespace}/{name}")
     private = body.get("visibility") == "private" or body.get("private") is True
     try:
-        if Repo.objects.filter(namespace=namespace, name=name).exists():
+        if Repo.objects.filter(type=repo_type, namespace=namespace, name=name).exists():
             raise IntegrityError
-        repo = Repo.create(namespace, name, user, private)
+        repo = Repo.create(namespace, name, user, private, repo_type)
     except IntegrityError:
-        response = error(f"You already created this model repo: {namespace}/{name}", 409)
-        response.content = json.dumps({"error": "You already created this model repo", "url": url}).encode()
+        response = error(f"You already created this {repo_type} repo: {namespace}/{name}", 409)
+        response.content = json.dumps({"error": f"You already created this {repo_type} repo", "url": url}).encode()
         return response
     return JsonResponse({"url": url, "name": repo.repo_id, "id": str(repo.pk)})
 
@@ -265,8 +287,35 @@ def delete_repo(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=200)
 
 
+@api_view("POST")
+def move_repo(request: HttpRequest) -> HttpResponse:
+    """`HfApi().move_repo`: a new id for a repository, its history and refs unchanged. Moving
+    into another namespace needs the right to create there."""
+    user, token = authenticate(request)
+    write_access(token)
+    body = json_body(request)
+    repo_type = repo_type_of(body.get("type"))
+    ids = [body.get("fromRepo"), body.get("toRepo")]
+    if not all(isinstance(i, str) and i.count("/") == 1 for i in ids):
+        raise RepoError("'fromRepo' and 'toRepo' must be repository ids, namespace/name")
+    (old_namespace, old_name), (namespace, name) = (i.split("/") for i in ids)
+    repo = owned_repo(user, token, repo_type, old_namespace, old_name, "move")
+    refuse_if_published(repo, "it keeps its id")
+    check_new_repo(user, namespace, name)
+    if Repo.objects.filter(type=repo_type, namespace=namespace, name=name).exists():
+        raise RepoError(f"{namespace}/{name} already exists", 409)
+    repo.namespace, repo.name = namespace, name
+    try:
+        repo.save(update_fields=["namespace", "name", "updated_at"])
+    except IntegrityError:
+        raise RepoError(f"{namespace}/{name} already exists", 409) from None
+    return HttpResponse(status=200)
+
+
 def refuse_if_published(repo: Repo, consequence: str) -> None:
     """The catalog links to the repositories its variants were published to and sets their visibility."""
+    if repo.type != Repo.MODEL:
+        return
     published = Publication.objects.filter(endpoint=Publication.LOCAL, repo_id=repo.repo_id).select_related("variant")
     if names := sorted({p.variant.name for p in published}):
         raise RepoError(
@@ -283,9 +332,9 @@ def refuse_unless_publisher(repo: Repo, user) -> None:
 
 
 @api_view("PUT")
-def repo_settings(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+def repo_settings(request: HttpRequest, repo_type: str, namespace: str, name: str) -> HttpResponse:
     """`update_repo_settings`: visibility, for the owner. Gating is not a feature of this hub."""
-    repo = owned_repo(*authenticate(request), namespace, name, "change the settings of")
+    repo = owned_repo(*authenticate(request), repo_type, namespace, name, "change the settings of")
     body = json_body(request)
     if body.get("gated") not in (None, False):
         raise RepoError("gated repositories are not supported by this hub: make it private instead")
@@ -347,15 +396,53 @@ def read_card(entries: list[Entry]) -> str:
     return storage.object_path(readme.sha256).read_text(errors="replace")
 
 
-def info(repo: Repo, commit: Commit, siblings: bool = True) -> dict:
-    """A repository at a commit, as the Hub's model_info and list_models describe it."""
+def safetensors_parameters(entries: list[Entry]) -> dict | None:
+    """Parameter counts by dtype over the repository's safetensors files, from their headers
+    (checked as at import); None when it has none."""
+    counts: dict[str, int] = {}
+    files = [e for e in entries if e.path.endswith(".safetensors")]
+    for entry in files:
+        try:
+            header = read_safetensors_header(storage.object_path(entry.sha256))
+        except (CheckpointError, OSError):
+            return None  # not a readable safetensors file: no counts rather than wrong ones
+        for tensor, spec in header.items():
+            if tensor != "__metadata__":
+                counts[spec["dtype"]] = counts.get(spec["dtype"], 0) + math.prod(spec["shape"])
+    return {"parameters": counts, "total": sum(counts.values())} if files else None
+
+
+# What `expand` may ask of model_info and list_models here, besides the fields every answer has.
+EXPANDABLE = frozenset(
+    {
+        "author",
+        "cardData",
+        "createdAt",
+        "disabled",
+        "downloads",
+        "gated",
+        "lastModified",
+        "library_name",
+        "likes",
+        "pipeline_tag",
+        "private",
+        "safetensors",
+        "sha",
+        "siblings",
+        "tags",
+    }
+)
+
+
+def info(repo: Repo, commit: Commit, siblings: bool = True, safetensors: bool = False) -> dict:
+    """A repository at a commit, as the Hub's model_info, dataset_info, list_models and
+    list_datasets describe it."""
     entries = list(commit.entries.all())
     meta = card.metadata(read_card(entries))
     tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
     item = {
         "_id": str(repo.pk),
         "id": repo.repo_id,
-        "modelId": repo.repo_id,
         "author": repo.namespace,
         "sha": commit.sha,
         "lastModified": hub_time(commit.created_at),
@@ -366,81 +453,206 @@ def info(repo: Repo, commit: Commit, siblings: bool = True) -> dict:
         "downloads": 0,
         "likes": 0,
         "tags": [str(t) for t in tags],
-        "pipeline_tag": meta.get("pipeline_tag"),
-        "library_name": meta.get("library_name"),
         "cardData": meta or None,
     }
+    if repo.type == Repo.MODEL:
+        item |= {
+            "modelId": repo.repo_id,
+            "pipeline_tag": meta.get("pipeline_tag"),
+            "library_name": meta.get("library_name"),
+        }
     if siblings:
         item["siblings"] = [sibling(e) for e in entries]
+    if safetensors:
+        item["safetensors"] = safetensors_parameters(entries)
     return item
 
 
+def expanded(request: HttpRequest) -> frozenset[str]:
+    """The fields `expand` asks for (none: the usual answer)."""
+    expand = frozenset(request.GET.getlist("expand") or request.GET.getlist("expand[]"))
+    if unknown := expand - EXPANDABLE:
+        raise RepoError(
+            f"this hub cannot expand {', '.join(sorted(unknown))}: it expands {', '.join(sorted(EXPANDABLE))}"
+        )
+    return expand
+
+
+def project(item: dict, expand: frozenset[str]) -> dict:
+    """With `expand`, the Hub answers only those fields, and the id."""
+    return {k: v for k, v in item.items() if k in expand or k in ("_id", "id")} if expand else item
+
+
 @api_view("GET")
-def model_info(request: HttpRequest, namespace: str, name: str, revision: str = "main") -> HttpResponse:
-    repo, _, _ = find_repo(request, namespace, name)
-    return JsonResponse(info(repo, repo.resolve(revision)))
+def repo_info(request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str = MAIN) -> HttpResponse:
+    """`model_info` and `dataset_info`."""
+    repo, _, _ = find_repo(request, repo_type, namespace, name)
+    expand = expanded(request)
+    return JsonResponse(project(info(repo, repo.resolve(revision), safetensors="safetensors" in expand), expand))
 
 
 SORTS = {"lastModified": ("updated_at",), "createdAt": ("created_at",), "id": ("namespace", "name")}
+# The list filters answered here; any other parameter is refused rather than ignored, so that
+# a script is never handed every repository as the answer to a question this hub cannot answer.
+LIST_PARAMS = frozenset(
+    {"search", "author", "filter", "sort", "direction", "limit", "full", "cardData", "expand", "cursor"}
+    | {"pipeline_tag", "library", "gated", "num_parameters"}
+)
+PARAMETER_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMBT]?)$")
 
 
-@api_view("GET")
-def list_models(request: HttpRequest) -> HttpResponse:
-    """`HfApi().list_models`: the repositories the caller may read, filtered by author, a search
-    string in the id and card tags (every `filter` must match), newest change first unless
-    `sort` says otherwise; pages of at most `limit` (100 by default) linked by `Link: rel=next`."""
+def parameter_bounds(text: str) -> tuple[float, float]:
+    """`min:6B,max:128B` (either end may be left out), as list_models' num_parameters says it."""
+    low, high = 0.0, math.inf
+    for part in text.split(","):
+        end, _, size = part.partition(":")
+        match = PARAMETER_SIZE.match(size.strip().upper())
+        if end not in ("min", "max") or not match:
+            raise RepoError(f"num_parameters must read like 'min:1B,max:8B', not {text!r}")
+        value = float(match.group(1)) * 1000 ** " KMBT".index(match.group(2) or " ")
+        low, high = (value, high) if end == "min" else (low, value)
+    return low, high
+
+
+def listing_filter(request: HttpRequest) -> Callable[[dict], bool]:
+    """Whether a listed repository (as `info` describes it) passes the request's filters."""
+    wanted = set(request.GET.getlist("filter"))
+    if library := request.GET.get("library"):
+        wanted.add(library)
+    pipeline = request.GET.get("pipeline_tag")
+    gated = request.GET.get("gated")
+    if gated not in (None, "true", "false", "True", "False"):
+        raise RepoError(f"gated must be true or false, not {gated!r}")
+    bounds = parameter_bounds(request.GET["num_parameters"]) if request.GET.get("num_parameters") else None
+
+    def passes(item: dict) -> bool:
+        labels = set(item["tags"]) | {item.get("library_name"), item.get("pipeline_tag")}
+        if not wanted <= labels or (pipeline and item.get("pipeline_tag") != pipeline):
+            return False
+        if gated is not None and gated.lower() == "true":
+            return False  # nothing here is gated
+        if bounds:
+            counted = item.get("safetensors")
+            return counted is not None and bounds[0] <= counted["total"] <= bounds[1]
+        return True
+
+    return passes
+
+
+def list_repos(request: HttpRequest, repo_type: str) -> HttpResponse:
+    """`list_models` and `list_datasets`: the repositories the caller may read, filtered by
+    author, a search string in the id, card tags (every `filter` must match), pipeline tag,
+    library and parameter count, newest change first unless `sort` says otherwise; pages of at
+    most `limit` (100 by default) linked by `Link: rel=next`."""
     user, _ = authenticate(request)
-    repos = Repo.objects.visible_to(user).matching(request.GET.get("search", "")).select_related("head")
+    if unknown := sorted(set(request.GET) - LIST_PARAMS):
+        raise RepoError(
+            f"this hub does not filter {repo_type}s by {', '.join(unknown)}: it answers {', '.join(sorted(LIST_PARAMS))}",
+            400,
+            "FilterNotSupported",
+        )
+    repos = Repo.objects.visible_to(user).filter(type=repo_type).matching(request.GET.get("search", ""))
     if author := request.GET.get("author"):
         repos = repos.filter(namespace=author)
     sort = request.GET.get("sort") or "lastModified"
     if sort not in SORTS:
         raise RepoError(f"this hub sorts by {', '.join(SORTS)}, not {sort!r}")
     sign = "-" if request.GET.get("direction", "1" if sort == "id" else "-1") == "-1" else ""
-    repos = repos.order_by(*(sign + field for field in SORTS[sort]), "namespace", "name")
-    wanted = set(request.GET.getlist("filter"))
+    repos = repos.select_related("head").order_by(*(sign + field for field in SORTS[sort]), "namespace", "name")
     full = request.GET.get("full", "").lower() in ("1", "true")
+    expand = expanded(request)
     limit = request.GET.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
         raise RepoError(f"'limit' must be a number from 1 to 1000, not {limit!r}")
     start, size = cursor(request), int(limit)
-    if wanted:  # tags live in the cards: a tag filter reads every candidate's card, else only the page's are read
-        items = [
-            i
-            for i in (info(r, r.head, siblings=full) for r in repos)
-            if wanted <= set(i["tags"]) | {i["library_name"], i["pipeline_tag"]}
-        ]
+    passes = listing_filter(request)
+
+    def describe(repo: Repo) -> dict:
+        counts = "safetensors" in expand or bool(request.GET.get("num_parameters"))
+        return info(repo, repo.head, siblings=full or "siblings" in expand, safetensors=counts)
+
+    if set(request.GET) & {"filter", "library", "pipeline_tag", "gated", "num_parameters"}:
+        # these live in the cards and weights: such a filter reads every candidate, else only the page is read
+        items = [i for i in map(describe, repos) if passes(i)]
         items, more = items[start : start + size], start + size < len(items)
     else:
         chosen = list(repos[start : start + size + 1])
-        items, more = [info(r, r.head, siblings=full) for r in chosen[:size]], len(chosen) > size
-    if not request.GET.get("cardData") and not full:
+        items, more = [describe(r) for r in chosen[:size]], len(chosen) > size
+    if not request.GET.get("cardData") and not full and "cardData" not in expand:
         for item in items:
             item.pop("cardData")
-    return page(request, items, start + size if more else None)
+    return page(request, [project(item, expand) for item in items], start + size if more else None)
 
 
 @api_view("GET")
-def refs(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
-    """`list_repo_refs`: this hub keeps one branch, main, and no tags or pull requests."""
-    repo, _, _ = find_repo(request, namespace, name)
-    main = {"name": "main", "ref": "refs/heads/main", "targetCommit": repo.head.sha}
-    return JsonResponse({"branches": [main], "converts": [], "tags": [], "pullRequests": []})
+def list_models(request: HttpRequest) -> HttpResponse:
+    return list_repos(request, Repo.MODEL)
+
+
+@api_view("GET")
+def list_datasets(request: HttpRequest) -> HttpResponse:
+    return list_repos(request, Repo.DATASET)
+
+
+@api_view("GET")
+def refs(request: HttpRequest, repo_type: str, namespace: str, name: str) -> HttpResponse:
+    """`list_repo_refs`: branches (main first) and tags; this hub has no pull requests."""
+    repo, _, _ = find_repo(request, repo_type, namespace, name)
+    answer: dict[str, list] = {
+        "branches": [{"name": MAIN, "ref": f"refs/heads/{MAIN}", "targetCommit": repo.head.sha}],
+        "converts": [],
+        "tags": [],
+        "pullRequests": [],
+    }
+    for ref in repo.refs.select_related("commit"):
+        kind = "branches" if ref.kind == Ref.BRANCH else "tags"
+        answer[kind].append({"name": ref.name, "ref": ref.full_name, "targetCommit": ref.commit.sha})
+    return JsonResponse(answer)
+
+
+@api_view("POST", "DELETE")
+def branch(request: HttpRequest, repo_type: str, namespace: str, name: str, branch: str) -> HttpResponse:
+    """`create_branch` (at `startingPoint`, else at main) and `delete_branch`, for the owner."""
+    user, token = authenticate(request)
+    repo = owned_repo(user, token, repo_type, namespace, name, "change the branches of")
+    refuse_unless_publisher(repo, user)
+    if request.method == "DELETE":
+        repo.remove_ref(Ref.BRANCH, branch)
+        return HttpResponse(status=200)
+    start = json_body(request).get("startingPoint") if request.body else None
+    if start is not None and not isinstance(start, str):
+        raise RepoError("'startingPoint' must be a revision")
+    repo.add_ref(Ref.BRANCH, branch, repo.resolve(start or MAIN))
+    return JsonResponse({"name": branch})
+
+
+@api_view("POST", "DELETE")
+def tag(request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str) -> HttpResponse:
+    """`create_tag` (POST .../tag/{revision} with the tag in the body) and `delete_tag`
+    (DELETE .../tag/{tag}), for the owner. A tag never moves: delete it and tag again."""
+    user, token = authenticate(request)
+    repo = owned_repo(user, token, repo_type, namespace, name, "tag")
+    if request.method == "DELETE":
+        refuse_unless_publisher(repo, user)  # the catalog names its publications' tags
+        repo.remove_ref(Ref.TAG, revision)
+        return HttpResponse(status=200)
+    body = json_body(request)
+    tag, message = body.get("tag"), body.get("message") or ""
+    if not isinstance(tag, str) or not isinstance(message, str):
+        raise RepoError("'tag' (and 'message', when given) must be strings")
+    repo.add_ref(Ref.TAG, tag, repo.resolve(revision), message)
+    return JsonResponse({"name": tag})
 
 
 COMMITS_PAGE = 50
 
 
 @api_view("GET")
-def commits(request: HttpRequest, namespace: str, name: str, revision: str) -> HttpResponse:
-    """`list_repo_commits`: the revision and its ancestors, newest first. History is linear (a
-    commit lands only on the head it was made against), so the ancestors are the repository's
-    earlier commits."""
-    repo, _, _ = find_repo(request, namespace, name)
-    tip = repo.resolve(revision)
-    history = repo.commits.filter(pk__lte=tip.pk).select_related("author").order_by("-pk")
+def commits(request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str) -> HttpResponse:
+    """`list_repo_commits`: the revision and its ancestors, newest first."""
+    repo, _, _ = find_repo(request, repo_type, namespace, name)
+    history = repo.history(repo.resolve(revision))
     start = cursor(request)
-    chosen = list(history[start : start + COMMITS_PAGE + 1])
     items = [
         {
             "id": c.sha,
@@ -449,9 +661,9 @@ def commits(request: HttpRequest, namespace: str, name: str, revision: str) -> H
             "date": hub_time(c.created_at),
             "authors": [{"user": c.author.username if c.author else "system"}],
         }
-        for c in chosen[:COMMITS_PAGE]
+        for c in history[start : start + COMMITS_PAGE]
     ]
-    return page(request, items, start + COMMITS_PAGE if len(chosen) > COMMITS_PAGE else None)
+    return page(request, items, start + COMMITS_PAGE if len(history) > start + COMMITS_PAGE else None)
 
 
 def tree_item(entry: Entry) -> dict:
@@ -461,9 +673,50 @@ def tree_item(entry: Entry) -> dict:
     return item
 
 
+def folder_item(folder: str, inside: list[Entry]) -> dict:
+    oid = hashlib.sha1("".join(f"{e.path}\0{e.blob_id}\n" for e in inside).encode()).hexdigest()
+    return {"type": "directory", "path": folder, "oid": oid}
+
+
+def last_commits(repo: Repo, tip: Commit) -> dict[str, Commit]:
+    """For each file at `tip`, the newest commit in its history that added or changed it."""
+    line = repo.history(tip)
+    trees: dict[int, dict[str, str]] = {c.pk: {} for c in line}
+    for commit_id, path, sha256 in Entry.objects.filter(commit__in=line).values_list("commit_id", "path", "sha256"):
+        trees[commit_id][path] = sha256
+    found: dict[str, Commit] = {}
+    for i, commit in enumerate(line):
+        before = trees[line[i + 1].pk] if i + 1 < len(line) else {}
+        for path in trees[tip.pk].keys() - found.keys():
+            if trees[commit.pk].get(path) != before.get(path):
+                found[path] = commit
+    return found
+
+
+def with_last_commit(items: list[dict], repo: Repo, tip: Commit) -> list[dict]:
+    """Tree or paths-info items with `lastCommit`, as `expand=True` asks (a folder's is its
+    newest file's)."""
+    changed = last_commits(repo, tip)
+    for item in items:
+        if item["type"] == "file":
+            commit = changed[item["path"]]
+        else:
+            commit = max(
+                (c for p, c in changed.items() if p.startswith(item["path"] + "/")), key=lambda c: c.created_at
+            )
+        item["lastCommit"] = {"id": commit.sha, "title": commit.title, "date": hub_time(commit.created_at)}
+    return items
+
+
+def wants_expand(request: HttpRequest, data=None) -> bool:
+    return (data or request.GET).get("expand", "").lower() in ("1", "true")
+
+
 @api_view("GET")
-def tree(request: HttpRequest, namespace: str, name: str, revision: str, path: str = "") -> HttpResponse:
-    repo, _, _ = find_repo(request, namespace, name)
+def tree(
+    request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str, path: str = ""
+) -> HttpResponse:
+    repo, _, _ = find_repo(request, repo_type, namespace, name)
     commit = repo.resolve(revision)
     recursive = request.GET.get("recursive", "").lower() in ("1", "true")
     prefix = check_path(path.strip("/")) + "/" if path.strip("/") else ""
@@ -478,14 +731,35 @@ def tree(request: HttpRequest, namespace: str, name: str, revision: str, path: s
             folders.setdefault(prefix + "/".join(rest[:depth]), []).append(entry)
         if recursive or len(rest) == 1:
             items.append(tree_item(entry))
-    for folder, inside in folders.items():
-        oid = hashlib.sha1("".join(f"{e.path}\0{e.blob_id}\n" for e in inside).encode()).hexdigest()
-        items.append({"type": "directory", "path": folder, "oid": oid})
+    items += [folder_item(folder, inside) for folder, inside in folders.items()]
     items.sort(key=lambda item: item["path"])
     start = cursor(request)
-    return page(
-        request, items[start : start + TREE_PAGE], start + TREE_PAGE if start + TREE_PAGE < len(items) else None
-    )
+    shown = items[start : start + TREE_PAGE]
+    if wants_expand(request):
+        with_last_commit(shown, repo, commit)
+    return page(request, shown, start + TREE_PAGE if start + TREE_PAGE < len(items) else None)
+
+
+@api_view("POST")
+def paths_info(request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str) -> HttpResponse:
+    """`get_paths_info`: what each of `paths` is at the revision (file or folder); a path that
+    is neither is left out, as on the Hub."""
+    repo, _, _ = find_repo(request, repo_type, namespace, name)
+    commit = repo.resolve(revision)
+    form = json_body(request) if request.content_type == "application/json" else request.POST
+    paths = form.getlist("paths") if hasattr(form, "getlist") else form.get("paths")
+    if not isinstance(paths, list) or len(paths) > TREE_PAGE:
+        raise RepoError(f"'paths' must be a list of at most {TREE_PAGE} paths")
+    entries = list(commit.entries.all())
+    items = []
+    for path in dict.fromkeys(check_path(str(p).strip("/")) for p in paths):
+        if entry := next((e for e in entries if e.path == path), None):
+            items.append(tree_item(entry))
+        elif inside := [e for e in entries if e.path.startswith(path + "/")]:
+            items.append(folder_item(path, inside))
+    if wants_expand(request, form):
+        with_last_commit(items, repo, commit)
+    return JsonResponse(items, safe=False)
 
 
 # -- uploads ---------------------------------------------------------------------------------
@@ -496,12 +770,12 @@ def wants_lfs(path: str, size: int, sample: bytes) -> bool:
 
 
 @api_view("POST")
-def preupload(request: HttpRequest, namespace: str, name: str, revision: str) -> HttpResponse:
-    repo, _ = writable_repo(request, namespace, name, revision)
+def preupload(request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str) -> HttpResponse:
+    _, _, _, head = writable_repo(request, repo_type, namespace, name, revision)
     files = json_body(request).get("files")
     if not isinstance(files, list):
         raise RepoError("'files' must be a list")
-    existing = {e.path: e for e in repo.head.entries.all()}
+    existing = {e.path: e for e in head.entries.all()}
     answer = []
     for item in files:
         if not isinstance(item, dict) or not isinstance(item.get("size"), int):
@@ -516,13 +790,13 @@ def preupload(request: HttpRequest, namespace: str, name: str, revision: str) ->
         if path in existing:
             out["oid"] = existing[path].sha256 if existing[path].lfs else existing[path].blob_id
         answer.append(out)
-    return JsonResponse({"files": answer, "commitOid": repo.head.sha})
+    return JsonResponse({"files": answer, "commitOid": head.sha})
 
 
 @api_view("POST")
-def lfs_batch(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+def lfs_batch(request: HttpRequest, repo_type: str, namespace: str, name: str) -> HttpResponse:
     user, token = authenticate(request)
-    repo = owned_repo(user, token, namespace, name)
+    repo = owned_repo(user, token, repo_type, namespace, name)
     refuse_unless_publisher(repo, user)
     body = json_body(request)
     if body.get("operation") != "upload":
@@ -596,11 +870,11 @@ def lfs_upload(request: HttpRequest, claim: str) -> HttpResponse:
 
 
 @api_view("POST")
-def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> HttpResponse:
+def commit(request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str) -> HttpResponse:
     """NDJSON: a header line, then file (inline base64), lfsFile, deletedFile and deletedFolder
     lines. Inline contents go to the object store as they are read; the commit itself lands in
     one transaction, or not at all."""
-    repo, user = writable_repo(request, namespace, name, revision)
+    repo, user, branch, _ = writable_repo(request, repo_type, namespace, name, revision)
     line_limit = settings.HFAPI_LFS_THRESHOLD * 4 // 3 + 65536  # one inline file, base64, plus its JSON
     uploaded = set(LfsObject.objects.filter(repo=repo).values_list("oid", flat=True))
     header: dict | None = None
@@ -666,12 +940,13 @@ def commit(request: HttpRequest, namespace: str, name: str, revision: str) -> Ht
         added,
         frozenset(deleted_files),
         frozenset(deleted_folders),
+        branch,
     )
     return JsonResponse(
         {
             "success": True,
             "commitOid": new.sha,
-            "commitUrl": site_url(request, f"/{repo.repo_id}/commit/{new.sha}"),
+            "commitUrl": site_url(request, f"/{repo.url_prefix}{repo.repo_id}/commit/{new.sha}"),
             "hookOutput": "",
         }
     )
@@ -710,11 +985,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path: str) -> HttpResponse:
+def resolve(request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str, path: str) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return error(f"method {request.method} not allowed", 405)
     try:
-        repo, _, _ = find_repo(request, namespace, name)
+        repo, _, _ = find_repo(request, repo_type, namespace, name)
         commit = repo.resolve(revision)
         entry = commit.entries.filter(path=check_path(path)).first()
         if entry is None:
@@ -754,10 +1029,10 @@ def resolve(request: HttpRequest, namespace: str, name: str, revision: str, path
     return response
 
 
-def archive(request: HttpRequest, namespace: str, name: str, revision: str) -> HttpResponse:
+def archive(request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str) -> HttpResponse:
     """The whole snapshot as one tar, streamed file by file (Content-Length known up front)."""
     try:
-        repo, _, _ = find_repo(request, namespace, name)
+        repo, _, _ = find_repo(request, repo_type, namespace, name)
         commit = repo.resolve(revision)
     except RepoError as exc:
         return error(str(exc), exc.status, exc.code)
@@ -805,23 +1080,23 @@ def repo_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def repo_page(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
+def repo_page(request: HttpRequest, repo_type: str, namespace: str, name: str) -> HttpResponse:
     try:
-        repo, _, _ = find_repo(request, namespace, name)
+        repo, _, _ = find_repo(request, repo_type, namespace, name)
     except RepoError:
         raise Http404(f"no repository {namespace}/{name}") from None
     commit: Commit = repo.head
     entries = list(commit.entries.all())
     text = read_card(entries)
-    resolve_url = reverse("hfapi-resolve", args=[namespace, name, commit.sha, "_"])[:-1]
-    endpoint = site_url(request)
+    resolve_url = f"{repo.page_url}/resolve/{commit.sha}/"
     return render(
         request,
         "hfapi/repo.html",
         {
             "repo": repo,
             "commit": commit,
-            "history": repo.commits.order_by("-created_at")[:20],
+            "refs": repo.refs.select_related("commit"),
+            "history": repo.history(commit)[:20],
             "meta": card.metadata(text),
             "card_html": card.render(text, resolve_url) if text else "",
             "files": [
@@ -829,7 +1104,41 @@ def repo_page(request: HttpRequest, namespace: str, name: str) -> HttpResponse:
                 for e in entries
             ],
             "total_size": sum(e.size for e in entries),
-            "archive_url": reverse("hfapi-archive", args=[namespace, name, commit.sha]),
-            "endpoint": endpoint,
+            "archive_url": f"{repo.page_url}/archive/{commit.sha}.tar",
+            "endpoint": site_url(request),
         },
     )
+
+
+def unsupported(request: HttpRequest, rest: str) -> HttpResponse:
+    """Every other /api/ path: a JSON answer the client can show, not an HTML page that reads
+    like a wrong URL or a broken proxy."""
+    what = next((text for word, text in UNSUPPORTED if word in rest.split("/")), None)
+    if what:
+        return error(f"{what} not supported by this hub", 404, "NotSupported")
+    return error(f"this hub does not serve /api/{rest} (see its list of supported Hub API calls)", 404, "NotSupported")
+
+
+# What the Hub API offers that this hub does not, by a path segment that names it.
+UNSUPPORTED = (
+    ("discussions", "discussions and pull requests are"),
+    ("spaces", "Spaces are"),
+    ("collections", "collections are"),
+    ("likes", "likes are"),
+    ("duplicate", "duplicating a repository is"),
+    ("squash", "squashing history is"),
+    ("settings", "account settings (as `hf repos ls` reads them) are"),
+    ("inference-endpoints", "inference endpoints are"),
+    ("jobs", "Hub jobs are"),
+    ("webhooks", "webhooks are"),
+    ("scan", "security scans are"),
+    ("parquet", "parquet conversions of datasets are"),
+    ("organizations", "organizations as accounts are"),
+    ("users", "user profiles are"),
+    ("notifications", "notifications are"),
+    ("papers", "papers are"),
+    ("access-requests", "gated access requests are"),
+    ("user-access-request", "gated access requests are"),
+    ("xet-read-token", "Xet storage is"),
+    ("xet-write-token", "Xet storage is"),
+)

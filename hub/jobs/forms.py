@@ -318,7 +318,7 @@ class JobForm(forms.Form):
         names none here (it then names one of the configured Hub endpoint). One hidden from them
         is not found: it must not go upstream instead, where the same id may be another's."""
         namespace, _, name = repo_id.rpartition("/")
-        here = Repo.objects.filter(namespace=namespace, name=name)
+        here = Repo.objects.filter(type=Repo.MODEL, namespace=namespace, name=name)
         repo = here.visible_to(self.user).first()
         if repo is None and here.exists():
             raise forms.ValidationError({"hf_id": f"{repo_id}: not found"})

@@ -54,7 +54,7 @@ def publish(stage, ctx) -> StageResult:
     try:
         ctx.progress(0.2, f"uploading to this hub as {repo_id}")
         with hub_client_settings():
-            sha = upload(endpoint, plaintext, repo_id, folder, files, variant.private, message)
+            sha = upload(endpoint, plaintext, repo_id, folder, files, variant.private, message, tag=f"job-{job.pk}")
     finally:
         token.revoke()
     publications.append(
@@ -138,7 +138,7 @@ def local_repo_id(variant: Variant) -> str:
     short = variant.name.split("/")[-1]
     name, n = short, 1
     while (
-        Repo.objects.filter(namespace=namespace, name=name).exists()
+        Repo.objects.filter(type=Repo.MODEL, namespace=namespace, name=name).exists()
         and not Publication.objects.filter(
             variant=variant, endpoint=Publication.LOCAL, repo_id=f"{namespace}/{name}"
         ).exists()
@@ -177,10 +177,17 @@ def hub_client_settings() -> Iterator[None]:
 
 
 def upload(
-    endpoint: str, token: str, repo_id: str, folder: Path, files: list[dict], private: bool, message: str
+    endpoint: str,
+    token: str,
+    repo_id: str,
+    folder: Path,
+    files: list[dict],
+    private: bool,
+    message: str,
+    tag: str = "",
 ) -> str:
-    """Upload `files` of `folder` as one commit; returns its sha once every file in it is
-    checked to be the one recorded here."""
+    """Upload `files` of `folder` as one commit, tagged `tag` if given; returns its sha once
+    every file in it is checked to be the one recorded here."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
     from huggingface_hub.hf_api import RepoFile
@@ -213,6 +220,13 @@ def upload(
             same = got.blob_id == git_blob_id((folder / entry["path"]).read_bytes())
         if not same or got.size != entry["size"]:
             raise StageError(f"{endpoint}/{repo_id}@{info.oid}: {entry['path']} differs from the file recorded here")
+    if tag:
+        try:
+            if any(t.name == tag for t in api.list_repo_refs(repo_id).tags):
+                api.delete_tag(repo_id, tag=tag)  # a retried publication: its tag follows the new commit
+            api.create_tag(repo_id, tag=tag, revision=info.oid, tag_message=message[:200])
+        except HfHubHTTPError as exc:
+            raise StageError(f"tagging {repo_id}@{info.oid} as {tag} on {endpoint} failed: {exc}") from None
     return info.oid
 
 
