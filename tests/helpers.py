@@ -93,15 +93,17 @@ def ready_to_publish(job: Job, folder: Path, name: str, scheme: str) -> Job:
     return job
 
 
-def load_from_hub(hub_url: str, repo_id: str, local: Path | str, tmp_path: Path, show: str) -> list[str]:
-    """Load repo_id in transformers from the hub at hub_url, check that it computes the same logits
-    as the checkpoint at `local`, and return the words `print("loaded", <show>)` printed, `show`
-    being an expression of the loaded `remote`. It runs in a fresh interpreter because
-    huggingface_hub reads HF_ENDPOINT once, when it is imported."""
+def load_from_hub(
+    hub_url: str, repo_id: str, local: Path | str, tmp_path: Path, show: str, revision: str = "main"
+) -> list[str]:
+    """Load repo_id (at `revision`) in transformers from the hub at hub_url, check that it computes
+    the same logits as the checkpoint at `local`, and return the words `print("loaded", <show>)`
+    printed, `show` being an expression of the loaded `remote`. It runs in a fresh interpreter
+    because huggingface_hub reads HF_ENDPOINT once, when it is imported."""
     script = f"""
 import torch
 from transformers import AutoModelForCausalLM
-remote = AutoModelForCausalLM.from_pretrained({repo_id!r})
+remote = AutoModelForCausalLM.from_pretrained({repo_id!r}, revision={revision!r})
 local = AutoModelForCausalLM.from_pretrained({str(local)!r})
 ids = torch.tensor([[1, 300, 42, 7]])
 assert torch.equal(remote(ids).logits, local(ids).logits)

@@ -45,3 +45,16 @@ class NameConverter:
 
     def to_url(self, value: str) -> str:
         return value
+
+
+class RevisionConverter:
+    """A branch, tag or commit id, also spelled as a full ref (`refs/heads/...`), which clients
+    send with its slashes encoded and the server hands over decoded."""
+
+    regex = r"(?:refs/(?:heads|tags)/)?[^/]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value

@@ -6,6 +6,8 @@ concurrent commits on the same parent cannot both land."""
 
 import hashlib
 import re
+import unicodedata
+from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -59,6 +61,14 @@ GITATTRIBUTES = "".join(
 )
 
 
+LFS_SUFFIXES = tuple("." + line.split()[0][2:] for line in GITATTRIBUTES.splitlines())
+
+
+def wants_lfs(path: str, size: int, sample: bytes) -> bool:
+    """Whether git would keep the file in LFS: large, binary, or of a type .gitattributes names."""
+    return size >= settings.HFAPI_LFS_THRESHOLD or b"\0" in sample or path.lower().endswith(LFS_SUFFIXES)
+
+
 class RepoError(Exception):
     """A request the repository refuses; `status` and `code` become the HTTP answer."""
 
@@ -67,6 +77,34 @@ class RepoError(Exception):
         self.status = status
         self.code = code
         self.commit = commit  # sent as X-Repo-Commit, so a client can cache "no such file at this commit"
+
+
+# Characters a name may not hold: control characters (Cc), which rewrite terminals and logs;
+# invisible format characters (Cf: bidi overrides and isolates, zero-width, byte-order mark), which
+# make a name look like another; surrogates (Cs), which UTF-8 cannot store; line and paragraph
+# separators (Zl, Zp).
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def check_path(path: object) -> str:
+    """A file path of a repository; every route that takes one goes through here."""
+    if (
+        not isinstance(path, str)
+        or not path
+        or len(path) > 1000
+        or path.startswith("/")
+        or "\\" in path
+        or "\0" in path
+        or any(part in ("", ".", "..") for part in path.split("/"))
+        or path.split("/")[0] == ".git"
+    ):
+        raise RepoError(f"invalid file path {path!r}")
+    if hidden := next((c for c in path if unicodedata.category(c) in HIDDEN_CATEGORIES), None):
+        name = f" ({unicodedata.name(hidden)})" if unicodedata.name(hidden, "") else ""
+        raise RepoError(
+            f"invalid file path {path!r}: it holds U+{ord(hidden):04X}{name}, a control or invisible character"
+        )
+    return path
 
 
 class RepoQuerySet(models.QuerySet):
@@ -80,7 +118,17 @@ class RepoQuerySet(models.QuerySet):
     def with_repo_id(self) -> "RepoQuerySet":
         """Model repositories annotated with `full_id`, "namespace/name": the id other apps
         store to name the repository a model came from or went to."""
-        return self.filter(type=Repo.MODEL).annotate(full_id=Concat("namespace", models.Value("/"), "name", output_field=models.CharField()))
+        return self.filter(type=Repo.MODEL).annotate(
+            full_id=Concat("namespace", models.Value("/"), "name", output_field=models.CharField())
+        )
+
+    def storage(self) -> dict[int, int]:
+        """The bytes each repository keeps, by pk: every content of its whole history, once."""
+        used: dict[int, int] = {}
+        rows = Entry.objects.filter(commit__repo__in=self).values_list("commit__repo", "sha256", "size").distinct()
+        for pk, _, size in rows:
+            used[pk] = used.get(pk, 0) + size
+        return used
 
     def matching(self, text: str) -> "RepoQuerySet":
         """Those whose id holds every word of `text`."""
@@ -165,6 +213,27 @@ class Repo(models.Model):
         kept |= set(LfsObject.objects.filter(oid__in=contents).values_list("oid", flat=True))
         for sha256 in contents - kept:
             storage.object_path(sha256).unlink(missing_ok=True)
+
+    def commit_folder(self, folder: Path, user, title: str) -> "Commit":
+        """Every file under `folder` as one commit on main, stored as an upload would be.
+        Refuses links (they could reach outside the folder) and names a client could not upload."""
+        added = {}
+        for file in sorted(p for p in folder.rglob("*") if not p.is_dir() or p.is_symlink()):
+            path = check_path(file.relative_to(folder).as_posix())
+            if file.is_symlink() or not file.is_file():
+                raise RepoError(f"{path}: not a regular file (links are not followed)")
+            size = file.stat().st_size
+            with file.open("rb") as f:
+                sample = f.read(512)
+                f.seek(0)
+                sha256, blob_id = storage.receive(f.read, size)
+            lfs = wants_lfs(path, size, sample)
+            if lfs:
+                blob_id = storage.git_blob_id(storage.lfs_pointer(sha256, size))
+            added[path] = FileSpec(size, sha256, blob_id, lfs)
+        if not added:
+            raise RepoError(f"{folder} holds no files")
+        return self.commit(user, title, "", parent=None, added=added)
 
     def resolve(self, revision: str) -> "Commit":
         """The commit a revision names: a branch, a tag (with or without `refs/heads/`,

@@ -1,11 +1,12 @@
 from django.urls import path, re_path, register_converter
 
 from hub.hfapi import views
-from hub.hfapi.converters import NameConverter, NamespaceConverter
+from hub.hfapi.converters import NameConverter, NamespaceConverter, RevisionConverter
 from hub.hfapi.models import Repo
 
 register_converter(NamespaceConverter, "ns")
 register_converter(NameConverter, "repo")
+register_converter(RevisionConverter, "rev")
 
 REPO = "<ns:namespace>/<repo:name>"
 
@@ -16,20 +17,23 @@ def repo_routes(kind: str, prefix: str) -> list:
     api, typed = f"api/{kind}s/{REPO}", {"repo_type": kind}
     return [
         path(api, views.repo_info, typed),
-        path(f"{api}/revision/<str:revision>", views.repo_info, typed),
+        path(f"{api}/revision/<rev:revision>", views.repo_info, typed),
         path(f"{api}/refs", views.refs, typed),
         path(f"{api}/branch/<str:branch>", views.branch, typed),
-        path(f"{api}/tag/<str:revision>", views.tag, typed),
+        path(f"{api}/tag/<rev:revision>", views.tag, typed),
         path(f"{api}/settings", views.repo_settings, typed),
-        path(f"{api}/commits/<str:revision>", views.commits, typed),
-        path(f"{api}/tree/<str:revision>", views.tree, typed),
-        path(f"{api}/tree/<str:revision>/<path:path>", views.tree, typed),
-        path(f"{api}/paths-info/<str:revision>", views.paths_info, typed),
-        path(f"{api}/preupload/<str:revision>", views.preupload, typed),
-        path(f"{api}/commit/<str:revision>", views.commit, typed),
+        path(f"{api}/auth-check", views.auth_check, typed),
+        path(f"{api}/safetensors-metadata/<path:path>", views.safetensors_metadata, typed),
+        path(f"{api}/auth-check/write", views.auth_check, typed | {"write": True}),
+        path(f"{api}/commits/<rev:revision>", views.commits, typed),
+        path(f"{api}/tree/<rev:revision>", views.tree, typed),
+        path(f"{api}/tree/<rev:revision>/<path:path>", views.tree, typed),
+        path(f"{api}/paths-info/<rev:revision>", views.paths_info, typed),
+        path(f"{api}/preupload/<rev:revision>", views.preupload, typed),
+        path(f"{api}/commit/<rev:revision>", views.commit, typed),
         path(f"{prefix}{REPO}.git/info/lfs/objects/batch", views.lfs_batch, typed),
-        path(f"{prefix}{REPO}/resolve/<str:revision>/<path:path>", views.resolve, typed),
-        path(f"{prefix}{REPO}/archive/<str:revision>.tar", views.archive, typed),
+        path(f"{prefix}{REPO}/resolve/<rev:revision>/<path:path>", views.resolve, typed),
+        path(f"{prefix}{REPO}/archive/<rev:revision>.tar", views.archive, typed),
         path(f"{prefix}{REPO}", views.repo_page, typed, name=f"hfapi-{kind}"),
     ]
 
@@ -42,6 +46,7 @@ urlpatterns = [
     path("api/models", views.list_models),
     path("api/datasets", views.list_datasets),
     path("api/whoami-v2", views.whoami),
+    path("api/settings/repositories", views.user_repos),
     path("api/validate-yaml", views.validate_yaml),
     path("api/lfs/<str:claim>", views.lfs_upload, name="hfapi-lfs-upload"),
     *repo_routes(Repo.DATASET, "datasets/"),

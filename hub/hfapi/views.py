@@ -34,13 +34,12 @@ from hub.catalog.models import Publication
 from hub.catalog.store import check_repo_name
 from hub.hfapi import card, storage
 from hub.hfapi.converters import RESERVED, own_namespace
-from hub.hfapi.models import GITATTRIBUTES, MAIN, Commit, Entry, FileSpec, LfsObject, Ref, Repo, RepoError
+from hub.hfapi.models import MAIN, Commit, Entry, FileSpec, LfsObject, Ref, Repo, RepoError, check_path, wants_lfs
 from hub.userfiles import confine, passive_type
 
 UPLOAD_SALT = "hub.hfapi.lfs-upload"
 TREE_PAGE = 1000
 CARD_LIMIT = 1 << 20
-LFS_SUFFIXES = tuple("." + line.split()[0][2:] for line in GITATTRIBUTES.splitlines())
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -161,34 +160,6 @@ def json_body(request: HttpRequest) -> dict:
     if not isinstance(data, dict):
         raise RepoError("the request body must be a JSON object")
     return data
-
-
-# Characters a name may not hold: control characters (Cc), which rewrite terminals and logs;
-# invisible format characters (Cf: bidi overrides and isolates, zero-width, byte-order mark), which
-# make a name look like another; surrogates (Cs), which UTF-8 cannot store; line and paragraph
-# separators (Zl, Zp).
-HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-
-def check_path(path: object) -> str:
-    """A file path of a repository; every route that takes one goes through here."""
-    if (
-        not isinstance(path, str)
-        or not path
-        or len(path) > 1000
-        or path.startswith("/")
-        or "\\" in path
-        or "\0" in path
-        or any(part in ("", ".", "..") for part in path.split("/"))
-        or path.split("/")[0] == ".git"
-    ):
-        raise RepoError(f"invalid file path {path!r}")
-    if hidden := next((c for c in path if unicodedata.category(c) in HIDDEN_CATEGORIES), None):
-        name = f" ({unicodedata.name(hidden)})" if unicodedata.name(hidden, "") else ""
-        raise RepoError(
-            f"invalid file path {path!r}: it holds U+{ord(hidden):04X}{name}, a control or invisible character"
-        )
-    return path
 
 
 def site_url(request: HttpRequest, path: str = "") -> str:
@@ -370,6 +341,41 @@ def whoami(request: HttpRequest) -> HttpResponse:
     )
 
 
+@api_view("GET")
+def user_repos(request: HttpRequest) -> HttpResponse:
+    """`list_user_repos` (`hf repos ls`): the caller's own repositories, with the bytes each keeps."""
+    user, token = authenticate(request)
+    if token is None:
+        raise RepoError("listing your repositories needs a token (Authorization: Bearer ...)", 401)
+    repos = Repo.objects.filter(namespace=user.username).order_by("-updated_at", "type", "name")
+    used = repos.storage()
+    total = sum(used.values()) or 1
+    items = [
+        {
+            "id": repo.repo_id,
+            "type": repo.type,
+            "updatedAt": hub_time(repo.updated_at),
+            "visibility": "private" if repo.private else "public",
+            "storage": used.get(repo.pk, 0),
+            "storagePercent": round(100 * used.get(repo.pk, 0) / total, 2),
+        }
+        for repo in repos
+    ]
+    return page(request, items, None)
+
+
+@api_view("GET")
+def auth_check(request: HttpRequest, repo_type: str, namespace: str, name: str, write: bool = False) -> HttpResponse:
+    """`auth_check`: whether the caller may read the repository, or with `/write` change it."""
+    user, token = authenticate(request)
+    repo = (
+        owned_repo(user, token, repo_type, namespace, name)
+        if write
+        else readable_repo(user, repo_type, namespace, name)
+    )
+    return JsonResponse({"id": repo.repo_id, "access": "write" if write else "read"})
+
+
 @api_view("POST")
 def validate_yaml(request: HttpRequest) -> HttpResponse:
     content = json_body(request).get("content")
@@ -410,6 +416,35 @@ def safetensors_parameters(entries: list[Entry]) -> dict | None:
             if tensor != "__metadata__":
                 counts[spec["dtype"]] = counts.get(spec["dtype"], 0) + math.prod(spec["shape"])
     return {"parameters": counts, "total": sum(counts.values())} if files else None
+
+
+@api_view("GET")
+def safetensors_metadata(request: HttpRequest, repo_type: str, namespace: str, name: str, path: str) -> HttpResponse:
+    """`get_sharded_safetensors_metadata`: a safetensors index of main and the header of every
+    shard it names, in one answer."""
+    repo, _, _ = find_repo(request, repo_type, namespace, name)
+    entries = {e.path: e for e in repo.head.entries.all()}
+    index_entry = entries.get(check_path(path))
+    if index_entry is None or not path.endswith(".safetensors.index.json"):
+        raise RepoError(f"{path} is not a safetensors index of {repo.repo_id} at main", 404, "EntryNotFound")
+    try:
+        index = parsing.load_json(storage.object_path(index_entry.sha256).read_bytes(), path)
+    except parsing.ParseError as exc:
+        raise RepoError(str(exc)) from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise RepoError(f"{path} has no weight_map of tensor names to shard files")
+    folder = path.rpartition("/")[0]
+    headers = {}
+    for shard in sorted(set(weight_map.values())):
+        entry = entries.get(check_path(f"{folder}/{shard}" if folder else shard))
+        if entry is None:
+            raise RepoError(f"{path} names the shard {shard}, which is not in {repo.repo_id}", 404, "EntryNotFound")
+        try:
+            headers[shard] = read_safetensors_header(storage.object_path(entry.sha256))
+        except CheckpointError as exc:
+            raise RepoError(f"{shard}: {str(exc).partition(': ')[2] or exc}") from None
+    return JsonResponse({"index": {k: v for k, v in index.items() if k != "weight_map"}, "headers": headers})
 
 
 # What `expand` may ask of model_info and list_models here, besides the fields every answer has.
@@ -514,6 +549,19 @@ def parameter_bounds(text: str) -> tuple[float, float]:
     return low, high
 
 
+def card_labels(meta: dict | None) -> set[str]:
+    """What the Hub also files a repository under, from its card: `dataset:`, `license:` and
+    language labels (list_models' `trained_dataset` filters by `dataset:...`)."""
+    meta = meta or {}
+    labels = set()
+    for key, prefix in (("datasets", "dataset:"), ("license", "license:"), ("language", "")):
+        values = meta.get(key)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str):
+                labels.add(prefix + value)
+    return labels
+
+
 def listing_filter(request: HttpRequest) -> Callable[[dict], bool]:
     """Whether a listed repository (as `info` describes it) passes the request's filters."""
     wanted = set(request.GET.getlist("filter"))
@@ -526,7 +574,9 @@ def listing_filter(request: HttpRequest) -> Callable[[dict], bool]:
     bounds = parameter_bounds(request.GET["num_parameters"]) if request.GET.get("num_parameters") else None
 
     def passes(item: dict) -> bool:
-        labels = set(item["tags"]) | {item.get("library_name"), item.get("pipeline_tag")}
+        labels = (
+            set(item["tags"]) | {item.get("library_name"), item.get("pipeline_tag")} | card_labels(item["cardData"])
+        )
         if not wanted <= labels or (pipeline and item.get("pipeline_tag") != pipeline):
             return False
         if gated is not None and gated.lower() == "true":
@@ -765,10 +815,6 @@ def paths_info(request: HttpRequest, repo_type: str, namespace: str, name: str, 
 # -- uploads ---------------------------------------------------------------------------------
 
 
-def wants_lfs(path: str, size: int, sample: bytes) -> bool:
-    return size >= settings.HFAPI_LFS_THRESHOLD or b"\0" in sample or path.lower().endswith(LFS_SUFFIXES)
-
-
 @api_view("POST")
 def preupload(request: HttpRequest, repo_type: str, namespace: str, name: str, revision: str) -> HttpResponse:
     _, _, _, head = writable_repo(request, repo_type, namespace, name, revision)
@@ -876,7 +922,10 @@ def commit(request: HttpRequest, repo_type: str, namespace: str, name: str, revi
     one transaction, or not at all."""
     repo, user, branch, _ = writable_repo(request, repo_type, namespace, name, revision)
     line_limit = settings.HFAPI_LFS_THRESHOLD * 4 // 3 + 65536  # one inline file, base64, plus its JSON
-    uploaded = set(LfsObject.objects.filter(repo=repo).values_list("oid", flat=True))
+    # what this repository may commit as LFS files: what was uploaded to it, and what it holds
+    # already (a copy); never an object of another repository, whose sha256 is no key to it
+    uploaded = dict(LfsObject.objects.filter(repo=repo).values_list("oid", "size"))
+    uploaded |= dict(Entry.objects.filter(commit__repo=repo, lfs=True).values_list("sha256", "size"))
     header: dict | None = None
     added: dict[str, FileSpec] = {}
     deleted_files: set[str] = set()
@@ -910,6 +959,8 @@ def commit(request: HttpRequest, repo_type: str, namespace: str, name: str, revi
         elif key == "lfsFile":
             path = check_path(value.get("path"))
             oid, size = value.get("oid"), value.get("size")
+            if size is None and isinstance(oid, str) and oid in uploaded:
+                size = uploaded[oid]  # a copy names only the object it copies
             if (
                 value.get("algo", "sha256") != "sha256"
                 or not isinstance(oid, str)
@@ -1110,35 +1161,52 @@ def repo_page(request: HttpRequest, repo_type: str, namespace: str, name: str) -
     )
 
 
+@csrf_exempt  # nothing is done here, and a client's POST must get this answer, not a CSRF page
 def unsupported(request: HttpRequest, rest: str) -> HttpResponse:
     """Every other /api/ path: a JSON answer the client can show, not an HTML page that reads
     like a wrong URL or a broken proxy."""
-    what = next((text for word, text in UNSUPPORTED if word in rest.split("/")), None)
-    if what:
-        return error(f"{what} not supported by this hub", 404, "NotSupported")
-    return error(f"this hub does not serve /api/{rest} (see its list of supported Hub API calls)", 404, "NotSupported")
+    parts = rest.split("/")
+    if parts[0] in ("models", "datasets", "spaces") and len(parts) > 3:
+        parts = parts[:1] + parts[3:]  # a repository's name says nothing of what is asked of it
+    if part := next((part for part in parts if part in UNSUPPORTED), None):
+        return error(f"{UNSUPPORTED[part]} not supported by this hub{REMEDIES.get(part, '')}", 404, "NotSupported")
+    return error(
+        f"this hub does not serve /api/{rest} (docs/hf-compat.md lists the Hub API it serves)", 404, "NotSupported"
+    )
 
 
-# What the Hub API offers that this hub does not, by a path segment that names it.
-UNSUPPORTED = (
-    ("discussions", "discussions and pull requests are"),
-    ("spaces", "Spaces are"),
-    ("collections", "collections are"),
-    ("likes", "likes are"),
-    ("duplicate", "duplicating a repository is"),
-    ("squash", "squashing history is"),
-    ("settings", "account settings (as `hf repos ls` reads them) are"),
-    ("inference-endpoints", "inference endpoints are"),
-    ("jobs", "Hub jobs are"),
-    ("webhooks", "webhooks are"),
-    ("scan", "security scans are"),
-    ("parquet", "parquet conversions of datasets are"),
-    ("organizations", "organizations as accounts are"),
-    ("users", "user profiles are"),
-    ("notifications", "notifications are"),
-    ("papers", "papers are"),
-    ("access-requests", "gated access requests are"),
-    ("user-access-request", "gated access requests are"),
-    ("xet-read-token", "Xet storage is"),
-    ("xet-write-token", "Xet storage is"),
-)
+# What the Hub API offers that this hub does not, by the path segment that names it.
+UNSUPPORTED = {
+    "discussions": "discussions and pull requests are",
+    "spaces": "Spaces are",
+    "buckets": "storage buckets are",
+    "kernels": "kernel repositories are",
+    "collections": "collections are",
+    "like": "likes are",
+    "likes": "likes are",
+    "likers": "likes are",
+    "duplicate": "duplicating a repository is",
+    "super-squash": "squashing history is",
+    "lfs-files": "listing and purging LFS files is",
+    "inference-endpoints": "inference endpoints are",
+    "jobs": "Hub jobs are",
+    "scheduled-jobs": "Hub jobs are",
+    "webhooks": "webhooks are",
+    "scan": "security scans are",
+    "parquet": "parquet conversions of datasets are",
+    "leaderboard": "dataset leaderboards are",
+    "organizations": "organizations as accounts are",
+    "users": "user profiles are",
+    "notifications": "notifications are",
+    "papers": "papers are",
+    "daily_papers": "papers are",
+    "models-tags-by-type": "tag listings are",
+    "datasets-tags-by-type": "tag listings are",
+    "access-requests": "gated access requests are",
+    "user-access-request": "gated access requests are",
+    "xet-read-token": "Xet storage is",
+    "xet-write-token": "Xet storage is",
+}
+# huggingface_hub uploads through Xet whenever hf_xet is installed, whatever the server offers
+XET_REMEDY = ": set HF_HUB_DISABLE_XET=1 and the client uploads and downloads over LFS"
+REMEDIES = {"xet-read-token": XET_REMEDY, "xet-write-token": XET_REMEDY}

@@ -1,11 +1,22 @@
-"""A live hub (pytest-django's live server: the real views over real HTTP) that stock
-huggingface_hub clients talk to, and the users and tokens they talk to it with."""
+"""A live hub that stock huggingface_hub clients talk to, and the users and tokens they talk to
+it with: pytest-django's live server (the real views over real HTTP, in the test's process), or
+for modules marked `gunicorn`, the hub as it is deployed, a gunicorn server in its own process."""
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import psutil
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from hub.catalog.models import BaseModel
-from tests.helpers import ready_to_publish, submit_job, write_tiny_checkpoint
+from tests.helpers import database_url, ready_to_publish, submit_job, wait_for, write_tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -15,16 +26,58 @@ def _storage(isolated_storage, transactional_db):
 
 
 @pytest.fixture
-def hub_url(live_server, settings, monkeypatch) -> str:
+def gunicorn(transactional_db, settings, tmp_path) -> Iterator[tuple[str, psutil.Process, Path]]:
+    """A gunicorn server of the hub on this test's database and folders: its URL, its master
+    process and its access log (request line, status, Range header)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "access.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "HUB_VAR_DIR": str(settings.VAR_DIR),
+        "HUB_REPOS_DIR": str(settings.REPOS_DIR),
+        "HUB_SITE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "hub.settings",
+    }
+    command = ["gunicorn", "hub.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout", "300"]
+    command += ["--access-logfile", str(log), "--access-logformat", "%(r)s %(s)s %({range}i)s"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *command],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def up() -> bool:
+        try:
+            return httpx2.get(f"{url}/api/models/nobody/nothing").status_code == 404
+        except httpx2.HTTPError:
+            return False
+
+    wait_for(up, 60, "gunicorn to serve")
+    yield url, psutil.Process(proc.pid), log
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def hub_url(request, settings, monkeypatch) -> str:
     """The live hub's URL. tests/conftest.py puts huggingface_hub offline so that nothing reaches
     huggingface.co; these tests reach only this hub, over LFS (it has no Xet)."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    settings.SITE_URL = live_server.url
-    settings.PUBLISH_LOCAL_ENDPOINT = live_server.url
-    return live_server.url
+    if request.node.get_closest_marker("gunicorn"):
+        url = request.getfixturevalue("gunicorn")[0]
+    else:
+        url = request.getfixturevalue("live_server").url
+    settings.SITE_URL = settings.PUBLISH_LOCAL_ENDPOINT = url
+    return url
 
 
 @pytest.fixture

@@ -6,10 +6,6 @@ the test costs little disk on the server side."""
 import hashlib
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +17,7 @@ from huggingface_hub import hf_hub_download
 
 from hub.hfapi import storage
 from hub.hfapi.models import FileSpec, Repo
-from tests.helpers import database_url, wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 SIZE = 1 << 30
@@ -45,56 +41,6 @@ def sparse_object(tmp: Path) -> tuple[str, Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     path.rename(target)
     return sha256, target
-
-
-@pytest.fixture
-def gunicorn(transactional_db, settings, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path / "access.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "HUB_VAR_DIR": str(settings.VAR_DIR),
-        "HUB_REPOS_DIR": str(settings.REPOS_DIR),
-        "DJANGO_SETTINGS_MODULE": "hub.settings",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "hub.wsgi",
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "300",
-            "--access-logfile",
-            str(log),
-            "--access-logformat",
-            "%(r)s %(s)s %({range}i)s",
-        ],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx2.get(f"{url}/api/models/nobody/nothing").status_code == 404
-        except httpx2.HTTPError:
-            return False
-
-    wait_for(up, 60, "gunicorn to serve")
-    yield url, psutil.Process(proc.pid), log
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
 
 
 def test_it_resumes_a_1gib_download_in_constant_server_memory(gunicorn, alice, tmp_path, monkeypatch):

@@ -43,6 +43,8 @@ def test_it_publishes_what_was_measured_and_clients_get_it_back(variant_job, hub
     assert local.url == f"{hub_url}/alice/stories260k-w8a8-int8"
     assert Repo.objects.get(namespace="alice", name="stories260k-w8a8-int8").head.sha == local.commit_sha
     assert not Repo.objects.get(namespace="alice", name="stories260k-w8a8-int8").private
+    tags = HfApi(endpoint=hub_url).list_repo_refs(local.repo_id).tags
+    assert [(t.name, t.target_commit) for t in tags] == [(f"job-{variant_job.pk}", local.commit_sha)]
 
     folder = Path(
         snapshot_download(local.repo_id, revision=local.commit_sha, endpoint=hub_url, cache_dir=tmp_path / "c")

@@ -1,16 +1,19 @@
-"""Browsing and managing the hub's repositories with the stock client: list_models,
-list_repo_refs, list_repo_commits, update_repo_settings and delete_repo, each seeing only what
-the caller may read and changing only what the caller owns."""
+"""Browsing and managing the hub's repositories with the stock client: list_models (every
+filter honoured or refused), list_repo_refs, list_repo_commits, update_repo_settings, move_repo
+and delete_repo, each seeing only what the caller may read and changing only what the caller owns."""
 
 import httpx2
 import pytest
 from django.test import Client
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from hub.catalog.models import Publication, Variant
 from hub.hfapi import storage
 from hub.hfapi.models import Repo
+from tests.helpers import paste
+
+pytestmark = pytest.mark.gunicorn
 
 CARD = "---\nlicense: apache-2.0\nlibrary_name: transformers\ntags:\n- quantized\n- w4a16\n---\n# a model\n"
 
@@ -146,6 +149,8 @@ def test_it_keeps_a_repository_a_variant_was_published_to_as_it_is(recorded_vari
     assert refused.value.response.status_code == 409
     with pytest.raises(HfHubHTTPError, match="its visibility follows the variant's"):
         alice.update_repo_settings("alice/published", private=True)
+    with pytest.raises(HfHubHTTPError, match="so it keeps its id"):
+        alice.move_repo("alice/published", "alice/renamed")
     assert alice.repo_exists("alice/published") and not alice.model_info("alice/published").private
 
 
@@ -166,3 +171,96 @@ def test_it_lists_the_repositories_a_visitor_may_read_on_a_page(repos, alice):
     assert "page 1 of 2" in first and 'href="?q=many&page=2"' in first and "alice/many-50" in first
     second = Client().get("/repos/", {"q": "many", "page": 2}).content.decode()
     assert "alice/many-00" in second and "alice/many-50" not in second
+
+
+def test_it_honours_every_list_filter_or_refuses_it(repos, hub_url, stories260k):
+    alice, _ = repos
+    alice.create_repo("alice/stories")
+    alice.upload_folder(folder_path=stories260k, repo_id="alice/stories")
+    card = b"---\npipeline_tag: text-generation\nlibrary_name: llama.c\ndatasets:\n- roneneldan/TinyStories\n---\n"
+    alice.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id="alice/stories")
+    anonymous = HfApi(endpoint=hub_url, token=False)
+    assert ids(anonymous.list_models(pipeline_tag="text-generation")) == ["alice/stories"]
+    assert ids(anonymous.list_models(trained_dataset="roneneldan/TinyStories")) == ["alice/stories"]
+    assert ids(anonymous.list_models(filter="license:apache-2.0")) == ["alice/small-w4a16"]
+    assert ids(anonymous.list_models(filter="transformers")) == ["alice/small-w4a16"]
+    by_library = httpx2.get(f"{hub_url}/api/models", params={"library": "llama.c", "pipeline_tag": "fill-mask"})
+    assert by_library.json() == []
+    by_library = httpx2.get(f"{hub_url}/api/models", params={"library": "llama.c"})
+    assert [m["id"] for m in by_library.json()] == ["alice/stories"]
+    assert ids(anonymous.list_models(gated=False, sort="id")) == ["alice/small-w4a16", "alice/stories", "bob/other"]
+    assert ids(anonymous.list_models(gated=True)) == []  # nothing here is gated
+
+    total = anonymous.model_info("alice/stories", expand=["safetensors"]).safetensors.total
+    assert 200_000 < total < 300_000
+    assert ids(anonymous.list_models(num_parameters="min:100K,max:1M")) == ["alice/stories"]
+    assert ids(anonymous.list_models(num_parameters="min:1M")) == []
+    listed = next(iter(anonymous.list_models(num_parameters="max:1M", expand=["safetensors"])))
+    assert listed.safetensors.total == total
+
+    for params in ({"apps": "vllm"}, {"inference": "warm"}, {"config": "True"}, {"emissions_thresholds": "1"}):
+        refused = httpx2.get(f"{hub_url}/api/models", params=params)
+        assert refused.status_code == 400 and refused.headers["X-Error-Code"] == "FilterNotSupported", params
+        assert f"does not filter models by {next(iter(params))}" in refused.json()["error"]
+    with pytest.raises(HfHubHTTPError, match="does not filter models by config"):
+        list(anonymous.list_models(fetch_config=True))
+    with pytest.raises(HfHubHTTPError, match="num_parameters must read like"):
+        list(anonymous.list_models(num_parameters="lots"))
+
+
+def test_it_moves_a_repository_with_its_history_and_refs(repos, hub_url, tmp_path):
+    alice, bob = repos
+    alice.create_tag("alice/small-w4a16", tag="v1")
+    history = [c.commit_id for c in alice.list_repo_commits("alice/small-w4a16")]
+    alice.move_repo("alice/small-w4a16", "alice/small-int4")
+    assert [c.commit_id for c in alice.list_repo_commits("alice/small-int4")] == history
+    assert [t.name for t in alice.list_repo_refs("alice/small-int4").tags] == ["v1"]
+    card = hf_hub_download("alice/small-int4", "README.md", revision="v1", endpoint=hub_url, cache_dir=tmp_path)
+    assert open(card).read() == CARD
+    assert not alice.repo_exists("alice/small-w4a16")
+
+    with pytest.raises(HfHubHTTPError, match="only under your own name") as refused:
+        alice.move_repo("alice/small-int4", "bob/small-int4")
+    assert refused.value.response.status_code == 403
+    with pytest.raises(HfHubHTTPError, match="already exists") as refused:
+        alice.move_repo("alice/small-int4", "alice/secret")
+    assert refused.value.response.status_code == 409
+    with pytest.raises(RepositoryNotFoundError):
+        bob.move_repo("alice/secret", "bob/secret")  # not even told it exists
+    with pytest.raises(HfHubHTTPError, match="not 'space'"):
+        alice.move_repo("alice/small-int4", "alice/small-space", repo_type="space")
+    assert alice.repo_exists("alice/small-int4") and alice.repo_exists("alice/secret")
+
+
+def test_it_lists_the_callers_repositories_with_their_storage(repos, hub_url, alice_token, tmp_path):
+    alice, bob = repos
+    alice.create_repo("alice/data", repo_type="dataset")
+    mine = {r.id: r for r in alice.list_user_repos()}
+    assert sorted((r.id, r.type, r.visibility) for r in mine.values()) == [
+        ("alice/data", "dataset", "public"),
+        ("alice/secret", "model", "private"),
+        ("alice/small-w4a16", "model", "public"),
+    ]
+    gitattributes = mine["alice/secret"].storage
+    assert gitattributes > 0 and mine["alice/small-w4a16"].storage == gitattributes + len(CARD)
+    assert round(sum(r.storage_percent for r in mine.values())) == 100
+    assert [r.id for r in bob.list_user_repos()] == ["bob/other"]
+    with pytest.raises(HfHubHTTPError):
+        list(HfApi(endpoint=hub_url, token=False).list_user_repos())
+
+    shell = paste(f"HF_ENDPOINT={hub_url} HF_TOKEN={alice_token} hf repos ls", tmp_path)
+    assert shell.returncode == 0 and "alice/small-w4a16" in shell.stdout and "bob/other" not in shell.stdout
+
+
+def test_it_tells_a_caller_what_it_may_do_with_a_repository(repos):
+    alice, bob = repos
+    assert alice.get_full_repo_name("small") == "alice/small"  # from whoami
+    assert alice.run_as_future(alice.model_info, "alice/secret").result().private
+    alice.auth_check("alice/secret")
+    alice.auth_check("alice/secret", write=True)
+    bob.auth_check("alice/small-w4a16")
+    with pytest.raises(HfHubHTTPError) as refused:
+        bob.auth_check("alice/small-w4a16", write=True)
+    assert refused.value.response.status_code == 403
+    with pytest.raises(RepositoryNotFoundError):
+        bob.auth_check("alice/secret")
