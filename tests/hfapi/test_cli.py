@@ -1,6 +1,6 @@
-"""The `hf` command line against the hub, as a user types it in a shell: who am I, create,
-upload, branch, tag, download by revision, describe, list, copy, change settings, move and
-delete, for model and dataset repositories."""
+"""The `hf` command line against the hub, as a user types it in a shell: log in, who am I,
+create, upload, branch, tag, download by revision, verify, describe, list, copy, change
+settings, move and delete, for model and dataset repositories."""
 
 import json
 import shlex
@@ -24,8 +24,10 @@ def hf(hub_url, alice_token, tmp_path):
     return run
 
 
-def test_it_manages_repositories_from_the_command_line(hf, stories260k, tmp_path):
+def test_it_manages_repositories_from_the_command_line(hf, alice_token, stories260k, tmp_path):
     assert json.loads(hf("auth whoami --json"))["user"] == "alice"
+    hf(f"auth login --token {alice_token}", env="HF_TOKEN=")  # checked with the hub, kept in HF_HOME
+    assert json.loads(hf("auth whoami --json", env="HF_TOKEN="))["user"] == "alice"
     hf("repos create alice/stories")
     said = hf(f"upload alice/stories {stories260k / 'model.safetensors'}", fails=True, env="")
     assert "/xet-write-token/main" in said  # hf_xet asks for it, and does not show the hub's answer
@@ -40,6 +42,9 @@ def test_it_manages_repositories_from_the_command_line(hf, stories260k, tmp_path
     hf("download alice/stories README.md --revision v1 --local-dir tagged")
     assert (tmp_path / "tagged" / "README.md").read_text().endswith("# stories\n")
     hf("download alice/stories README.md --local-dir main", fails=True)  # not on main
+    hf("cache verify alice/stories --revision v1 --local-dir tagged")
+    (tmp_path / "tagged" / "README.md").write_text("# changed\n")
+    assert "README.md" in hf("cache verify alice/stories --revision v1 --local-dir tagged", fails=True)
     info = json.loads(hf("models info alice/stories --revision w4a16 --json"))
     assert info["id"] == "alice/stories" and info["pipeline_tag"] == "text-generation"
     assert "config.json" in hf("models list alice/stories --revision v1")  # the files of one repository
