@@ -241,7 +241,8 @@ class Repo(models.Model):
         name = revision.removeprefix("refs/heads/").removeprefix("refs/tags/")
         if name == MAIN:
             return self.head
-        if ref := self.refs.filter(name=name).select_related("commit").first():
+        # a name no ref may have is looked up nowhere (the database refuses some characters outright)
+        if REF_NAME.match(name) and (ref := self.refs.filter(name=name).select_related("commit").first()):
             return ref.commit
         if SHORT_SHA.match(revision):
             found = list(self.commits.filter(sha__startswith=revision)[:2])
@@ -257,8 +258,8 @@ class Repo(models.Model):
         """The commit `branch` points at; a tag or commit id is not a branch (commits go on branches)."""
         if branch == MAIN:
             return self.head
-        ref = self.refs.filter(name=branch, kind=Ref.BRANCH).select_related("commit").first()
-        if ref is None:
+        ref = REF_NAME.match(branch) and self.refs.filter(name=branch, kind=Ref.BRANCH).select_related("commit").first()
+        if not ref:
             raise RepoError(f"Invalid rev id: {branch} is not a branch of {self.repo_id}", 404, "RevisionNotFound")
         return ref.commit
 

@@ -45,7 +45,9 @@ RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 def error(message: str, status: int, code: str = "", commit: str = "") -> JsonResponse:
     response = JsonResponse({"error": message}, status=status)
-    response["X-Error-Message"] = message.replace("\n", " ")[:500]
+    # a header carries printable ASCII only: a revision or path a client sent may hold anything
+    header = message.encode("ascii", "backslashreplace").decode()
+    response["X-Error-Message"] = "".join(c if c.isprintable() else " " for c in header)[:500]
     if code:
         response["X-Error-Code"] = code
     if commit:

@@ -4,6 +4,7 @@ every download path: hf_hub_download, snapshot_download, the `hf` CLI and transf
 
 import json
 
+import httpx2
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
@@ -116,3 +117,16 @@ def test_it_refuses_refs_and_commits_that_cannot_be(stories, hub_url, bob_token)
     api.update_repo_settings("alice/stories", private=True)
     with pytest.raises(RepositoryNotFoundError):
         bob.list_repo_refs("alice/stories")
+
+
+def test_it_answers_a_revision_no_ref_can_be_named_as_missing(stories, hub_url):
+    token = {"Authorization": f"Bearer {stories.token}"}
+    for revision in ("a%00b", "%E2%80%AEv1", "v1%0A", "refs%2Fheads%2F%00"):
+        for method, path in [
+            ("GET", f"api/models/alice/stories/revision/{revision}"),
+            ("GET", f"api/models/alice/stories/tree/{revision}"),
+            ("GET", f"alice/stories/resolve/{revision}/README.md"),
+            ("POST", f"api/models/alice/stories/commit/{revision}"),
+        ]:
+            answer = httpx2.request(method, f"{hub_url}/{path}", headers=token, content=b"")
+            assert (answer.status_code, answer.headers.get("X-Error-Code")) == (404, "RevisionNotFound"), path
