@@ -158,8 +158,8 @@ def start_worker(transactional_db, settings, tmp_path):
     }
     workers: list[Worker] = []
 
-    def start(name: str = "test@localhost", **overrides: str) -> Worker:
-        worker = Worker(name, tmp_path, {**env, **overrides}).start()
+    def start(name: str = "test@localhost", queues: str = "cpu,gpu", **overrides: str) -> Worker:
+        worker = Worker(name, tmp_path, {**env, **overrides}, queues).start()
         workers.append(worker)
         return worker
 

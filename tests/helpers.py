@@ -142,14 +142,15 @@ def wait_for(check: Callable[[], object], timeout: float = 60, what: str = "cond
 class Worker:
     """A real `celery worker` process on the test database and the configured broker."""
 
-    def __init__(self, name: str, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, log_dir: Path, env: dict[str, str], queues: str = "cpu,gpu") -> None:
         self.name = name
         self.log_path = log_dir / f"worker-{name.split('@')[0]}-{time.monotonic_ns()}.log"
         self.env = env
+        self.queues = queues
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Worker":
-        cmd = worker_command(self.name)
+        cmd = worker_command(self.name, self.queues)
         self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True

@@ -104,15 +104,20 @@ class StageResult:
 class StageContext:
     """What a stage body gets: `progress(done, message)` and `cancelled()` for the libraries, and
     a logger whose lines land in the stage's log tail. All database writes happen on a
-    heartbeat thread, at most about once a second, so the body never waits on the database."""
+    heartbeat thread, at most about once a second, so the body never waits on the database.
+    Progress also lands in the log, as a line at most every PROGRESS_LOG_INTERVAL seconds, so
+    that the log of a stage that runs for many minutes shows it advancing."""
 
     TICK = 1.0
+    PROGRESS_LOG_INTERVAL = 30.0
 
-    def __init__(self, stage: Stage) -> None:
+    def __init__(self, stage: Stage, clock: Callable[[], float] = time.monotonic) -> None:
         self.stage = stage
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.deadline = self.started + settings.STAGE_TIME_LIMIT
         self._progress: tuple[float, str] | None = None
+        self._logged = (self.started, "")  # when the last progress line was logged, and what it said
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -126,11 +131,19 @@ class StageContext:
         self._thread = threading.Thread(target=self._beat_loop, name=f"heartbeat-{stage.pk}", daemon=True)
 
     def progress(self, done: float, message: str = "") -> None:
+        message = relative_paths(message)
+        line = f"{done:.0%} {message}".rstrip()
         with self._lock:
-            self._progress = (done, relative_paths(message))
+            self._progress = (done, message)
+            now, (last_at, last_line) = self.clock(), self._logged
+            due = line != last_line and now - last_at >= self.PROGRESS_LOG_INTERVAL
+            if due:
+                self._logged = (now, line)
+        if due:  # outside the lock: the log handler takes it too
+            self.logger.info("%s", line)
 
     def cancelled(self) -> bool:
-        if time.monotonic() > self.deadline:
+        if self.clock() > self.deadline:
             self.timed_out = True
         return self.cancel_requested or self.lost or self.timed_out
 
@@ -213,7 +226,7 @@ def execute(stage_id: int, worker: str) -> str:
             ctx.logger.info("%s", "".join(traceback.format_exception(exc))[-4000:])
         ctx.stop()
         return with_db_retry("recording the failure", functools.partial(_record_failure, stage, ctx, exc))
-    ctx.logger.info("%s finished in %.1f s", stage.name, time.monotonic() - ctx.started)
+    ctx.logger.info("%s finished in %.1f s", stage.name, ctx.clock() - ctx.started)
     ctx.stop()
     if result.versions:
         with_db_retry("recording versions", lambda: stage.job.record_versions(result.versions))

@@ -68,7 +68,8 @@ class BoundedParser(Parser):
 api = NinjaAPI(
     title="Model hub API",
     version="1",
-    description="Models, variants, accuracy and speed results, and compression jobs.",
+    # the docs page renders this as Markdown under its title: its only way back to the site
+    description="Models, variants, accuracy and speed results, and compression jobs.\n\n[Back to the hub](/)",
     urls_namespace="api-v1",
     auth=Bearer(optional=True),
     parser=BoundedParser(),

@@ -1,7 +1,8 @@
 """What a published repository says about its variant, beside the weights as measured: the
 model card (README.md with Hub metadata), lm-eval results, benchmark JSON, `.eval_results/`
-for the Hub's leaderboards, and SHA256SUMS of the measured files."""
+for the Hub's leaderboards, and SHA256SUMS of every file in the repository."""
 
+import hashlib
 import json
 
 import yaml
@@ -30,9 +31,9 @@ def measured_files(variant: Variant) -> list[dict]:
     return [f for f in variant.files if f["path"] not in CARD_FILES and not f["path"].startswith(".eval_results/")]
 
 
-def repo_files(variant: Variant, repo_id: str, endpoint: str) -> dict[str, str]:
-    """The files a published repository holds about its variant, path -> text: the model card,
-    evaluation results and benchmark JSON, and the checksums of the measured files."""
+def repo_files(variant: Variant, repo_id: str, endpoint: str) -> dict[str, bytes]:
+    """The files a published repository holds about its variant, path -> bytes: the model card,
+    evaluation results and benchmark JSON, and SHA256SUMS of these and the measured files."""
     eval_run = EvalRun.objects.filter(variant=variant).order_by("-created_at").first()
     recoveries = list(eval_run.recoveries.select_related("base_run")) if eval_run else []
     base_run = recoveries[0].base_run if recoveries else None
@@ -83,9 +84,13 @@ def repo_files(variant: Variant, repo_id: str, endpoint: str) -> dict[str, str]:
             sort_keys=True,
         )
     contents["README.md"] = model_card(variant, repo_id, endpoint, eval_run, recoveries, benches)
-    # `sha256sum -c SHA256SUMS` in a downloaded folder shows it holds what was measured
-    contents["SHA256SUMS"] = "".join(f"{f['sha256']}  {f['path']}\n" for f in measured_files(variant))
-    return contents
+    written = {path: text.encode() for path, text in contents.items()}
+    # `sha256sum -c SHA256SUMS` in a downloaded folder checks all of it: the measured files as
+    # they were measured, and what is written here about them, hashed as the bytes that are written
+    sums = {f["path"]: f["sha256"] for f in measured_files(variant)}
+    sums |= {path: hashlib.sha256(data).hexdigest() for path, data in written.items()}
+    written["SHA256SUMS"] = "".join(f"{sha}  {path}\n" for path, sha in sorted(sums.items())).encode()
+    return written
 
 
 def dataset_id(run: EvalRun, task: str) -> str:
@@ -207,7 +212,7 @@ def model_card(
         "|---|---:|---|",
         *[f"| `{f['path']}` | {f['size']:,} | `{f['sha256']}` |" for f in measured_files(variant)],
         "",
-        "`sha256sum -c SHA256SUMS` in a downloaded folder checks these.",
+        "`sha256sum -c SHA256SUMS` in a downloaded folder checks these, and this card and the results beside them.",
         "",
     ]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))

@@ -4,8 +4,10 @@ not is said to be "not measured" or "pending"."""
 
 import hashlib
 import json
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from django import forms
 from django.conf import settings
@@ -209,21 +211,27 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
     base = get_object_or_404(BaseModel.objects.visible_to(request.user), pk=pk)
     variants = with_measures(base.variants.visible_to(request.user)).select_related("recipe")
     baseline = EvalRun.objects.filter(base_model=base).order_by("-created_at")
+    latest = baseline.first()
     benchmarks = BenchmarkRun.objects.filter(base_model=base).order_by("profile", "-created_at")
+    files = file_rows(base.files, reverse("base-file", args=[base.pk, "_"])[:-1])
     return render(
         request,
         "catalog/model.html",
         {
             "base": base,
             "variants": variants,
-            "baseline": baseline.first(),
+            "baseline": latest,
+            "metrics": [m["metric"] for m in latest.metrics.values()] if latest else [],
             "eval_runs": baseline[:10],
-            "benchmarks": [bench_row(r) for r in benchmarks[:20]],
-            "files": file_rows(base.files, reverse("base-file", args=[base.pk, "_"])[:-1]),
+            "benchmarks": [{**bench_row(r), "label": base.name} for r in benchmarks[:20]],
+            "files": files,
             "snippets": snippets(
                 base.hf_repo_id,
                 settings.SITE_URL.rstrip("/") if base.on_this_hub else settings.HF_ENDPOINT,
                 base.resolved_sha if base.hf_repo_id else "",
+                private=base.private,
+                name=base.name,
+                files=files,
             ),
             "config": json.dumps(base.config, indent=2, sort_keys=True),
         },
@@ -254,6 +262,7 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         iter(publications), None
     )
     local = Path(variant.local_path) if variant.local_path else None
+    files = file_rows(variant.files, reverse("variant-file", args=[variant.pk, "_"])[:-1])
     return render(
         request,
         "catalog/variant.html",
@@ -262,6 +271,7 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "base": variant.base,
             "eval_run": eval_run,
             "recoveries": recoveries,
+            "metrics": [r.metric for r in recoveries],
             "bench_rows": [
                 row
                 for pair in bench
@@ -271,7 +281,7 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "charts": bench_charts(bench),
             "publications": publications,
             "published": published,
-            "files": file_rows(variant.files, reverse("variant-file", args=[variant.pk, "_"])[:-1]),
+            "files": files,
             "snippets": snippets(
                 published.repo_id if published else "",
                 settings.SITE_URL.rstrip("/")
@@ -280,6 +290,8 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 published.commit_sha if published else "",
                 private=variant.private,
                 checksums=any(f["path"] == "SHA256SUMS" for f in variant.files),
+                name=variant.name,
+                files=files,
             ),
             "card": read_text(local / "README.md") if local else "",
             "recipe_yaml": read_text(local / "recipe.yaml") if local else variant.recipe.yaml,
@@ -451,44 +463,59 @@ def bench_charts(bench: list[dict]) -> list:
 
 
 def snippets(
-    repo_id: str, endpoint: str | None, revision: str = "", private: bool = False, checksums: bool = False
+    repo_id: str,
+    endpoint: str | None,
+    revision: str = "",
+    private: bool = False,
+    checksums: bool = False,
+    name: str = "",
+    files: Sequence[dict] = (),
 ) -> list[tuple[str, str]]:
     """How to run the model: the Hub client (pointed at `endpoint`; None is huggingface.co), our
-    engine, vLLM and transformers. Without a repo, the files below downloaded into one folder.
-    With `checksums`, the download is checked against the repository's SHA256SUMS."""
-    if not repo_id:
-        return [
-            ("our engine", "python -m engine generate MODEL_DIR --prompt 'Once upon a time'"),
-            ("vLLM", "vllm serve MODEL_DIR"),
-            (
-                "transformers",
-                "from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained('MODEL_DIR')",
-            ),
-        ]
-    # a private repository answers 404 to a client without a token that may read it
-    env = (f"HF_ENDPOINT={endpoint} " if endpoint else "") + ("HF_TOKEN=<a token of yours> " if private else "")
-    rev = f" --revision {revision}" if revision else ""
-    folder = repo_id.split("/")[-1]
-    python_env = (f"os.environ['HF_ENDPOINT'] = '{endpoint}'\n" if endpoint else "") + (
-        "os.environ['HF_TOKEN'] = '<a token of yours>'\n" if private else ""
-    )
-    python_env = f"import os\n{python_env}" if python_env else ""
-    python_rev = f", revision='{revision}'" if revision else ""
-    return [
+    engine, vLLM and transformers. With `checksums`, the download is checked against the
+    repository's SHA256SUMS. Without a repo, `files` (rows of `file_rows`) are fetched by their
+    links into a folder named after the model `name` and checked against their sha256."""
+    folder = (repo_id or name).split("/")[-1]
+    if repo_id:
+        # a private repository answers 404 to a client without a token that may read it
+        env = (f"HF_ENDPOINT={endpoint} " if endpoint else "") + ("HF_TOKEN=<a token of yours> " if private else "")
+        rev = f" --revision {revision}" if revision else ""
+        python_env = (f"os.environ['HF_ENDPOINT'] = '{endpoint}'\n" if endpoint else "") + (
+            "os.environ['HF_TOKEN'] = '<a token of yours>'\n" if private else ""
+        )
+        python_env = f"import os\n{python_env}" if python_env else ""
+        python_rev = f", revision='{revision}'" if revision else ""
         # `hf` is huggingface_hub's command line since 1.0, which dropped `huggingface-cli`
-        (
-            "hf (huggingface_hub)",
-            f"{env}hf download {repo_id}{rev} --local-dir {folder}"
-            + (f"\n(cd {folder} && sha256sum -c SHA256SUMS)" if checksums else ""),
-        ),
+        fetch = [
+            (
+                "hf (huggingface_hub)",
+                f"{env}hf download {repo_id}{rev} --local-dir {folder}"
+                + (f"\n(cd {folder} && sha256sum -c SHA256SUMS)" if checksums else ""),
+            )
+        ]
+    else:
+        env = rev = python_env = python_rev = ""
+        if private:
+            download = f"# a private model's links answer only a signed-in browser:\n# save each file listed above into {folder}/"
+        else:
+            site = settings.SITE_URL.rstrip("/")
+            curls = "".join(
+                f"curl -fL --create-dirs -o {shlex.quote(folder + '/' + f['path'])} {shlex.quote(site + quote(f['url']))}\n"
+                for f in files
+            )
+            sums = "".join(f"{f['sha256']}  {folder}/{f['path']}\n" for f in files)
+            download = f"{curls}sha256sum -c <<'EOF'\n{sums}EOF"
+        fetch = [("download", download)] if files else []
+    source = repo_id or folder
+    return fetch + [
         ("our engine", f"python -m engine generate {folder} --prompt 'Once upon a time'"),
-        ("vLLM", f"{env}vllm serve {repo_id}{rev}"),
+        ("vLLM", f"{env}vllm serve {source}{rev}"),
         (
             "transformers",
             (
                 f"{python_env}from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-                f"model = AutoModelForCausalLM.from_pretrained('{repo_id}'{python_rev})\n"
-                f"tokenizer = AutoTokenizer.from_pretrained('{repo_id}'{python_rev})"
+                f"model = AutoModelForCausalLM.from_pretrained('{source}'{python_rev})\n"
+                f"tokenizer = AutoTokenizer.from_pretrained('{source}'{python_rev})"
             ),
         ),
     ]

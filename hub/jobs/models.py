@@ -5,7 +5,7 @@ lost one can be recovered from the rows alone (see `Stage.reconcile`)."""
 import logging
 import math
 import statistics
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -94,6 +94,11 @@ class JobQuerySet(OwnedQuerySet):
             if job.publish_targets == targets and sorted(r.content for r in job.recipes.all()) == wanted:
                 return job
         return None
+
+    def with_running_stages(self) -> "JobQuerySet":
+        """Each job with `running_stages`, the stages a worker is running for it now."""
+        running = Stage.objects.filter(status=Stage.Status.RUNNING).select_related("recipe").order_by("started_at")
+        return self.prefetch_related(models.Prefetch("stages", queryset=running, to_attr="running_stages"))
 
 
 class Job(models.Model):
@@ -375,14 +380,45 @@ class Stage(models.Model):
     def name(self) -> str:
         return f"{self.kind} ({self.recipe.name})" if self.recipe_id else self.kind
 
-    def ahead_in_queue(self) -> int:
-        """How many stages a worker of this stage's queue takes before it: those running on the
+    def _ahead(self) -> models.QuerySet["Stage"]:
+        """The stages a worker of this stage's queue takes before it: those running on the
         queue, and those queued on it earlier."""
         on_queue = Stage.objects.filter(queue=self.queue).exclude(pk=self.pk)
         earlier = models.Q(enqueued_at__lt=self.enqueued_at) | models.Q(enqueued_at=self.enqueued_at, pk__lt=self.pk)
-        return on_queue.filter(
-            models.Q(status=self.Status.RUNNING) | (models.Q(status=self.Status.QUEUED) & earlier)
-        ).count()
+        return on_queue.filter(models.Q(status=self.Status.RUNNING) | (models.Q(status=self.Status.QUEUED) & earlier))
+
+    def ahead_in_queue(self) -> int:
+        return self._ahead().count()
+
+    def queue_wait(self, now: datetime) -> timedelta | None:
+        """How long until a worker of this stage's queue is expected to take it: what is left of
+        each stage ahead of it (`remaining`, on the stage's own model size). None when one of
+        them has no history to estimate from: a sum that leaves a stage out would promise too
+        early a start."""
+        typical: dict[int | None, dict[str, timedelta]] = {}
+        wait = timedelta()
+        for stage in self._ahead().select_related("job__base_model"):
+            size = stage.job.base_model.num_parameters
+            if size not in typical:
+                typical[size] = Stage.typical_durations(size)
+            left = stage.remaining(typical[size], now)
+            if left is None:
+                return None
+            wait += left
+        return wait
+
+    def remaining(self, typical: dict[str, timedelta], now: datetime) -> timedelta | None:
+        """What is left of this stage's run time: a running stage's elapsed time scaled by its
+        progress (until it reports enough progress to go by, its kind's `typical` time less the
+        elapsed), a waiting one's typical time; None when there is nothing to go by."""
+        if self.status == self.Status.RUNNING and self.started_at:
+            elapsed = now - self.started_at
+            if self.progress >= 0.02:
+                return elapsed * (1 - self.progress) / self.progress
+            return max(typical[self.kind] - elapsed, timedelta()) if self.kind in typical else None
+        if self.status in (self.Status.PENDING, self.Status.QUEUED):
+            return typical.get(self.kind)
+        return None
 
     @classmethod
     def typical_durations(cls, num_parameters: int | None) -> dict[str, timedelta]:

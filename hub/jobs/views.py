@@ -16,22 +16,28 @@ from hub.jobs.models import Job, QuotaExceeded, Stage
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = Job.objects.select_related("base_model", "owner").prefetch_related("recipes").visible_to(request.user)
-    mine = jobs.filter(owner=request.user)[:50] if request.user.is_authenticated else []
-    queue = jobs.filter(status__in=Job.ACTIVE).order_by("created_at")[:100]
+    """Each job once: the user's own under "My jobs", everyone else's in the queue (or, for
+    staff, among the recently finished), with the stages it is running now."""
+    jobs = (
+        Job.objects.select_related("base_model", "owner")
+        .prefetch_related("recipes")
+        .with_running_stages()
+        .visible_to(request.user)
+    )
+    mine, others = [], jobs
+    if request.user.is_authenticated:
+        mine, others = jobs.filter(owner=request.user)[:50], jobs.exclude(owner=request.user)
     waiting = {
         q: Stage.objects.filter(status=Stage.Status.QUEUED, queue=q).count() for q in sorted(set(Stage.QUEUES.values()))
     }
-    running = Stage.objects.filter(status=Stage.Status.RUNNING, job__in=jobs).select_related("job", "recipe")
     return render(
         request,
         "jobs/list.html",
         {
             "mine": mine,
-            "queue": queue,
+            "queue": others.filter(status__in=Job.ACTIVE).order_by("created_at")[:100],
             "waiting": waiting,
-            "running": running.order_by("started_at"),
-            "recent": jobs.exclude(status__in=Job.ACTIVE)[:20] if request.user.is_staff else [],
+            "recent": others.exclude(status__in=Job.ACTIVE)[:20] if request.user.is_staff else [],
         },
     )
 
@@ -74,20 +80,14 @@ def stage_context(request: HttpRequest, job: Job) -> dict:
     typical = Stage.typical_durations(job.base_model.num_parameters)
     remaining = timedelta()
     for stage in stages:
-        stage.eta = None
         stage.took = stage.finished_at - stage.started_at if stage.finished_at and stage.started_at else None
-        if stage.status == Stage.Status.RUNNING and stage.started_at:
-            elapsed = now - stage.started_at
-            stage.elapsed = elapsed
-            if stage.progress >= 0.02:
-                stage.eta = elapsed * (1 - stage.progress) / stage.progress
-            elif stage.kind in typical:
-                stage.eta = max(typical[stage.kind] - elapsed, timedelta())
-        elif stage.status in (Stage.Status.PENDING, Stage.Status.QUEUED) and stage.kind in typical:
-            stage.eta = typical[stage.kind]
+        stage.elapsed = now - stage.started_at if stage.status == Stage.Status.RUNNING and stage.started_at else None
+        stage.eta = stage.remaining(typical, now)
         if stage.eta is not None:
             remaining += stage.eta
-        stage.ahead = stage.ahead_in_queue() if stage.status == Stage.Status.QUEUED and stage.enqueued_at else None
+        in_queue = stage.status == Stage.Status.QUEUED and stage.enqueued_at is not None
+        stage.ahead = stage.ahead_in_queue() if in_queue else None
+        stage.starts_in = stage.queue_wait(now) if in_queue and stage.ahead else None
         ended = stage.status in Stage.RETRYABLE
         stage.retryable = ended and stage.retry_helps
         stage.resubmit = ended and not stage.retry_helps

@@ -4,6 +4,7 @@ names exactly one model, a base or a variant."""
 from django.db import models
 
 from hub.catalog.models import BaseModel, Variant
+from hub.jobs.presets import PROFILES
 
 
 class MeasuredModel(models.Model):
@@ -96,3 +97,14 @@ class BenchmarkRun(MeasuredModel):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.profile}"
+
+    @property
+    def profile_label(self) -> str:
+        """The profile as a reader needs it: "chat v1 (512 tokens in, 256 out)", and the lengths
+        actually sent when the run was scaled down (a CPU run sends an eighth of them)."""
+        what = PROFILES.get(self.profile, "").removeprefix(f"{self.profile}: ")
+        label = f"{self.profile} v{self.profile_version}" + (f" ({what})" if what else "")
+        s = self.settings or {}
+        if s.get("scale", 1) != 1 and "input_len" in s:
+            label += f", run at scale {s['scale']:g}: {s['input_len']} tokens in, {s['output_len']} out"
+        return label

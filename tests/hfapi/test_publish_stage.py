@@ -7,6 +7,7 @@ import html
 import json
 import re
 import shlex
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_it_publishes_what_was_measured_and_clients_get_it_back(variant_job, hub
         recorded
     )
     sums = dict(reversed(line.split("  ")) for line in (folder / "SHA256SUMS").read_text().splitlines())
-    assert sums == {f["path"]: f["sha256"] for f in variant.files if f["path"] not in ("README.md", "SHA256SUMS")}
+    assert sums == {f["path"]: f["sha256"] for f in variant.files if f["path"] != "SHA256SUMS"}
     card = ModelCard.load(folder / "README.md")
     assert card.data.base_model == "stories260k" and card.data.base_model_relation == "quantized"
     assert "Not measured: the job ran no evaluation suite." in card.text
@@ -184,6 +185,47 @@ def test_it_writes_measured_results_into_the_card(recorded_variant_job, hub_url,
         readme["sha256"]
         == hashlib.sha256(open(api.hf_hub_download(local.repo_id, "README.md"), "rb").read()).hexdigest()
     )
+
+
+def test_it_checksums_every_file_it_publishes(recorded_variant_job, hub_url, alice_token, settings, tmp_path):
+    """SHA256SUMS covers the card and results publish writes beside the measured files, so that
+    `sha256sum -c SHA256SUMS` in a downloaded folder checks all of it; the catalog records the
+    same files."""
+    variant = Variant.objects.get(job=recorded_variant_job)
+    EvalRun.objects.create(
+        variant=variant,
+        job=recorded_variant_job,
+        suite="quick",
+        suite_version="3",
+        engine_version="0.1",
+        settings_key="k" * 64,
+        metrics={"arc_easy": {"metric": "acc", "value": 0.49, "stderr": 0.05, "n": 100}},
+    )
+    BenchmarkRun.objects.create(
+        variant=variant,
+        stage=recorded_variant_job.stages.get(kind="compress"),
+        profile="chat",
+        profile_version="1",
+        engine_version="0.1",
+        metrics={"output_throughput": 1200.0},
+    )
+    settings.PUBLISH_HF_TOKEN = alice_token
+
+    assert run_queued(recorded_variant_job, "publish") == "done", recorded_variant_job.stages.get(kind="publish").error
+    local = Publication.objects.get(variant=variant, endpoint=Publication.LOCAL)
+    folder = Path(
+        snapshot_download(local.repo_id, revision=local.commit_sha, endpoint=hub_url, cache_dir=tmp_path / "c")
+    )
+    got = folder_hashes(folder)
+    sums = dict(reversed(line.split("  ", 1)) for line in (folder / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == set(got) - {"SHA256SUMS", ".gitattributes"}
+    assert {"README.md", "lm_eval_results.json", "benchmark.json", ".eval_results/quick.yaml", "config.json"} <= set(
+        sums
+    )
+    check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    recorded = {f["path"]: f["sha256"] for f in Variant.objects.get(pk=variant.pk).files}
+    assert recorded == {p: h for p, h in got.items() if p != ".gitattributes"}
 
 
 def test_it_refuses_to_publish_files_that_changed_since_they_were_measured(recorded_variant_job, hub_url):

@@ -168,3 +168,45 @@ def test_it_says_where_a_queued_stage_stands_in_its_queue(client, catalog, alice
     page = client.get(f"/jobs/{second.pk}/").content.decode()
     assert "1 stage ahead of it in the cpu queue" in page  # first's running fetch
     assert "1 stage ahead of it in the gpu queue" in page  # first's compress, queued before
+
+
+def test_it_lists_each_job_once_with_the_stage_it_runs(client, catalog, alice, bob, staff):
+    """Mine under "My jobs", others' in the queue, finished ones of others for staff: the running
+    stage is shown on the job's row, not as a row of its own."""
+    now = timezone.now()
+    running = submitted(catalog.llama, alice)
+    running.stages.filter(kind="fetch").update(
+        status=S.RUNNING, worker="cpu@w1", progress=0.4, message="downloading model.safetensors", started_at=now
+    )
+    running.refresh_status()
+    finished = submitted(catalog.llama, staff)
+    finished.cancel()
+    link = f'href="/jobs/{running.pk}/"'
+    for user in (alice, bob, staff):
+        client.force_login(user)
+        html = client.get("/jobs/").content.decode()
+        assert html.count(link) == 1, user
+        assert "fetch on cpu@w1" in html and "downloading model.safetensors" in html
+    assert html.count(f'href="/jobs/{finished.pk}/"') == 1  # staff's own: under My jobs, not among the finished
+
+
+def test_it_estimates_when_a_queued_stage_starts(client, catalog, alice):
+    """The time left of each stage ahead in its queue: a running one's by its progress, a queued
+    one's typical time on its model's size; unknown once one of them has no history."""
+    now = timezone.now()
+    history = submitted(catalog.llama, alice)
+    history.stages.filter(kind="compress").update(
+        status=S.DONE, started_at=now - timedelta(minutes=10), finished_at=now
+    )
+    first, second = submitted(catalog.llama, alice), submitted(catalog.llama, alice)
+    first.stages.filter(kind="fetch").update(status=S.RUNNING, progress=0.5, started_at=now - timedelta(seconds=60))
+    first.stages.filter(kind="compress").update(status=S.QUEUED, enqueued_at=now - timedelta(seconds=30))
+    second.stages.filter(kind="fetch").update(status=S.QUEUED, enqueued_at=now - timedelta(seconds=20))
+    second.stages.filter(kind="compress").update(status=S.QUEUED, enqueued_at=now - timedelta(seconds=10))
+    page = client.get(f"/jobs/{second.pk}/").content.decode()
+    assert "1 stage ahead of it in the cpu queue; starts in about 1 min 00 s" in page  # half done in a minute
+    assert "1 stage ahead of it in the gpu queue; starts in about 10 min 00 s" in page  # a typical compress
+    unknown = submitted(catalog.qwen, alice)  # no stage ever ran on a model of its size
+    unknown.stages.filter(kind="compress").update(status=S.QUEUED, enqueued_at=now - timedelta(seconds=40))
+    page = client.get(f"/jobs/{second.pk}/").content.decode()
+    assert "2 stages ahead of it in the gpu queue; start unknown" in page

@@ -2,10 +2,11 @@
 compare view with its Pareto front, files with sha256, and downloads."""
 
 import hashlib
+from html import unescape
 
 from hub.catalog.models import Publication
 from hub.results.models import BenchmarkRun, EvalRun
-from tests.web.conftest import bench_metrics
+from tests.web.conftest import bench_metrics, write_files
 
 
 def test_it_shows_a_base_model(client, catalog):
@@ -127,3 +128,74 @@ def test_it_hides_private_files(client, catalog, bob):
     catalog.secret.save()
     client.force_login(bob)
     assert client.get(f"/models/variants/{catalog.secret.pk}/files/config.json").status_code == 404
+
+
+def test_it_names_the_model_of_each_benchmark_row_on_a_base_page(client, catalog):
+    html = client.get(f"/models/{catalog.llama.pk}/").content.decode()
+    assert "<td>org/llama-1b</td><td>NVIDIA H100</td>" in html
+
+
+def test_it_says_what_a_benchmark_profile_sends(client, catalog):
+    BenchmarkRun.objects.create(
+        base_model=catalog.llama,
+        profile="rag",
+        profile_version="1",
+        engine_version="0.1",
+        hardware={"device": "cpu", "cpu": "AMD EPYC"},
+        settings={"profile": "rag", "scale": 0.125, "input_len": 512, "output_len": 32},
+        metrics=bench_metrics(700.0, 60.0, 130.0),
+    )
+    html = client.get(f"/models/{catalog.llama.pk}/").content.decode()
+    assert "<td>chat v1 (512 tokens in, 256 out)</td>" in html
+    assert "rag v1 (retrieval-augmented generation: 4k in, 256 out), run at scale 0.125: 512 tokens in, 32 out" in html
+    html = client.get(f"/models/variants/{catalog.w4.pk}/").content.decode()
+    assert html.count("<td>chat v1 (512 tokens in, 256 out)</td>") == 2  # the base's row and the variant's
+
+
+def test_it_names_metrics_readably_and_explains_them(client, catalog):
+    EvalRun.objects.filter(base_model=catalog.llama).update(
+        metrics={
+            "arc_easy": {"metric": "acc_norm,none", "value": 0.6, "stderr": 0.02, "n": 200},
+            "gsm8k": {"metric": "exact_match,strict-match", "value": 0.3, "stderr": 0.02, "n": 100},
+            "wikitext": {"metric": "word_perplexity,none", "value": 14.2, "stderr": None, "n": 62},
+            "mine": {"metric": "f1_macro,none", "value": 0.5, "stderr": None, "n": 10},
+        }
+    )
+    html = client.get(f"/models/{catalog.llama.pk}/").content.decode()
+    assert '<td><span class="metric" title="acc_norm,none">accuracy (length-normalised)</span></td>' in html
+    assert 'title="exact_match,strict-match">exact match (strict-match)</span>' in html
+    assert 'title="f1_macro,none">f1_macro</span>' in html  # unknown: lm-eval's name
+    assert "<dt>word perplexity <code>word_perplexity,none</code></dt><dd>how unexpected" in html
+    assert "lower is better" in html and "<dt>f1_macro <code>f1_macro,none</code></dt>" in html
+
+    html = client.get(f"/models/variants/{catalog.w4.pk}/").content.decode()
+    assert html.count('<td><span class="metric" title="acc">accuracy</span></td>') == 2  # arc_easy, hellaswag
+    assert html.count("<dt>accuracy <code>acc</code></dt>") == 1  # each metric explained once
+
+
+def test_it_gives_a_base_without_a_repository_commands_that_fetch_its_files(client, catalog, alice, tmp_path):
+    page = unescape(client.get(f"/models/{catalog.llama.pk}/").content.decode())
+    assert "MODEL_DIR" not in page
+    url = f"/models/{catalog.llama.pk}/files/config.json"
+    assert f"curl -fL --create-dirs -o llama-1b/config.json http://127.0.0.1:8000{url}\n" in page
+    assert client.get(url).status_code == 200  # the link the command fetches
+    weights = next(f for f in catalog.llama.files if f["path"] == "model.safetensors")
+    assert "sha256sum -c <<'EOF'\n" in page and f"{weights['sha256']}  llama-1b/model.safetensors\nEOF" in page
+    assert "python -m engine generate llama-1b " in page and "vllm serve llama-1b</code>" in page
+    assert "AutoModelForCausalLM.from_pretrained('llama-1b')" in page
+
+    # a private model's links need the signed-in browser: the page says so rather than give curl
+    catalog.private.files = write_files(tmp_path / "secret", {"config.json": b"{}"})
+    catalog.private.save()
+    client.force_login(alice)
+    page = unescape(client.get(f"/models/{catalog.private.pk}/").content.decode())
+    assert "save each file listed above into secret-model/" in page and "curl" not in page
+
+    # an unpublished variant's page gives the same commands for its files
+    catalog.w4.publications.all().delete()
+    page = unescape(client.get(f"/models/variants/{catalog.w4.pk}/").content.decode())
+    assert (
+        f"-o llama-1b-w4a16-gptq/recipe.yaml http://127.0.0.1:8000/models/variants/{catalog.w4.pk}/files/recipe.yaml"
+        in page
+    )
+    assert "vllm serve llama-1b-w4a16-gptq</code>" in page

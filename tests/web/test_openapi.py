@@ -1,5 +1,6 @@
 """The API's OpenAPI 3 schema validates, and its docs page works offline (no CDN)."""
 
+import json
 import re
 
 from openapi_spec_validator import validate
@@ -31,3 +32,10 @@ def test_it_serves_the_docs_from_local_files(client, db):
     assert all(a.startswith("/") for a in assets), assets  # nothing from another host
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
+
+
+def test_it_links_the_docs_back_to_the_hub(client, db):
+    """Swagger renders the schema's description, Markdown, under the page's title."""
+    html = client.get("/api/v1/docs").content.decode()
+    swagger = json.loads(re.search(r'id="swagger-settings">(.*?)</script>', html, re.S).group(1))
+    assert "[Back to the hub](/)" in client.get(swagger["url"]).json()["info"]["description"]

@@ -235,13 +235,13 @@ def upload(
 
 def write_repo_files(variant: Variant, folder: Path, repo_id: str, endpoint: str) -> list[dict]:
     """Write what the repository says about the variant (hub.catalog.cards) into its folder, each
-    file whole, by rename; returns their {path, size, sha256}."""
+    file whole, by rename, as the bytes its SHA256SUMS names; returns their {path, size, sha256}."""
     written = []
-    for path, text in cards.repo_files(variant, repo_id, endpoint).items():
+    for path, data in cards.repo_files(variant, repo_id, endpoint).items():
         target = folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, target)
         written.append({"path": path, "size": target.stat().st_size, "sha256": sha256_file(target)})
     return written

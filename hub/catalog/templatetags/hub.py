@@ -1,8 +1,34 @@
 """Formatting shared by the catalog and job pages."""
 
 from django import template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from hub.catalog.charts import number
 
 register = template.Library()
+
+# lm-eval's metrics, by the name before the ",filter" of its result keys ("acc_norm,none"): what
+# the pages call each and what it measures, for readers who do not know lm-eval's names
+METRICS: dict[str, tuple[str, str]] = {
+    "acc": (
+        "accuracy",
+        "share of questions where the answer the model finds most likely is the right one; higher is better",
+    ),
+    "acc_norm": (
+        "accuracy (length-normalised)",
+        "accuracy with each answer's likelihood divided by its length, so long answers are not at a disadvantage; "
+        "higher is better",
+    ),
+    "exact_match": (
+        "exact match",
+        "share of generated answers equal to the reference (GSM8K: the final number); higher is better",
+    ),
+    "word_perplexity": (
+        "word perplexity",
+        "how unexpected the model finds the text, per word; lower is better",
+    ),
+}
 
 
 @register.filter
@@ -28,8 +54,7 @@ def count(value) -> str:
 def num(value, digits: int = 3) -> str:
     if value is None or value == "":
         return "not measured"
-    value = float(value)
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{int(digits)}g}"
+    return number(float(value), digits=int(digits))
 
 
 @register.filter
@@ -83,3 +108,30 @@ def duration(value) -> str:
     if seconds >= 60:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds} s"
+
+
+def metric_name(key: str) -> str:
+    """lm-eval's "metric,filter" key as the pages name it: "accuracy (length-normalised)" for
+    "acc_norm,none"; a metric not in METRICS is its key without the usual "none" filter."""
+    metric, _, flt = key.partition(",")
+    if metric not in METRICS:
+        return key.removesuffix(",none")
+    name = METRICS[metric][0]
+    return f"{name} ({flt})" if flt and flt != "none" else name
+
+
+@register.filter
+def metric(key: str) -> SafeString:
+    """A metric's readable name, lm-eval's key in its title."""
+    return format_html('<span class="metric" title="{}">{}</span>', key, metric_name(key))
+
+
+@register.inclusion_tag("catalog/_metric_glossary.html")
+def metric_glossary(keys: list[str]) -> dict:
+    """What each metric among `keys` measures, once each, in the order they appear."""
+    unknown = "as lm-eval names it: see the task's definition"
+    return {
+        "entries": [
+            (key, metric_name(key), METRICS.get(key.partition(",")[0], ("", unknown))[1]) for key in dict.fromkeys(keys)
+        ]
+    }
