@@ -2,7 +2,13 @@
 model architectures the engine loads, the GPUs each compression scheme needs for its fast path,
 and the weight groups a model's widths allow."""
 
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
+SUPPORTED_ARCHITECTURES = (
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+    "GraniteForCausalLM",
+)
 
 
 def min_compute_capability(scheme: str) -> float | None:

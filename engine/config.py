@@ -21,6 +21,7 @@ _ARCHITECTURES: dict[str, dict] = {
     "MistralForCausalLM": {"qkv_bias": False, "qk_norm": False, "sliding": "mistral"},
     "Qwen2ForCausalLM": {"qkv_bias": True, "qk_norm": False, "sliding": "qwen"},
     "Qwen3ForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "qwen"},
+    "GraniteForCausalLM": {"qkv_bias": None, "qk_norm": False, "sliding": None},
 }
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -66,6 +67,12 @@ class ModelConfig:
     quantization: dict | None = None
     eos_token_ids: tuple[int, ...] = ()
     bos_token_id: int | None = None
+    # Granite's scalings: of the embeddings, of each block's output before it joins the residual
+    # stream, of attention scores (None: 1/sqrt(head_dim)), and the divisor of the logits
+    embedding_multiplier: float = 1.0
+    residual_multiplier: float = 1.0
+    attention_multiplier: float | None = None
+    logits_scaling: float = 1.0
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path) -> "ModelConfig":
@@ -92,8 +99,9 @@ class ModelConfig:
         num_heads = cfg["num_attention_heads"]
         attention_bias = bool(cfg.get("attention_bias", False))
         qkv_bias = attention_bias if family["qkv_bias"] is None else family["qkv_bias"]
-        # Qwen2 has biases on q/k/v only; Llama and Qwen3 put attention_bias on o_proj too
-        o_bias = attention_bias if arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") else False
+        # Qwen2 has biases on q/k/v only; Llama, Qwen3 and Granite put attention_bias on o_proj too
+        o_bias = attention_bias if arch in ("LlamaForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM") else False
+        granite = arch == "GraniteForCausalLM"
         gen = generation_config or {}
         eos = gen.get("eos_token_id", cfg.get("eos_token_id"))
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
@@ -112,13 +120,18 @@ class ModelConfig:
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             qkv_bias=qkv_bias,
             o_bias=o_bias,
-            mlp_bias=bool(cfg.get("mlp_bias", False)) if arch == "LlamaForCausalLM" else False,
+            mlp_bias=bool(cfg.get("mlp_bias", False)) if arch in ("LlamaForCausalLM", "GraniteForCausalLM") else False,
             qk_norm=family["qk_norm"],
             sliding_window=_sliding_window(cfg, family["sliding"]),
             dtype=_checkpoint_dtype(cfg),
             quantization=cfg.get("quantization_config"),
             eos_token_ids=eos_ids,
             bos_token_id=gen.get("bos_token_id", cfg.get("bos_token_id")),
+            # transformers' GraniteConfig defaults, which are Llama's behaviour
+            embedding_multiplier=float(cfg.get("embedding_multiplier", 1.0)) if granite else 1.0,
+            residual_multiplier=float(cfg.get("residual_multiplier", 1.0)) if granite else 1.0,
+            attention_multiplier=float(cfg.get("attention_multiplier", 1.0)) if granite else None,
+            logits_scaling=float(cfg.get("logits_scaling", 1.0)) if granite else 1.0,
         )
 
 

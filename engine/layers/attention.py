@@ -22,12 +22,12 @@ class PagedAttention(nn.Module):
     """Stores this step's K/V into the layer's cache blocks, then attends over each sequence's
     cached context; prefill chunks and decodes of many sequences share one call."""
 
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int) -> None:
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float | None = None) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
-        self.scale = head_dim**-0.5
+        self.scale = head_dim**-0.5 if scale is None else scale
         # views into the engine's cache tensor, bound by the runner once it is allocated
         self.k_cache = torch.empty(0)
         self.v_cache = torch.empty(0)

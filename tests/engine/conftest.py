@@ -35,6 +35,7 @@ def _config(arch: str, overrides: dict):
         "mistral": transformers.MistralConfig,
         "qwen2": transformers.Qwen2Config,
         "qwen3": transformers.Qwen3Config,
+        "granite": transformers.GraniteConfig,
     }
     kwargs = {**TINY, **overrides}
     if arch == "mistral":

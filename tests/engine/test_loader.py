@@ -57,8 +57,28 @@ def assert_matches_transformers(path, dtype=torch.float32) -> LLM:
         ("mistral", {}),
         ("qwen2", {}),  # q/k/v biases
         ("qwen3", {}),  # q/k norms, head_dim != hidden / heads
+        # Granite 3's scalings, each far from 1 so that a missed one changes the tokens
+        (
+            "granite",
+            {
+                "embedding_multiplier": 12.0,
+                "residual_multiplier": 0.22,
+                "attention_multiplier": 0.015625,
+                "logits_scaling": 8.0,
+                "attention_bias": True,
+            },
+        ),
     ],
-    ids=["llama3.1-rope", "llama-tied-biases", "llama-linear-rope", "llama-dynamic-rope", "mistral", "qwen2", "qwen3"],
+    ids=[
+        "llama3.1-rope",
+        "llama-tied-biases",
+        "llama-linear-rope",
+        "llama-dynamic-rope",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "granite",
+    ],
 )
 def test_it_runs_each_family_like_transformers(make_checkpoint, arch, overrides):
     assert_matches_transformers(make_checkpoint(arch, **overrides))

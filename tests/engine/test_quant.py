@@ -45,18 +45,31 @@ RECIPES = {
 }
 
 
+# the families whose module layout differs in what compression must carry: Granite scales
+# embeddings, block outputs, attention scores and logits around the same linears
+FAMILIES = {
+    "llama": {},
+    "granite": {
+        "embedding_multiplier": 12.0,
+        "residual_multiplier": 0.22,
+        "attention_multiplier": 0.1,
+        "logits_scaling": 4.0,
+    },
+}
+
+
 @pytest.fixture(scope="session")
 def compressed(make_checkpoint, tmp_path_factory):
     from compress import compress
 
-    made: dict[str, Path] = {}
+    made: dict[tuple[str, str], Path] = {}
 
-    def make(name: str, recipe: str | None = None) -> Path:
-        if name not in made:
-            out = tmp_path_factory.mktemp("quant") / name
-            compress(make_checkpoint("llama"), recipe or RECIPES[name], out, device="cpu")
-            made[name] = out
-        return made[name]
+    def make(name: str, recipe: str | None = None, arch: str = "llama") -> Path:
+        if (arch, name) not in made:
+            out = tmp_path_factory.mktemp("quant") / f"{arch}-{name}"
+            compress(make_checkpoint(arch, **FAMILIES[arch]), recipe or RECIPES[name], out, device="cpu")
+            made[arch, name] = out
+        return made[arch, name]
 
     return make
 
@@ -119,9 +132,10 @@ def random_prompts(n: int = 8) -> list[list[int]]:
     return [torch.randint(0, 128, (int(length),), generator=g).tolist() for length in torch.linspace(1, 60, n)]
 
 
+@pytest.mark.parametrize("arch", list(FAMILIES))
 @pytest.mark.parametrize("name", list(RECIPES))
-def test_it_generates_what_transformers_generates_from_the_same_checkpoint(compressed, name):
-    path = compressed(name)
+def test_it_generates_what_transformers_generates_from_the_same_checkpoint(compressed, name, arch):
+    path = compressed(name, arch=arch)
     llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=64)
     prompts = random_prompts()
     outputs = llm.generate(prompts, GREEDY)
