@@ -8,6 +8,7 @@ SUPPORTED_ARCHITECTURES = (
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
     "GraniteForCausalLM",
+    "Phi3ForCausalLM",
 )
 
 

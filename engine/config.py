@@ -22,6 +22,7 @@ _ARCHITECTURES: dict[str, dict] = {
     "Qwen2ForCausalLM": {"qkv_bias": True, "qk_norm": False, "sliding": "qwen"},
     "Qwen3ForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "qwen"},
     "GraniteForCausalLM": {"qkv_bias": None, "qk_norm": False, "sliding": None},
+    "Phi3ForCausalLM": {"qkv_bias": False, "qk_norm": False, "sliding": "phi3"},
 }
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -67,6 +68,8 @@ class ModelConfig:
     quantization: dict | None = None
     eos_token_ids: tuple[int, ...] = ()
     bos_token_id: int | None = None
+    # Phi-3 stores q/k/v as one qkv_proj and gate/up as one gate_up_proj
+    fused_checkpoint: bool = False
     # Granite's scalings: of the embeddings, of each block's output before it joins the residual
     # stream, of attention scores (None: 1/sqrt(head_dim)), and the divisor of the logits
     embedding_multiplier: float = 1.0
@@ -132,6 +135,7 @@ class ModelConfig:
             residual_multiplier=float(cfg.get("residual_multiplier", 1.0)) if granite else 1.0,
             attention_multiplier=float(cfg.get("attention_multiplier", 1.0)) if granite else None,
             logits_scaling=float(cfg.get("logits_scaling", 1.0)) if granite else 1.0,
+            fused_checkpoint=arch == "Phi3ForCausalLM",
         )
 
 
@@ -162,6 +166,8 @@ def _rope_config(cfg: dict) -> RopeConfig:
 def _sliding_window(cfg: dict, kind: str | None) -> int | None:
     if kind is None or (kind == "qwen" and not cfg.get("use_sliding_window", False)):
         return None
+    if kind == "phi3":  # transformers' Phi3Config has no window unless the checkpoint sets one
+        return cfg.get("sliding_window")
     # transformers' MistralConfig defaults to a 4096 window when the key is absent
     return cfg.get("sliding_window", 4096 if kind == "mistral" else None)
 

@@ -1,5 +1,6 @@
 """One model class for the Llama family: Llama 2/3, Mistral, Qwen2 (q/k/v bias), Qwen3 (q/k norm),
-Granite (scaled embeddings, block outputs, attention scores and logits).
+Granite (scaled embeddings, block outputs, attention scores and logits), Phi-3 (q/k/v and gate/up
+stored fused).
 
 Tokens of all sequences of a step are packed along dim 0; the paged attention layer finds each
 sequence's context through the `AttentionMetadata`.
@@ -25,10 +26,11 @@ class Attention(nn.Module):
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         self.q_size = cfg.num_heads * cfg.head_dim
         self.kv_size = cfg.num_kv_heads * cfg.head_dim
-        qkv_names = [f"{prefix}.{n}" for n in ("q_proj", "k_proj", "v_proj")]
-        self.qkv_proj = Linear(
-            cfg.hidden_size, [self.q_size, self.kv_size, self.kv_size], cfg.qkv_bias, method, dtype, qkv_names
-        )
+        if cfg.fused_checkpoint:
+            sizes, qkv_names = [self.q_size + 2 * self.kv_size], [f"{prefix}.qkv_proj"]
+        else:
+            sizes, qkv_names = [self.q_size, self.kv_size, self.kv_size], [f"{prefix}.{n}_proj" for n in "qkv"]
+        self.qkv_proj = Linear(cfg.hidden_size, sizes, cfg.qkv_bias, method, dtype, qkv_names)
         self.o_proj = Linear(self.q_size, [cfg.hidden_size], cfg.o_bias, method, dtype, [f"{prefix}.o_proj"])
         if cfg.qk_norm:
             self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps, dtype)
@@ -54,8 +56,11 @@ class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig, method: LinearMethod, dtype: torch.dtype, prefix: str) -> None:
         super().__init__()
         size = cfg.intermediate_size
-        gate_up_names = [f"{prefix}.gate_proj", f"{prefix}.up_proj"]
-        self.gate_up_proj = Linear(cfg.hidden_size, [size, size], cfg.mlp_bias, method, dtype, gate_up_names)
+        if cfg.fused_checkpoint:
+            sizes, gate_up_names = [2 * size], [f"{prefix}.gate_up_proj"]
+        else:
+            sizes, gate_up_names = [size, size], [f"{prefix}.gate_proj", f"{prefix}.up_proj"]
+        self.gate_up_proj = Linear(cfg.hidden_size, sizes, cfg.mlp_bias, method, dtype, gate_up_names)
         self.down_proj = Linear(size, [cfg.hidden_size], cfg.mlp_bias, method, dtype, [f"{prefix}.down_proj"])
         self.act = SiluAndMul()
 

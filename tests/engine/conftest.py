@@ -36,12 +36,15 @@ def _config(arch: str, overrides: dict):
         "qwen2": transformers.Qwen2Config,
         "qwen3": transformers.Qwen3Config,
         "granite": transformers.GraniteConfig,
+        "phi3": transformers.Phi3Config,
     }
     kwargs = {**TINY, **overrides}
     if arch == "mistral":
         kwargs.setdefault("sliding_window", None)
     if arch == "qwen3":
         kwargs.setdefault("head_dim", 32)
+    if arch == "phi3":  # its config defaults to token ids past the tiny vocabulary
+        kwargs.update(bos_token_id=1, eos_token_id=2, pad_token_id=0)
     return classes[arch](**kwargs)
 
 

@@ -68,6 +68,7 @@ def assert_matches_transformers(path, dtype=torch.float32) -> LLM:
                 "attention_bias": True,
             },
         ),
+        ("phi3", {}),  # q/k/v and gate/up fused in the checkpoint
     ],
     ids=[
         "llama3.1-rope",
@@ -78,6 +79,7 @@ def assert_matches_transformers(path, dtype=torch.float32) -> LLM:
         "qwen2",
         "qwen3",
         "granite",
+        "phi3",
     ],
 )
 def test_it_runs_each_family_like_transformers(make_checkpoint, arch, overrides):

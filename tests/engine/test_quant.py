@@ -46,7 +46,8 @@ RECIPES = {
 
 
 # the families whose module layout differs in what compression must carry: Granite scales
-# embeddings, block outputs, attention scores and logits around the same linears
+# embeddings, block outputs, attention scores and logits around the same linears; Phi-3 stores
+# q/k/v and gate/up fused
 FAMILIES = {
     "llama": {},
     "granite": {
@@ -55,6 +56,7 @@ FAMILIES = {
         "attention_multiplier": 0.1,
         "logits_scaling": 4.0,
     },
+    "phi3": {},
 }
 
 
