@@ -6,6 +6,7 @@ that omits a key behaves as it does in transformers.
 """
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ _ARCHITECTURES: dict[str, dict] = {
     "GraniteForCausalLM": {"qkv_bias": None, "qk_norm": False, "sliding": None},
     "Phi3ForCausalLM": {"qkv_bias": False, "qk_norm": False, "sliding": "phi3"},
 }
-_ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+_ROPE_TYPES = ("default", "linear", "dynamic", "llama3", "yarn")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -40,6 +41,12 @@ class RopeConfig:
     low_freq_factor: float = 1.0
     high_freq_factor: float = 4.0
     original_max_position_embeddings: int | None = None
+    # YaRN: the rotation counts that bound its blend of interpolated and original frequencies,
+    # whether those bounds round to whole dimensions, and the factor on cos and sin
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    truncate: bool = True
+    attention_factor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -151,16 +158,36 @@ def _rope_config(cfg: dict) -> RopeConfig:
     rope_type = params.get("rope_type", params.get("type", "default"))
     if rope_type not in _ROPE_TYPES:
         raise UnsupportedModelError(f"rope type {rope_type!r} is not supported yet; supported: {_ROPE_TYPES}")
+    original = params.get("original_max_position_embeddings", cfg.get("max_position_embeddings"))
+    factor = params.get("factor")
+    if factor is None:  # YaRN configs may give only the two lengths (DeepSeek's do)
+        factor = cfg.get("max_position_embeddings", original) / original if rope_type == "yarn" else 1.0
     return RopeConfig(
         theta=float(params.get("rope_theta", cfg.get("rope_theta", 10000.0))),
         type=rope_type,
-        factor=float(params.get("factor", 1.0)),
+        factor=float(factor),
         low_freq_factor=float(params.get("low_freq_factor", 1.0)),
         high_freq_factor=float(params.get("high_freq_factor", 4.0)),
-        original_max_position_embeddings=params.get(
-            "original_max_position_embeddings", cfg.get("max_position_embeddings")
-        ),
+        original_max_position_embeddings=original,
+        beta_fast=float(params.get("beta_fast") or 32.0),
+        beta_slow=float(params.get("beta_slow") or 1.0),
+        truncate=bool(params.get("truncate", True)),
+        attention_factor=_yarn_attention_factor(params, float(factor)) if rope_type == "yarn" else 1.0,
     )
+
+
+def _yarn_attention_factor(params: dict, factor: float) -> float:
+    """YaRN's factor on cos and sin (transformers' rule): given, else from `factor` and the
+    optional mscale pair."""
+    if params.get("attention_factor") is not None:
+        return float(params["attention_factor"])
+
+    def mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    if params.get("mscale") and params.get("mscale_all_dim"):
+        return mscale(factor, params["mscale"]) / mscale(factor, params["mscale_all_dim"])
+    return mscale(factor)
 
 
 def _sliding_window(cfg: dict, kind: str | None) -> int | None:

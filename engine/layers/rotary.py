@@ -17,6 +17,8 @@ def inverse_frequencies(rope: RopeConfig, head_dim: int) -> torch.Tensor:
         return inv_freq / rope.factor
     if rope.type == "llama3":
         return _llama3(inv_freq, rope)
+    if rope.type == "yarn":
+        return _yarn(rope, head_dim)
     # "dynamic" NTK scaling only changes frequencies once a sequence outgrows
     # max_position_embeddings; the engine caps max_model_len there, so it is the default inside
     return inv_freq
@@ -35,12 +37,35 @@ def _llama3(inv_freq: torch.Tensor, rope: RopeConfig) -> torch.Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
+def _yarn(rope: RopeConfig, head_dim: int) -> torch.Tensor:
+    # YaRN (arXiv:2309.00071): pairs that turn fewer than beta_slow times over the original
+    # context are interpolated by `factor`, those turning more than beta_fast times kept, a ramp between
+    pos_freqs = rope.theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    extrapolated, interpolated = 1.0 / pos_freqs, 1.0 / (rope.factor * pos_freqs)
+
+    def dimension(rotations: float) -> float:
+        turns = rope.original_max_position_embeddings / (rotations * 2 * math.pi)
+        return head_dim * math.log(turns) / (2 * math.log(rope.theta))
+
+    low, high = dimension(rope.beta_fast), dimension(rope.beta_slow)
+    if rope.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, head_dim - 1)
+    ramp = ((torch.arange(head_dim // 2, dtype=torch.float32) - low) / (high - low if high != low else 0.001)).clamp(
+        0, 1
+    )
+    keep = 1 - ramp
+    return interpolated * (1 - keep) + extrapolated * keep
+
+
 def cos_sin_cache(rope: RopeConfig, head_dim: int, max_position: int) -> torch.Tensor:
-    """[max_position, head_dim] fp32: cos of each pair's angle in the first half, sin in the second."""
+    """[max_position, head_dim] fp32: cos of each pair's angle in the first half, sin in the second
+    (both times YaRN's attention factor, 1 for the other rope types)."""
     inv_freq = inverse_frequencies(rope, head_dim)
     positions = torch.arange(max_position, dtype=torch.int64).float()
     angles = positions[:, None] * inv_freq[None, :]
-    return torch.cat((angles.cos(), angles.sin()), dim=-1)
+    cache = torch.cat((angles.cos(), angles.sin()), dim=-1)
+    return cache if rope.attention_factor == 1.0 else cache * rope.attention_factor
 
 
 class RotaryEmbedding(nn.Module):

@@ -54,6 +54,18 @@ def assert_matches_transformers(path, dtype=torch.float32) -> LLM:
         ("llama", {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True}),
         ("llama", {"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}}),
         ("llama", {"rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}}),
+        # Qwen3's long-context YaRN, its original length short enough that the prompts cross the ramp
+        (
+            "qwen3",
+            {
+                "rope_parameters": {
+                    "rope_type": "yarn",
+                    "factor": 4.0,
+                    "rope_theta": 10000.0,
+                    "original_max_position_embeddings": 16,
+                }
+            },
+        ),
         ("mistral", {}),
         ("qwen2", {}),  # q/k/v biases
         ("qwen3", {}),  # q/k norms, head_dim != hidden / heads
@@ -75,6 +87,7 @@ def assert_matches_transformers(path, dtype=torch.float32) -> LLM:
         "llama-tied-biases",
         "llama-linear-rope",
         "llama-dynamic-rope",
+        "qwen3-yarn",
         "mistral",
         "qwen2",
         "qwen3",
@@ -153,8 +166,8 @@ def test_it_refuses_compressed_tensors_checkpoints_for_now(make_checkpoint, tmp_
 
 
 def test_it_refuses_rope_types_it_does_not_implement():
-    with pytest.raises(UnsupportedModelError, match="yarn"):
-        ModelConfig.from_dict({**TINY_LLAMA, "rope_parameters": {"rope_type": "yarn", "factor": 4.0}})
+    with pytest.raises(UnsupportedModelError, match="longrope"):
+        ModelConfig.from_dict({**TINY_LLAMA, "rope_parameters": {"rope_type": "longrope", "factor": 4.0}})
 
 
 def test_it_names_missing_tensors(make_checkpoint, tmp_path):

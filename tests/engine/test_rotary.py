@@ -35,8 +35,18 @@ LLAMA_31_8B = {
         None,
         LLAMA_31_8B["rope_scaling"],
         {"rope_type": "linear", "factor": 4.0},
+        {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
+        {
+            "rope_type": "yarn",
+            "factor": 40.0,
+            "original_max_position_embeddings": 4096,
+            "mscale": 1.0,
+            "mscale_all_dim": 0.707,
+            "beta_fast": 16,
+            "truncate": False,
+        },
     ],
-    ids=["default", "llama3", "linear"],
+    ids=["default", "llama3", "linear", "yarn", "yarn-mscale"],
 )
 def test_it_computes_the_inverse_frequencies_transformers_computes(scaling):
     raw = {**LLAMA_31_8B, "rope_scaling": scaling}
@@ -47,7 +57,7 @@ def test_it_computes_the_inverse_frequencies_transformers_computes(scaling):
     )
     init = ROPE_INIT_FUNCTIONS.get(ours.rope.type, LlamaRotaryEmbedding.compute_default_rope_parameters)
     expected, attention_factor = init(hf_config, device="cpu")
-    assert attention_factor == 1.0
+    assert ours.rope.attention_factor == pytest.approx(attention_factor, rel=1e-12)
     assert torch.equal(inverse_frequencies(ours.rope, ours.head_dim), expected)
 
 
