@@ -46,8 +46,10 @@ def test_it_runs_a_short_jobs_fetch_while_a_long_compress_holds_the_gpu_queue(
     wait_for(lambda: Stage.objects.get(pk=fetch.pk).status in Stage.FINAL, 60, "the short job's fetch to end")
     assert Stage.objects.get(pk=fetch.pk).status == S.DONE
     assert Stage.objects.get(pk=compress.pk).status == S.RUNNING  # still on it
-    queued = short.stages.get(kind="compress")
-    assert queued.status == S.QUEUED and queued.ahead_in_queue() == 1  # behind the long compress, and says so
+    # the runner queues what follows a finished stage in a step of its own
+    wait_for(lambda: short.stages.get(kind="compress").status == S.QUEUED, 30, "the short job's compress to queue")
+    assert short.stages.get(kind="compress").ahead_in_queue() == 1  # behind the long compress, and says so
+    assert Stage.objects.get(pk=compress.pk).status == S.RUNNING
 
     long.cancel()
     wait_for(lambda: Stage.objects.get(pk=compress.pk).status in Stage.FINAL, 120, "the long compress to stop")
