@@ -2,7 +2,9 @@
 
 `ModelConfig` is read straight from a Hugging Face `config.json` (no transformers import), with
 the defaults of the transformers config class of each supported architecture, so a checkpoint
-that omits a key behaves as it does in transformers.
+that omits a key behaves as it does in transformers. The mixture-of-experts families (Qwen2-MoE,
+Qwen3-MoE, Mixtral) add a `MoeConfig`. The engine runs more architectures than the hub accepts
+for jobs (`common.support`): the MoE families are the engine's alone for now.
 """
 
 import json
@@ -14,7 +16,6 @@ import torch
 
 from common.checkpoint_files import check_checkpoint_folder
 from common.dtypes import compute_dtype
-from common.support import SUPPORTED_ARCHITECTURES
 
 # architecture name -> defaults that differ between the families (transformers' config classes)
 _ARCHITECTURES: dict[str, dict] = {
@@ -23,8 +24,14 @@ _ARCHITECTURES: dict[str, dict] = {
     "Qwen2ForCausalLM": {"qkv_bias": True, "qk_norm": False, "sliding": "qwen"},
     "Qwen3ForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "qwen"},
     "GraniteForCausalLM": {"qkv_bias": None, "qk_norm": False, "sliding": None},
-    "Phi3ForCausalLM": {"qkv_bias": False, "qk_norm": False, "sliding": "phi3"},
+    "Phi3ForCausalLM": {"qkv_bias": False, "qk_norm": False, "sliding": "given"},
+    "Qwen2MoeForCausalLM": {"qkv_bias": True, "qk_norm": False, "sliding": "qwen"},
+    "Qwen3MoeForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "qwen"},
+    "MixtralForCausalLM": {"qkv_bias": False, "qk_norm": False, "sliding": "given"},
 }
+SUPPORTED_ARCHITECTURES = tuple(_ARCHITECTURES)
+# the families that put attention_bias on o_proj too (Qwen2's biases are on q/k/v only)
+_O_BIAS_ARCHITECTURES = ("LlamaForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM", "Qwen3MoeForCausalLM")
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3", "yarn")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -47,6 +54,22 @@ class RopeConfig:
     beta_slow: float = 1.0
     truncate: bool = True
     attention_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class MoeConfig:
+    """The sparse MLP of the mixture-of-experts families: a router picks `top_k` of
+    `num_experts` gated MLPs per token (softmax, then top-k, renormalized to sum to 1 when
+    `renormalize`), whose outputs are summed with those weights."""
+
+    num_experts: int
+    top_k: int
+    intermediate_size: int  # of each expert
+    renormalize: bool
+    # the decoder layers whose MLP is sparse; the others have the dense MLP of intermediate_size
+    layers: frozenset[int]
+    # Qwen2-MoE's expert that every token goes through, scaled by a sigmoid gate (0: none)
+    shared_expert_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,7 @@ class ModelConfig:
     residual_multiplier: float = 1.0
     attention_multiplier: float | None = None
     logits_scaling: float = 1.0
+    moe: MoeConfig | None = None
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path) -> "ModelConfig":
@@ -109,8 +133,14 @@ class ModelConfig:
         num_heads = cfg["num_attention_heads"]
         attention_bias = bool(cfg.get("attention_bias", False))
         qkv_bias = attention_bias if family["qkv_bias"] is None else family["qkv_bias"]
-        # Qwen2 has biases on q/k/v only; Llama, Qwen3 and Granite put attention_bias on o_proj too
-        o_bias = attention_bias if arch in ("LlamaForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM") else False
+        if arch == "Qwen2MoeForCausalLM":  # its config may turn the q/k/v biases off
+            qkv_bias = bool(cfg.get("qkv_bias", True))
+        o_bias = attention_bias if arch in _O_BIAS_ARCHITECTURES else False
+        moe = _moe_config(arch, cfg)
+        if moe is not None and cfg.get("quantization_config"):
+            raise UnsupportedModelError(
+                f"{arch}: MoE experts are not yet supported quantized; run the unquantized checkpoint"
+            )
         granite = arch == "GraniteForCausalLM"
         gen = generation_config or {}
         eos = gen.get("eos_token_id", cfg.get("eos_token_id"))
@@ -143,7 +173,48 @@ class ModelConfig:
             attention_multiplier=float(cfg.get("attention_multiplier", 1.0)) if granite else None,
             logits_scaling=float(cfg.get("logits_scaling", 1.0)) if granite else 1.0,
             fused_checkpoint=arch == "Phi3ForCausalLM",
+            moe=moe,
         )
+
+
+def _moe_config(arch: str, cfg: dict) -> MoeConfig | None:
+    """The sparse MLP with transformers' defaults of each family: Mixtral's experts are as wide as
+    intermediate_size and every layer is sparse; Qwen's have moe_intermediate_size, and the
+    layers in mlp_only_layers or off every decoder_sparse_step-th are dense."""
+    num_layers = cfg["num_hidden_layers"]
+    if arch == "MixtralForCausalLM":
+        num_experts = _positive(cfg, ("num_local_experts", "num_experts"), 8)
+        top_k = _positive(cfg, ("num_experts_per_tok",), 2)
+        layers, size, renormalize, shared = frozenset(range(num_layers)), cfg["intermediate_size"], True, 0
+    elif arch in ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"):
+        qwen3 = arch == "Qwen3MoeForCausalLM"
+        # transformers' Qwen3MoeConfig writes num_experts as num_local_experts
+        num_experts = _positive(
+            cfg, ("num_local_experts", "num_experts") if qwen3 else ("num_experts",), 128 if qwen3 else 60
+        )
+        top_k = _positive(cfg, ("num_experts_per_tok",), 8 if qwen3 else 4)
+        size = _positive(cfg, ("moe_intermediate_size",), 768 if qwen3 else 1408)
+        shared = 0 if qwen3 else _positive(cfg, ("shared_expert_intermediate_size",), 5632)
+        step = _positive(cfg, ("decoder_sparse_step",), 1)
+        dense = cfg.get("mlp_only_layers") or []
+        if not isinstance(dense, list) or not all(isinstance(i, int) for i in dense):
+            raise UnsupportedModelError(f"mlp_only_layers {dense!r} is not a list of layer numbers")
+        layers = frozenset(i for i in range(num_layers) if i not in dense and (i + 1) % step == 0)
+        renormalize = bool(cfg.get("norm_topk_prob", False))
+    else:
+        return None
+    if top_k > num_experts:
+        raise UnsupportedModelError(f"num_experts_per_tok {top_k} is more than the {num_experts} experts")
+    return MoeConfig(num_experts, top_k, size, renormalize, layers, shared)
+
+
+def _positive(cfg: dict, keys: tuple[str, ...], default: int) -> int:
+    """The first of `keys` that config.json has (else `default`), which must be a positive int."""
+    key = next((k for k in keys if cfg.get(k) is not None), keys[0])
+    value = cfg.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UnsupportedModelError(f"config.json's {key} {value!r} is not a positive integer")
+    return value
 
 
 def _generation_config(model_dir: Path) -> dict:
@@ -193,7 +264,7 @@ def _yarn_attention_factor(params: dict, factor: float) -> float:
 def _sliding_window(cfg: dict, kind: str | None) -> int | None:
     if kind is None or (kind == "qwen" and not cfg.get("use_sliding_window", False)):
         return None
-    if kind == "phi3":  # transformers' Phi3Config has no window unless the checkpoint sets one
+    if kind == "given":  # Phi3Config and MixtralConfig have no window unless the checkpoint sets one
         return cfg.get("sliding_window")
     # transformers' MistralConfig defaults to a 4096 window when the key is absent
     return cfg.get("sliding_window", 4096 if kind == "mistral" else None)

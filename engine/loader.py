@@ -1,5 +1,6 @@
 """Builds a model from a Hugging Face checkpoint directory (config.json + safetensors)."""
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +14,15 @@ from common.checkpoint_files import (
 )
 from engine.config import ModelConfig
 from engine.layers.linear import Linear, copy_weight, linear_method_for
+from engine.layers.moe import FusedExperts
 from engine.layers.quant import fuse_input_quantization, sparsify_two_of_four
 from engine.models.llama import LlamaForCausalLM
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # buffers some exporters write that carry nothing the engine needs (rotary frequencies)
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+# one expert's projection of a sparse block, which the block keeps stacked with the others'
+_EXPERT_TENSOR = re.compile(r"(?P<experts>.+\.experts)\.(?P<expert>\d+)\.(?P<projection>\w+)\.weight")
 
 
 class WeightsError(ValueError):
@@ -64,7 +68,8 @@ def load_model(model_dir: str | Path, dtype: torch.dtype, device: torch.device, 
     if device.type == "cuda":
         # 2:4 sparse models are saved dense (compress's 2of4 presets): found by their weights
         sparsify_two_of_four(model)
-    fuse_input_quantization(model)
+    if cfg.quantization:  # only quantized layers take quantized inputs; MoE ones never are (engine.config)
+        fuse_input_quantization(model)
     return model.eval()
 
 
@@ -76,16 +81,22 @@ def load_weights(model: LlamaForCausalLM, weights: Iterator[tuple[str, torch.Ten
             continue
         if name == "lm_head.weight" and model.config.tie_word_embeddings:
             continue  # some exporters write the tied matrix twice
-        module_path, _, param_name = name.rpartition(".")
+        ours = ".".join(model.checkpoint_names.get(part, part) for part in name.split("."))
+        expert = _EXPERT_TENSOR.fullmatch(ours)
+        if expert:
+            experts = _submodule(model, expert["experts"], name)
+            if not isinstance(experts, FusedExperts):
+                raise WeightsError(f"checkpoint tensor {name!r} has no place in {model.config.architecture}")
+            experts.load_expert_weight(int(expert["expert"]), expert["projection"], tensor, name)
+            loaded.add(f"{expert['experts']}.{expert['projection']}#{int(expert['expert'])}")
+            continue
+        module_path, _, param_name = ours.rpartition(".")
         parent, _, leaf = module_path.rpartition(".")
         shard = None
         if leaf in model.packed_modules:
             leaf, shard = model.packed_modules[leaf]
             module_path = f"{parent}.{leaf}"
-        try:
-            module = model.get_submodule(module_path)
-        except AttributeError:
-            raise WeightsError(f"checkpoint tensor {name!r} has no place in {model.config.architecture}") from None
+        module = _submodule(model, module_path, name)
         if isinstance(module, Linear):
             module.load_weight(param_name, tensor, shard)
         elif f"{module_path}.{param_name}" in params:
@@ -97,10 +108,20 @@ def load_weights(model: LlamaForCausalLM, weights: Iterator[tuple[str, torch.Ten
     for pname in params:
         module_path, _, param_name = pname.rpartition(".")
         module = model.get_submodule(module_path)
-        if isinstance(module, Linear) and len(module.output_sizes) > 1:
+        if isinstance(module, FusedExperts):
+            experts = range(module.num_experts)
+            expected.update(f"{module_path}.{p}#{e}" for p in module.projections for e in experts)
+        elif isinstance(module, Linear) and len(module.output_sizes) > 1:
             expected.update(f"{pname}#{i}" for i in range(len(module.output_sizes)))
         else:
             expected.add(pname)
     missing = sorted(expected - loaded)
     if missing:
         raise WeightsError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[:5]}")
+
+
+def _submodule(model: LlamaForCausalLM, path: str, name: str) -> torch.nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        raise WeightsError(f"checkpoint tensor {name!r} has no place in {model.config.architecture}") from None

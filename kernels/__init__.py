@@ -4,8 +4,8 @@ package pulls in neither Triton nor a GPU. Paged attention (`kernels.cpu`, batch
 sequences) and per-token quantization (`kernels.cpu_quant`) have faster CPU paths of their own,
 held to the same reference. The Triton versions
 live one family per module (`kernels.attention`, `kernels.cache`, `kernels.norm`,
-`kernels.rotary`, `kernels.activation`) and can be called directly, e.g. on CPU tensors under
-`TRITON_INTERPRET=1`."""
+`kernels.rotary`, `kernels.activation`, `kernels.moe`, ...) and can be called directly, e.g. on
+CPU tensors under `TRITON_INTERPRET=1`."""
 
 import functools
 import inspect
@@ -53,6 +53,7 @@ fused_add_rms_norm_quant = _op(reference.fused_add_rms_norm_quant, "norm")
 rotary_embedding = _op(reference.rotary_embedding, "rotary", on="query")
 silu_and_mul_quant = _op(reference.silu_and_mul_quant, "activation")
 silu_and_mul = _op(reference.silu_and_mul, "activation")
+fused_moe = _op(reference.fused_moe, "moe")
 wna16_gemm = _op(reference.wna16_gemm, "gemm_wna16")
 quantize_per_token = _op(cpu_quant.quantize_per_token, "gemm_scaled")
 # on CUDA: cuBLAS for the FP8 products it runs, the Triton kernel for the rest
@@ -61,6 +62,7 @@ scaled_mm = _op(reference.scaled_mm, "gemm_scaled", "scaled_mm_fastest")
 __all__ = [
     "fused_add_rms_norm",
     "fused_add_rms_norm_quant",
+    "fused_moe",
     "paged_attention",
     "quantize_per_token",
     "rms_norm",

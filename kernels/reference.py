@@ -136,6 +136,34 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return (torch.nn.functional.silu(gate) * up).to(x.dtype)
 
 
+def fused_moe(
+    x: torch.Tensor,  # [T, H]
+    gate_up: torch.Tensor,  # [E, 2I, H]: each expert's gate rows, then its up rows
+    down: torch.Tensor,  # [E, H, I]
+    topk_weights: torch.Tensor,  # [T, K] float32
+    topk_ids: torch.Tensor,  # [T, K] int, expert of each of a token's K choices
+) -> torch.Tensor:
+    """Mixture-of-experts MLP in x's dtype: token t's output is the sum over its K choices of
+    topk_weights[t, k] * down[e] @ silu_and_mul(gate_up[e] @ x[t]), e = topk_ids[t, k]. Runs
+    expert by expert over the tokens that chose it, summing in float32."""
+    top_k = topk_ids.shape[1]
+    flat = topk_ids.flatten()
+    order = flat.argsort(stable=True)
+    tokens = order // top_k
+    weights = topk_weights.flatten()[order].float()
+    counts = torch.bincount(flat, minlength=gate_up.shape[0]).tolist()
+    out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    start = 0
+    for expert, count in enumerate(counts):
+        if count:
+            rows = tokens[start : start + count]
+            h = silu_and_mul(torch.nn.functional.linear(x[rows], gate_up[expert]))
+            y = torch.nn.functional.linear(h, down[expert])
+            out.index_add_(0, rows, y.float() * weights[start : start + count, None])
+        start += count
+    return out.to(x.dtype)
+
+
 # --- quantized linear layers (compressed-tensors layouts, see engine/layers/quant.py) ---------
 #
 # Weights are [N, K] (out, in). Packed int weights: int32 words [N, K * bits / 32], element i of

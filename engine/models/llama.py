@@ -1,6 +1,7 @@
 """One model class for the Llama family: Llama 2/3, Mistral, Qwen2 (q/k/v bias), Qwen3 (q/k norm),
 Granite (scaled embeddings, block outputs, attention scores and logits), Phi-3 (q/k/v and gate/up
-stored fused).
+stored fused), and the mixture-of-experts Qwen2-MoE (plus a gated shared expert), Qwen3-MoE and
+Mixtral, whose sparse layers replace the MLP by a router and experts.
 
 Tokens of all sequences of a step are packed along dim 0; the paged attention layer finds each
 sequence's context through the `AttentionMetadata`.
@@ -14,6 +15,7 @@ from engine.layers.activation import SiluAndMul
 from engine.layers.attention import AttentionMetadata, PagedAttention
 from engine.layers.embed import LMHead, VocabEmbedding
 from engine.layers.linear import Linear, LinearMethod
+from engine.layers.moe import FusedExperts, select_experts
 from engine.layers.norm import RMSNorm
 from engine.layers.rotary import RotaryEmbedding
 
@@ -53,9 +55,11 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig, method: LinearMethod, dtype: torch.dtype, prefix: str) -> None:
+    def __init__(
+        self, cfg: ModelConfig, method: LinearMethod, dtype: torch.dtype, prefix: str, size: int | None = None
+    ) -> None:
         super().__init__()
-        size = cfg.intermediate_size
+        size = size or cfg.intermediate_size
         if cfg.fused_checkpoint:
             sizes, gate_up_names = [2 * size], [f"{prefix}.gate_up_proj"]
         else:
@@ -68,13 +72,39 @@ class MLP(nn.Module):
         return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
+class SparseMoeBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig, method: LinearMethod, dtype: torch.dtype, prefix: str) -> None:
+        super().__init__()
+        moe = cfg.moe
+        self.top_k, self.renormalize = moe.top_k, moe.renormalize
+        self.gate = Linear(cfg.hidden_size, [moe.num_experts], False, method, dtype, [f"{prefix}.gate"])
+        self.experts = FusedExperts(moe.num_experts, cfg.hidden_size, moe.intermediate_size, dtype)
+        self.shared_expert = None
+        if moe.shared_expert_size:
+            self.shared_expert = MLP(cfg, method, dtype, f"{prefix}.shared_expert", moe.shared_expert_size)
+            self.shared_expert_gate = Linear(
+                cfg.hidden_size, [1], False, method, dtype, [f"{prefix}.shared_expert_gate"]
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights, ids = select_experts(self.gate(x), self.top_k, self.renormalize)
+        out = self.experts(x, weights, ids)
+        if self.shared_expert is not None:
+            out = out + torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
+        return out
+
+
 class DecoderLayer(nn.Module):
     def __init__(
-        self, cfg: ModelConfig, rotary: RotaryEmbedding, method: LinearMethod, dtype: torch.dtype, prefix: str
+        self, cfg: ModelConfig, rotary: RotaryEmbedding, method: LinearMethod, dtype: torch.dtype, index: int
     ) -> None:
         super().__init__()
+        prefix = f"model.layers.{index}"  # the checkpoint's module names, which quantization configs target
         self.self_attn = Attention(cfg, rotary, method, dtype, f"{prefix}.self_attn")
-        self.mlp = MLP(cfg, method, dtype, f"{prefix}.mlp")
+        if cfg.moe is not None and index in cfg.moe.layers:
+            self.mlp = SparseMoeBlock(cfg, method, dtype, f"{prefix}.mlp")
+        else:
+            self.mlp = MLP(cfg, method, dtype, f"{prefix}.mlp")
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
         self.residual_multiplier = cfg.residual_multiplier
@@ -103,10 +133,7 @@ class Model(nn.Module):
         super().__init__()
         self.embed_tokens = VocabEmbedding(cfg.vocab_size, cfg.hidden_size, dtype)
         rotary = RotaryEmbedding(cfg.rope, cfg.head_dim, max_position)
-        # prefixes are the checkpoint's module names, which quantization configs target
-        self.layers = nn.ModuleList(
-            DecoderLayer(cfg, rotary, method, dtype, f"model.layers.{i}") for i in range(cfg.num_layers)
-        )
+        self.layers = nn.ModuleList(DecoderLayer(cfg, rotary, method, dtype, i) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
         self.embedding_multiplier = cfg.embedding_multiplier
 
@@ -119,6 +146,9 @@ class Model(nn.Module):
             x, residual = layer(positions, x, residual, meta)
         x, _ = self.norm(x, residual)
         return x
+
+
+_MIXTRAL_NAMES = {"block_sparse_moe": "mlp", "w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}
 
 
 class LlamaForCausalLM(nn.Module):
@@ -134,6 +164,8 @@ class LlamaForCausalLM(nn.Module):
     def __init__(self, cfg: ModelConfig, max_position: int, method: LinearMethod, dtype: torch.dtype) -> None:
         super().__init__()
         self.config = cfg
+        # checkpoint module names the loader reads as ours: Mixtral's for its sparse block and experts
+        self.checkpoint_names = _MIXTRAL_NAMES if cfg.architecture == "MixtralForCausalLM" else {}
         self.model = Model(cfg, max_position, method, dtype)
         tied = self.model.embed_tokens if cfg.tie_word_embeddings else None
         self.lm_head = LMHead(cfg.vocab_size, cfg.hidden_size, dtype, tied)

@@ -1,3 +1,5 @@
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,14 @@ TINY = dict(
     # larger than the usual 0.02 so random models have clear favourites (no near-ties in argmax)
     initializer_range=0.3,
 )
+# the mixture-of-experts families: three layers, eight experts of which each token takes two
+_MOE = dict(num_hidden_layers=3, num_experts_per_tok=2)
+TINY_MOE = {
+    # a dense layer between sparse ones, and renormalized top-k weights, as in Qwen3-30B-A3B
+    "qwen3_moe": dict(_MOE, num_experts=8, moe_intermediate_size=32, mlp_only_layers=[1], norm_topk_prob=True),
+    "qwen2_moe": dict(_MOE, num_experts=8, moe_intermediate_size=32, shared_expert_intermediate_size=48),
+    "mixtral": dict(_MOE, num_local_experts=8, intermediate_size=32),
+}
 
 
 @pytest.fixture(autouse=True, scope="package")
@@ -37,11 +47,14 @@ def _config(arch: str, overrides: dict):
         "qwen3": transformers.Qwen3Config,
         "granite": transformers.GraniteConfig,
         "phi3": transformers.Phi3Config,
+        "qwen2_moe": transformers.Qwen2MoeConfig,
+        "qwen3_moe": transformers.Qwen3MoeConfig,
+        "mixtral": transformers.MixtralConfig,
     }
-    kwargs = {**TINY, **overrides}
+    kwargs = {**TINY, **TINY_MOE.get(arch, {}), **overrides}
     if arch == "mistral":
         kwargs.setdefault("sliding_window", None)
-    if arch == "qwen3":
+    if arch in ("qwen3", "qwen3_moe"):
         kwargs.setdefault("head_dim", 32)
     if arch == "phi3":  # its config defaults to token ids past the tiny vocabulary
         kwargs.update(bos_token_id=1, eos_token_id=2, pad_token_id=0)
@@ -59,5 +72,21 @@ def make_checkpoint(tmp_path_factory):
         out = tmp_path_factory.mktemp(arch)
         model.save_pretrained(out, max_shard_size=shard or "1GB")
         return out
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_text_checkpoint(make_checkpoint, stories260k):
+    """A random checkpoint of the given family that reads text: stories260k's tokenizer and
+    vocabulary, for the tests that share prompts with the stories260k ones."""
+    config = json.loads((stories260k / "config.json").read_text())
+    ids = {key: config[key] for key in ("vocab_size", "bos_token_id", "eos_token_id")}
+
+    def make(arch: str, **overrides) -> Path:
+        path = make_checkpoint(arch, **ids, **overrides)
+        for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy(stories260k / name, path / name)
+        return path
 
     return make

@@ -31,6 +31,13 @@ def test_it_generates_exactly_what_transformers_generates_on_stories260k(stories
     assert llm.stats.prefix_cache_hit_tokens > 0
 
 
+@pytest.mark.parametrize("arch", ["qwen3_moe", "qwen2_moe", "mixtral"])
+def test_it_generates_exactly_what_transformers_generates_on_moe_models(make_text_checkpoint, arch):
+    budget = 48  # below the longest prompts, whose prefill is chunked
+    llm = run_and_compare(make_text_checkpoint(arch), max_tokens=12, num_kv_blocks=32, budget=budget)
+    assert max(len(p) for p in mixed_prompts(llm.tokenizer, 32)) > 2 * budget
+
+
 @pytest.mark.slow
 def test_it_generates_exactly_what_transformers_generates_on_smollm2(smollm2):
     run_and_compare(smollm2, max_tokens=16, num_kv_blocks=40, budget=256)

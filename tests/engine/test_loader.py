@@ -81,6 +81,8 @@ def assert_matches_transformers(path, dtype=torch.float32) -> LLM:
             },
         ),
         ("phi3", {}),  # q/k/v and gate/up fused in the checkpoint
+        # experts, a shared expert on every second layer (the others dense), top-k not renormalized
+        ("qwen2_moe", {"num_hidden_layers": 4, "decoder_sparse_step": 2}),
     ],
     ids=[
         "llama3.1-rope",
@@ -93,6 +95,7 @@ def assert_matches_transformers(path, dtype=torch.float32) -> LLM:
         "qwen3",
         "granite",
         "phi3",
+        "qwen2-moe-sparse-step",
     ],
 )
 def test_it_runs_each_family_like_transformers(make_checkpoint, arch, overrides):
@@ -193,4 +196,72 @@ def test_it_loads_every_architecture_the_hub_accepts():
     from common.support import SUPPORTED_ARCHITECTURES
     from engine.config import _ARCHITECTURES
 
-    assert sorted(_ARCHITECTURES) == sorted(SUPPORTED_ARCHITECTURES)
+    assert set(SUPPORTED_ARCHITECTURES) <= set(_ARCHITECTURES)
+
+
+def test_it_reads_which_layers_are_sparse_and_how_they_route():
+    qwen3 = {**TINY_LLAMA, "architectures": ["Qwen3MoeForCausalLM"], "num_hidden_layers": 6, "num_experts": 8}
+    moe = ModelConfig.from_dict({**qwen3, "decoder_sparse_step": 2, "mlp_only_layers": [3]}).moe
+    assert moe.layers == {1, 5} and moe.num_experts == 8 and moe.top_k == 8 and not moe.renormalize
+    assert moe.intermediate_size == 768 and moe.shared_expert_size == 0  # transformers' defaults
+    mixtral = ModelConfig.from_dict({**qwen3, "architectures": ["MixtralForCausalLM"]}).moe
+    assert mixtral.layers == set(range(6)) and mixtral.renormalize and mixtral.top_k == 2
+    assert mixtral.intermediate_size == TINY_LLAMA["intermediate_size"]
+    assert ModelConfig.from_dict(TINY_LLAMA).moe is None
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"num_experts_per_tok": 9}, "num_experts_per_tok 9 is more than the 8 experts"),
+        ({"decoder_sparse_step": 0}, "decoder_sparse_step 0 is not a positive integer"),
+        ({"num_experts": "8"}, "num_experts '8' is not a positive integer"),
+        ({"mlp_only_layers": "1,2"}, "mlp_only_layers '1,2' is not a list of layer numbers"),
+    ],
+)
+def test_it_refuses_moe_configs_that_make_no_sense(bad, message):
+    config = {**TINY_LLAMA, "architectures": ["Qwen2MoeForCausalLM"], "num_experts": 8, **bad}
+    with pytest.raises(UnsupportedModelError, match=message):
+        ModelConfig.from_dict(config)
+
+
+def test_it_refuses_quantized_moe_checkpoints_for_now(make_checkpoint, tmp_path):
+    path = make_checkpoint("qwen3_moe")
+    config = json.loads((path / "config.json").read_text())
+    config["quantization_config"] = {
+        "quant_method": "compressed-tensors",
+        "format": "pack-quantized",
+        "config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "group_size": 32}}},
+        "ignore": ["lm_head", "re:.*mlp.gate$"],
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes())
+    with pytest.raises(UnsupportedModelError, match="MoE experts are not yet supported quantized"):
+        LLM(tmp_path, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "edit, error, message",
+    [
+        # an expert's projection left out
+        (lambda t: t.pop("model.layers.2.mlp.experts.5.up_proj.weight"), WeightsError,
+         r"lacks 1 tensors.*model\.layers\.2\.mlp\.experts\.up_proj#5"),
+        # expert 5 saved as a ninth expert
+        (lambda t: t.update({k.replace(".experts.5.", ".experts.8."): t.pop(k) for k in list(t) if ".experts.5." in k}),
+         ValueError, "there is no expert 8"),
+        # an expert in layer 1, which mlp_only_layers makes dense
+        (lambda t: t.update({"model.layers.1.mlp.experts.0.gate_proj.weight": torch.zeros(32, 64)}), WeightsError,
+         "'model.layers.1.mlp.experts.0.gate_proj.weight' has no place"),
+    ],
+    ids=["missing", "past-the-last", "in-a-dense-layer"],
+)  # fmt: skip
+def test_it_checks_each_expert_tensor(make_checkpoint, tmp_path, edit, error, message):
+    from safetensors.torch import load_file, save_file
+
+    path = make_checkpoint("qwen3_moe")
+    tensors = load_file(path / "model.safetensors")
+    edit(tensors)
+    save_file(tensors, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text((path / "config.json").read_text())
+    with pytest.raises(error, match=message):
+        LLM(tmp_path, device="cpu")

@@ -12,7 +12,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kernels import activation, attention, cache, gemm_scaled, gemm_wna16, norm, rotary
+from kernels import activation, attention, cache, gemm_scaled, gemm_wna16, moe, norm, rotary
 
 FLOAT_SCALARS = {"eps", "qk_scale"}
 INDEX_POINTERS = {"block_tables_ptr": "*i32", "seq_lens_ptr": "*i32", "query_start_loc_ptr": "*i32",
@@ -123,9 +123,22 @@ def w4a16_helpers() -> None:
     build(gemm_wna16._sum_splits_kernel, dict(BLOCK=1024), {"part_ptr": "*fp32"})
 
 
+def moe_gemms() -> None:
+    """Both grouped GEMMs of the fused MoE at Qwen3-30B-A3B's widths, for decode and prefill."""
+    pointers = {"weights_ptr": "*fp32", "sorted_ids_ptr": "*i32", "block_experts_ptr": "*i32", "num_padded_ptr": "*i32"}
+    for pairs in (8, 8 * 2048):
+        cfg = moe.default_config(pairs, 128)
+        for gated in (True, False):
+            constants = dict(ROWS_PER_A=8 if gated else 1, GATED=gated, ROUTED_WEIGHT=not gated, UPCAST=False,
+                             IEEE=False, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+                             GROUP_M=cfg.group_m)  # fmt: skip
+            out = {"out_ptr": "*bf16" if gated else "*fp32"}
+            build(moe._moe_gemm_kernel, constants, {**pointers, **out}, cfg.num_warps, cfg.num_stages)
+
+
 def main() -> int:
     failed = 0
-    for group in (paged_attention, cache_and_elementwise, scaled_gemm, w4a16_paths, w4a16_helpers):
+    for group in (paged_attention, cache_and_elementwise, scaled_gemm, w4a16_paths, w4a16_helpers, moe_gemms):
         try:
             group()
             print(f"ok {group.__name__}")
