@@ -89,7 +89,7 @@ def seed(bases: int, per_base: int) -> None:
                 size_bytes=rng.randint(10**8, 10**10),
                 private=b.private,
                 owner=owner,
-                gate=Variant.Gate.PASSED if k % 2 == 0 else Variant.Gate.PENDING,
+                gate=Variant.Gate.VALIDATED if k % 2 == 0 else Variant.Gate.PENDING,
                 files=[{"path": "model.safetensors", "size": 1, "sha256": "0" * 64}],
             )
             for b, j in zip(base_rows, jobs)
@@ -104,7 +104,7 @@ def seed(bases: int, per_base: int) -> None:
         ]
     )
     base_run_of = {r.base_model_id: r for r in base_runs}
-    validated = [v for v in variants if v.gate == Variant.Gate.PASSED]
+    validated = [v for v in variants if v.gate == Variant.Gate.VALIDATED]
     runs = EvalRun.objects.bulk_create(
         [EvalRun(variant=v, suite="quick", suite_version="1", engine_version="0", settings_key="k") for v in validated],
         batch_size=2000,
@@ -119,9 +119,11 @@ def seed(bases: int, per_base: int) -> None:
                 base_value=0.5,
                 variant_value=0.5 * rec,
                 recovery=rec,
+                recovery_low=rec,
+                recovery_high=rec,
                 diff=0.5 * rec - 0.5,
                 threshold=0.96,
-                passed=rec >= 0.96,
+                verdict=Variant.Gate.VALIDATED if rec >= 0.96 else Variant.Gate.FAILED,
             )
             for r, v in zip(runs, validated)
             for task in ("arc_easy", "hellaswag")

@@ -196,6 +196,14 @@ class KVCacheManager:
             self.pool.cache(blocks[i], hashes[i])
         self.num_hashed[seq.seq_id] = full
 
+    def reset_prefix_cache(self) -> None:
+        """Forget every cached block; only while no request holds blocks."""
+        if self.seq_blocks:
+            raise RuntimeError("the prefix cache cannot be reset while requests hold blocks")
+        for block in self.pool.cached.values():
+            block.hash = None
+        self.pool.cached.clear()
+
     def free(self, seq: Sequence) -> None:
         blocks = self.seq_blocks.pop(seq.seq_id, [])
         self.num_hashed.pop(seq.seq_id, None)

@@ -358,6 +358,11 @@ class LLM:
             pass
         return [ScoreResult(sum(s.score_logprobs), all(s.score_greedy), list(s.score_logprobs)) for s in seqs]
 
+    def reset_prefix_cache(self) -> None:
+        """Forget every cached prefix, between calls: greedy and scored requests that run next are
+        scheduled and computed as on a freshly made engine (the same steps, so the same bits)."""
+        self.kv.reset_prefix_cache()
+
     def _text(self, seq: Sequence) -> str:
         # with stop strings the text is already decoded (and cut before the stop string)
         if seq.params.stop:

@@ -99,7 +99,7 @@ def _compare(a: argparse.Namespace) -> int:
     print(report["summary"])
     if a.json:
         print(json.dumps(report, indent=1))
-    return 0 if report["passed"] else 1
+    return 1 if report["verdict"] == "failed" else 0  # as publish: only a failed variant is refused
 
 
 if __name__ == "__main__":

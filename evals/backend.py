@@ -6,6 +6,12 @@ an empty one), so the two backends score the same token sequences. Scoring goes 
 `LLM.score` in waves ordered so that requests sharing a prefix (the choices of one question,
 the few-shot examples of a subject) reuse the KV cache of the first request that computed it:
 requests scheduled in the same engine step cannot share what neither has computed yet.
+
+Each kind of request runs in units (about 1/64 of its requests), each from an empty prefix
+cache: a unit's results then depend on its own requests only, bit for bit. Given a
+`RequestStore`, each unit is stored as it completes and a unit found there is not run again, so
+an evaluation killed and run again scores only the missing units and ends with exactly the
+results of an uninterrupted run.
 """
 
 import bisect
@@ -24,13 +30,15 @@ from lm_eval.models.utils import (
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from common.work import CancelCheck, Progress
+from evals.store import RequestStore
 
 
 @register_model("hub-engine")
 class EngineLM(TemplateLM):
     """`pretrained`: a checkpoint directory (or pass a ready `llm`). `progress(fraction, message)`
     is told how far each batch of requests of one kind has got; `cancelled()` is checked by the
-    engine between steps."""
+    engine between steps. `store`: where results are kept as they complete and found again;
+    `counts` says how many requests the engine scored and how many came from the store."""
 
     def __init__(
         self,
@@ -44,6 +52,7 @@ class EngineLM(TemplateLM):
         max_gen_toks: int = 256,
         progress: Progress | None = None,
         cancelled: CancelCheck | None = None,
+        store: RequestStore | None = None,
         **engine_kwargs,
     ) -> None:
         super().__init__()
@@ -60,6 +69,8 @@ class EngineLM(TemplateLM):
         self._max_gen_toks = int(max_gen_toks)
         self.progress = progress or (lambda done, message: None)
         self.cancelled = cancelled
+        self.store = store
+        self.counts = {"scored": 0, "restored": 0}
 
     # ---- what TemplateLM and lm-eval's evaluator ask of a backend ------------------------------
 
@@ -128,21 +139,68 @@ class EngineLM(TemplateLM):
     def score_pairs(self, pairs: list[tuple[tuple, tuple]], kind: str) -> dict[tuple, tuple[float, bool]]:
         unique = sorted(set(pairs), key=lambda p: p[0] + p[1])
         results: dict[tuple, tuple[float, bool]] = {}
-        done = 0
-        self.progress(0.0, f"{kind}: 0/{len(unique)} requests")
-        for chunk in self._chunks(unique):
-            for wave in _waves(chunk, self.llm.config.block_size):
+        done = restored = 0
+        self._say(kind, 0, len(unique), 0)
+        for unit in self._units(unique):
+            found = self._restore(kind, unit)
+            if found is not None:
+                results.update((pair, (logprob, greedy)) for pair, (logprob, greedy) in zip(unit, found))
+                done += len(unit)
+                restored += len(unit)
+                self._say(kind, done, len(unique), restored)
+                continue
+            self.llm.reset_prefix_cache()
+            scored = {}
+            for chunk in self._chunks(unit):
+                for wave in _waves(chunk, self.llm.config.block_size):
 
-                def step(fraction: float, message: str, base: int = done, size: int = len(wave)) -> None:
-                    n = base + round(fraction * size)
-                    self.progress(n / len(unique), f"{kind}: {n}/{len(unique)} requests")
+                    def step(fraction: float, message: str, base: int = done, size: int = len(wave)) -> None:
+                        self._say(kind, base + round(fraction * size), len(unique), restored)
 
-                scores = self.llm.score(wave, progress=step, cancelled=self.cancelled)
-                for pair, s in zip(wave, scores):
-                    results[pair] = (s.logprob, s.is_greedy)
-                done += len(wave)
-        self.progress(1.0, f"{kind}: {len(unique)}/{len(unique)} requests")
+                    scores = self.llm.score(wave, progress=step, cancelled=self.cancelled)
+                    scored.update((pair, (s.logprob, s.is_greedy)) for pair, s in zip(wave, scores))
+                    done += len(wave)
+            self._keep(kind, scored)
+            results.update(scored)
+        self._say(kind, len(unique), len(unique), restored)
         return results
+
+    def _say(self, kind: str, done: int, total: int, restored: int) -> None:
+        note = f", {restored} restored" if restored else ""
+        self.progress(done / max(total, 1), f"{kind}: {done}/{total} requests{note}")
+
+    def _units(self, pairs: list[tuple[tuple, tuple]]):
+        """Runs of prefix-sorted requests holding at least 1/_UNITS of them and at least one
+        engine step's worth of distinct tokens (fewer would leave steps half empty)."""
+        least = -(-len(pairs) // _UNITS)
+        budget = self.llm.config.max_num_batched_tokens
+        unit, used, previous = [], 0, ()
+        for pair in pairs:
+            tokens = pair[0] + pair[1]
+            if len(unit) >= least and used >= budget:
+                yield unit
+                unit, used, previous = [], 0, ()
+            unit.append(pair)
+            used += len(tokens) - _common_prefix(previous, tokens)
+            previous = tokens
+        if unit:
+            yield unit
+
+    def _restore(self, kind: str, requests: list) -> list | None:
+        """The stored results of a whole unit, in order, or None when any is missing: a unit runs
+        entirely or not at all, so its results come out as an uninterrupted run's."""
+        if self.store is None:
+            return None
+        found = self.store.get(kind, requests)
+        if len(found) < len(requests):
+            return None
+        self.counts["restored"] += len(requests)
+        return [found[r] for r in requests]
+
+    def _keep(self, kind: str, results: dict) -> None:
+        self.counts["scored"] += len(results)
+        if self.store is not None:
+            self.store.put(kind, results)
 
     def _chunks(self, pairs: list[tuple[tuple, tuple]]):
         """Runs of prefix-sorted requests whose distinct tokens fit half the KV cache, so what one
@@ -192,7 +250,8 @@ class EngineLM(TemplateLM):
         from engine import SamplingParams
 
         eos = self.tokenizer.decode(self.eot_token_id) or self.tokenizer.eos_token
-        prompts, params, stops = [], [], []
+        prompts, params, stops, keys = [], [], [], []
+        seen: dict[tuple, int] = {}
         for req in requests:
             context, gen_kwargs = req.args
             kwargs = normalize_gen_kwargs(gen_kwargs, default_max_gen_toks=self.max_gen_toks)
@@ -200,28 +259,45 @@ class EngineLM(TemplateLM):
             max_tokens = int(kwargs.pop("max_gen_toks"))
             tokens, max_tokens = maybe_truncate(self.tok_encode(context), max_tokens, self.max_length - 1)
             do_sample = kwargs.pop("do_sample", False)
-            prompts.append(tokens)
-            params.append(
-                SamplingParams(
-                    max_tokens=max_tokens,
-                    temperature=float(kwargs.get("temperature", 0.0)) if do_sample else 0.0,
-                    top_p=float(kwargs.get("top_p", 1.0)),
-                    top_k=int(kwargs.get("top_k", 0) or 0),
-                    seed=kwargs.get("seed"),
-                    stop=[s for s in until if s],
-                )
+            p = SamplingParams(
+                max_tokens=max_tokens,
+                temperature=float(kwargs.get("temperature", 0.0)) if do_sample else 0.0,
+                top_p=float(kwargs.get("top_p", 1.0)),
+                top_k=int(kwargs.get("top_k", 0) or 0),
+                seed=kwargs.get("seed"),
+                stop=[s for s in until if s],
             )
+            prompts.append(tokens)
+            params.append(p)
             stops.append(until)
-        self.progress(0.0, f"generate_until: 0/{len(prompts)} requests")
-        outputs = self.llm.generate(
-            prompts,
-            params,
-            progress=lambda f, m: self.progress(f, f"generate_until: {m}"),
-            cancelled=self.cancelled,
-        )
+            # repeats of one request (lm-eval's `repeats`) are told apart by their occurrence
+            key = (tuple(tokens), p.max_tokens, p.temperature, p.top_p, p.top_k, p.seed, tuple(p.stop))
+            seen[key] = seen.get(key, -1) + 1
+            keys.append((*key, seen[key]))
+        # a decode step batches every running request: a unit fills the engine's batch
+        size = max(-(-len(prompts) // _UNITS), self.llm.config.max_num_seqs)
+        generated: list[str] = []
+        restored = 0
+        self._say("generate_until", 0, len(prompts), 0)
+        for start in range(0, len(prompts), size):
+            unit = slice(start, start + size)
+            found = self._restore("generate_until", keys[unit])
+            if found is None:
+                self.llm.reset_prefix_cache()
+
+                def step(fraction: float, message: str, base: int = start, n: int = len(keys[unit])) -> None:
+                    self._say("generate_until", base + round(fraction * n), len(prompts), restored)
+
+                outputs = self.llm.generate(prompts[unit], params[unit], progress=step, cancelled=self.cancelled)
+                found = [out.text for out in outputs]
+                self._keep("generate_until", dict(zip(keys[unit], found)))
+            else:
+                restored += len(found)
+            generated += found
+            self._say("generate_until", len(generated), len(prompts), restored)
         texts = []
-        for req, out, until in zip(requests, outputs, stops):
-            text = postprocess_generated_text(out.text, until, None)
+        for req, text, until in zip(requests, generated, stops):
+            text = postprocess_generated_text(text, until, None)
             texts.append(text)
             self.cache_hook.add_partial("generate_until", req.args, text)
         return texts
@@ -234,6 +310,10 @@ def _common_prefix(a: tuple, b: tuple) -> int:
         i += 1
     return i
 
+
+# a unit holds at least 1/_UNITS of a kind's requests: a kill loses at most the unit in flight,
+# and a unit's empty prefix cache recomputes a shared prefix at most _UNITS times more per kind
+_UNITS = 64
 
 # fewer shared tokens than this are not worth holding a request back a wave for
 _MIN_SHARED = 8

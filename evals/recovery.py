@@ -7,12 +7,14 @@ what lets a suite tell a real 1-point drop from noise, which lm-eval's
 per-task standard errors alone cannot.
 
 Verdicts per task, against the threshold t on recovery = variant / base (base / variant for a
-lower-is-better metric such as perplexity):
-- "pass": recovery >= t;
-- "within noise": recovery < t, but the upper end of its 95% interval reaches t (the drop
-  beyond the threshold is not significant);
-- "fail": even the upper end of the 95% interval is below t.
-The gate passes when no task fails.
+lower-is-better metric such as perplexity), from the 95% interval of the recovery:
+- "validated": its lower end clears t (recovery_low >= t);
+- "failed": its upper end is below t (recovery_high < t);
+- "inconclusive" at this sample size: the interval straddles t. The paired standard error
+  shrinks as 1/sqrt(n), so about n * (half-width / |recovery - t|)^2 documents would settle it;
+  a recovery at t (or one so close that it would take more than MAX_DOCUMENTS) cannot be
+  settled by more documents, and an estimate beyond the documents the task has is said so.
+A variant is "failed" if any task failed, else "inconclusive" if any task is, else "validated".
 """
 
 import math
@@ -21,6 +23,10 @@ from dataclasses import asdict, dataclass
 from evals.run import EvalResult
 
 Z95 = 1.959963984540054
+
+VALIDATED, INCONCLUSIVE, FAILED = "validated", "inconclusive", "failed"
+# an estimate beyond this is no plan: no benchmark of this kind has that many documents
+MAX_DOCUMENTS = 1_000_000
 
 
 class SettingsMismatch(ValueError):
@@ -43,14 +49,10 @@ class TaskRecovery:
     recovery_low: float  # 95% interval of the recovery
     recovery_high: float
     threshold: float
-    verdict: str
-
-    @property
-    def passed(self) -> bool:
-        return self.verdict != "fail"
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
+    verdict: str  # VALIDATED, INCONCLUSIVE or FAILED
+    documents_needed: int | None  # inconclusive only: about how many documents would settle it
+    documents_available: int | None  # how many the task has (None: not reported)
+    note: str  # inconclusive only: what more documents would do, in words
 
 
 def settings_diff(a: dict, b: dict) -> list[str]:
@@ -61,6 +63,8 @@ def compare(base: EvalResult, variant: EvalResult, threshold: float) -> list[Tas
     if base.settings_key != variant.settings_key:
         diff = settings_diff(base.settings, variant.settings) or ["settings_key differs"]
         raise SettingsMismatch("the runs were made with different settings: " + "; ".join(diff))
+    if not base.metrics:
+        raise SettingsMismatch("the base run has no task results: there is nothing to judge the variant on")
     out = []
     for task, m in base.metrics.items():
         vm = variant.metrics.get(task)
@@ -75,8 +79,22 @@ def compare(base: EvalResult, variant: EvalResult, threshold: float) -> list[Tas
         if changed:
             raise SettingsMismatch(f"{task}: {len(changed)} documents had different prompts, e.g. {changed[0][1]}")
         pairs = [(b[k][1], v[k][1]) for k in sorted(b)]
-        out.append(_task_recovery(task, m["metric"], m["higher_is_better"], pairs, m["value"], vm["value"], threshold))
+        available = _available(base.results, m["tasks"])
+        out.append(
+            _task_recovery(
+                task, m["metric"], m["higher_is_better"], pairs, m["value"], vm["value"], threshold, available
+            )
+        )
     return out
+
+
+def _available(results: dict, leaves: list[str]) -> int | None:
+    """The documents the task has, all its leaves together, as lm-eval counted them before a limit."""
+    counts = results.get("n-samples") or {}
+    try:
+        return sum(int(counts[leaf]["original"]) for leaf in leaves)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _per_sample(samples: list[dict], leaves: list[str], metric: str, flt: str) -> dict:
@@ -88,7 +106,7 @@ def _per_sample(samples: list[dict], leaves: list[str], metric: str, flt: str) -
     return out
 
 
-def _task_recovery(task, metric, higher, pairs, base_value, variant_value, threshold) -> TaskRecovery:
+def _task_recovery(task, metric, higher, pairs, base_value, variant_value, threshold, available) -> TaskRecovery:
     n = len(pairs)
     if n == 0:
         raise SettingsMismatch(f"{task}: no per-sample scores for {metric}")
@@ -101,12 +119,8 @@ def _task_recovery(task, metric, higher, pairs, base_value, variant_value, thres
         # the recovery moves monotonically with the variant's value, so its interval maps over
         ends = sorted(_ratio(base_value, base_value + d, higher) for d in (low, high))
         rec_low, rec_high = ends
-    if rec >= threshold:
-        verdict = "pass"
-    elif rec_high >= threshold:
-        verdict = "within noise"
-    else:
-        verdict = "fail"
+    judged = verdict(rec_low, rec_high, threshold)
+    needed, note = _unsettled(n, rec, rec_low, rec_high, threshold, available) if judged == INCONCLUSIVE else (None, "")
     return TaskRecovery(
         task=task,
         metric=metric,
@@ -122,8 +136,52 @@ def _task_recovery(task, metric, higher, pairs, base_value, variant_value, thres
         recovery_low=rec_low,
         recovery_high=rec_high,
         threshold=threshold,
-        verdict=verdict,
+        verdict=judged,
+        documents_needed=needed,
+        documents_available=available,
+        note=note,
     )
+
+
+def verdict(recovery_low: float, recovery_high: float, threshold: float) -> str:
+    """The one rule: a task is judged by where the 95% interval of its recovery lies."""
+    if recovery_low >= threshold:
+        return VALIDATED
+    if recovery_high < threshold:
+        return FAILED
+    return INCONCLUSIVE
+
+
+def overall(verdicts: list[str]) -> str:
+    if FAILED in verdicts:
+        return FAILED
+    return INCONCLUSIVE if INCONCLUSIVE in verdicts else VALIDATED
+
+
+def documents_needed(n: int, recovery: float, low: float, high: float, threshold: float) -> int | None:
+    """About how many documents would make the interval clear the threshold one way or the other:
+    the half-width is Z95 * se and se scales as 1/sqrt(n), so n' = n * (half-width / gap)^2.
+    None when more documents cannot settle it (the recovery sits on the threshold)."""
+    gap = abs(recovery - threshold)
+    if gap == 0:
+        return None
+    needed = math.ceil(n * ((high - low) / 2 / gap) ** 2)
+    # a perplexity's interval is not symmetric, so the estimate may land at n itself
+    return max(needed, n + 1) if needed <= MAX_DOCUMENTS else None
+
+
+def _unsettled(n: int, recovery: float, low: float, high: float, threshold: float, available: int | None):
+    """An inconclusive task's documents needed, and what they would do, in words."""
+    needed = documents_needed(n, recovery, low, high, threshold)
+    if needed is None:
+        return None, (
+            f"more documents of this size cannot settle it: the recovery, {recovery:.2%}, is too close to the "
+            f"threshold (settling it would take over {MAX_DOCUMENTS:,} documents)"
+        )
+    if available is not None and needed > available:
+        return needed, f"about {needed:,} documents would settle it, more than the {available:,} the task has"
+    of = f" of the task's {available:,}" if available is not None else ""
+    return needed, f"about {needed:,} documents would settle it ({n:,} scored{of})"
 
 
 def _paired_mean(pairs: list[tuple[float, float]]) -> tuple[float, float]:
@@ -159,17 +217,24 @@ def _perplexity(pairs, base_ppl: float):
 
 
 def gate_report(recoveries: list[TaskRecovery], threshold: float) -> dict:
-    failed = [r.task for r in recoveries if not r.passed]
-    noisy = [r.task for r in recoveries if r.verdict == "within noise"]
+    at = _percent(threshold)
+    failed = [r.task for r in recoveries if r.verdict == FAILED]
+    unsettled = [r for r in recoveries if r.verdict == INCONCLUSIVE]
     if failed:
-        summary = f"failed: recovery significantly below {threshold:.0%} on {', '.join(failed)}"
-    elif noisy:
-        summary = f"passed: {', '.join(noisy)} below {threshold:.0%} but within noise (95% interval reaches it)"
+        summary = f"failed: the 95% interval of the recovery lies below {at} on {', '.join(failed)}"
+    elif unsettled:
+        summary = f"inconclusive at this sample size: the 95% interval of the recovery straddles {at} on " + "; ".join(
+            f"{r.task}: {r.note}" for r in unsettled
+        )
     else:
-        summary = f"passed: every task recovers at least {threshold:.0%}"
+        summary = f"validated: the 95% interval of every task's recovery lies at or above {at}"
     return {
-        "passed": not failed,
+        "verdict": overall([r.verdict for r in recoveries]),
         "threshold": threshold,
         "summary": summary,
-        "tasks": {r.task: r.to_dict() for r in recoveries},
+        "tasks": {r.task: asdict(r) for r in recoveries},
     }
+
+
+def _percent(x: float) -> str:
+    return f"{x * 100:.10g}%"  # 99%, 97.5%: a threshold as it was set, without rounding it away

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from common.checkpoint_files import check_checkpoint_folder
 from common.work import CancelCheck, Cancelled, Progress
+from evals.store import RequestStore
 from evals.suites import Suite, SuiteError, get_suite
 from evals.tasks import BuiltTask, build
 
@@ -68,6 +69,8 @@ class EvalResult:
     # lm-eval's per-sample logs, each with its leaf "task"
     samples: list[dict] = field(default_factory=list, repr=False)
     duration_s: float = 0.0
+    # unique requests the engine scored, and those found in a request store (`evals.store`)
+    requests: dict = field(default_factory=dict)
 
     def header(self) -> dict:
         d = asdict(self)
@@ -110,6 +113,7 @@ def prepare(model_dir: Path | str, suite: Suite | str, options: EvalOptions = Ev
     settings = {
         "suite": suite.name,
         "suite_version": suite.version,
+        **({"suite_content": suite.content_hash} if suite.content_hash else {}),
         "tasks": [{**asdict(t.spec), "file": None, "data": t.data} for t in tasks],
         "fewshot_seed": suite.fewshot_seed,
         "engine_version": engine_version(),
@@ -142,9 +146,17 @@ def _chat_template_digest(model_dir: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run(plan: Plan, progress: Progress | None = None, cancelled: CancelCheck | None = None, lm=None) -> EvalResult:
+def run(
+    plan: Plan,
+    progress: Progress | None = None,
+    cancelled: CancelCheck | None = None,
+    lm=None,
+    store: RequestStore | None = None,
+) -> EvalResult:
     """Evaluate the plan on the engine. `lm`: another lm-eval backend to run instead, on the
-    same tasks and documents (to compare backends; the settings then do not describe it)."""
+    same tasks and documents (to compare backends; the settings then do not describe it).
+    `store`: this model's store for the plan's settings (`RequestStore.open`); what it holds is
+    not scored again, and what is scored is added to it as it completes."""
     import lm_eval
     from lm_eval.api.group import Group
     from lm_eval.tasks import TaskManager
@@ -152,6 +164,10 @@ def run(plan: Plan, progress: Progress | None = None, cancelled: CancelCheck | N
 
     from evals.backend import EngineLM
 
+    if store is not None and lm is not None:
+        raise ValueError("a request store serves the engine backend only, not another lm-eval backend")
+    if store is not None and store.settings_key != plan.settings_key:
+        raise ValueError(f"the request store holds settings {store.settings_key[:12]}, not {plan.settings_key[:12]}")
     say = progress or (lambda done, message: None)
     started = time.monotonic()
     say(0.0, "loading tasks")
@@ -199,6 +215,7 @@ def run(plan: Plan, progress: Progress | None = None, cancelled: CancelCheck | N
             block_size=s["block_size"],
             progress=engine_progress,
             cancelled=cancelled,
+            store=store,
         )
     chat = plan.options.chat_template
     # lm-eval's bootstrap (stderr of perplexities) forks a process pool, which can deadlock in
@@ -259,6 +276,7 @@ def run(plan: Plan, progress: Progress | None = None, cancelled: CancelCheck | N
         results=results,
         samples=per_sample,
         duration_s=time.monotonic() - started,
+        requests=dict(lm.counts) if isinstance(lm, EngineLM) else {},
     )
 
 

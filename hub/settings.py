@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "hub.results",
     "hub.api",
     "hub.hfapi",
+    "hub.suites",
     # The API's docs page serves Swagger UI from ninja's own static files only when the app is
     # installed (otherwise it loads them from a CDN, which an air-gapped hub cannot reach).
     "ninja",
@@ -236,6 +237,15 @@ HFAPI_UPLOAD_URL_TTL = env_int("HUB_UPLOAD_URL_TTL", 3600)
 HFAPI_LFS_THRESHOLD = env_int("HUB_LFS_THRESHOLD", 1024 * 1024)
 # The largest file an upload may announce (the Hugging Face Hub's own limit is 50 GB a file).
 HFAPI_MAX_FILE_SIZE = env_int("HUB_MAX_FILE_SIZE", 50 * 1000**3)
+
+# Users' own evaluation suites (hub.suites), stored by content under ARTIFACTS_DIR/suites. An
+# upload (the suite YAML, its lm-eval task YAMLs and small data files) holds at most this many
+# files, each and all together at most this large; the dataset repositories its tasks read, at
+# most this much data (an upload builds every task on it before it is accepted).
+SUITE_MAX_FILES = env_int("HUB_SUITE_MAX_FILES", 32)
+SUITE_MAX_FILE_BYTES = env_int("HUB_SUITE_MAX_FILE_BYTES", 8 * 2**20)
+SUITE_MAX_UPLOAD_BYTES = env_int("HUB_SUITE_MAX_UPLOAD_BYTES", 32 * 2**20)
+SUITE_MAX_DATASET_BYTES = env_int("HUB_SUITE_MAX_DATASET_BYTES", 256 * 2**20)
 
 # The publish stage. It uploads into this hub through its own HTTP API at PUBLISH_LOCAL_ENDPOINT
 # (SITE_URL unless the workers reach the web server at another address) as the system user

@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("hub.api.urls")),
     path("", include("hub.jobs.urls")),
     path("", include("hub.catalog.urls")),
+    path("", include("hub.suites.urls")),
     # last: its /{namespace}/{name} routes must not shadow the routes above
     path("", include("hub.hfapi.urls")),
 ]

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja import Field, File, Form, NinjaAPI, Query, Schema, Status, UploadedFile
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.pagination import PageNumberPagination, paginate
 from ninja.parser import Parser
@@ -31,6 +31,8 @@ from hub.jobs.presets import GPUS
 from hub.jobs.targets import TargetRefused, normalize_endpoint, save_credential
 from hub.parsing import ParseError, load_json
 from hub.results.models import BenchmarkRun, EvalRun
+from hub.suites.definition import SuiteRefused, read_uploads
+from hub.suites.models import Suite, SuiteInUse
 
 
 class Bearer(HttpBearer):
@@ -122,6 +124,16 @@ def on_forbidden(request, exc):
     return error(request, 403, "forbidden", str(exc) or "forbidden")
 
 
+@api.exception_handler(SuiteRefused)
+def on_suite_refused(request, exc: SuiteRefused):
+    return error(
+        request,
+        409 if isinstance(exc, SuiteInUse) else 422,
+        "conflict" if isinstance(exc, SuiteInUse) else "invalid",
+        str(exc),
+    )
+
+
 @api.exception_handler(QuotaExceeded)
 def on_quota_exceeded(request, exc: QuotaExceeded):
     response = error(request, 429, "throttled", str(exc))
@@ -207,7 +219,11 @@ class VariantOut(Schema):
     base: int = Field(alias="base_id")
     recipe: str
     scheme: str
-    gate: str
+    gate: str = Field(
+        description="pending; validated (every task's 95% interval of the recovery clears the threshold); "
+        "inconclusive (at this sample size: some interval straddles it, none lies below); failed (some task's "
+        "interval lies below it)"
+    )
     recovery: float | None = Field(None, description="worst task's recovery in the latest validation")
     speedup: float | None = Field(
         None,
@@ -253,12 +269,21 @@ class RecoveryOut(Schema):
     base_value: float
     variant_value: float
     recovery: float
+    recovery_low: float = Field(description="95% interval of the recovery, low end")
+    recovery_high: float = Field(description="95% interval of the recovery, high end")
     diff: float
     diff_stderr: float | None
-    ci_low: float | None
-    ci_high: float | None
+    ci_low: float | None = Field(description="95% interval of the difference, low end")
+    ci_high: float | None = Field(description="95% interval of the difference, high end")
     threshold: float
-    passed: bool
+    verdict: str = Field(
+        description="validated (recovery_low >= threshold), failed (recovery_high < threshold), or inconclusive "
+        "at this sample size (in between)"
+    )
+    documents_needed: int | None = Field(
+        description="inconclusive only: about how many documents would settle it; none when more cannot"
+    )
+    verdict_note: str = Field(description="inconclusive only: what more documents would do, in words")
     base_run: int = Field(alias="base_run_id")
 
 
@@ -333,6 +358,7 @@ class JobOut(Schema):
     base_model: int = Field(alias="base_model_id")
     recipes: list[str]
     suite: str
+    user_suite: int | None = Field(alias="user_suite_id", description="the id of the user suite version `suite` names")
     benchmark_profile: str
     publish_targets: list[str]
     rerun_of: int | None = Field(alias="rerun_of_id")
@@ -393,7 +419,11 @@ class JobIn(Schema):
     presets: list[str] = Field(default_factory=list, description="recipe preset names")
     recipe_yaml: str = Field("", description="a recipe in llm-compressor's YAML shape")
     recipe_name: str = ""
-    suite: str = Field("quick", description="evaluation suite; empty skips validation")
+    suite: str = Field(
+        "quick",
+        description="evaluation suite: a built-in one's name, or owner/name@version (owner/name: its newest "
+        "version) of a suite you may read (GET /suites); empty skips validation",
+    )
     benchmark_profile: str = Field("chat", description="benchmark profile; empty skips benchmarks")
     gpu: str = Field("", description="target GPU compute capability, e.g. 8.9; refuses schemes it cannot run")
     publish_targets: list[str] = Field(default_factory=list)
@@ -439,7 +469,7 @@ class VariantFilters(Filters):
     scheme: str = ""
     gpu: str = Field("", description=f"compute capability ({', '.join(GPUS)}): only variants whose scheme runs there")
     task: str = ""
-    validated: bool = False
+    validated: bool = Field(False, description="only variants whose gate is validated (not inconclusive)")
 
     @field_validator("gpu")
     @classmethod
@@ -593,6 +623,84 @@ def retry_job(request, job_id: int, payload: RetryIn | None = None):
         except ValueError as exc:
             return error(request, 409, "conflict", str(exc))
     return Job.objects.get(pk=job.pk)
+
+
+# -- suites -------------------------------------------------------------------------------------
+
+
+class SuiteOut(Schema):
+    id: int
+    owner: str
+    name: str
+    version: int
+    reference: str = Field(description="how a job names this version (`suite` of POST /jobs)")
+    private: bool
+    description: str
+    recovery_threshold: float | None = Field(description="none: the recipe's default")
+    fewshot_seed: int
+    chat_template: bool
+    tasks: list[dict] = Field(description="[{task, file, num_fewshot, limit, metric, filter, chat_template}]")
+    files: list[dict] = Field(description="[{name, size, sha256}]")
+    datasets: dict = Field(description="{repository id: {commit, files}}: the data it reads, pinned at upload")
+    content_hash: str
+    used: bool = Field(description="a job used it, so it never changes")
+    created_at: datetime
+    url: str
+
+    @staticmethod
+    def resolve_owner(obj: Suite) -> str:
+        return obj.owner.username
+
+    @staticmethod
+    def resolve_url(obj: Suite) -> str:
+        return reverse("suite", args=[obj.pk])
+
+
+@api.get("/suites", response=list[SuiteOut], tags=["suites"])
+@paginate(Pagination)
+def list_suites(request):
+    """The user suites you may read: public ones, your own, and for staff all."""
+    return Suite.objects.visible_to(request.auth).select_related("owner").order_by("-created_at", "-pk")
+
+
+@api.get("/suites/{suite_id}", response={200: SuiteOut, **ERRORS}, tags=["suites"])
+def get_suite(request, suite_id: int):
+    return get_object_or_404(Suite.objects.visible_to(request.auth).select_related("owner"), pk=suite_id)
+
+
+@api.post(
+    "/suites",
+    response={200: SuiteOut, 201: SuiteOut, 409: ErrorOut, **ERRORS},
+    auth=Bearer(write=True),
+    tags=["suites"],
+)
+def upload_suite(
+    request,
+    suite: File[UploadedFile],
+    files: File[list[UploadedFile]] = None,
+    private: Form[bool] = False,
+    replace: Form[bool] = False,
+):
+    """Upload a suite (multipart): `suite`, the suite YAML, and `files`, each task YAML and data
+    file it names. Checked whole, every task built on its data, before anything is stored (422
+    says what is refused, naming the file and key). 201: the next version of owner/name, or with
+    `replace` the newest version in place (409 if a job used it); 200: identical to the newest
+    version, which is returned."""
+    name, data = read_uploads(suite, files or [])
+    row, created = Suite.upload(request.auth, name, data, private, replace)
+    return Status(201 if created else 200, row)
+
+
+@api.delete(
+    "/suites/{suite_id}", response={204: None, 409: ErrorOut, **ERRORS}, auth=Bearer(write=True), tags=["suites"]
+)
+def delete_suite(request, suite_id: int):
+    """Delete a version of your suite that no job used (409 otherwise)."""
+    row = get_object_or_404(Suite.objects.visible_to(request.auth).select_related("owner"), pk=suite_id)
+    if not Suite.objects.manageable_by(request.auth).filter(pk=row.pk).exists():
+        raise HttpError(403, "only the suite's owner or staff can delete it")
+    row.delete_unused()
+    return Status(204, None)
 
 
 # -- your tokens for other hubs -----------------------------------------------------------------

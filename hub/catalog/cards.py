@@ -4,6 +4,7 @@ for the Hub's leaderboards, and SHA256SUMS of every file in the repository."""
 
 import hashlib
 import json
+import re
 
 import yaml
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.urls import reverse
 
 from hub.catalog.models import BaseModel, Variant
 from hub.results.models import BenchmarkRun, EvalRun
+from hub.results.reproduce import task_setups
 
 CARD_FILES = ("README.md", "lm_eval_results.json", "benchmark.json", "SHA256SUMS")
 
@@ -183,8 +185,8 @@ def model_card(
             if variant.size_bytes and base.size_bytes
             else ""
         ),
-        f"- **Validation gate:** {variant.gate}"
-        + (f": {variant.gate_report.get('summary')}" if variant.gate_report.get("summary") else ""),
+        # the summary starts with the verdict, named as the gate's label
+        f"- **Validation:** {variant.gate_report.get('summary') or variant.get_gate_display()}",
         "",
         "## Accuracy recovery",
         "",
@@ -204,7 +206,7 @@ def model_card(
         "",
         "## Evaluation settings",
         "",
-        *eval_settings_section(eval_run),
+        *eval_settings_section(eval_run, repo_id, endpoint),
         "",
         "## Files",
         "",
@@ -247,23 +249,40 @@ def recovery_section(run: EvalRun | None, recoveries: list) -> list[str]:
         ]
     metrics, base_metrics = run.metrics, recoveries[0].base_run.metrics
     rows = [
-        "| task | metric | base | this model | recovery | difference [95% interval] | threshold | verdict |",
+        "| task | metric | base | this model | recovery [95% interval] | difference [95% interval] | threshold | verdict |",
         "|---|---|---:|---:|---:|---|---:|---|",
     ]
     for r in recoveries:
         interval = f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]" if r.ci_low is not None else "not measured"
+        verdict = r.get_verdict_display() + (f": {r.verdict_note}" if r.verdict_note else "")
         rows.append(
-            f"| {r.task} | {r.metric} | {fmt(r.base_value)} ± {fmt(base_metrics.get(r.task, {}).get('stderr'))} "
-            f"| {fmt(r.variant_value)} ± {fmt(metrics.get(r.task, {}).get('stderr'))} | {r.recovery:.1%} "
-            f"| {r.diff:+.4f} {interval} | {r.threshold:.0%} | {'pass' if r.passed else 'FAIL'} |"
+            f"| {cell(r.task)} | {r.metric} | {fmt(r.base_value)} ± {fmt(base_metrics.get(r.task, {}).get('stderr'))} "
+            f"| {fmt(r.variant_value)} ± {fmt(metrics.get(r.task, {}).get('stderr'))} "
+            # two decimals: an interval's end just under the threshold must not read as on it
+            f"| {r.recovery:.1%} [{r.recovery_low:.2%}, {r.recovery_high:.2%}] "
+            f"| {r.diff:+.4f} {interval} | {r.threshold:.0%} | {cell(verdict)} |"
         )
     worst = min(recoveries, key=lambda r: r.recovery)
     return [
-        f"Worst-task recovery {worst.recovery:.1%} ({worst.task}) on suite {run.suite} v{run.suite_version}, "
-        "base and this model scored with identical settings; intervals are paired 95% intervals of the difference.",
+        f"Worst-task recovery {worst.recovery:.1%} ({cell(worst.task)}) on suite {run.suite} v{run.suite_version}, "
+        "base and this model scored with identical settings; intervals are paired 95% intervals. A task is "
+        "validated when the whole interval of its recovery is at or above the threshold, failed when it is all "
+        "below, and inconclusive at this sample size in between.",
         "",
         *rows,
     ]
+
+
+def cell(text: str) -> str:
+    """Text from a user's suite in a Markdown table cell: a pipe or a line break would end the cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def fence(lines: list[str], info: str = "") -> list[str]:
+    """A code block that no line inside can close: its fence is longer than any run of backticks."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return [ticks + info, *lines, ticks]
 
 
 def bench_section(benches: list) -> list[str]:
@@ -345,12 +364,38 @@ def run_section(repo_id: str, endpoint: str) -> list[str]:
     ]
 
 
-def eval_settings_section(run: EvalRun | None) -> list[str]:
+def eval_settings_section(run: EvalRun | None, repo_id: str, endpoint: str) -> list[str]:
     if run is None:
         return ["Not measured."]
+    setups = task_setups(run, repo_id).values()
+    rows = ["| task | suite | few-shot | limit (documents) | chat template |", "|---|---|---:|---:|---|"]
+    for s in setups:
+        if s.recorded:
+            limit = "all" if s.limit is None else f"first {s.limit}"
+            rows.append(
+                f"| {cell(s.task)} | {cell(s.suite)} | {s.num_fewshot} | {limit} | {'on' if s.chat_template else 'off'} |"
+            )
+        else:
+            rows.append(f"| {cell(s.task)} | {cell(s.suite)} | not recorded | not recorded | not recorded |")
+    commands = []
+    for s in setups:
+        if s.recorded:
+            commands += ["", f"# {' '.join(s.task.split())}" + (f": {s.data_note}" if s.data_note else ""), s.command]
+    lm_eval = [
+        "Each number again with lm-eval's own `hf` backend (transformers, with compressed-tensors installed) "
+        "instead of this hub's engine:",
+        "",
+        *fence([f"export HF_ENDPOINT={endpoint} HF_HUB_DISABLE_XET=1", *commands], "sh"),
+        "",
+    ]
     return [
         f"Suite `{run.suite}` version {run.suite_version}, engine {run.engine_version}, settings key `{run.settings_key}`; "
-        "lm-eval's full results are in `lm_eval_results.json`. To reproduce:",
+        "lm-eval's full results are in `lm_eval_results.json`.",
+        "",
+        *rows,
+        "",
+        *(lm_eval if commands else []),
+        "With this hub's engine, as measured here:",
         "",
         "```sh",
         f"python -m evals run MODEL_DIR --suite {run.suite} --out results.json",

@@ -23,8 +23,8 @@ class OwnedQuerySet(models.QuerySet):
     """Rows with an owner and a `private` flag, and a base model: who may see them and who may
     manage them, decided here for every page, form and API that lists or changes them."""
 
-    # the lookup from a row to its base model ("" for a BaseModel itself)
-    base_lookup = ""
+    # the lookup from a row to its base model ("" for a BaseModel itself; None: rows without one)
+    base_lookup: str | None = ""
 
     def visible_to(self, user) -> "OwnedQuerySet":
         """Public rows, plus the user's own; staff see everything. A base model copied from a
@@ -32,7 +32,7 @@ class OwnedQuerySet(models.QuerySet):
         repository."""
         if user.is_staff:
             return self
-        source = admitted_by_source(user, self.base_lookup)
+        source = admitted_by_source(user, self.base_lookup) if self.base_lookup is not None else Q()
         if user.is_authenticated:
             return self.filter(Q(private=False) | Q(owner=user), source)
         return self.filter(source, private=False)
@@ -120,9 +120,14 @@ class Variant(models.Model):
     objects = VariantQuerySet.as_manager()
 
     class Gate(models.TextChoices):
-        PENDING = "pending"
-        PASSED = "passed"
-        FAILED = "failed"
+        """The validation verdict (evals.recovery decides it, per task and overall), and what every
+        page, card and API text calls it: "validated" only when every task's 95% interval of the
+        recovery clears the threshold."""
+
+        PENDING = "pending", "validation pending"
+        VALIDATED = "validated", "validated"
+        INCONCLUSIVE = "inconclusive", "inconclusive at this sample size"
+        FAILED = "failed", "failed"
 
     base = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="variants")
     recipe = models.ForeignKey("jobs.Recipe", on_delete=models.PROTECT, related_name="variants")

@@ -30,9 +30,9 @@ def needs_newer_gpu(gpu: float) -> Q:
 
 
 def with_measures(variants: QuerySet) -> QuerySet:
-    """Annotate each variant with `recovery` (its worst task's recovery in its latest validation:
-    the gate passes only when every task passes) and its speedup in output tokens/s over its
-    base's, measured in the same benchmark stage, so on the same hardware and profile:
+    """Annotate each variant with `recovery` (its worst task's recovery in its latest validation)
+    and its speedup in output tokens/s over its base's, measured in the same benchmark stage, so
+    on the same hardware and profile:
     `speedup` (the median of the rounds' ratios), `speedup_low`/`speedup_high` (its 95% interval)
     and `speedup_verdict` (faster, slower or inconclusive). Runs from before rounds carry one
     ratio, taken from the two runs' throughputs, with no interval and no verdict: one round.
@@ -100,7 +100,8 @@ def filtered(user, f: dict) -> tuple[QuerySet, QuerySet]:
         gpu = float(f["gpu"])
         variants = variants.exclude(needs_newer_gpu(gpu))
     if f.get("validated"):
-        variants = variants.filter(gate=Variant.Gate.PASSED)
+        # validated only: an inconclusive variant has not shown that it keeps the threshold
+        variants = variants.filter(gate=Variant.Gate.VALIDATED)
     if f.get("task"):
         variants = variants.filter(Exists(Recovery.objects.filter(variant_run__variant=OuterRef("pk"), task=f["task"])))
     if f.get("q"):

@@ -30,6 +30,7 @@ from hub.catalog.queries import SIZES, filtered, with_measures
 from hub.catalog.templatetags import hub as hub_filters
 from hub.jobs.presets import GPUS
 from hub.results.models import BenchmarkRun, EvalRun, Recovery
+from hub.results.reproduce import task_setups
 from hub.userfiles import confine, passive_type
 
 SORTS = {"newest": "newest", "recovery": "recovery", "speedup": "speedup", "size": "size (smallest first)"}
@@ -186,7 +187,6 @@ def variant_groups(base_ids: list[int], variants: QuerySet, sort: str) -> dict[i
 def variant_row(v: Variant) -> SafeString:
     """One line of a base's variant tree. Built here rather than in the template: the catalog
     draws up to a hundred of them per page, and this is most of its rendering time."""
-    gate = {"passed": "validated", "failed": "gate failed"}.get(v.gate, "validation pending")
     return format_html(
         '<li class="variant" data-name="{}"><a href="{}">{}</a> <span class="tag">{}</span> '
         '<span class="gate gate-{}">{}</span> <span title="worst task\'s recovery">recovery {}</span> '
@@ -197,7 +197,7 @@ def variant_row(v: Variant) -> SafeString:
         v.name,
         v.scheme or "?",
         v.gate,
-        gate,
+        v.get_gate_display(),
         hub_filters.pct(v.recovery),
         hub_filters.speedup_of(v),
         filesizeformat(v.size_bytes) if v.size_bytes else "",
@@ -261,8 +261,15 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
     published = next((p for p in publications if p.endpoint == Publication.LOCAL), None) or next(
         iter(publications), None
     )
+    endpoint = (
+        (settings.SITE_URL.rstrip("/") if published.endpoint == Publication.LOCAL else published.endpoint)
+        if published
+        else None
+    )
     local = Path(variant.local_path) if variant.local_path else None
     files = file_rows(variant.files, reverse("variant-file", args=[variant.pk, "_"])[:-1])
+    # the lm-eval commands read the model where the snippets below fetch it from
+    pretrained = published.repo_id if published else variant.name.split("/")[-1]
     return render(
         request,
         "catalog/variant.html",
@@ -272,6 +279,8 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "eval_run": eval_run,
             "recoveries": recoveries,
             "metrics": [r.metric for r in recoveries],
+            "setups": list(task_setups(eval_run, pretrained).values()) if eval_run else [],
+            "setup_env": client_env(endpoint, variant.private) if published else "",
             "bench_rows": [
                 row
                 for pair in bench
@@ -284,9 +293,7 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "files": files,
             "snippets": snippets(
                 published.repo_id if published else "",
-                settings.SITE_URL.rstrip("/")
-                if published and published.endpoint == Publication.LOCAL
-                else (published.endpoint if published else None),
+                endpoint,
                 published.commit_sha if published else "",
                 private=variant.private,
                 checksums=any(f["path"] == "SHA256SUMS" for f in variant.files),
@@ -462,6 +469,13 @@ def bench_charts(bench: list[dict]) -> list:
     return out
 
 
+def client_env(endpoint: str | None, private: bool) -> str:
+    """The variables a Hub client (hf, transformers, lm-eval) needs to reach a repository:
+    its hub (None is huggingface.co), and a token when it is private, which answers 404 to
+    a client without one that may read it."""
+    return (f"HF_ENDPOINT={endpoint} " if endpoint else "") + ("HF_TOKEN=<a token of yours> " if private else "")
+
+
 def snippets(
     repo_id: str,
     endpoint: str | None,
@@ -477,8 +491,7 @@ def snippets(
     links into a folder named after the model `name` and checked against their sha256."""
     folder = (repo_id or name).split("/")[-1]
     if repo_id:
-        # a private repository answers 404 to a client without a token that may read it
-        env = (f"HF_ENDPOINT={endpoint} " if endpoint else "") + ("HF_TOKEN=<a token of yours> " if private else "")
+        env = client_env(endpoint, private)
         rev = f" --revision {revision}" if revision else ""
         python_env = (f"os.environ['HF_ENDPOINT'] = '{endpoint}'\n" if endpoint else "") + (
             "os.environ['HF_TOKEN'] = '<a token of yours>'\n" if private else ""

@@ -16,6 +16,7 @@ RESERVED = frozenset(
         "settings",
         "spaces",
         "static",
+        "suites",
         "tokens",
     }
 )

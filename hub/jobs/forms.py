@@ -21,6 +21,8 @@ from hub.jobs.models import Job, Recipe
 from hub.jobs.presets import GPUS, PRESETS, PROFILES, SUITES
 from hub.jobs.targets import TargetRefused, resolve_target
 from hub.parsing import ParseError, load_yaml
+from hub.suites.definition import SuiteRefused
+from hub.suites.models import Suite as UserSuite
 
 # The modifiers the compression library implements (compress.recipe; a test keeps them equal).
 # The hub checks their arguments with the library's own function (common.recipe_args) at submission.
@@ -193,9 +195,9 @@ class JobForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
     )
     recipe_name = forms.CharField(required=False, max_length=80, label="name for the pasted recipe")
-    suite = forms.ChoiceField(
-        required=False, label="Evaluation suite", choices=[("", "none (skip validation)")] + list(SUITES.items())
-    )
+    # a built-in suite's name, or `owner/name[@version]` of a user suite (hub.suites) the
+    # submitter may read; the page offers each by its exact version
+    suite = forms.CharField(required=False, max_length=200, label="Evaluation suite", widget=forms.Select)
     benchmark_profile = forms.ChoiceField(
         required=False, label="Benchmark profile", choices=[("", "none (skip benchmarks)")] + list(PROFILES.items())
     )
@@ -217,6 +219,18 @@ class JobForm(forms.Form):
         # an identical job already queued, running or done: refused, or run again when asked
         self.duplicate: Job | None = None
         self.fields["base"].queryset = BaseModel.objects.visible_to(user).order_by("name")
+        # the user suite version `suite` names, once cleaned
+        self.user_suite: UserSuite | None = None
+        self.fields["suite"].widget.choices = [
+            ("", "none (skip validation)"),
+            *SUITES.items(),
+            *(
+                (s.reference, f"{s.reference}: {s.description[:100]}" if s.description else s.reference)
+                for s in UserSuite.objects.visible_to(user)
+                .select_related("owner")
+                .order_by("owner__username", "name", "-version")
+            ),
+        ]
 
     def _checked(self, field: str, check: Callable[[str], object]) -> str:
         value = self.cleaned_data[field].strip()
@@ -232,6 +246,19 @@ class JobForm(forms.Form):
 
     def clean_revision(self) -> str:
         return self._checked("revision", check_revision)
+
+    def clean_suite(self) -> str:
+        """A built-in suite's name as it is; a user suite's reference as the exact version it
+        resolves to now, which the job keeps (its data re-checked as readable by the submitter)."""
+        name = self.cleaned_data["suite"].strip()
+        if not name or name in SUITES:
+            return name
+        try:
+            self.user_suite = UserSuite.objects.visible_to(self.user).resolve(name)
+            self.user_suite.check_usable_by(self.user)
+        except SuiteRefused as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return self.user_suite.reference
 
     def clean_recipe_name(self) -> str:
         name = self.cleaned_data["recipe_name"].strip()
@@ -404,11 +431,18 @@ class JobForm(forms.Form):
                     scheme=" + ".join(dict.fromkeys(self.yaml_schemes)),
                 )
             )
+        if self.user_suite is not None:
+            # held to the end of the job's transaction, so that its owner cannot replace it in
+            # between; replaced since it was checked, it is checked again
+            locked = UserSuite.objects.select_for_update().select_related("owner").get(pk=self.user_suite.pk)
+            if locked.content_hash != self.user_suite.content_hash:
+                locked.check_usable_by(self.user)
         return Job.submit(
             base_model=base,
             recipes=recipes,
             owner=self.user,
             suite=data["suite"],
+            user_suite=self.user_suite,
             benchmark_profile=data["benchmark_profile"],
             publish_targets=data["publish_targets"],
             private=data["private"],

@@ -6,6 +6,7 @@ import logging
 import math
 import statistics
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -15,6 +16,9 @@ from django.utils import timezone
 
 from hub.catalog.models import BaseModel, OwnedQuerySet
 from hub.jobs.presets import PRESETS
+
+if TYPE_CHECKING:
+    from hub.suites.models import Suite
 
 log = logging.getLogger(__name__)
 LOG_TAIL_CHARS = 64 * 1024
@@ -117,7 +121,18 @@ class Job(models.Model):
     base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="jobs")
     recipes = models.ManyToManyField(Recipe, related_name="jobs")
     suite = models.CharField(
-        max_length=100, blank=True, default="quick", help_text="eval suite; blank skips validation"
+        max_length=100,
+        blank=True,
+        default="quick",
+        help_text="eval suite: a built-in one's name, or a user suite's owner/name@version; blank skips validation",
+    )
+    user_suite = models.ForeignKey(
+        "suites.Suite",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+        help_text="the user suite version `suite` names: once a job used it, it never changes",
     )
     benchmark_profile = models.CharField(max_length=100, blank=True, default="chat", help_text="blank skips benchmarks")
     publish_targets = models.JSONField(default=list, blank=True, help_text="extra targets beyond the hub itself")
@@ -153,12 +168,14 @@ class Job(models.Model):
         recipes: list[Recipe],
         owner=None,
         suite: str = "quick",
+        user_suite: "Suite | None" = None,
         benchmark_profile: str = "chat",
         publish_targets: list[str] | None = None,
         private: bool = False,
         rerun_of: "Job | None" = None,
     ) -> "Job":
-        """Create the job and its stage graph in one transaction; enqueue once it commits."""
+        """Create the job and its stage graph in one transaction; enqueue once it commits.
+        `user_suite`: the user suite version `suite` names, if it names one."""
         if not recipes:
             raise ValueError("a job needs at least one recipe")
         with transaction.atomic():
@@ -166,6 +183,7 @@ class Job(models.Model):
                 owner=owner,
                 base_model=base_model,
                 suite=suite,
+                user_suite=user_suite,
                 benchmark_profile=benchmark_profile,
                 publish_targets=publish_targets or [],
                 private=private,

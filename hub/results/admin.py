@@ -22,8 +22,18 @@ class EvalRunAdmin(ReadOnlyAdmin):
 
 @admin.register(Recovery)
 class RecoveryAdmin(ReadOnlyAdmin):
-    list_display = ("variant_run", "task", "metric", "recovery", "ci_low", "ci_high", "threshold", "passed")
-    list_filter = ("passed", "task", "metric")
+    list_display = (
+        "variant_run",
+        "task",
+        "metric",
+        "recovery",
+        "recovery_low",
+        "recovery_high",
+        "threshold",
+        "verdict",
+        "documents_needed",
+    )
+    list_filter = ("verdict", "task", "metric")
     search_fields = ("variant_run__variant__name", "task")
 
 

@@ -64,13 +64,22 @@ class Recovery(models.Model):
     metric = models.CharField(max_length=50)
     base_value = models.FloatField()
     variant_value = models.FloatField()
-    recovery = models.FloatField(help_text="variant / base")
+    recovery = models.FloatField(help_text="variant / base (base / variant when lower is better)")
+    recovery_low = models.FloatField(help_text="95% interval of the recovery, low end")
+    recovery_high = models.FloatField(help_text="95% interval of the recovery, high end")
     diff = models.FloatField(help_text="variant - base")
     diff_stderr = models.FloatField(null=True, blank=True, help_text="paired standard error of the difference")
-    ci_low = models.FloatField(null=True, blank=True)
-    ci_high = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True, help_text="95% interval of the difference, low end")
+    ci_high = models.FloatField(null=True, blank=True, help_text="95% interval of the difference, high end")
     threshold = models.FloatField()
-    passed = models.BooleanField()
+    # decided by evals.recovery: validated, inconclusive or failed, named as the Variant's gate
+    verdict = models.CharField(max_length=16, choices=Variant.Gate.choices)
+    documents_needed = models.PositiveIntegerField(
+        null=True, blank=True, help_text="inconclusive only: about how many documents would settle it"
+    )
+    verdict_note = models.CharField(
+        max_length=500, blank=True, help_text="inconclusive only: what more documents would do, in words"
+    )
 
     class Meta:
         ordering = ["task"]
@@ -78,6 +87,33 @@ class Recovery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} {self.metric}: {self.recovery:.1%}"
+
+    @classmethod
+    def record(cls, variant_run: EvalRun, base_run: EvalRun, recoveries: list) -> list["Recovery"]:
+        """The run's rows, replaced by evals.recovery's judgement of it (its TaskRecovery list)."""
+        cls.objects.filter(variant_run=variant_run).delete()
+        return cls.objects.bulk_create(
+            cls(
+                variant_run=variant_run,
+                base_run=base_run,
+                task=r.task,
+                metric=r.metric,
+                base_value=r.base_value,
+                variant_value=r.variant_value,
+                recovery=r.recovery,
+                recovery_low=r.recovery_low,
+                recovery_high=r.recovery_high,
+                diff=r.diff,
+                diff_stderr=r.diff_stderr,
+                ci_low=r.ci_low,
+                ci_high=r.ci_high,
+                threshold=r.threshold,
+                verdict=Variant.Gate(r.verdict),
+                documents_needed=r.documents_needed,
+                verdict_note=r.note,
+            )
+            for r in recoveries
+        )
 
 
 class BenchmarkRun(MeasuredModel):

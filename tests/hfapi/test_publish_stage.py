@@ -137,12 +137,14 @@ def test_it_writes_measured_results_into_the_card(recorded_variant_job, hub_url,
         base_value=0.5,
         variant_value=0.49,
         recovery=0.98,
+        recovery_low=0.9722,
+        recovery_high=0.9878,
         diff=-0.01,
-        diff_stderr=0.01,
-        ci_low=-0.0296,
-        ci_high=0.0096,
+        diff_stderr=0.002,
+        ci_low=-0.0139,
+        ci_high=-0.0061,
         threshold=0.99,
-        passed=False,
+        verdict="failed",
     )
     bench = dict(
         stage=recorded_variant_job.stages.get(kind="compress"),
@@ -167,8 +169,8 @@ def test_it_writes_measured_results_into_the_card(recorded_variant_job, hub_url,
     card = ModelCard.load(api.hf_hub_download(local.repo_id, "README.md"))
     text = card.text
     assert (
-        "| arc_easy | acc | 0.5000 ± 0.0500 | 0.4900 ± 0.0500 | 98.0% | -0.0100 [-0.0296, +0.0096] | 99% | FAIL |"
-        in text
+        "| arc_easy | acc | 0.5000 ± 0.0500 | 0.4900 ± 0.0500 | 98.0% [97.22%, 98.78%] | -0.0100 [-0.0139, -0.0061] "
+        "| 99% | failed |" in text
     )
     assert "| base | chat v1 | test CPU | 40.00 | not measured |" in text
     assert "| this model | chat v1 | test CPU | 30.00 | not measured |" in text and "1200.00" in text

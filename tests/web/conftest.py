@@ -90,7 +90,7 @@ def catalog(db, alice, tmp_path) -> Catalog:
         job=job,
         name="org/llama-1b-w4a16-gptq",
         scheme="W4A16",
-        gate=Variant.Gate.PASSED,
+        gate=Variant.Gate.VALIDATED,
         size_bytes=700_000_000,
         local_path=str(tmp_path / "w4"),
         files=write_files(
@@ -144,12 +144,14 @@ def catalog(db, alice, tmp_path) -> Catalog:
             base_value=value / recovery,
             variant_value=value,
             recovery=recovery,
+            recovery_low=recovery - 0.015,
+            recovery_high=recovery + 0.015,
             diff=value - value / recovery,
             diff_stderr=0.004,
             ci_low=-0.02,
             ci_high=0.001,
             threshold=0.96,
-            passed=True,
+            verdict=Variant.Gate.VALIDATED,
         )
 
     def bench_run(**row: object) -> BenchmarkRun:

@@ -23,7 +23,7 @@ def test_it_lists_public_models_and_variants(client, catalog):
     assert body["count"] == 2 and {m["name"] for m in body["items"]} == {"org/llama-1b", "org/qwen-7b"}
     variants = client.get("/api/v1/variants").json()["items"]
     w4 = next(v for v in variants if v["name"] == "org/llama-1b-w4a16-gptq")
-    assert w4["recovery"] == pytest.approx(0.976) and w4["speedup"] == pytest.approx(1.5) and w4["gate"] == "passed"
+    assert w4["recovery"] == pytest.approx(0.976) and w4["speedup"] == pytest.approx(1.5) and w4["gate"] == "validated"
     assert w4["url"] == f"/models/variants/{catalog.w4.pk}/"
 
 

@@ -40,7 +40,8 @@ def test_it_shows_a_variant_with_recovery_gate_and_speed(client, catalog):
     assert "hellaswag" in html and "97.6%" in html and "98.3%" in html
     assert "[-0.02, 0.001]" in html  # the 95% interval
     assert "± 0.004" in html
-    assert "validated" in html and "pass" in html
+    assert '<span class="gate gate-validated">validated</span></h1>' in html
+    assert html.count('<td class="verdict gate-validated">validated</td>') == 2  # each task's verdict
     assert "NVIDIA H100" in html and "this variant (1.50x)" in html
     assert html.count('<svg class="chart"') == 3  # TTFT, TPOT, throughput: base vs variant
     assert "GPTQModifier" in html  # the recipe as run
@@ -89,9 +90,11 @@ def test_it_compares_variants_and_marks_the_pareto_front(client, catalog):
         base_value=0.6,
         variant_value=0.6,
         recovery=0.999,
+        recovery_low=0.99,
+        recovery_high=1.008,
         diff=0,
         threshold=0.99,
-        passed=True,
+        verdict="validated",
     )
     BenchmarkRun.objects.filter(variant=catalog.fp8).update(runnable=True, metrics=bench_metrics(35, 10, 1000))
     html = client.get(f"/models/{catalog.llama.pk}/compare/").content.decode()

@@ -68,7 +68,8 @@ def publish(stage, ctx) -> StageResult:
     )
     ctx.logger.info("published %s@%s on this hub", repo_id, sha)
     if targets and variant.gate == Variant.Gate.FAILED:
-        # this hub keeps and shows every variant; only validated ones go out to other hubs
+        # this hub keeps and shows every variant; a failed one goes to no other hub (an inconclusive
+        # one does, its card saying "inconclusive at this sample size")
         ctx.logger.info(
             "not publishing to %s: %s failed its validation gate", ", ".join(t.repo_id for t in targets), variant.name
         )

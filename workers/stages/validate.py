@@ -18,6 +18,7 @@ from common.checkpoint_files import NotACheckpointFile
 from hub.catalog.models import Variant
 from hub.results.models import EvalRun, Recovery
 from workers.runner import StageError, StageResult
+from workers.stages.suites import evaluation_suite
 
 
 def baseline(stage, ctx) -> StageResult:
@@ -27,7 +28,7 @@ def baseline(stage, ctx) -> StageResult:
     if not base.local_path:
         raise StageError(f"{base.name} has no verified snapshot on this hub (did fetch run?)")
     try:
-        plan = _prepare(Path(base.local_path), job.suite)
+        plan = _prepare(Path(base.local_path), job)
     except SuiteError as exc:
         raise StageError(f"suite {job.suite}: {exc}") from None
     cached = _base_run(base, plan.settings_key)
@@ -64,9 +65,9 @@ def validate(stage, ctx) -> StageResult:
     if variant is None or not variant.local_path:
         raise StageError(f"job {job.pk} has no {recipe} variant to validate (did compress run?)")
     try:
-        base_plan = _prepare(Path(base.local_path), job.suite)
+        base_plan = _prepare(Path(base.local_path), job)
         # the variant runs with what its base ran with (the dtype "auto" chose for the base, too)
-        plan = _prepare(Path(variant.local_path), job.suite, dtype=base_plan.settings["dtype"])
+        plan = _prepare(Path(variant.local_path), job, dtype=base_plan.settings["dtype"])
     except SuiteError as exc:
         raise StageError(f"suite {job.suite}: {exc}") from None
     if plan.settings_key != base_plan.settings_key:
@@ -110,27 +111,9 @@ def validate(stage, ctx) -> StageResult:
 
     def record() -> None:
         run = existing or _create_run(result, folder, digest, stage, variant=variant)
-        Recovery.objects.filter(variant_run=run).delete()
-        Recovery.objects.bulk_create(
-            Recovery(
-                variant_run=run,
-                base_run=base_run,
-                task=r.task,
-                metric=r.metric,
-                base_value=r.base_value,
-                variant_value=r.variant_value,
-                recovery=r.recovery,
-                diff=r.diff,
-                diff_stderr=r.diff_stderr,
-                ci_low=r.ci_low,
-                ci_high=r.ci_high,
-                threshold=r.threshold,
-                passed=r.passed,
-            )
-            for r in recoveries
-        )
+        Recovery.record(run, base_run, recoveries)
         Variant.objects.filter(pk=variant.pk).update(
-            gate=Variant.Gate.PASSED if report["passed"] else Variant.Gate.FAILED,
+            gate=Variant.Gate(report["verdict"]),
             gate_report={
                 **report,
                 "suite": plan.suite.name,
@@ -145,10 +128,12 @@ def validate(stage, ctx) -> StageResult:
     return StageResult(outputs=outputs, record=record, versions=_versions(plan))
 
 
-def _prepare(model_dir: Path, suite: str, **changes):
+def _prepare(model_dir: Path, job, **changes):
     from evals import EvalOptions, prepare
 
-    options = dataclasses.replace(EvalOptions(data_dir=settings.EVAL_DATA_DIR), **changes)
+    suite = evaluation_suite(job)
+    options = EvalOptions(data_dir=settings.EVAL_DATA_DIR, chat_template=suite.chat_template)
+    options = dataclasses.replace(options, **changes)
     try:
         return prepare(model_dir, suite, options)
     except NotACheckpointFile as exc:
@@ -166,9 +151,19 @@ def _base_run(base, key: str) -> EvalRun | None:
 def _evaluate(plan, stage, ctx):
     from engine import UnsupportedModelError
     from evals import Cancelled, SuiteError, run
+    from evals.store import RequestStore
+    from hub.catalog.checkpoints import manifest_sha
 
+    # scored requests are kept by the model's content and the settings as they complete, so a
+    # retry of a killed attempt scores only what is missing
+    model = (
+        stage.job.base_model
+        if stage.recipe_id is None
+        else Variant.objects.filter(job=stage.job, recipe=stage.recipe).latest("created_at")
+    )
+    store = RequestStore.open(settings.ARTIFACTS_DIR / "eval-requests", manifest_sha(model.files), plan.settings_key)
     try:
-        result = run(plan, progress=ctx.progress, cancelled=ctx.cancelled)
+        result = run(plan, progress=ctx.progress, cancelled=ctx.cancelled, store=store)
     except Cancelled:
         raise StageError("cancelled") from None
     except UnsupportedModelError as exc:
@@ -189,6 +184,8 @@ def _evaluate(plan, stage, ctx):
     digest = result.save(tmp / "results.json", tmp / "samples.jsonl.gz")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+    store.remove()
+    ctx.logger.info("requests: %(scored)d scored, %(restored)d restored from an earlier attempt", result.requests)
     ctx.logger.info("%s", ", ".join(f"{t} {m['value']:.4f}" for t, m in result.metrics.items()))
     return result, folder, digest
 
