@@ -251,14 +251,11 @@ class JobForm(forms.Form):
         """A built-in suite's name as it is; a user suite's reference as the exact version it
         resolves to now, which the job keeps (its data re-checked as readable by the submitter)."""
         name = self.cleaned_data["suite"].strip()
-        if not name or name in SUITES:
-            return name
         try:
-            self.user_suite = UserSuite.objects.visible_to(self.user).resolve(name)
-            self.user_suite.check_usable_by(self.user)
+            self.user_suite = UserSuite.objects.for_job(name, self.user)
         except SuiteRefused as exc:
             raise forms.ValidationError(str(exc)) from None
-        return self.user_suite.reference
+        return self.user_suite.reference if self.user_suite else name
 
     def clean_recipe_name(self) -> str:
         name = self.cleaned_data["recipe_name"].strip()

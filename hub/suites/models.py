@@ -55,6 +55,20 @@ class SuiteQuerySet(OwnedQuerySet):
             raise SuiteRefused(f"no suite {reference} that you may read")
         return suite
 
+    def for_job(self, reference: str, user) -> "Suite | None":
+        """The user suite version a job on `reference` runs, its data checked readable by the
+        submitting `user`; None for a built-in suite or no suite. Without a user (an operator's
+        command), any suite, as its owner would run it."""
+        from evals import SUITES
+
+        if not reference or reference in SUITES:
+            return None
+        if user is None:
+            return self.resolve(reference)
+        suite = self.visible_to(user).resolve(reference)
+        suite.check_usable_by(user)
+        return suite
+
 
 class Suite(models.Model):
     objects = SuiteQuerySet.as_manager()

@@ -2,13 +2,14 @@
 it reads), what it refuses with nothing stored, versions that never change once a job used them,
 and who may see and use a suite."""
 
+import io
 import re
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from hub.hfapi.models import Repo
 from hub.jobs.forms import JobForm
@@ -124,13 +125,6 @@ REFUSED = {
     "a threshold above one": (
         {"suite.yaml": b"suite: s\nrecovery_threshold: 1.5\ntasks:\n  - {task: arc_easy}\n"},
         "recovery_threshold",
-    ),
-    "tasks mixing the chat template": (
-        {
-            "suite.yaml": b"suite: s\ntasks:\n  - {task: arc_easy, chat_template: true}\n"
-            b"  - {task: hellaswag, metric: acc_norm}\n"
-        },
-        "applying the chat template to some tasks only is not supported yet",
     ),
     "a task file outside the upload": (
         {"suite.yaml": b"suite: s\ntasks:\n  - {file: ../arc_mini.yaml}\n"},
@@ -265,3 +259,14 @@ def test_it_refuses_a_public_suite_on_data_the_submitter_may_not_read(alice, bob
         "the suite alice/arc-mini@1 reads the dataset alice/arc-mini, which you may not read "
         "(or which no longer holds the commit the suite pinned)"
     ]
+
+
+def test_it_submits_a_job_on_a_suite_from_the_command_line(alice, bob, dataset, llama):
+    suite, _ = upload(alice, suite_files(), private=True)
+    args = ["submit_job", llama.name, "--recipe", "w8a8-int8", "--suite", "alice/arc-mini"]
+    call_command(*args, "--user", "alice", stdout=io.StringIO())
+    job = Job.objects.get()
+    assert (job.suite, job.user_suite) == ("alice/arc-mini@1", suite)
+    with pytest.raises(CommandError, match="no suite alice/arc-mini that you may read"):
+        call_command(*args, "--user", "bob", stdout=io.StringIO())
+    assert Job.objects.count() == 1

@@ -4,6 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from hub.catalog.models import BaseModel
 from hub.jobs.models import Job, Recipe
 from hub.jobs.presets import PRESETS
+from hub.suites.definition import SuiteRefused
+from hub.suites.models import Suite
 
 
 class Command(BaseCommand):
@@ -13,7 +15,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("base", help="base model name (see import_model)")
         parser.add_argument("--recipe", action="append", required=True, help="preset name; repeat for several")
-        parser.add_argument("--suite", default="quick", help="eval suite ('' to skip validation)")
+        parser.add_argument(
+            "--suite",
+            default="quick",
+            help="eval suite: a built-in one, or owner/name[@version] ('' to skip validation)",
+        )
         parser.add_argument("--profile", default="chat", help="benchmark profile ('' to skip benchmarks)")
         parser.add_argument("--user", help="submitting user's username")
 
@@ -30,5 +36,16 @@ class Command(BaseCommand):
             if why := PRESETS[name].fits(base_model.config):
                 raise CommandError(f"{name} cannot quantize {base_model.name}: {why}")
         owner = get_user_model().objects.get(username=user) if user else None
-        job = Job.submit(base_model=base_model, recipes=recipes, owner=owner, suite=suite, benchmark_profile=profile)
+        try:
+            user_suite = Suite.objects.for_job(suite, owner)
+        except SuiteRefused as exc:
+            raise CommandError(str(exc)) from None
+        job = Job.submit(
+            base_model=base_model,
+            recipes=recipes,
+            owner=owner,
+            suite=user_suite.reference if user_suite else suite,
+            user_suite=user_suite,
+            benchmark_profile=profile,
+        )
         self.stdout.write(f"submitted job {job.pk}: {', '.join(s.name for s in job.stages.all())}")
