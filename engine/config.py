@@ -4,7 +4,7 @@
 the defaults of the transformers config class of each supported architecture, so a checkpoint
 that omits a key behaves as it does in transformers. The mixture-of-experts families (Qwen2-MoE,
 Qwen3-MoE, Mixtral) add a `MoeConfig`. The engine runs more architectures than the hub accepts
-for jobs (`common.support`): the MoE families are the engine's alone for now.
+for jobs (`common.support`): the MoE families and Gemma 2 / Gemma 3 are the engine's alone for now.
 """
 
 import json
@@ -25,13 +25,45 @@ _ARCHITECTURES: dict[str, dict] = {
     "Qwen3ForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "qwen"},
     "GraniteForCausalLM": {"qkv_bias": None, "qk_norm": False, "sliding": None},
     "Phi3ForCausalLM": {"qkv_bias": False, "qk_norm": False, "sliding": "given"},
-    "Qwen2MoeForCausalLM": {"qkv_bias": True, "qk_norm": False, "sliding": "qwen"},
-    "Qwen3MoeForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "qwen"},
+    "Qwen2MoeForCausalLM": {"qkv_bias": True, "qk_norm": False, "sliding": "qwen2_moe"},
+    "Qwen3MoeForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "qwen3_moe"},
     "MixtralForCausalLM": {"qkv_bias": False, "qk_norm": False, "sliding": "given"},
+    "Gemma2ForCausalLM": {"qkv_bias": None, "qk_norm": False, "sliding": "gemma2"},
+    "Gemma3ForCausalLM": {"qkv_bias": None, "qk_norm": True, "sliding": "gemma3"},
 }
 SUPPORTED_ARCHITECTURES = tuple(_ARCHITECTURES)
+# architectures refused with a word on what to run instead
+_REFUSED_ARCHITECTURES = {
+    "Gemma3ForConditionalGeneration": "the multimodal Gemma 3 (Gemma3ForConditionalGeneration) is not supported; "
+    "the engine runs text-only Gemma 3 checkpoints (Gemma3ForCausalLM, such as gemma-3-1b)",
+}
 # the families that put attention_bias on o_proj too (Qwen2's biases are on q/k/v only)
-_O_BIAS_ARCHITECTURES = ("LlamaForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM", "Qwen3MoeForCausalLM")
+_O_BIAS_ARCHITECTURES = (
+    "LlamaForCausalLM",
+    "Qwen3ForCausalLM",
+    "GraniteForCausalLM",
+    "Qwen3MoeForCausalLM",
+    "Gemma2ForCausalLM",
+    "Gemma3ForCausalLM",
+)
+# transformers' Gemma2Config and Gemma3TextConfig defaults that differ from the other families'
+_GEMMA = {
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "tie_word_embeddings": True,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "query_pre_attn_scalar": 256,
+}
+_GEMMA_DEFAULTS = {
+    "Gemma2ForCausalLM": {
+        **_GEMMA,
+        "max_position_embeddings": 8192,
+        "attn_logit_softcapping": 50.0,
+        "final_logit_softcapping": 30.0,
+    },
+    "Gemma3ForCausalLM": {**_GEMMA, "max_position_embeddings": 131072},
+}
+_LAYER_TYPES = ("full_attention", "sliding_attention")
 _ROPE_TYPES = ("default", "linear", "dynamic", "llama3", "yarn")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -90,9 +122,8 @@ class ModelConfig:
     o_bias: bool
     mlp_bias: bool
     qk_norm: bool
-    # attention window, when the checkpoint uses one: the engine caps max_model_len to it, where
-    # windowed attention and full attention agree
-    sliding_window: int | None
+    # per decoder layer, how many positions its queries see, their own included (None: all)
+    layer_windows: tuple[int | None, ...]
     dtype: torch.dtype
     # config.json's quantization_config; `layers.linear.linear_method_for` decides what runs it
     quantization: dict | None = None
@@ -101,12 +132,22 @@ class ModelConfig:
     # Phi-3 stores q/k/v as one qkv_proj and gate/up as one gate_up_proj
     fused_checkpoint: bool = False
     # Granite's scalings: of the embeddings, of each block's output before it joins the residual
-    # stream, of attention scores (None: 1/sqrt(head_dim)), and the divisor of the logits
+    # stream, of attention scores (None: 1/sqrt(head_dim)), and the divisor of the logits; Gemma
+    # scales embeddings by sqrt(hidden) and scores by query_pre_attn_scalar ** -0.5
     embedding_multiplier: float = 1.0
     residual_multiplier: float = 1.0
     attention_multiplier: float | None = None
     logits_scaling: float = 1.0
     moe: MoeConfig | None = None
+    # Gemma's parts: RMSNorms scale by (1 + weight), attention and MLP outputs are normed before
+    # they join the residual stream, the embedding multiplier is rounded to the model dtype
+    gemma: bool = False
+    hidden_act: str = "silu"  # Gemma's "gelu_pytorch_tanh": GeGLU
+    # the rope of the windowed layers where it is not `rope` (Gemma 3's local base frequency)
+    local_rope: RopeConfig | None = None
+    # tanh soft-capping, cap * tanh(x / cap), of attention scores and of the logits (Gemma 2)
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path) -> "ModelConfig":
@@ -121,13 +162,22 @@ class ModelConfig:
         archs = cfg.get("architectures") or []
         arch = next((a for a in archs if a in _ARCHITECTURES), None)
         if arch is None:
+            refused = next((a for a in archs if a in _REFUSED_ARCHITECTURES), None)
+            if refused:
+                raise UnsupportedModelError(_REFUSED_ARCHITECTURES[refused])
             raise UnsupportedModelError(
                 f"architecture {archs or cfg.get('model_type')!r} is not supported; "
                 f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
             )
         family = _ARCHITECTURES[arch]
-        if cfg.get("hidden_act", "silu") != "silu":
-            raise UnsupportedModelError(f"hidden_act {cfg['hidden_act']!r} is not supported (only silu)")
+        gemma = arch in _GEMMA_DEFAULTS
+        cfg = {**_GEMMA_DEFAULTS.get(arch, {}), **cfg}
+        # Gemma's config classes read hidden_activation (their checkpoints often carry both)
+        act_key, act = ("hidden_activation", "gelu_pytorch_tanh") if gemma else ("hidden_act", "silu")
+        if cfg.get(act_key, act) != act:
+            raise UnsupportedModelError(f"{act_key} {cfg[act_key]!r} is not supported for {arch} (only {act})")
+        if cfg.get("use_bidirectional_attention"):
+            raise UnsupportedModelError("bidirectional attention (embedding models) is not supported")
         if cfg.get("partial_rotary_factor", 1.0) != 1.0:
             raise UnsupportedModelError("partial rotary embeddings are not supported")
         num_heads = cfg["num_attention_heads"]
@@ -141,7 +191,9 @@ class ModelConfig:
             raise UnsupportedModelError(
                 f"{arch}: MoE experts are not yet supported quantized; run the unquantized checkpoint"
             )
-        granite = arch == "GraniteForCausalLM"
+        if gemma and cfg.get("quantization_config"):
+            raise UnsupportedModelError(f"{arch} is not yet supported quantized; run the unquantized checkpoint")
+        rope, local_rope = _gemma3_ropes(cfg) if arch == "Gemma3ForCausalLM" else (_rope_config(cfg), None)
         gen = generation_config or {}
         eos = gen.get("eos_token_id", cfg.get("eos_token_id"))
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
@@ -156,25 +208,63 @@ class ModelConfig:
             vocab_size=cfg["vocab_size"],
             rms_norm_eps=cfg.get("rms_norm_eps", 1e-6),
             max_position_embeddings=cfg.get("max_position_embeddings", 2048),
-            rope=_rope_config(cfg),
+            rope=rope,
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             qkv_bias=qkv_bias,
             o_bias=o_bias,
             mlp_bias=bool(cfg.get("mlp_bias", False)) if arch in ("LlamaForCausalLM", "GraniteForCausalLM") else False,
             qk_norm=family["qk_norm"],
-            sliding_window=_sliding_window(cfg, family["sliding"]),
+            layer_windows=_layer_windows(family["sliding"], cfg),
             dtype=_checkpoint_dtype(cfg),
             quantization=cfg.get("quantization_config"),
             eos_token_ids=eos_ids,
             bos_token_id=gen.get("bos_token_id", cfg.get("bos_token_id")),
-            # transformers' GraniteConfig defaults, which are Llama's behaviour
-            embedding_multiplier=float(cfg.get("embedding_multiplier", 1.0)) if granite else 1.0,
-            residual_multiplier=float(cfg.get("residual_multiplier", 1.0)) if granite else 1.0,
-            attention_multiplier=float(cfg.get("attention_multiplier", 1.0)) if granite else None,
-            logits_scaling=float(cfg.get("logits_scaling", 1.0)) if granite else 1.0,
             fused_checkpoint=arch == "Phi3ForCausalLM",
             moe=moe,
+            local_rope=local_rope,
+            **_scalings(arch, cfg),
+            **(_gemma_parts(arch, cfg) if gemma else {}),
         )
+
+
+def _scalings(arch: str, cfg: dict) -> dict:
+    """ModelConfig's multipliers where a family has them: Granite's (transformers' GraniteConfig
+    defaults, which are Llama's behaviour), Gemma's embeddings by sqrt(hidden) and attention
+    scores by query_pre_attn_scalar ** -0.5."""
+    if arch == "GraniteForCausalLM":
+        return dict(
+            embedding_multiplier=float(cfg.get("embedding_multiplier", 1.0)),
+            residual_multiplier=float(cfg.get("residual_multiplier", 1.0)),
+            attention_multiplier=float(cfg.get("attention_multiplier", 1.0)),
+            logits_scaling=float(cfg.get("logits_scaling", 1.0)),
+        )
+    if arch in _GEMMA_DEFAULTS:
+        return dict(
+            embedding_multiplier=cfg["hidden_size"] ** 0.5,
+            attention_multiplier=_positive_number(cfg, "query_pre_attn_scalar") ** -0.5,
+        )
+    return {}
+
+
+def _gemma_parts(arch: str, cfg: dict) -> dict:
+    # Gemma3TextConfig has attn_logit_softcapping too, but transformers' Gemma 3 never applies it
+    return dict(
+        gemma=True,
+        hidden_act="gelu_pytorch_tanh",
+        attn_softcap=_softcap(cfg, "attn_logit_softcapping") if arch == "Gemma2ForCausalLM" else None,
+        final_softcap=_softcap(cfg, "final_logit_softcapping"),
+    )
+
+
+def _softcap(cfg: dict, key: str) -> float | None:
+    return None if cfg.get(key) is None else _positive_number(cfg, key)
+
+
+def _positive_number(cfg: dict, key: str) -> float:
+    value = cfg.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+        raise UnsupportedModelError(f"config.json's {key} {value!r} is not a positive number")
+    return float(value)
 
 
 def _moe_config(arch: str, cfg: dict) -> MoeConfig | None:
@@ -222,10 +312,10 @@ def _generation_config(model_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _rope_config(cfg: dict) -> RopeConfig:
+def _rope_config(cfg: dict, params: dict | None = None) -> RopeConfig:
     # transformers >= 5 writes `rope_parameters` (theta inside); older checkpoints write
     # `rope_theta` next to an optional `rope_scaling`
-    params = dict(cfg.get("rope_parameters") or cfg.get("rope_scaling") or {})
+    params = dict(params if params is not None else cfg.get("rope_parameters") or cfg.get("rope_scaling") or {})
     rope_type = params.get("rope_type", params.get("type", "default"))
     if rope_type not in _ROPE_TYPES:
         raise UnsupportedModelError(f"rope type {rope_type!r} is not supported yet; supported: {_ROPE_TYPES}")
@@ -261,13 +351,65 @@ def _yarn_attention_factor(params: dict, factor: float) -> float:
     return mscale(factor)
 
 
+def _gemma3_ropes(cfg: dict) -> tuple[RopeConfig, RopeConfig]:
+    """Gemma 3's ropes of its global and its local (windowed) layers: transformers >= 5 writes
+    `rope_parameters` per layer type; older checkpoints write the global layers' `rope_theta`
+    and `rope_scaling`, and the local layers' `rope_local_base_freq`."""
+    params = cfg.get("rope_parameters") or {}
+    if not isinstance(params, dict):
+        raise UnsupportedModelError(f"rope_parameters {params!r} is not a mapping")
+    if "full_attention" in params or "sliding_attention" in params:
+        full, local = params.get("full_attention") or {}, params.get("sliding_attention") or {}
+    else:
+        full = {**(cfg.get("rope_scaling") or {}), "rope_theta": cfg.get("rope_theta", 1_000_000.0)}
+        local = {"rope_theta": cfg.get("rope_local_base_freq", 10_000.0)}
+    if not isinstance(full, dict) or not isinstance(local, dict):
+        raise UnsupportedModelError(f"rope_parameters {params!r} do not map layer types to rope settings")
+    return _rope_config(cfg, {"rope_theta": 1_000_000.0, **full}), _rope_config(cfg, {"rope_theta": 10_000.0, **local})
+
+
+def _layer_windows(kind: str | None, cfg: dict) -> tuple[int | None, ...]:
+    """Each layer's attention window, which layers get one decided as the family's transformers
+    config class decides it."""
+    num_layers = cfg["num_hidden_layers"]
+    window = _sliding_window(cfg, kind)
+    if window is None:
+        return (None,) * num_layers
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise UnsupportedModelError(f"config.json's sliding_window {window!r} is not a positive integer")
+    types = cfg.get("layer_types")
+    if types is not None and kind in ("qwen", "qwen2_moe", "gemma2", "gemma3"):
+        if not isinstance(types, list) or len(types) != num_layers or any(t not in _LAYER_TYPES for t in types):
+            raise UnsupportedModelError(
+                f"layer_types {types!r} does not give one of {', '.join(_LAYER_TYPES)} for each of {num_layers} layers"
+            )
+        windowed = [t == "sliding_attention" for t in types]
+    elif kind == "qwen":  # the layers from max_window_layers on
+        windowed = [i >= _max_window_layers(cfg) for i in range(num_layers)]
+    elif kind == "qwen2_moe":  # every other layer below max_window_layers
+        windowed = [i % 2 == 0 and i < _max_window_layers(cfg) for i in range(num_layers)]
+    elif kind in ("gemma2", "gemma3"):  # local layers with a global one every `pattern` layers
+        pattern = 2 if kind == "gemma2" else _positive(cfg, ("sliding_window_pattern",), 6)
+        windowed = [(i + 1) % pattern != 0 for i in range(num_layers)]
+    else:  # Mistral, Phi-3, Mixtral, Qwen3-MoE: every layer
+        windowed = [True] * num_layers
+    return tuple(window if w else None for w in windowed)
+
+
 def _sliding_window(cfg: dict, kind: str | None) -> int | None:
-    if kind is None or (kind == "qwen" and not cfg.get("use_sliding_window", False)):
+    if kind is None or (kind.startswith("qwen") and not cfg.get("use_sliding_window", False)):
         return None
     if kind == "given":  # Phi3Config and MixtralConfig have no window unless the checkpoint sets one
         return cfg.get("sliding_window")
-    # transformers' MistralConfig defaults to a 4096 window when the key is absent
-    return cfg.get("sliding_window", 4096 if kind == "mistral" else None)
+    # the other config classes default to a 4096 window when the key is absent
+    return cfg.get("sliding_window", 4096)
+
+
+def _max_window_layers(cfg: dict) -> int:
+    value = cfg.get("max_window_layers", 28)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UnsupportedModelError(f"config.json's max_window_layers {value!r} is not a whole number")
+    return value
 
 
 def _checkpoint_dtype(cfg: dict) -> torch.dtype:

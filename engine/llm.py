@@ -86,15 +86,10 @@ class LLM:
         model_cfg = ModelConfig.from_pretrained(model_dir)
         dev = resolve_device(device)
         limit = model_cfg.max_position_embeddings
-        if model_cfg.sliding_window:
-            limit = min(limit, model_cfg.sliding_window)
         if max_model_len is None:
             max_model_len = limit
         elif max_model_len > limit:
-            raise ValueError(
-                f"max_model_len {max_model_len} exceeds what the model supports here ({limit}: "
-                "max_position_embeddings, or the sliding window, which the engine does not implement)"
-            )
+            raise ValueError(f"max_model_len {max_model_len} exceeds the model's max_position_embeddings ({limit})")
         if max_num_batched_tokens is None:
             max_num_batched_tokens = _GPU_MAX_NUM_BATCHED_TOKENS if dev.type == "cuda" else _CPU_MAX_NUM_BATCHED_TOKENS
         self.config = EngineConfig(

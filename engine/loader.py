@@ -15,6 +15,7 @@ from common.checkpoint_files import (
 from engine.config import ModelConfig
 from engine.layers.linear import Linear, copy_weight, linear_method_for
 from engine.layers.moe import FusedExperts
+from engine.layers.norm import RMSNorm
 from engine.layers.quant import fuse_input_quantization, sparsify_two_of_four
 from engine.models.llama import LlamaForCausalLM
 
@@ -65,6 +66,8 @@ def load_model(model_dir: str | Path, dtype: torch.dtype, device: torch.device, 
     for module in model.modules():
         if isinstance(module, Linear):
             module.method.process_weights_after_loading(module)
+        elif isinstance(module, RMSNorm):
+            module.process_weights_after_loading()
     if device.type == "cuda":
         # 2:4 sparse models are saved dense (compress's 2of4 presets): found by their weights
         sparsify_two_of_four(model)

@@ -9,6 +9,9 @@ One kernel serves decode, prefill and prefill chunks over a cached prefix:
   `query_start_loc`, so the launch depends on shapes alone and a CUDA graph can replay it.
 - Split-K (flash-decoding): with few programs the grid gets a third axis of KV segments whose
   partial (accumulator, max, sum) go to scratch and a second kernel merges them.
+- Sliding window: a query sees only the last `window` positions (its own included); a program
+  starts at the first KV tile its Q-block's window reaches and never loads the tiles before it.
+- Soft-capping (Gemma 2): scores become `softcap * tanh(score / softcap)` before the softmax.
 Online softmax in fp32, base 2, with the scale folded into the exponent.
 """
 
@@ -49,6 +52,15 @@ def _find_sequence(query_start_loc_ptr, q_block_id, num_seqs, BLOCK_Q: tl.conste
 
 
 @triton.jit
+def _tanh(x):
+    # from exp2, which the interpreter has (tanh is a libdevice call); exp2 of a non-positive
+    # argument cannot overflow
+    e = tl.math.exp2(-2.0 * 1.4426950408889634 * tl.abs(x))
+    t = (1.0 - e) / (1.0 + e)
+    return tl.where(x < 0.0, -t, t)
+
+
+@triton.jit
 def _load_cache_tile(
     cache_ptr, blocks, slots, kv_head, dims, mask, stride_block, stride_slot, stride_head, UPCAST: tl.constexpr
 ):
@@ -76,6 +88,8 @@ def _paged_attention_kernel(
     seq_lens_ptr,
     query_start_loc_ptr,
     qk_scale,
+    softcap_log2,
+    window,
     num_seqs,
     num_q_heads,
     stride_qt,
@@ -98,6 +112,8 @@ def _paged_attention_kernel(
     TILE_N: tl.constexpr,
     NUM_SEGMENTS: tl.constexpr,
     MIN_SEGMENT_TILES: tl.constexpr,
+    SLIDING: tl.constexpr,
+    SOFTCAP: tl.constexpr,
     UPCAST: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -134,12 +150,16 @@ def _paged_attention_kernel(
     last_tok = tl.minimum(q_block * BLOCK_Q + BLOCK_Q, q_len) - 1
     num_keys = ctx_len - q_len + last_tok + 1
     num_tiles = tl.cdiv(num_keys, TILE_N)
+    # and from the first key the block's first query position still sees through its window
+    first_tile = 0
+    if SLIDING:
+        first_tile = tl.maximum(ctx_len - q_len + q_block * BLOCK_Q - window + 1, 0) // TILE_N
     if NUM_SEGMENTS == 1:
-        tile_lo = 0
+        tile_lo = first_tile
         tile_hi = num_tiles
     else:
-        per_segment = tl.maximum(tl.cdiv(num_tiles, NUM_SEGMENTS), MIN_SEGMENT_TILES)
-        tile_lo = segment * per_segment
+        per_segment = tl.maximum(tl.cdiv(num_tiles - first_tile, NUM_SEGMENTS), MIN_SEGMENT_TILES)
+        tile_lo = first_tile + segment * per_segment
         tile_hi = tl.minimum(tile_lo + per_segment, num_tiles)
 
     # a finite floor keeps fully masked rows (and empty segments) free of inf - inf
@@ -160,7 +180,12 @@ def _paged_attention_kernel(
             v_cache_ptr, blocks, slots, kv_head, dims, load_mask, stride_v_block, stride_v_slot, stride_v_head, UPCAST
         )
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
-        s = tl.where(keys[None, :] <= q_pos[:, None], s, float("-inf"))
+        if SOFTCAP:
+            s = _tanh(s) * softcap_log2
+        visible = keys[None, :] <= q_pos[:, None]
+        if SLIDING:
+            visible = visible & (keys[None, :] > q_pos[:, None] - window)
+        s = tl.where(visible, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         p = tl.math.exp2(s - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
@@ -244,6 +269,8 @@ def paged_attention(
     scale: float,
     out: torch.Tensor | None = None,
     *,
+    window: int | None = None,
+    softcap: float | None = None,
     num_segments: int | None = None,
     block_m: int | None = None,
     tile_n: int | None = None,
@@ -251,7 +278,8 @@ def paged_attention(
     num_stages: int | None = None,
     min_segment_keys: int | None = None,
 ) -> torch.Tensor:
-    """The keyword-only arguments override the launch heuristics (tests and benchmarks)."""
+    """`window` and `softcap` as the twin takes them; the other keyword-only arguments override
+    the launch heuristics (tests and benchmarks)."""
     num_tokens, num_q_heads, head_dim = query.shape
     block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
     if num_q_heads % num_kv_heads:
@@ -313,7 +341,10 @@ def paged_attention(
         block_tables,
         seq_lens,
         query_start_loc,
-        scale * math.log2(math.e),
+        # with soft-capping the scale goes inside the tanh and log2(e) onto the cap
+        scale * math.log2(math.e) if softcap is None else scale / softcap,
+        0.0 if softcap is None else softcap * math.log2(math.e),
+        window or 0,
         num_seqs,
         num_q_heads,
         query.stride(0),
@@ -331,6 +362,8 @@ def paged_attention(
         TILE_N=tile_n,
         NUM_SEGMENTS=num_segments,
         MIN_SEGMENT_TILES=triton.cdiv(min_segment_keys or MIN_SEGMENT_KEYS, tile_n),
+        SLIDING=window is not None,
+        SOFTCAP=softcap is not None,
         UPCAST=interpret,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
         num_warps=num_warps,

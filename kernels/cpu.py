@@ -26,13 +26,16 @@ def paged_attention(
     query_start_loc: torch.Tensor,  # [B + 1] int32
     scale: float,
     out: torch.Tensor | None = None,  # [T, Hq, D]
+    *,
+    window: int | None = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     if out is None:
         out = torch.empty_like(query)
     starts = query_start_loc.tolist()
     ctx_lens = seq_lens.tolist()
     for seqs in _batches(starts, ctx_lens):
-        _attend(query, k_cache, v_cache, block_tables, seqs, starts, ctx_lens, scale, out)
+        _attend(query, k_cache, v_cache, block_tables, seqs, starts, ctx_lens, scale, out, window, softcap)
     return out
 
 
@@ -66,6 +69,8 @@ def _attend(
     ctx_lens: list[int],
     scale: float,
     out: torch.Tensor,
+    window: int | None,
+    softcap: float | None,
 ) -> None:
     num_q_heads, head_dim = query.shape[1], query.shape[2]
     block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
@@ -92,10 +97,17 @@ def _attend(
 
     # query row t of a sequence sits at position ctx - q_len + t and sees keys up to there
     q_pos = ctx[:, None] - q_len + torch.arange(q_len)  # [n, q_len]
-    visible = torch.arange(width)[None, None, :] <= q_pos[:, :, None]  # [n, q_len, width]
+    k_pos = torch.arange(width)[None, None, :]
+    visible = k_pos <= q_pos[:, :, None]  # [n, q_len, width]
+    if window is not None:
+        visible &= k_pos > q_pos[:, :, None] - window
     mask = visible[:, None].expand(n, group, q_len, width).reshape(n, 1, group * q_len, width)
 
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    if softcap is None:
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    else:  # scaled_dot_product_attention has no soft-capping
+        scores = torch.tanh(q @ k.transpose(-1, -2) * scale / softcap) * softcap
+        o = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
     # [n, Hkv, group, q_len, D] -> [n * q_len, Hq, D]
     o = o.view(n, num_kv_heads, group, q_len, head_dim).permute(0, 3, 1, 2, 4).reshape(n * q_len, num_q_heads, head_dim)
     out.index_copy_(0, rows, o.to(out.dtype))

@@ -40,12 +40,17 @@ def paged_attention(
     query_start_loc: torch.Tensor,  # [B + 1] int32
     scale: float,
     out: torch.Tensor | None = None,  # [T, Hq, D]
+    *,
+    window: int | None = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """Causal attention of each sequence's new tokens over its whole cached context.
 
     One function covers decode (q_len 1), prefill and prefill chunks over a cached prefix:
     query row i of sequence b sits at position `seq_lens[b] - q_len + i` and sees positions
-    up to and including its own.
+    up to and including its own, and with a `window` only the last `window` of them (its own
+    included: position p sees p - window + 1 .. p). With `softcap` the scaled scores become
+    `softcap * tanh(score / softcap)` before the mask and softmax (Gemma 2).
     """
     num_q_heads, head_dim = query.shape[1], query.shape[2]
     block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
@@ -67,9 +72,14 @@ def paged_attention(
         v = v.repeat_interleave(group, dim=1)
         q = query[q0:q1].float()  # [q_len, Hq, D]
         scores = torch.einsum("qhd,khd->hqk", q, k) * scale
+        if softcap is not None:
+            scores = torch.tanh(scores / softcap) * softcap
         q_pos = torch.arange(ctx_len - q_len, ctx_len, device=query.device)
         k_pos = torch.arange(ctx_len, device=query.device)
-        scores.masked_fill_(k_pos[None, None, :] > q_pos[None, :, None], float("-inf"))
+        hidden = k_pos[None, :] > q_pos[:, None]
+        if window is not None:
+            hidden |= k_pos[None, :] <= q_pos[:, None] - window
+        scores.masked_fill_(hidden[None], float("-inf"))
         probs = scores.softmax(dim=-1)
         out[q0:q1] = torch.einsum("hqk,khd->qhd", probs, v).to(out.dtype)
     return out

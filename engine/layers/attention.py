@@ -20,14 +20,25 @@ class AttentionMetadata:
 
 class PagedAttention(nn.Module):
     """Stores this step's K/V into the layer's cache blocks, then attends over each sequence's
-    cached context; prefill chunks and decodes of many sequences share one call."""
+    cached context, or its last `window` positions; prefill chunks and decodes of many sequences
+    share one call. `softcap` caps the scores (`kernels.paged_attention`)."""
 
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float | None = None) -> None:
+    def __init__(
+        self,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        scale: float | None = None,
+        window: int | None = None,
+        softcap: float | None = None,
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.head_dim = head_dim
         self.scale = head_dim**-0.5 if scale is None else scale
+        self.window = window
+        self.softcap = softcap
         # views into the engine's cache tensor, bound by the runner once it is allocated
         self.k_cache = torch.empty(0)
         self.v_cache = torch.empty(0)
@@ -36,5 +47,13 @@ class PagedAttention(nn.Module):
         with one_cpu_thread(not q.is_cuda):
             kernels.store_kvcache(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
             return kernels.paged_attention(
-                q, self.k_cache, self.v_cache, meta.block_tables, meta.seq_lens, meta.query_start_loc, self.scale
+                q,
+                self.k_cache,
+                self.v_cache,
+                meta.block_tables,
+                meta.seq_lens,
+                meta.query_start_loc,
+                self.scale,
+                window=self.window,
+                softcap=self.softcap,
             )

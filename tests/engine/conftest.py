@@ -24,6 +24,25 @@ TINY_MOE = {
     "qwen2_moe": dict(_MOE, num_experts=8, moe_intermediate_size=32, shared_expert_intermediate_size=48),
     "mixtral": dict(_MOE, num_local_experts=8, intermediate_size=32),
 }
+# Gemma: windows shorter than most prompts, and a score scale and caps far from the defaults (and
+# from what head_dim would give) so that a missed one changes the tokens
+_GEMMA = dict(head_dim=16, query_pre_attn_scalar=24)
+TINY_GEMMA = {
+    # sliding, full, sliding
+    "gemma2": dict(
+        _GEMMA, num_hidden_layers=3, sliding_window=13, attn_logit_softcapping=4.0, final_logit_softcapping=8.0
+    ),
+    # five local layers, then a global one; a rope of their own for the local layers, scaled on the global
+    "gemma3": dict(
+        _GEMMA,
+        num_hidden_layers=6,
+        sliding_window=16,
+        rope_parameters={
+            "sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+            "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0},
+        },
+    ),
+}
 
 
 @pytest.fixture(autouse=True, scope="package")
@@ -50,8 +69,10 @@ def _config(arch: str, overrides: dict):
         "qwen2_moe": transformers.Qwen2MoeConfig,
         "qwen3_moe": transformers.Qwen3MoeConfig,
         "mixtral": transformers.MixtralConfig,
+        "gemma2": transformers.Gemma2Config,
+        "gemma3": transformers.Gemma3TextConfig,
     }
-    kwargs = {**TINY, **TINY_MOE.get(arch, {}), **overrides}
+    kwargs = {**TINY, **TINY_MOE.get(arch, {}), **TINY_GEMMA.get(arch, {}), **overrides}
     if arch == "mistral":
         kwargs.setdefault("sliding_window", None)
     if arch in ("qwen3", "qwen3_moe"):

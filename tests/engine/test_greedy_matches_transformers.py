@@ -14,7 +14,8 @@ def run_and_compare(model_dir, max_tokens: int, num_kv_blocks: int, budget: int)
     assert len({len(p) for p in prompts}) >= 16
     outputs = llm.generate(prompts, SamplingParams(max_tokens=max_tokens, temperature=0))
 
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    # eager: the attention transformers soft-caps (Gemma 2) and windows exactly
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
     expected = hf_greedy(hf, prompts, max_tokens)
     for i, (out, ref) in enumerate(zip(outputs, expected)):
         assert out.token_ids == ref, f"prompt {i} ({len(prompts[i])} tokens) differs"
@@ -36,6 +37,28 @@ def test_it_generates_exactly_what_transformers_generates_on_moe_models(make_tex
     budget = 48  # below the longest prompts, whose prefill is chunked
     llm = run_and_compare(make_text_checkpoint(arch), max_tokens=12, num_kv_blocks=32, budget=budget)
     assert max(len(p) for p in mixed_prompts(llm.tokenizer, 32)) > 2 * budget
+
+
+@pytest.mark.parametrize(
+    "arch, overrides",
+    [
+        ("gemma2", {}),
+        ("gemma3", {}),
+        # windows that used to cap max_model_len, now shorter than most prompts
+        ("mistral", {"sliding_window": 16}),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 16, "max_window_layers": 1}),
+    ],
+)
+def test_it_generates_exactly_what_transformers_generates_through_sliding_windows(
+    make_text_checkpoint, arch, overrides
+):
+    budget = 48  # below the longest prompts, whose prefill is chunked
+    llm = run_and_compare(make_text_checkpoint(arch, **overrides), max_tokens=12, num_kv_blocks=32, budget=budget)
+    windows = llm.config.model.layer_windows
+    assert any(windows) and llm.config.max_model_len > max(w or 0 for w in windows)
+    prompts = mixed_prompts(llm.tokenizer, 32)
+    assert sum(len(p) > max(w or 0 for w in windows) for p in prompts) >= 24
+    assert max(len(p) for p in prompts) > 2 * budget
 
 
 @pytest.mark.slow

@@ -185,11 +185,113 @@ def test_it_names_missing_tensors(make_checkpoint, tmp_path):
         LLM(tmp_path, device="cpu")
 
 
-def test_it_caps_max_model_len_at_the_sliding_window(make_checkpoint):
+def test_it_serves_windowed_models_up_to_max_position_embeddings(make_checkpoint):
     path = make_checkpoint("mistral", sliding_window=48)
-    assert LLM(path, device="cpu", num_kv_blocks=8).config.max_model_len == 48
-    with pytest.raises(ValueError, match="sliding window"):
-        LLM(path, device="cpu", max_model_len=100)
+    assert LLM(path, device="cpu", num_kv_blocks=8).config.max_model_len == 256
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        LLM(path, device="cpu", max_model_len=300)
+
+
+def windows(arch: str, **config) -> list[int | None]:
+    return list(
+        ModelConfig.from_dict({**TINY_LLAMA, "architectures": [arch], "num_hidden_layers": 6, **config}).layer_windows
+    )
+
+
+def test_it_reads_which_layers_attend_through_a_window():
+    w = 32
+    assert windows("LlamaForCausalLM", sliding_window=w) == [None] * 6
+    assert windows("MistralForCausalLM") == [4096] * 6  # MistralConfig's default
+    assert windows("MistralForCausalLM", sliding_window=None) == [None] * 6
+    assert windows("Qwen2ForCausalLM", sliding_window=w) == [None] * 6  # unless use_sliding_window
+    assert (
+        windows("Qwen2ForCausalLM", use_sliding_window=True, sliding_window=w, max_window_layers=4)
+        == [None] * 4 + [w] * 2
+    )
+    qwen2_moe = windows("Qwen2MoeForCausalLM", use_sliding_window=True, sliding_window=w, max_window_layers=4)
+    assert qwen2_moe == [w, None, w, None, None, None]
+    assert windows("Qwen3MoeForCausalLM", use_sliding_window=True, sliding_window=w) == [w] * 6
+    assert windows("Phi3ForCausalLM", sliding_window=w) == [w] * 6
+    assert windows("Gemma2ForCausalLM", sliding_window=w) == [w, None] * 3
+    assert windows("Gemma3ForCausalLM", sliding_window=w) == [w] * 5 + [None]
+    assert windows("Gemma3ForCausalLM", sliding_window=w, sliding_window_pattern=3) == [w, w, None] * 2
+    # transformers >= 5 writes layer_types, which win
+    types = ["full_attention", "sliding_attention"] * 3
+    assert windows("Gemma3ForCausalLM", sliding_window=w, layer_types=types) == [None, w] * 3
+
+
+def test_it_reads_gemma3_ropes_from_older_configs_the_same_way():
+    gemma3 = {**TINY_LLAMA, "architectures": ["Gemma3ForCausalLM"]}
+    old = ModelConfig.from_dict(
+        {
+            **gemma3,
+            "rope_theta": 500000.0,
+            "rope_local_base_freq": 5000.0,
+            "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+        }
+    )
+    new = ModelConfig.from_dict(
+        {
+            **gemma3,
+            "rope_parameters": {
+                "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 500000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 5000.0},
+            },
+        }
+    )
+    assert old.rope == new.rope and old.local_rope == new.local_rope
+    assert (new.rope.type, new.rope.factor, new.local_rope.type, new.local_rope.theta) == (
+        "linear",
+        8.0,
+        "default",
+        5000.0,
+    )
+    # Gemma3TextConfig's defaults
+    plain = ModelConfig.from_dict(gemma3)
+    assert (plain.rope.theta, plain.local_rope.theta, plain.head_dim, plain.num_kv_heads) == (1e6, 1e4, 256, 4)
+    assert plain.tie_word_embeddings and plain.final_softcap is None and plain.attention_multiplier == 256**-0.5
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"architectures": ["Gemma3ForConditionalGeneration"]}, "multimodal Gemma 3.*Gemma3ForCausalLM"),
+        ({"use_bidirectional_attention": True}, "bidirectional attention"),
+        ({"hidden_activation": "gelu"}, "hidden_activation 'gelu' is not supported"),
+        ({"sliding_window": 0}, "sliding_window 0 is not a positive integer"),
+        ({"sliding_window": "16"}, "sliding_window '16' is not a positive integer"),
+        ({"layer_types": ["sliding_attention"] * 2}, "layer_types .* for each of 1 layers"),
+        ({"layer_types": ["chunked_attention"]}, "layer_types .*chunked_attention"),
+        ({"sliding_window_pattern": 0}, "sliding_window_pattern 0 is not a positive integer"),
+        ({"query_pre_attn_scalar": -1}, "query_pre_attn_scalar -1 is not a positive number"),
+        ({"final_logit_softcapping": "30"}, "final_logit_softcapping '30' is not a positive number"),
+        ({"rope_parameters": {"full_attention": 5}}, "do not map layer types"),
+    ],
+)
+def test_it_refuses_gemma_configs_it_cannot_run(config, message):
+    with pytest.raises(UnsupportedModelError, match=message):
+        ModelConfig.from_dict({**TINY_LLAMA, "architectures": ["Gemma3ForCausalLM"], **config})
+
+
+def test_it_refuses_quantized_gemma_checkpoints_for_now():
+    config = {**TINY_LLAMA, "architectures": ["Gemma2ForCausalLM"], "quantization_config": {"quant_method": "x"}}
+    with pytest.raises(UnsupportedModelError, match="Gemma2ForCausalLM is not yet supported quantized"):
+        ModelConfig.from_dict(config)
+
+
+def test_it_scales_gemma_embeddings_in_the_model_dtype(make_checkpoint):
+    """sqrt(72) is 8.49 but 8.5 in bfloat16, which transformers multiplies by."""
+    path = make_checkpoint("gemma2", dtype=torch.bfloat16, hidden_size=72)
+    llm = LLM(path, device="cpu", dtype="bfloat16", num_kv_blocks=16)
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+    ids = prompts()[3]
+    ours, theirs = [], []
+    llm.model.model.layers[0].input_layernorm.register_forward_hook(lambda m, args, out: ours.append(args[0]))
+    hf.model.layers[0].input_layernorm.register_forward_hook(lambda m, args, out: theirs.append(args[0]))
+    llm.score([(ids[:1], ids[1:])])
+    with torch.inference_mode():
+        hf(torch.tensor([ids]))
+    assert torch.equal(ours[0], theirs[0][0])
 
 
 def test_it_loads_every_architecture_the_hub_accepts():

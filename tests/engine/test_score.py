@@ -22,7 +22,7 @@ def score_requests(tokenizer) -> list[tuple[list[int], list[int]]]:
 
 def compare(model_dir, **engine_args) -> LLM:
     llm = LLM(model_dir, dtype="float32", device="cpu", **engine_args)
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
     requests = score_requests(llm.tokenizer)
     # the model's own greedy continuation, which a random model hardly ever meets in the story
     context = requests[5][0]
@@ -57,6 +57,15 @@ def test_it_scores_like_transformers_when_prompts_are_chunked(stories260k):
 @pytest.mark.parametrize("arch", ["qwen3_moe", "qwen2_moe", "mixtral"])
 def test_it_scores_like_transformers_on_moe_models(make_text_checkpoint, arch):
     compare(make_text_checkpoint(arch))
+
+
+@pytest.mark.parametrize("arch", ["gemma2", "gemma3"])
+def test_it_scores_like_transformers_on_gemma_models_through_their_windows(make_text_checkpoint, arch):
+    # chunks of 24 tokens over contexts up to ~110, so scored tokens see windows that begin in cached chunks
+    llm = compare(make_text_checkpoint(arch), max_num_batched_tokens=24)
+    assert max(len(c) for c, _ in score_requests(llm.tokenizer)) > 4 * max(
+        w or 0 for w in llm.config.model.layer_windows
+    )
 
 
 def test_it_scores_like_transformers_on_smollm2(smollm2):

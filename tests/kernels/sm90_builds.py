@@ -14,7 +14,7 @@ from triton.compiler import ASTSource
 
 from kernels import activation, attention, cache, gemm_scaled, gemm_wna16, moe, norm, rotary
 
-FLOAT_SCALARS = {"eps", "qk_scale"}
+FLOAT_SCALARS = {"eps", "qk_scale", "softcap_log2"}
 INDEX_POINTERS = {"block_tables_ptr": "*i32", "seq_lens_ptr": "*i32", "query_start_loc_ptr": "*i32",
                   "slot_mapping_ptr": "*i64", "positions_ptr": "*i64"}  # fmt: skip
 
@@ -42,12 +42,19 @@ SEGMENTS = {"seg_acc_ptr": "*fp32", "seg_max_ptr": "*fp32", "seg_sum_ptr": "*fp3
 
 
 def paged_attention() -> None:
-    for block_m, tile_n, segments in ((16, 64, 4), (64, 32, 1)):  # decode split over segments; prefill
+    # decode split over segments; prefill; each with full attention, and windowed and soft-capped (Gemma 2)
+    for block_m, tile_n, segments, gemma2 in (
+        (16, 64, 4, False),
+        (64, 32, 1, False),
+        (16, 64, 4, True),
+        (64, 32, 1, True),
+    ):
         constants = dict(HEAD_DIM=128, HEAD_DIM_P=128, GROUP=4, BLOCK_Q=block_m // 4, BLOCK_M=block_m, BLOCK_SIZE=16,
                          TILE_N=tile_n, NUM_SEGMENTS=segments,
-                         MIN_SEGMENT_TILES=triton.cdiv(attention.MIN_SEGMENT_KEYS, tile_n), UPCAST=False, DOT_PRECISION="tf32")  # fmt: skip
+                         MIN_SEGMENT_TILES=triton.cdiv(attention.MIN_SEGMENT_KEYS, tile_n), SLIDING=gemma2,
+                         SOFTCAP=gemma2, UPCAST=False, DOT_PRECISION="tf32")  # fmt: skip
         build(attention._paged_attention_kernel, constants, SEGMENTS)
-        if segments > 1:
+        if segments > 1 and not gemma2:
             build(
                 attention._reduce_segments_kernel, dict(HEAD_DIM=128, HEAD_DIM_P=128, NUM_SEGMENTS=segments), SEGMENTS
             )
@@ -71,6 +78,9 @@ def cache_and_elementwise() -> None:
             )
         block_n, warps = (16384, 16) if quant is not None else (1024, 4)
         build(activation._silu_and_mul_kernel, dict(BLOCK_M=1, BLOCK_N=block_n, **constants), pointers, num_warps=warps)
+    # Gemma's norms hold (1 + weight) in float32
+    constants = dict(HAS_RESIDUAL=True, QUANT=False, BLOCK_M=1, BLOCK_N=4096, **gemm_scaled.quant_constants(None))
+    build(norm._rms_norm_kernel, constants, {"weight_ptr": "*fp32", "scale_ptr": "*fp32"}, num_warps=8)
 
 
 def scaled_gemm() -> None:

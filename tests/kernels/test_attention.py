@@ -90,3 +90,41 @@ def test_it_refuses_heads_that_do_not_group(device):
     batch = make_batch(DECODE, 6, 4, 64, 16, torch.float32, device)
     with pytest.raises(ValueError, match="do not group"):
         attention.paged_attention(**batch)
+
+
+# (window, softcap): windows of one key, shorter and longer than a block, and soft-capping alone
+WINDOWS = [(1, None), (13, 4.0), (40, None), (None, 2.5)]
+
+
+@pytest.mark.parametrize(
+    "dtype, window, softcap",
+    [(torch.float32, *w) for w in WINDOWS] + [(torch.float16, 13, 4.0), (torch.bfloat16, 13, 4.0)],
+)
+def test_it_matches_the_reference_with_a_window_and_soft_capping(device, dtype, window, softcap):
+    check({**make_batch(MIXED, 6, 2, 64, 16, dtype, device), "window": window, "softcap": softcap})
+
+
+@pytest.mark.parametrize("num_segments", [1, 4])
+def test_it_matches_the_reference_with_a_window_over_many_tiles(device, num_segments):
+    # 16-key tiles and Q-blocks of 8 tokens: the window starts inside a tile, the Q-blocks of
+    # one prefill start at different tiles, and split-K divides only the tiles in the window
+    batch = make_batch([(37, 37), (50, 20), (129, 7), (150, 1)], 4, 2, 64, 16, torch.float32, device)
+    check({**batch, "window": 13, "softcap": 4.0}, block_m=16, tile_n=16, num_segments=num_segments, min_segment_keys=1)
+
+
+@pytest.mark.parametrize("num_segments", [1, 2])
+def test_it_reads_no_block_before_the_window(device, num_segments):
+    window, block = 20, 16
+    specs = [(200, 1), (97, 1), (150, 30), (21, 21)]
+    batch = make_batch(specs, 4, 2, 64, block, torch.float32, device)
+    expected = reference.paged_attention(**batch, window=window)
+    # the blocks that end before every query's window begins now hold NaN, which any read spreads
+    for b, (ctx, q_len) in enumerate(specs):
+        first_key = ctx - q_len - window + 1
+        for i in range(max(first_key, 0) // block):
+            block_id = int(batch["block_tables"][b, i])
+            batch["k_cache"][block_id] = float("nan")
+            batch["v_cache"][block_id] = float("nan")
+    launch = dict(block_m=64, tile_n=block, num_segments=num_segments, min_segment_keys=1)
+    out = attention.paged_attention(**batch, window=window, **launch)
+    assert_close(out, expected)
