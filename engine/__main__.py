@@ -16,6 +16,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint directory (config.json + safetensors)")
     p.add_argument("--dtype", default="auto", help="auto (the checkpoint's), float32, bfloat16 or float16")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
+    p.add_argument("--kv-cache-dtype", default="auto", help="auto (the compute dtype) or fp8 (E4M3, scaled per layer)")
     p.add_argument("--block-size", type=int, default=16)
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--max-num-batched-tokens", type=int, default=None)
@@ -30,6 +31,7 @@ def _llm_options(args: argparse.Namespace) -> dict:
     return dict(
         dtype=args.dtype,
         device=args.device,
+        kv_cache_dtype=args.kv_cache_dtype,
         block_size=args.block_size,
         max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens,

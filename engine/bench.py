@@ -287,6 +287,7 @@ class Bench:
         c = self.llm.config
         self.settings.update(
             dtype=str(c.dtype).removeprefix("torch."),
+            kv_cache_dtype=str(c.kv_cache_dtype).removeprefix("torch."),
             block_size=c.block_size,
             max_num_seqs=c.max_num_seqs,
             max_num_batched_tokens=c.max_num_batched_tokens,

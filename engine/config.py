@@ -433,6 +433,24 @@ def resolve_dtype(dtype: str | torch.dtype, model: ModelConfig, device: torch.de
     return _DTYPES[name]
 
 
+KV_CACHE_DTYPES = ("auto", "fp8")
+_KV_CACHE_ALIASES = {"fp8_e4m3": "fp8"}
+
+
+def resolve_kv_cache_dtype(kv_cache_dtype: str, dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype K and V are stored in: "auto" is the compute dtype; "fp8" (or "fp8_e4m3", as
+    vLLM names it) is float8_e4m3fn with a float32 scale per layer for K and for V."""
+    name = _KV_CACHE_ALIASES.get(kv_cache_dtype, kv_cache_dtype)
+    if name not in KV_CACHE_DTYPES:
+        raise ValueError(f"kv_cache_dtype {kv_cache_dtype!r} is not one of {', '.join(KV_CACHE_DTYPES)} (fp8_e4m3)")
+    if name == "auto":
+        return dtype
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        major, minor = torch.cuda.get_device_capability(device)
+        raise ValueError(f"an FP8 KV cache needs a GPU of compute capability 8.9 or newer; this one is {major}.{minor}")
+    return torch.float8_e4m3fn
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -453,7 +471,10 @@ class EngineConfig:
     kv_cache_memory: int | None = None
     enable_prefix_caching: bool = True
     seed: int = 0
+    kv_cache_dtype: torch.dtype | None = None  # None: dtype (`resolve_kv_cache_dtype`)
 
     def __post_init__(self) -> None:
+        if self.kv_cache_dtype is None:
+            self.kv_cache_dtype = self.dtype
         if self.block_size <= 0 or self.max_num_seqs <= 0 or self.max_num_batched_tokens <= 0:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be positive")

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from common.work import CancelCheck, Cancelled, Progress
-from engine.config import EngineConfig, ModelConfig, resolve_device, resolve_dtype
+from engine.config import EngineConfig, ModelConfig, resolve_device, resolve_dtype, resolve_kv_cache_dtype
 from engine.kv_cache import KVCacheManager
 from engine.loader import load_model
 from engine.runner import ModelRunner, StepOutput, kv_cache_bytes_per_block
@@ -71,6 +71,7 @@ class LLM:
         *,
         dtype: str = "auto",
         device: str = "auto",
+        kv_cache_dtype: str = "auto",
         block_size: int = 16,
         max_num_seqs: int = 256,
         max_num_batched_tokens: int | None = None,
@@ -81,7 +82,10 @@ class LLM:
         seed: int = 0,
         enforce_eager: bool = False,
     ) -> None:
-        """`enforce_eager`: on CUDA, run decode steps eagerly instead of replaying CUDA graphs."""
+        """`kv_cache_dtype`: "auto" stores K/V in the compute dtype, "fp8" in FP8 E4M3 scaled per
+        layer (the checkpoint's k_scale / v_scale, else 1.0), which holds 2x (bf16) or 4x (fp32)
+        the tokens in the same memory, and is lossy. `enforce_eager`: on CUDA, run decode steps
+        eagerly instead of replaying CUDA graphs."""
         model_dir = Path(model)
         model_cfg = ModelConfig.from_pretrained(model_dir)
         dev = resolve_device(device)
@@ -92,10 +96,11 @@ class LLM:
             raise ValueError(f"max_model_len {max_model_len} exceeds the model's max_position_embeddings ({limit})")
         if max_num_batched_tokens is None:
             max_num_batched_tokens = _GPU_MAX_NUM_BATCHED_TOKENS if dev.type == "cuda" else _CPU_MAX_NUM_BATCHED_TOKENS
+        compute_dtype = resolve_dtype(dtype, model_cfg, dev)
         self.config = EngineConfig(
             model_dir=model_dir,
             model=model_cfg,
-            dtype=resolve_dtype(dtype, model_cfg, dev),
+            dtype=compute_dtype,
             device=dev,
             block_size=block_size,
             max_num_seqs=max_num_seqs,
@@ -105,6 +110,7 @@ class LLM:
             kv_cache_memory=kv_cache_memory,
             enable_prefix_caching=enable_prefix_caching,
             seed=seed,
+            kv_cache_dtype=resolve_kv_cache_dtype(kv_cache_dtype, compute_dtype, dev),
         )
         self.model = load_model(model_dir, self.config.dtype, dev, max_position=max_model_len)
         self.weights_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())

@@ -13,6 +13,7 @@ from common.checkpoint_files import (
     check_checkpoint_folder,
 )
 from engine.config import ModelConfig
+from engine.layers.attention import PagedAttention
 from engine.layers.linear import Linear, copy_weight, linear_method_for
 from engine.layers.moe import FusedExperts
 from engine.layers.norm import RMSNorm
@@ -24,6 +25,12 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 # one expert's projection of a sparse block, which the block keeps stacked with the others'
 _EXPERT_TENSOR = re.compile(r"(?P<experts>.+\.experts)\.(?P<expert>\d+)\.(?P<projection>\w+)\.weight")
+# a KV-cache scale under each name checkpoints give it: compressed-tensors' self_attn.k_scale (and
+# k_zero_point), its older k_proj.output_scale, ModelOpt's k_proj.k_scale (the same for v)
+_KV_CACHE_TENSOR = re.compile(
+    r"(?P<attention>.+\.self_attn)\.(?:(?P<kv>[kv])_(?P<kind>scale|zero_point)"
+    r"|(?P<proj>[kv])_proj\.(?:output_scale|(?P=proj)_scale))"
+)
 
 
 class WeightsError(ValueError):
@@ -85,6 +92,13 @@ def load_weights(model: LlamaForCausalLM, weights: Iterator[tuple[str, torch.Ten
         if name == "lm_head.weight" and model.config.tie_word_embeddings:
             continue  # some exporters write the tied matrix twice
         ours = ".".join(model.checkpoint_names.get(part, part) for part in name.split("."))
+        kv_cache = _KV_CACHE_TENSOR.fullmatch(ours)
+        if kv_cache:
+            attention = _submodule(model, f"{kv_cache['attention']}.attn", name)
+            if not isinstance(attention, PagedAttention):
+                raise WeightsError(f"checkpoint tensor {name!r} has no place in {model.config.architecture}")
+            attention.load_kv_scale(kv_cache["kv"] or kv_cache["proj"], kv_cache["kind"] or "scale", tensor, name)
+            continue
         expert = _EXPERT_TENSOR.fullmatch(ours)
         if expert:
             experts = _submodule(model, expert["experts"], name)

@@ -46,7 +46,7 @@ class StepOutput:
 
 def kv_cache_bytes_per_block(cfg: EngineConfig) -> int:
     m = cfg.model
-    return 2 * m.num_layers * cfg.block_size * m.num_kv_heads * m.head_dim * cfg.dtype.itemsize
+    return 2 * m.num_layers * cfg.block_size * m.num_kv_heads * m.head_dim * cfg.kv_cache_dtype.itemsize
 
 
 class ModelRunner:
@@ -65,7 +65,14 @@ class ModelRunner:
         m = cfg.model
         # one allocation; layer i reads kv_cache[0, i] (K) and kv_cache[1, i] (V)
         self.kv_cache = torch.zeros(
-            2, m.num_layers, num_blocks, cfg.block_size, m.num_kv_heads, m.head_dim, dtype=cfg.dtype, device=self.device
+            2,
+            m.num_layers,
+            num_blocks,
+            cfg.block_size,
+            m.num_kv_heads,
+            m.head_dim,
+            dtype=cfg.kv_cache_dtype,
+            device=self.device,
         )
         for i, attn in enumerate(model.attention_layers()):
             attn.k_cache = self.kv_cache[0, i]

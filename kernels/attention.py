@@ -12,6 +12,8 @@ One kernel serves decode, prefill and prefill chunks over a cached prefix:
 - Sliding window: a query sees only the last `window` positions (its own included); a program
   starts at the first KV tile its Q-block's window reaches and never loads the tiles before it.
 - Soft-capping (Gemma 2): scores become `softcap * tanh(score / softcap)` before the softmax.
+- FP8 cache: K and V tiles load as FP8 codes and widen exactly to the query's dtype; k_scale
+  joins the score scale and v_scale multiplies the output accumulator, both in fp32.
 Online softmax in fp32, base 2, with the scale folded into the exponent.
 """
 
@@ -88,6 +90,7 @@ def _paged_attention_kernel(
     seq_lens_ptr,
     query_start_loc_ptr,
     qk_scale,
+    v_scale,
     softcap_log2,
     window,
     num_seqs,
@@ -114,6 +117,7 @@ def _paged_attention_kernel(
     MIN_SEGMENT_TILES: tl.constexpr,
     SLIDING: tl.constexpr,
     SOFTCAP: tl.constexpr,
+    FP8_KV: tl.constexpr,
     UPCAST: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -179,6 +183,9 @@ def _paged_attention_kernel(
         v = _load_cache_tile(
             v_cache_ptr, blocks, slots, kv_head, dims, load_mask, stride_v_block, stride_v_slot, stride_v_head, UPCAST
         )
+        if FP8_KV:  # every FP8 E4M3 value is exact in fp16, bf16 and fp32
+            k = k.to(q.dtype)
+            v = v.to(q.dtype)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
         if SOFTCAP:
             s = _tanh(s) * softcap_log2
@@ -192,6 +199,8 @@ def _paged_attention_kernel(
         l_i = l_i * alpha + tl.sum(p, axis=1)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
         m_i = m_new
+    if FP8_KV:
+        acc = acc * v_scale
 
     if NUM_SEGMENTS == 1:
         result = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
@@ -271,6 +280,8 @@ def paged_attention(
     *,
     window: int | None = None,
     softcap: float | None = None,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
     num_segments: int | None = None,
     block_m: int | None = None,
     tile_n: int | None = None,
@@ -278,8 +289,8 @@ def paged_attention(
     num_stages: int | None = None,
     min_segment_keys: int | None = None,
 ) -> torch.Tensor:
-    """`window` and `softcap` as the twin takes them; the other keyword-only arguments override
-    the launch heuristics (tests and benchmarks)."""
+    """`window`, `softcap`, `k_scale` and `v_scale` as the twin takes them; the other keyword-only
+    arguments override the launch heuristics (tests and benchmarks)."""
     num_tokens, num_q_heads, head_dim = query.shape
     block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
     if num_q_heads % num_kv_heads:
@@ -292,6 +303,11 @@ def paged_attention(
     num_seqs = seq_lens.shape[0]
     group = num_q_heads // num_kv_heads
     interpret = interpreting()
+    fp8_kv = k_cache.dtype == torch.float8_e4m3fn
+    if fp8_kv != (v_cache.dtype == torch.float8_e4m3fn):
+        raise ValueError(f"the K cache is {k_cache.dtype} but the V cache {v_cache.dtype}")
+    if fp8_kv:
+        scale *= k_scale
 
     if block_m is None:
         # decode wants the smallest M tile that holds a group; long query runs want bigger
@@ -303,7 +319,9 @@ def paged_attention(
     if block_m < group:
         raise ValueError(f"block_m {block_m} cannot hold a group of {group} query heads")
     block_q = block_m // group
-    wide = k_cache.element_size() > 2  # fp32 tiles: keep K/V stages within shared memory
+    wide = (
+        query.element_size() > 2
+    )  # fp32 tiles (FP8 ones widen to the query's dtype): keep K/V stages within shared memory
     if tile_n is None:
         tile_n = 64 if interpret else 32 if wide or block_m >= 64 else 64
     q_programs = num_tokens // block_q + num_seqs
@@ -343,6 +361,7 @@ def paged_attention(
         query_start_loc,
         # with soft-capping the scale goes inside the tanh and log2(e) onto the cap
         scale * math.log2(math.e) if softcap is None else scale / softcap,
+        v_scale,
         0.0 if softcap is None else softcap * math.log2(math.e),
         window or 0,
         num_seqs,
@@ -364,6 +383,7 @@ def paged_attention(
         MIN_SEGMENT_TILES=triton.cdiv(min_segment_keys or MIN_SEGMENT_KEYS, tile_n),
         SLIDING=window is not None,
         SOFTCAP=softcap is not None,
+        FP8_KV=fp8_kv,
         UPCAST=interpret,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
         num_warps=num_warps,

@@ -1,11 +1,23 @@
-"""KV-cache write: scatter this step's keys and values to their cache slots (twin:
-`kernels.reference.store_kvcache`)."""
+"""KV-cache write: scatter this step's keys and values to their cache slots, quantized on the way
+into an FP8 cache (twin: `kernels.reference.store_kvcache`)."""
 
 import torch
 import triton
 import triton.language as tl
 
+from kernels.gemm_scaled import _round_to_e4m3
+from kernels.reference import FP8_MAX
 from kernels.util import interpreting
+
+
+@triton.jit
+def _quantize_kv(x, scale, FP8_MAX: tl.constexpr, INTERPRET: tl.constexpr):
+    # div_rn: the default float32 division is approximate on GPUs, and codes must round as the
+    # reference's do
+    y = tl.clamp(tl.math.div_rn(x.to(tl.float32), scale), -FP8_MAX, FP8_MAX)
+    if INTERPRET:
+        y = _round_to_e4m3(y)
+    return y.to(tl.float8e4nv)
 
 
 @triton.jit
@@ -27,11 +39,16 @@ def _store_kvcache_kernel(
     stride_vc_block,
     stride_vc_slot,
     stride_vc_head,
+    k_scale,
+    v_scale,
     HEAD_DIM: tl.constexpr,
     BLOCK_SIZE: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    FP8: tl.constexpr,
+    FP8_MAX: tl.constexpr,
+    INTERPRET: tl.constexpr,
 ):
     tokens = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     token_ok = tokens < num_tokens
@@ -54,6 +71,9 @@ def _store_kvcache_kernel(
     v = tl.load(value_ptr + src_t * stride_vt + head_dim * stride_vh + dim, mask=mask)
     k_dst = k_cache_ptr + blocks * stride_kc_block + offsets * stride_kc_slot + head_dim * stride_kc_head + dim
     v_dst = v_cache_ptr + blocks * stride_vc_block + offsets * stride_vc_slot + head_dim * stride_vc_head + dim
+    if FP8:
+        k = _quantize_kv(k, k_scale, FP8_MAX, INTERPRET)
+        v = _quantize_kv(v, v_scale, FP8_MAX, INTERPRET)
     tl.store(k_dst, k.to(k_cache_ptr.dtype.element_ty), mask=mask)
     tl.store(v_dst, v.to(v_cache_ptr.dtype.element_ty), mask=mask)
 
@@ -72,6 +92,9 @@ def store_kvcache(
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
     slot_mapping: torch.Tensor,
+    *,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> None:
     num_tokens, num_kv_heads, head_dim = key.shape
     if key.stride(-1) != 1:
@@ -97,10 +120,15 @@ def store_kvcache(
         value.stride(0),
         value.stride(1),
         *strides,
+        k_scale,
+        v_scale,
         HEAD_DIM=head_dim,
         BLOCK_SIZE=k_cache.shape[1],
         BLOCK_T=block_t,
         BLOCK_H=block_h,
         BLOCK_D=block_d,
+        FP8=k_cache.dtype == torch.float8_e4m3fn,
+        FP8_MAX=FP8_MAX,
+        INTERPRET=interpreting(),
         num_warps=max(1, min(block_t * block_h * block_d // 256, 8)),
     )

@@ -6,11 +6,14 @@ layer. Here sequences with the same number of new tokens and similar context len
 padded batch: their blocks are gathered with one `index_select` into `[B, L, Hkv, D]`, and one
 masked `scaled_dot_product_attention` serves the whole batch. The query heads of a group are
 folded into the query-length dimension, so each KV head is attended by `group * q_len` rows
-without repeating K/V.
+without repeating K/V. An FP8 cache is gathered as it is (a quarter of float32's bytes) and
+dequantized after the gather.
 """
 
 import torch
 import torch.nn.functional as F
+
+from kernels.reference import dequantize_kv
 
 # a sequence joins a batch while its context is at least this fraction of the batch's longest,
 # so padding at most doubles the keys attended
@@ -29,13 +32,16 @@ def paged_attention(
     *,
     window: int | None = None,
     softcap: float | None = None,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> torch.Tensor:
     if out is None:
         out = torch.empty_like(query)
     starts = query_start_loc.tolist()
     ctx_lens = seq_lens.tolist()
+    scales = (k_scale, v_scale)
     for seqs in _batches(starts, ctx_lens):
-        _attend(query, k_cache, v_cache, block_tables, seqs, starts, ctx_lens, scale, out, window, softcap)
+        _attend(query, k_cache, v_cache, block_tables, seqs, starts, ctx_lens, scale, out, window, softcap, scales)
     return out
 
 
@@ -71,6 +77,7 @@ def _attend(
     out: torch.Tensor,
     window: int | None,
     softcap: float | None,
+    kv_scales: tuple[float, float],
 ) -> None:
     num_q_heads, head_dim = query.shape[1], query.shape[2]
     block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
@@ -87,8 +94,8 @@ def _attend(
     own = torch.arange(num_blocks)[None, :] * block_size < ctx[:, None]
     ids = torch.where(own, tables, 0).flatten()
     # [n, Hkv, width, D]
-    k = k_cache.index_select(0, ids).view(n, width, num_kv_heads, head_dim).transpose(1, 2).float()
-    v = v_cache.index_select(0, ids).view(n, width, num_kv_heads, head_dim).transpose(1, 2).float()
+    k = dequantize_kv(k_cache.index_select(0, ids), kv_scales[0]).view(n, width, num_kv_heads, head_dim).transpose(1, 2)
+    v = dequantize_kv(v_cache.index_select(0, ids), kv_scales[1]).view(n, width, num_kv_heads, head_dim).transpose(1, 2)
 
     rows = (torch.tensor([starts[b] for b in seqs])[:, None] + torch.arange(q_len)).flatten()
     # [n, q_len, Hkv, group, D] -> [n, Hkv, group * q_len, D]

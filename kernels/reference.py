@@ -12,10 +12,29 @@ Layout conventions shared by the engine and the kernels:
   (padding in CUDA-graph batches);
 - `block_tables[b, i]` is the i-th block of sequence b (int32, padded with any value past the end);
 - `seq_lens[b]` is the number of tokens of sequence b in the cache *after* this step's store;
-- `query_start_loc[b] : query_start_loc[b+1]` are sequence b's query rows (its last `q_len` tokens).
+- `query_start_loc[b] : query_start_loc[b+1]` are sequence b's query rows (its last `q_len` tokens);
+- an FP8 cache (`torch.float8_e4m3fn`) holds K / k_scale and V / v_scale, clamped to +-448: one
+  float32 scale per tensor (per layer), which the attention multiplies back in float32. A cache
+  of any other dtype holds K and V as they are and ignores the scales.
 """
 
 import torch
+
+FP8_MAX = 448.0
+
+
+def quantize_kv(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """x / scale in float32, clamped to the FP8 range, rounded to float8_e4m3fn."""
+    # a tensor divisor: CUDA turns division by a Python number into multiplication by its reciprocal
+    divisor = torch.tensor(scale, dtype=torch.float32, device=x.device)
+    return (x.float() / divisor).clamp_(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+
+
+def dequantize_kv(cache: torch.Tensor, scale: float) -> torch.Tensor:
+    """The float32 values a cache (or a gather of its blocks) holds."""
+    if cache.dtype == torch.float8_e4m3fn:
+        return cache.float().mul_(scale)  # a fresh tensor: the float copy of the codes
+    return cache.float()
 
 
 def store_kvcache(
@@ -24,11 +43,18 @@ def store_kvcache(
     k_cache: torch.Tensor,  # [num_blocks, block_size, Hkv, D]
     v_cache: torch.Tensor,
     slot_mapping: torch.Tensor,  # [T] int
+    *,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> None:
     keep = slot_mapping >= 0
     slots = slot_mapping[keep].long()
-    k_cache.view(-1, *k_cache.shape[2:])[slots] = key[keep].to(k_cache.dtype)
-    v_cache.view(-1, *v_cache.shape[2:])[slots] = value[keep].to(v_cache.dtype)
+    if k_cache.dtype == torch.float8_e4m3fn:
+        key, value = quantize_kv(key[keep], k_scale), quantize_kv(value[keep], v_scale)
+    else:
+        key, value = key[keep].to(k_cache.dtype), value[keep].to(v_cache.dtype)
+    k_cache.view(-1, *k_cache.shape[2:])[slots] = key
+    v_cache.view(-1, *v_cache.shape[2:])[slots] = value
 
 
 def paged_attention(
@@ -43,6 +69,8 @@ def paged_attention(
     *,
     window: int | None = None,
     softcap: float | None = None,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> torch.Tensor:
     """Causal attention of each sequence's new tokens over its whole cached context.
 
@@ -50,7 +78,8 @@ def paged_attention(
     query row i of sequence b sits at position `seq_lens[b] - q_len + i` and sees positions
     up to and including its own, and with a `window` only the last `window` of them (its own
     included: position p sees p - window + 1 .. p). With `softcap` the scaled scores become
-    `softcap * tanh(score / softcap)` before the mask and softmax (Gemma 2).
+    `softcap * tanh(score / softcap)` before the mask and softmax (Gemma 2). An FP8 cache is
+    read as its codes times `k_scale` / `v_scale`.
     """
     num_q_heads, head_dim = query.shape[1], query.shape[2]
     block_size, num_kv_heads = k_cache.shape[1], k_cache.shape[2]
@@ -66,8 +95,8 @@ def paged_attention(
             continue
         n_blocks = (ctx_len + block_size - 1) // block_size
         blocks = block_tables[b, :n_blocks].long()
-        k = k_cache.index_select(0, blocks).reshape(-1, num_kv_heads, head_dim)[:ctx_len].float()
-        v = v_cache.index_select(0, blocks).reshape(-1, num_kv_heads, head_dim)[:ctx_len].float()
+        k = dequantize_kv(k_cache.index_select(0, blocks).reshape(-1, num_kv_heads, head_dim)[:ctx_len], k_scale)
+        v = dequantize_kv(v_cache.index_select(0, blocks).reshape(-1, num_kv_heads, head_dim)[:ctx_len], v_scale)
         k = k.repeat_interleave(group, dim=1)  # [L, Hq, D]
         v = v.repeat_interleave(group, dim=1)
         q = query[q0:q1].float()  # [q_len, Hq, D]
@@ -182,7 +211,6 @@ def fused_moe(
 # signed ints [N, K / group_size]. Dequantized: w = (code - 2**(bits-1) - zero) * scale.
 
 INT8_HALF_RANGE = 127.5  # (127 - (-128)) / 2: compressed-tensors' symmetric int8 scale divisor
-FP8_MAX = 448.0
 
 
 def unpack_int32(packed: torch.Tensor, bits: int) -> torch.Tensor:

@@ -21,6 +21,8 @@ W8A8 / FP8 layers other than o_proj get their input already quantized by the ker
 Config groups pick Linears the way compressed-tensors does: `ignore` first, then targets that
 are a class name ("Linear": every projection), an exact module name, or a `re:` regex over the
 checkpoint's module names. A fused layer (q/k/v, gate/up) needs one scheme for all its shards.
+A `kv_cache_scheme` (static per-tensor FP8, with or without config groups) is accepted: its
+k_scale / v_scale tensors are what `LLM(kv_cache_dtype="fp8")` quantizes K and V with.
 """
 
 import re
@@ -141,12 +143,14 @@ class CompressedTensorsMethod(LinearMethod):
         for key, what in (
             ("sparsity_config", "sparse compression formats (2:4 models load when saved dense)"),
             ("transform_config", "transforms (QuIP, SpinQuant)"),
-            ("kv_cache_scheme", "quantized KV caches"),
         ):
             if quantization.get(key):
                 raise UnsupportedModelError(f"compressed-tensors {what} are not supported yet ({key})")
+        kv_cache_scheme = quantization.get("kv_cache_scheme")
+        if kv_cache_scheme:
+            _check_kv_cache_scheme(kv_cache_scheme)
         groups = quantization.get("config_groups") or {}
-        if not groups:
+        if not groups and not kv_cache_scheme:
             raise UnsupportedModelError("compressed-tensors configs without config_groups are not supported yet")
         self.ignore: list[str] = list(quantization.get("ignore") or [])
         self.groups = [
@@ -179,6 +183,20 @@ class CompressedTensorsMethod(LinearMethod):
         if scheme not in self._methods:
             self._methods[scheme] = WNA16Method(scheme) if scheme.format == "pack-quantized" else ScaledMMMethod(scheme)
         return self._methods[scheme]
+
+
+def _check_kv_cache_scheme(scheme: dict) -> None:
+    """Only the KV-cache scheme the engine's FP8 cache stores: static, symmetric, one scale per
+    tensor (vLLM's too)."""
+    if not isinstance(scheme, dict):
+        raise UnsupportedModelError(f"compressed-tensors kv_cache_scheme {scheme!r} is not a mapping")
+    wanted = {"num_bits": 8, "type": "float", "strategy": "tensor", "symmetric": True, "dynamic": False}
+    wrong = {k: scheme.get(k, v) for k, v in wanted.items() if scheme.get(k, v) != v}
+    if wrong:
+        raise UnsupportedModelError(
+            f"compressed-tensors kv_cache_scheme with {wrong} is not supported yet; "
+            "the engine's KV cache takes static symmetric per-tensor FP8 (num_bits 8, type float, strategy tensor)"
+        )
 
 
 def _checkpoint_shape(layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:

@@ -96,7 +96,7 @@ def test_it_measures_a_model_on_every_level_with_memory(stories260k, tmp_path):
     m = measure(stories260k, profile, prompts_file=prompts, device="cpu", num_kv_blocks=64)
     assert m.runnable and m.scheme == "dense" and m.reason == ""
     assert m.settings["concurrency"] == [1, "max"] and m.settings["prompts"] == "file p.txt"
-    assert m.settings["dtype"] == "float32" and m.settings["max_model_len"] == 512
+    assert m.settings["dtype"] == m.settings["kv_cache_dtype"] == "float32" and m.settings["max_model_len"] == 512
     metrics = m.metrics
     assert [lv["concurrency"] for lv in metrics["levels"]] == [1, "max"]
     assert [lv["completed"] for lv in metrics["levels"]] == [2, 6]

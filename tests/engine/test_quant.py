@@ -214,9 +214,11 @@ def _static_activations(q: dict) -> None:
         ("w4a16", lambda q: q.update(quant_method="gptq"), "quant_method 'gptq'"),
         ("w4a16", lambda q: q["config_groups"]["group_0"]["weights"].update(num_bits=3), "int3"),
         ("w4a16", lambda q: q["config_groups"]["group_0"]["weights"].update(actorder="group"), "weight_g_idx"),
-        ("w4a16", lambda q: q.update(kv_cache_scheme={"num_bits": 8, "type": "float"}), "quantized KV caches"),
+        # an int8 cache, and FP8 with a scale per head: only static per-tensor FP8 is stored
+        ("w4a16", lambda q: q.update(kv_cache_scheme={"num_bits": 8, "type": "int"}), "kv_cache_scheme with"),
+        ("w4a16", lambda q: q.update(kv_cache_scheme={"type": "float", "strategy": "attn_head"}), "attn_head"),
     ],
-    ids=["static-fp8", "mixed-qkv", "lm-head", "gptq-format", "int3", "g-idx", "kv-cache"],
+    ids=["static-fp8", "mixed-qkv", "lm-head", "gptq-format", "int3", "g-idx", "int8-kv-cache", "per-head-kv-cache"],
 )
 def test_it_refuses_what_it_cannot_run_with_a_clear_error(compressed, tmp_path, name, edit, message):
     path = _with_config(compressed(name), tmp_path / "model", edit)

@@ -14,7 +14,7 @@ from triton.compiler import ASTSource
 
 from kernels import activation, attention, cache, gemm_scaled, gemm_wna16, moe, norm, rotary
 
-FLOAT_SCALARS = {"eps", "qk_scale", "softcap_log2"}
+FLOAT_SCALARS = {"eps", "qk_scale", "softcap_log2", "k_scale", "v_scale"}
 INDEX_POINTERS = {"block_tables_ptr": "*i32", "seq_lens_ptr": "*i32", "query_start_loc_ptr": "*i32",
                   "slot_mapping_ptr": "*i64", "positions_ptr": "*i64"}  # fmt: skip
 
@@ -39,21 +39,25 @@ def build(kernel, constants: dict, pointers: dict[str, str] | None = None, num_w
 
 
 SEGMENTS = {"seg_acc_ptr": "*fp32", "seg_max_ptr": "*fp32", "seg_sum_ptr": "*fp32"}
+FP8_CACHE = {"k_cache_ptr": "*fp8e4nv", "v_cache_ptr": "*fp8e4nv"}
 
 
 def paged_attention() -> None:
-    # decode split over segments; prefill; each with full attention, and windowed and soft-capped (Gemma 2)
-    for block_m, tile_n, segments, gemma2 in (
-        (16, 64, 4, False),
-        (64, 32, 1, False),
-        (16, 64, 4, True),
-        (64, 32, 1, True),
+    # decode split over segments; prefill; each with full attention, and windowed and soft-capped
+    # (Gemma 2); and both over an FP8 cache
+    for block_m, tile_n, segments, gemma2, fp8 in (
+        (16, 64, 4, False, False),
+        (64, 32, 1, False, False),
+        (16, 64, 4, True, False),
+        (64, 32, 1, True, False),
+        (16, 64, 4, False, True),
+        (64, 32, 1, False, True),
     ):
         constants = dict(HEAD_DIM=128, HEAD_DIM_P=128, GROUP=4, BLOCK_Q=block_m // 4, BLOCK_M=block_m, BLOCK_SIZE=16,
                          TILE_N=tile_n, NUM_SEGMENTS=segments,
                          MIN_SEGMENT_TILES=triton.cdiv(attention.MIN_SEGMENT_KEYS, tile_n), SLIDING=gemma2,
-                         SOFTCAP=gemma2, UPCAST=False, DOT_PRECISION="tf32")  # fmt: skip
-        build(attention._paged_attention_kernel, constants, SEGMENTS)
+                         SOFTCAP=gemma2, FP8_KV=fp8, UPCAST=False, DOT_PRECISION="tf32")  # fmt: skip
+        build(attention._paged_attention_kernel, constants, {**SEGMENTS, **(FP8_CACHE if fp8 else {})})
         if segments > 1 and not gemma2:
             build(
                 attention._reduce_segments_kernel, dict(HEAD_DIM=128, HEAD_DIM_P=128, NUM_SEGMENTS=segments), SEGMENTS
@@ -61,7 +65,10 @@ def paged_attention() -> None:
 
 
 def cache_and_elementwise() -> None:
-    build(cache._store_kvcache_kernel, dict(HEAD_DIM=128, BLOCK_SIZE=16, BLOCK_T=1, BLOCK_H=8, BLOCK_D=128))
+    for fp8 in (False, True):
+        constants = dict(HEAD_DIM=128, BLOCK_SIZE=16, BLOCK_T=1, BLOCK_H=8, BLOCK_D=128, FP8=fp8, FP8_MAX=448.0,
+                         INTERPRET=False)  # fmt: skip
+        build(cache._store_kvcache_kernel, constants, FP8_CACHE if fp8 else None)
     build(
         rotary._rotary_kernel, dict(HALF=64, BLOCK_T=1, BLOCK_HQ=32, BLOCK_HKV=8, BLOCK_D=64), {"cos_sin_ptr": "*fp32"}
     )

@@ -128,3 +128,25 @@ def test_it_reads_no_block_before_the_window(device, num_segments):
     launch = dict(block_m=64, tile_n=block, num_segments=num_segments, min_segment_keys=1)
     out = attention.paged_attention(**batch, window=window, **launch)
     assert_close(out, expected)
+
+
+def fp8_cache(batch: dict, k_scale: float = 0.02, v_scale: float = 0.01) -> dict:
+    """The batch with its K/V quantized into an FP8 cache, K scaled to use the codes' range."""
+    k = reference.quantize_kv(batch["k_cache"].float() * 3, k_scale)
+    v = reference.quantize_kv(batch["v_cache"].float(), v_scale)
+    return {**batch, "k_cache": k, "v_cache": v, "k_scale": k_scale, "v_scale": v_scale}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("q_heads, kv_heads", [(4, 4), (6, 2), (8, 1)])
+@pytest.mark.parametrize("window, softcap", [(None, None), (13, 4.0)])
+def test_it_matches_the_reference_with_an_fp8_cache(device, dtype, q_heads, kv_heads, window, softcap):
+    batch = fp8_cache(make_batch(MIXED, q_heads, kv_heads, 64, 16, dtype, device))
+    check({**batch, "window": window, "softcap": softcap})
+
+
+@pytest.mark.parametrize("num_segments", [1, 4])
+def test_it_matches_the_reference_with_an_fp8_cache_over_many_tiles(device, num_segments):
+    # the scales apply once per program and once per split-K segment, never per tile
+    batch = fp8_cache(make_batch(DECODE + [(45, 3)], 6, 2, 64, 16, torch.float32, device))
+    check(batch, block_m=16, tile_n=16, num_segments=num_segments, min_segment_keys=1)

@@ -8,7 +8,7 @@ import torch
 import kernels
 from kernels import cpu, reference
 from tests.kernels.conftest import DTYPES, assert_close, poisoned_like
-from tests.kernels.test_attention import GROUPS, MIXED, WINDOWS, make_batch
+from tests.kernels.test_attention import GROUPS, MIXED, WINDOWS, fp8_cache, make_batch
 
 
 def check(batch) -> None:
@@ -90,3 +90,10 @@ def test_it_is_what_kernels_runs_for_cpu_tensors(monkeypatch):
 def test_it_matches_the_reference_with_a_window_and_soft_capping(window, softcap):
     specs = [(200, 200), (77, 77), (150, 60), (150, 60), (40, 1), (300, 1), (290, 1), (3, 3)]
     check({**make_batch(specs, 6, 2, 64, 16, torch.float32, "cpu"), "window": window, "softcap": softcap})
+
+
+@pytest.mark.parametrize("window, softcap", [(None, None), (13, 4.0)])
+def test_it_matches_the_reference_with_an_fp8_cache(window, softcap):
+    specs = [(200, 200), (150, 60), (40, 1), (300, 1), (290, 1), (3, 3)]
+    batch = fp8_cache(make_batch(specs, 6, 2, 64, 16, torch.float32, "cpu"))
+    check({**batch, "window": window, "softcap": softcap})
