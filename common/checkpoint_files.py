@@ -79,3 +79,14 @@ def check_checkpoint_folder(folder: Path | str) -> list[tuple[str, Path]]:
             if target is None or not target.is_relative_to(root):
                 raise NotACheckpointFile(f"{str(path.relative_to(root))!r} is not a file of this checkpoint")
     return [(meta, checkpoint_file(root, name, named_in=meta)) for meta, name in referenced_names(root)]
+
+
+def weight_files(folder: Path | str) -> list[Path]:
+    """The safetensors files holding a checkpoint's weights, checked as `check_checkpoint_folder`
+    checks them: the shards its index names or, without an index, its `*.safetensors` files.
+    Empty when it has none."""
+    folder = Path(folder)
+    named = check_checkpoint_folder(folder)
+    if (folder / INDEX_NAME).is_file():
+        return sorted({path for meta, path in named if meta == INDEX_NAME})
+    return [checkpoint_file(folder, p.name) for p in sorted(folder.glob("*.safetensors")) if p.is_file()]

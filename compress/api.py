@@ -1,4 +1,5 @@
-"""`compress()`: load, plan, calibrate layer by layer, save atomically, report."""
+"""`compress()`: plan on the model's skeleton, calibrate and compress layer by layer, each layer
+read from the checkpoint just before and written out just after, save atomically, report."""
 
 import copy
 import hashlib
@@ -14,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint_files import check_checkpoint_folder
 from common.work import CancelCheck, Cancelled, Progress
 from compress.calibration import CalibrationConfig, load_calibration
+from compress.lazy import LazyCheckpoint
 from compress.pipeline import Runner, plan_model
 from compress.recipe import PruneStep, QuantizeStep, Recipe, SmoothStep, load_recipe
-from compress.save import copy_tokenizer_files, save_checkpoint
+from compress.save import SHARD_BYTES, ShardWriter, copy_tokenizer_files, write_config, write_layer
 
 REPORT_NAME = "compression_report.json"
 RECIPE_NAME = "recipe.yaml"
@@ -49,7 +50,7 @@ class CompressionReport:
     device: str
     compute_dtype: str  # what the forward passes ran in (common.dtypes)
     seconds: dict[str, float]
-    peak_memory: dict[str, int]
+    peak_memory: dict[str, int]  # process and CUDA high-water marks; decoder layers in memory at once
     layers: list[dict]
     notes: list[str]
     versions: dict[str, str]
@@ -71,13 +72,20 @@ def compress(
     device: str = "auto",
     progress: Progress | None = None,
     cancelled: CancelCheck | None = None,
+    shard_bytes: int = SHARD_BYTES,
 ) -> CompressionReport:
     """Compress the Hugging Face checkpoint in `model_dir` with `recipe` (a preset name, a recipe
     file or YAML text) into `out_dir`, which must not exist yet (or be empty). The result is
     written into a temporary sibling folder and renamed into place, so `out_dir` is either
     complete or absent. Calibration data is loaded when the recipe needs it (GPTQ, AWQ,
     SmoothQuant, SparseGPT) or when `calibration` is given (then per-layer output errors are
-    measured too). Raises `Cancelled` between layers when `cancelled()` turns true."""
+    measured too). Raises `Cancelled` between layers when `cancelled()` turns true. Weights go
+    into safetensors files of at most `shard_bytes` each (one bigger tensor gets its own).
+
+    The model is never loaded whole: each decoder layer is read from the safetensors files just
+    before it is compressed and written to the output's shards just after, so memory holds
+    about one layer, its compressed form and the calibration activations (bench/RESULTS.md,
+    "Compression memory")."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir} already exists and is not empty")
@@ -92,12 +100,12 @@ def compress(
     seconds: dict[str, float] = {}
     start = time.perf_counter()
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     say(0.0, "loading model")
-    # transformers opens whatever the checkpoint's index and tokenizer config name
-    check_checkpoint_folder(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto", device_map="cpu").eval()
+    # checks every file the checkpoint names (transformers opens what its tokenizer config names)
+    source = LazyCheckpoint(model_dir)
+    model = source.model
     plan = plan_model(model, recipe)
     calib, calib_info = None, None
     if recipe.needs_data or calibration is not None:
@@ -109,17 +117,32 @@ def compress(
     if check():
         raise Cancelled("cancelled before the first layer")
 
-    runner = Runner(model, recipe, plan, dev, lambda done, msg: say(0.02 + 0.9 * done, msg), check)
-    result = runner.run(calib)
-    seconds["layers"] = time.perf_counter() - start - seconds["load"]
-    if check():
-        raise Cancelled("cancelled before saving")
-
-    say(0.93, "saving")
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        save_checkpoint(model, result, tmp)
+        with ShardWriter(tmp, shard_bytes) as shards:
+            runner = Runner(
+                model,
+                recipe,
+                plan,
+                dev,
+                lambda done, msg: say(0.02 + 0.9 * done, msg),
+                check,
+                weights=source,
+                layer_done=lambda i, layer: write_layer(shards, f"{plan.prefix}.{i}", layer, runner.result),
+            )
+            result = runner.run(calib)
+            seconds["layers"] = time.perf_counter() - start - seconds["load"]
+            if check():
+                raise Cancelled("cancelled before saving")
+
+            say(0.93, "saving")
+            # the embeddings, final norm and LM head pass through as from_pretrained loads them
+            for name in source.names:
+                if not name.startswith(f"{plan.prefix}."):
+                    shards.add(name, source.read([name])[name])
+            shards.finish()
+        write_config(model, result, tmp)
         copy_tokenizer_files(model_dir, tmp)
         (tmp / RECIPE_NAME).write_text(recipe.to_yaml())
         seconds["save"] = time.perf_counter() - start - seconds["load"] - seconds["layers"]
@@ -135,7 +158,7 @@ def compress(
             device=str(dev),
             compute_dtype=str(runner.dtype).removeprefix("torch."),
             seconds=seconds,
-            peak_memory=_peak_memory(dev),
+            peak_memory={**_peak_memory(dev), "decoder_layers_resident": result.resident_layers},
             layers=[asdict(r) for r in result.layers],
             notes=result.notes,
             versions=_versions(),

@@ -16,23 +16,30 @@ from common.threads import one_cpu_thread
 from compress.quant import QuantizedWeight, codes, compute_qparams, expand_qparams, quantize_values
 
 
-def hessian_inverse_factor(h: torch.Tensor, dampening_frac: float) -> torch.Tensor:
-    """Upper Cholesky factor of (H + damp * mean(diag H) * I)^-1. Dead input columns (never
-    active in the calibration data) get a unit diagonal; the dampening grows tenfold until H is
-    positive definite."""
-    h = h.clone()
-    dead = torch.diag(h) == 0
-    h[dead, dead] = 1
-    mean_diag = torch.mean(torch.diag(h))
+def hessian_inverse_factor(h: torch.Tensor, dampening_frac: float, perm: torch.Tensor | None = None) -> torch.Tensor:
+    """Upper Cholesky factor of (H + damp * mean(diag H) * I)^-1, with H's rows and columns
+    permuted by `perm` when given. Dead input columns (never active in the calibration data) get
+    a unit diagonal; the dampening grows tenfold until H is positive definite. Each matrix of
+    H's size is freed as soon as it is used: for the widest Linear (down_proj, intermediate x
+    intermediate) they are the biggest transient of its layer."""
+    diag = torch.diag(h) if perm is None else torch.diag(h)[perm]
+    diag[diag == 0] = 1
+    mean_diag = torch.mean(diag)
     damp = dampening_frac
     for _ in range(6):
-        try:
-            eye = torch.eye(h.shape[0], device=h.device)
-            lower = torch.linalg.cholesky(h + damp * mean_diag * eye)
+        damped = h.clone() if perm is None else h[perm.unsqueeze(1), perm]
+        # adding damp * mean * I, the off-diagonal zeros left out
+        damped.diagonal().copy_(diag).add_(damp * mean_diag)
+        lower, info = torch.linalg.cholesky_ex(damped)
+        del damped
+        if info.item() == 0:
             # cholesky_solve rather than cholesky_inverse: the latter is ~8x slower on the CPU at 1536
-            return torch.linalg.cholesky(torch.cholesky_solve(eye, lower), upper=True)
-        except torch.linalg.LinAlgError:
-            damp *= 10
+            inverse = torch.cholesky_solve(torch.eye(h.shape[0], device=h.device), lower)
+            del lower
+            upper, info = torch.linalg.cholesky_ex(inverse, upper=True)
+            if info.item() == 0:
+                return upper
+        damp *= 10
     raise RuntimeError(
         f"Hessian is not positive definite even with dampening {damp / 10:g} (degenerate calibration data?)"
     )
@@ -53,7 +60,11 @@ def gptq_quantize(
     pruned weights that must stay exactly zero (2:4 followed by quantization). Returns the
     result and the GPTQ loss per row, sum_j (w - q)^2 / d_j^2 / 2."""
     h = h.float()
-    cols = w.shape[1]
+    rows, cols = w.shape
+    perm = torch.argsort(torch.diag(h), descending=True) if actorder else None
+    # memory is the limit on big layers: the inverse, the biggest transient, comes before the
+    # weight's working copies, and each copy below is freed as soon as it is replaced
+    hinv = hessian_inverse_factor(h, dampening_frac, perm)
     w = w.float().masked_fill(torch.diag(h) == 0, 0)
     scale, zp = compute_qparams(w, args, scale_dtype)
     # columns are worked on as contiguous rows of transposed matrices ("t" below)
@@ -61,21 +72,20 @@ def gptq_quantize(
     st = expand_qparams(scale, args, w.shape).t().contiguous()
     zt = expand_qparams(zp, args, w.shape).t().contiguous() if zp is not None else None
     keep_t = keep_zero.t().contiguous() if keep_zero is not None else None
-    perm = torch.argsort(torch.diag(h), descending=True) if actorder else None
+    del w
     if perm is not None:
-        wt, st, h = wt[perm], st[perm], h[perm][:, perm]
+        wt, st = wt[perm], st[perm]
         zt = zt[perm] if zt is not None else None
         keep_t = keep_t[perm] if keep_t is not None else None
-    hinv = hessian_inverse_factor(h, dampening_frac)
 
     q_t = torch.empty_like(wt)
-    loss = torch.zeros(w.shape[0], device=w.device)
+    loss = torch.zeros(rows, device=wt.device)
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
         w1 = wt[i1:i2].clone()
         err1 = torch.empty_like(w1)
         hinv1 = hinv[i1:i2, i1:i2]
-        with one_cpu_thread(w.device.type == "cpu"):
+        with one_cpu_thread(wt.device.type == "cpu"):
             for i in range(i2 - i1):
                 j = i1 + i
                 col = w1[i]
@@ -92,10 +102,14 @@ def gptq_quantize(
         loss += err1.square().sum(dim=0) / 2
         wt[i2:] -= hinv[i1:i2, i2:].t() @ err1
 
+    del wt, hinv
     # the same arithmetic as quantize_values, for all columns at once
     deq_t = (q_t - zt) * st if zt is not None else q_t * st
+    del st, zt
     if perm is not None:
         inv = torch.argsort(perm)
-        q_t, deq_t = q_t[inv], deq_t[inv]
-    q_out, deq = q_t.t(), deq_t.t()
-    return QuantizedWeight(codes(q_out, args), scale, zp, deq.contiguous()), loss
+        q_t = q_t[inv]
+        deq_t = deq_t[inv]
+    q_out = codes(q_t.t(), args)
+    del q_t
+    return QuantizedWeight(q_out, scale, zp, deq_t.t().contiguous()), loss

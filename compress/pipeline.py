@@ -3,15 +3,18 @@
 The calibration tokens go through the embeddings once; from then on one decoder layer at a
 time is moved to the device, calibrated and compressed, and its outputs, computed with the
 compressed weights (and quantized activations), become the next layer's inputs. The device
-holds one decoder layer plus the calibration activations; the model itself stays on the CPU
-in its own dtype. Forward passes run in the dtype inference computes in (`common.dtypes`: the
-model's, or float32 for half-precision models on a CPU without native bf16); Hessians,
-statistics and solves are float32.
+holds one decoder layer plus the calibration activations. Where the weights live is the
+`weights` object's business: a model already in memory (`InMemory`) stays on the CPU in its
+own dtype; a `compress.lazy.LazyCheckpoint` reads each module from disk just before it is
+used and `layer_done` (writing the layer out) runs before it is released. Forward passes run
+in the dtype inference computes in (`common.dtypes`: the model's, or float32 for
+half-precision models on a CPU without native bf16); Hessians, statistics and solves are float32.
 """
 
+import ctypes
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 from compressed_tensors.quantization import QuantizationScheme
@@ -26,6 +29,7 @@ from compress.recipe import PruneStep, QuantizeStep, Recipe, SmoothStep
 from compress.smooth import apply_scales, awq_search, resolve_mappings, smoothquant_scales
 from compress.sparse import magnitude_prune, sparsegpt_prune
 
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
 TOKENS_PER_BATCH = 8192  # calibration tokens per forward pass
 AWQ_MAX_TOKENS = 65536  # tokens whose activations AWQ keeps for its grid search (AutoAWQ: 128 x 512)
 
@@ -57,6 +61,25 @@ class RunResult:
     pruned: dict[str, dict]  # name -> {"structure", "sparsity"}
     layers: list[LayerReport]
     notes: list[str]
+    resident_layers: int = 0  # the most decoder layers holding real tensors while one was compressed
+
+
+class Weights(Protocol):
+    """Where a module's tensors come from before it is used and go to after."""
+
+    def load(self, module: torch.nn.Module, prefix: str) -> None: ...
+
+    def release(self, module: torch.nn.Module) -> None: ...
+
+
+class InMemory:
+    """A model loaded whole: its modules keep their tensors."""
+
+    def load(self, module: torch.nn.Module, prefix: str) -> None:
+        pass
+
+    def release(self, module: torch.nn.Module) -> None:
+        pass
 
 
 def find_decoder_layers(model: torch.nn.Module) -> tuple[torch.nn.ModuleList, str]:
@@ -157,6 +180,14 @@ def _move(module: torch.nn.Module, device: torch.device | str, dtype: torch.dtyp
             p.data = p.data.to(dtype)
 
 
+def _trim() -> None:
+    """Hand freed heap memory back to the system. glibc keeps freed blocks below its mmap
+    threshold (which grows to 32 MB) in its heap; a layer's many such temporaries would
+    otherwise stay resident from one Hessian group, and one layer, to the next."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def _forward(layer: torch.nn.Module, h: torch.Tensor, kwargs: dict) -> torch.Tensor:
     out = layer(h, **kwargs)
     return out[0] if isinstance(out, tuple) else out
@@ -209,9 +240,12 @@ class Runner:
         device: torch.device,
         progress: Progress | None = None,
         cancelled: CancelCheck | None = None,
+        weights: Weights | None = None,
+        layer_done: Callable[[int, torch.nn.Module], None] | None = None,
     ):
         self.model, self.recipe, self.plan, self.device = model, recipe, plan, device
         self.progress, self.cancelled = progress, cancelled
+        self.weights, self.layer_done = weights or InMemory(), layer_done
         self.model_dtype = next(model.parameters()).dtype
         # forward passes run in the dtype inference computes in on this device
         self.dtype = getattr(torch, compute_dtype(str(self.model_dtype).removeprefix("torch."), device.type))
@@ -235,22 +269,35 @@ class Runner:
             self.kwargs[index].setdefault(h.shape[0], kwargs)
 
         layers = self.plan.layers
-        base = self.model.get_submodule(self.plan.prefix.rsplit(".", 1)[0])
+        base_name = self.plan.prefix.rsplit(".", 1)[0]
+        base = self.model.get_submodule(base_name)
         originals = list(layers)
-        others = [m for n, m in base.named_children() if m is not layers]
+        others = {f"{base_name}.{n}": m for n, m in base.named_children() if m is not layers}
+        for name, m in others.items():
+            self.weights.load(m, name)
+        handles = []
         try:
             for i, layer in enumerate(originals):
                 layers[i] = _Recorder(layer, i, sink)
-            for m in others:
-                _move(m, self.device, self.dtype)
+            for m in others.values():
+                if isinstance(m, torch.nn.Embedding):
+                    # the table (which can outweigh a decoder layer) stays in its dtype; casting what
+                    # it looks up gives the same values
+                    m.to(self.device)
+                    handles.append(m.register_forward_hook(lambda module, args, out: out.to(self.dtype)))
+                else:
+                    _move(m, self.device, self.dtype)
             with torch.no_grad():
                 for ids in calib.split(batch):
                     base(input_ids=ids.to(self.device), use_cache=False)
         finally:
+            for handle in handles:
+                handle.remove()
             for i, layer in enumerate(originals):
                 layers[i] = layer
-            for m in others:
+            for m in others.values():
                 _move(m, "cpu", self.model_dtype)
+                self.weights.release(m)
 
     def kw(self, index: int, h: torch.Tensor) -> dict:
         return self.kwargs[index][h.shape[0]]
@@ -274,7 +321,14 @@ class Runner:
             if self.cancelled is not None and self.cancelled():
                 raise Cancelled(f"cancelled before decoder layer {i} of {n}")
             start = time.perf_counter()
+            self.weights.load(layer, f"{self.plan.prefix}.{i}")
+            resident = sum(any(not p.is_meta for p in m.parameters()) for m in self.plan.layers)
+            self.result.resident_layers = max(self.result.resident_layers, resident)
             self.result.layers.append(self.compress_layer(i, layer, calib is not None))
+            if self.layer_done is not None:
+                self.layer_done(i, layer)
+            self.weights.release(layer)
+            _trim()
             self.result.layers[-1].seconds = time.perf_counter() - start
             if self.progress is not None:
                 self.progress((i + 1) / n, f"layer {i + 1}/{n}")
@@ -323,6 +377,8 @@ class Runner:
                 if not last:
                     self.hidden = outputs
         _move(layer, "cpu", self.model_dtype)
+        # a quantization step keeps pruned weights at zero within this layer only
+        self.masks.clear()
         return report
 
     # steps
@@ -341,7 +397,12 @@ class Runner:
                     name, m, quantize_weight(m.weight, self.plan.quant[name][1].weights, self.model_dtype), report
                 )
             return
-        for h, names in self._hessian_groups(i, modules).values():
+        groups = self._hessian_groups(i, modules)
+        # the widest input first: its H and inverse are the layer's biggest working set, best met
+        # before the other Linears' results pile up; each H is freed once its Linears are done
+        for leader in sorted(groups, key=lambda n: -groups[n][0].shape[0]):
+            _trim()
+            h, names = groups.pop(leader)
             # rows are independent given H: Linears with one input and one scheme are solved stacked
             # (a per-tensor scale is per module, so those are solved alone)
             stacks: dict[int | str, list[str]] = {}
@@ -349,7 +410,8 @@ class Runner:
                 scheme = self.plan.quant[name][1]
                 stacks.setdefault(name if scheme.weights.strategy == "tensor" else id(scheme), []).append(name)
             for group in stacks.values():
-                w = torch.cat([modules[n].weight.float() for n in group])
+                # gptq_quantize works on a copy: one module needs none of its own
+                w = modules[group[0]].weight if len(group) == 1 else torch.cat([modules[n].weight for n in group])
                 keep_zero = None
                 if any(n in self.masks for n in group):
                     keep_zero = torch.cat(
@@ -394,7 +456,9 @@ class Runner:
             losses = {}
         else:
             results, losses = {}, {}
-            for h, names in self._hessian_groups(i, modules).values():
+            groups = self._hessian_groups(i, modules)
+            for leader in list(groups):
+                h, names = groups.pop(leader)
                 w = torch.cat([modules[n].weight.float() for n in names])
                 pruned, mask, loss = sparsegpt_prune(
                     w,

@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--dtype", default="auto")
     r.add_argument("--device", default="auto")
     r.add_argument("--add-bos-token", action=argparse.BooleanOptionalAction, default=None)
-    r.add_argument("--chat-template", action="store_true", help="apply the tokenizer's chat template")
+    r.add_argument(
+        "--chat-template", action="store_true", help="apply the tokenizer's chat template to every task of the suite"
+    )
     r.add_argument("--max-model-len", type=int)
 
     c = sub.add_parser("compare", help="recovery of a variant run against its base run")
@@ -46,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "suites":
         for s in SUITES.values():
             tasks = ", ".join(
-                f"{t.name} ({t.num_fewshot}-shot{f', {t.limit} docs' if t.limit else ''})" for t in s.tasks
+                f"{t.name} ({t.num_fewshot}-shot{f', {t.limit} docs' if t.limit else ''}"
+                f"{', chat template' if t.chat_template else ''})"
+                for t in s.tasks
             )
             print(f"{s.name} v{s.version}: {s.description}\n  {tasks}")
         return 0

@@ -10,16 +10,17 @@ import gzip
 import hashlib
 import json
 import os
+import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from common.checkpoint_files import check_checkpoint_folder
 from common.work import CancelCheck, Cancelled, Progress
 from evals.store import RequestStore
 from evals.suites import Suite, SuiteError, get_suite
-from evals.tasks import BuiltTask, build
+from evals.tasks import BuiltTask, build_all
 
 ROOT = Path(__file__).resolve().parent.parent
 # what feeds the engine's numbers: a change here is a different engine for the comparison rule
@@ -33,7 +34,8 @@ class EvalOptions:
     device: str = "auto"
     # None: as the tokenizer does by default (lm-eval's `hf` backend does the same)
     add_bos_token: bool | None = None
-    # apply the tokenizer's chat template (few-shot examples as turns)
+    # apply the tokenizer's chat template (few-shot examples as turns) to every task, whatever
+    # the suite says; False: to the tasks whose spec asks for it
     chat_template: bool = False
     max_model_len: int | None = None
     # KV-cache block size; None: 1 on a CPU, where a choice's score then reuses its question's
@@ -107,7 +109,8 @@ def prepare(model_dir: Path | str, suite: Suite | str, options: EvalOptions = Ev
     model_dir = Path(model_dir)
     check_checkpoint_folder(model_dir)  # before its config or tokenizer is read
     suite = get_suite(suite) if not isinstance(suite, Suite) else suite
-    tasks = [build(spec, options.data_dir) for spec in suite.tasks]
+    specs = tuple(replace(s, chat_template=True) if options.chat_template else s for s in suite.tasks)
+    tasks = build_all(specs, options.data_dir)
     model = ModelConfig.from_pretrained(model_dir)
     device = resolve_device(options.device)
     settings = {
@@ -121,7 +124,8 @@ def prepare(model_dir: Path | str, suite: Suite | str, options: EvalOptions = Ev
         "dtype": str(resolve_dtype(options.dtype, model, device)).removeprefix("torch."),
         "device": device.type,
         "add_bos_token": options.add_bos_token,
-        "chat_template": _chat_template_digest(model_dir) if options.chat_template else None,
+        # each task's own flag is in its spec above
+        "chat_template": _chat_template_digest(model_dir) if any(s.chat_template for s in specs) else None,
         "max_model_len": options.max_model_len,
         "block_size": options.block_size or (1 if device.type == "cpu" else _ENGINE_BLOCK_SIZE),
         # the engine batches requests of one run together, so one sample's score may move in
@@ -159,6 +163,7 @@ def run(
     not scored again, and what is scored is added to it as it completes."""
     import lm_eval
     from lm_eval.api.group import Group
+    from lm_eval.defaults import DEFAULT_RANDOM_SEED
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable
 
@@ -172,36 +177,47 @@ def run(
     started = time.monotonic()
     say(0.0, "loading tasks")
     manager = TaskManager(include_defaults=False)
-    top, leaves, samples, kinds = [], {}, {}, []
+    # lm-eval applies the chat template to a whole evaluate call: one call per setting, in the
+    # suite's order, each holding its tasks and their documents
+    calls: dict[bool, _Call] = {}
+    leaves = {}
     for built in plan.tasks:
+        # some tasks draw from Python's random as they prepare their documents (GPQA shuffles its
+        # choices); `lm_eval` seeds it before it loads a run's tasks, so each task here starts
+        # from that seed, as in a run of its own
+        random.seed(DEFAULT_RANDOM_SEED)
         try:
             obj = _load(manager, built.config)
         except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; each means no data
             where = (
-                "the local data"
-                if built.data.startswith("local:")
-                else "the Hugging Face hub (set a local data directory to run offline)"
+                "the Hugging Face hub (set a local data directory to run offline)"
+                if built.data.startswith("hf:")
+                else "the local data"
             )
             raise SuiteError(
                 f"{built.spec.name}: cannot load its documents from {where}: {type(exc).__name__}: {exc}"
+                + (f". {built.hint}" if built.hint else "")
             ) from None
-        top.append(obj)
+        call = calls.setdefault(built.spec.chat_template, _Call())
+        call.tasks.append(obj)
         tasks = {t.task_name: t for t in obj.get_all_tasks()} if isinstance(obj, Group) else {obj.task_name: obj}
         leaves[built.spec.name] = list(tasks)
         for leaf, task in tasks.items():
             kind = "loglikelihood" if task.OUTPUT_TYPE == "multiple_choice" else task.OUTPUT_TYPE
-            if kind not in kinds:
-                kinds.append(kind)
+            if kind not in call.kinds:
+                call.kinds.append(kind)
             if built.spec.limit is not None:
-                samples[leaf] = list(range(min(built.spec.limit, len(task.eval_docs))))
+                call.samples[leaf] = list(range(min(built.spec.limit, len(task.eval_docs))))
     if cancelled and cancelled():
         raise Cancelled("cancelled")
+    # lm-eval runs each kind of request (log-likelihood, rolling, generation) of a call as one batch
+    phases = [(chat, kind) for chat, call in calls.items() for kind in call.kinds]
+    running = [False]  # the chat setting of the call in progress
 
     def engine_progress(fraction: float, message: str) -> None:
-        # lm-eval runs each kind of request (log-likelihood, rolling, generation) as one batch
-        kind = message.split(":", 1)[0]
-        phase = kinds.index(kind) if kind in kinds else 0
-        say(0.05 + 0.9 * (phase + fraction) / len(kinds), message)
+        phase = (running[0], message.split(":", 1)[0])
+        done = phases.index(phase) if phase in phases else 0
+        say(0.05 + 0.9 * (done + fraction) / len(phases), message)
 
     say(0.02, "loading the model")  # its folder may be a content hash in the hub's store
     s = plan.settings
@@ -217,34 +233,40 @@ def run(
             cancelled=cancelled,
             store=store,
         )
-    chat = plan.options.chat_template
+    outs = []
     # lm-eval's bootstrap (stderr of perplexities) forks a process pool, which can deadlock in
     # a process that runs other threads (a worker's heartbeat); in one process it takes a second
     saved = os.environ.get("DISABLE_MULTIPROC")
     os.environ["DISABLE_MULTIPROC"] = "1"
     try:
-        out = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=top,
-            samples=samples or None,
-            task_manager=manager,
-            log_samples=True,
-            bootstrap_iters=plan.options.bootstrap_iters,
-            fewshot_random_seed=plan.suite.fewshot_seed,
-            apply_chat_template=chat,
-            fewshot_as_multiturn=chat,
-        )
+        for chat, call in calls.items():
+            running[0] = chat
+            outs.append(
+                lm_eval.simple_evaluate(
+                    model=lm,
+                    tasks=call.tasks,
+                    samples=call.samples or None,
+                    task_manager=manager,
+                    log_samples=True,
+                    bootstrap_iters=plan.options.bootstrap_iters,
+                    fewshot_random_seed=plan.suite.fewshot_seed,
+                    apply_chat_template=chat,
+                    fewshot_as_multiturn=chat,
+                )
+            )
     finally:
         if saved is None:
             os.environ.pop("DISABLE_MULTIPROC")
         else:
             os.environ["DISABLE_MULTIPROC"] = saved
+    out = _merge(outs)
     logged = out.pop("samples", {}) or {}
     results = json.loads(json.dumps(out, default=handle_non_serializable))
     per_sample = [
         {"task": leaf, **json.loads(json.dumps(entry, default=handle_non_serializable))}
-        for leaf, entries in logged.items()
-        for entry in entries
+        for built in plan.tasks
+        for leaf in leaves[built.spec.name]
+        for entry in logged.get(leaf, [])
     ]
     metrics = {}
     for built in plan.tasks:
@@ -278,6 +300,32 @@ def run(
         duration_s=time.monotonic() - started,
         requests=dict(lm.counts) if isinstance(lm, EngineLM) else {},
     )
+
+
+@dataclass
+class _Call:
+    """The tasks of one lm-eval evaluate call: its loaded tasks, the kinds of request they make,
+    and the documents of those with a limit."""
+
+    tasks: list = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    samples: dict[str, list[int]] = field(default_factory=dict)
+
+
+# the entries of lm-eval's results that are tables by task or group; the rest (the model's and
+# the environment's description) is the same for every call of a run
+_BY_TASK = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples")
+
+
+def _merge(outs: list[dict]) -> dict:
+    """The results of a run's evaluate calls as one: their tables by task joined, with the
+    samples; the rest as the first call reported it."""
+    merged = dict(outs[0])
+    for out in outs[1:]:
+        for key in (*_BY_TASK, "samples"):
+            if key in out:
+                merged[key] = {**merged.get(key, {}), **out[key]}
+    return merged
 
 
 def _load(manager, config: dict):

@@ -31,6 +31,8 @@ class TaskSpec:
     filter: str = "none"
     # a local task file in the lm-eval task YAML shape (users' own tasks)
     file: str | None = None
+    # apply the tokenizer's chat template to this task's prompts, few-shot examples as turns
+    chat_template: bool = False
 
     @property
     def metric_key(self) -> str:
@@ -46,12 +48,14 @@ class Suite:
     # None: the recipe's default (99% for 8-bit schemes, 96% for 4-bit and 2:4)
     recovery_threshold: float | None = None
     fewshot_seed: int = 1234
-    # apply the tokenizer's chat template to every task; a suite whose tasks differ is refused
-    # (see `suite_fields`) until the evaluation can apply it per task
-    chat_template: bool = False
     # sha256 of a hub suite's whole definition (its files and the data it pins): part of the
     # settings, so two suites that differ never share a baseline; empty for built-in suites
     content_hash: str = ""
+
+    @property
+    def chat_template(self) -> bool:
+        """Every task applies the tokenizer's chat template."""
+        return all(t.chat_template for t in self.tasks)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +98,31 @@ SUITES: dict[str, Suite] = {
             "1",
             "WikiText-2 perplexity (word perplexity over the test articles, lower is better)",
             _tasks(TaskSpec("wikitext", 0, metric="word_perplexity")),
+        ),
+        Suite(
+            "chat-quick",
+            "1",
+            "Chat check that runs on a CPU: GSM8K 5-shot (first 50 problems, the shots as chat turns) and our 40 "
+            "instruction-following prompts, greedy, with the chat template",
+            _tasks(
+                TaskSpec("gsm8k", 5, limit=50, metric="exact_match", filter="strict-match", chat_template=True),
+                TaskSpec("ifollow", 0, metric="prompt_level_strict_acc", chat_template=True),
+            ),
+        ),
+        Suite(
+            "openllm-v2",
+            "1",
+            "Open LLM Leaderboard v2 as lm-eval's `leaderboard` group runs it: IFEval, BBH 3-shot, MATH level 5 "
+            "4-shot, GPQA, MuSR, MMLU-Pro 5-shot, with the chat template (full sets; a GPU job; data from dataset "
+            "repositories of the hub)",
+            _tasks(
+                TaskSpec("leaderboard_ifeval", 0, metric="prompt_level_strict_acc", chat_template=True),
+                TaskSpec("leaderboard_bbh", 3, metric="acc_norm", chat_template=True),
+                TaskSpec("leaderboard_math_hard", 4, metric="exact_match", chat_template=True),
+                TaskSpec("leaderboard_gpqa", 0, metric="acc_norm", chat_template=True),
+                TaskSpec("leaderboard_musr", 0, metric="acc_norm", chat_template=True),
+                TaskSpec("leaderboard_mmlu_pro", 5, metric="acc", chat_template=True),
+            ),
         ),
     )
 }
@@ -154,6 +183,7 @@ def load_suite(path: Path) -> Suite:
                 metric=item["metric"],
                 filter=item["filter"],
                 file=file,
+                chat_template=item["chat_template"],
             )
         )
     names = [s.name for s in specs]
@@ -167,14 +197,13 @@ def load_suite(path: Path) -> Suite:
         tasks=tuple(specs),
         recovery_threshold=fields["recovery_threshold"],
         fewshot_seed=fields["fewshot_seed"],
-        chat_template=fields["chat_template"],
     )
 
 
 def suite_fields(raw: object, where: str) -> dict:
     """The fields of a suite document, each checked, with defaults filled in: `suite`, `version`
-    (None when absent), `description`, `recovery_threshold`, `fewshot_seed`, `chat_template` (of
-    the whole suite) and `tasks`, each task with every key of TASK_KEYS. A SuiteError names the
+    (None when absent), `description`, `recovery_threshold`, `fewshot_seed`, `chat_template` (true
+    when every task applies it) and `tasks`, each task with every key of TASK_KEYS. A SuiteError names the
     file (`where`) and the key."""
     if not isinstance(raw, dict) or not raw.get("suite") or not isinstance(raw.get("tasks"), list):
         raise SuiteError(f"{where}: a suite file needs `suite: NAME` and a `tasks:` list")
@@ -198,19 +227,13 @@ def suite_fields(raw: object, where: str) -> dict:
     if version is not None and (not isinstance(version, (str, int)) or isinstance(version, bool) or not str(version)):
         raise SuiteError(f"{where}: version: must be text or a number, got {version!r}")
     tasks = [_task_fields(item, f"{where}: tasks[{i}]") for i, item in enumerate(raw["tasks"])]
-    chat = {t["chat_template"] for t in tasks}
-    if len(chat) > 1:
-        raise SuiteError(
-            f"{where}: tasks: some tasks set chat_template on and others off; applying the chat template to "
-            "some tasks only is not supported yet: set it the same for every task"
-        )
     return {
         "suite": raw["suite"],
         "version": None if version is None else str(version),
         "description": description,
         "recovery_threshold": None if threshold is None else float(threshold),
         "fewshot_seed": seed,
-        "chat_template": chat.pop(),
+        "chat_template": all(t["chat_template"] for t in tasks),
         "tasks": tasks,
     }
 

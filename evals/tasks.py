@@ -5,7 +5,9 @@ are); only where the documents come from changes. With a data directory, each ta
 `<data_dir>/<folder>/<split>.<jsonl|json|csv|txt>` and turns the rows into the layout of the
 Hugging Face dataset the stock task expects (the layouts of tests/fixtures/datasets: AI2's
 ARC JSONL, MosaicML's WinoGrande, the MMLU CSVs, raw WikiText-2 text). Rows already in the
-Hugging Face layout pass through unchanged. Nothing here touches the network.
+Hugging Face layout pass through unchanged. The Open LLM Leaderboard v2 tasks read whole dataset
+repositories instead: with a data directory, the copy of `owner/name` at `<data_dir>/owner/name`.
+`ifollow` is our own task, its prompts in this package. Nothing here touches the network.
 """
 
 import csv
@@ -125,13 +127,65 @@ STOCK: dict[str, Stock] = {
     "piqa": Stock("piqa/piqa.yaml", "piqa"),
 }
 GROUPS = ("mmlu",)
+# our own tasks (a task of ours may score with our code; a user's task file may not)
+OWN = ("ifollow",)
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    yaml: str  # the task's or its group's file under lm_eval/tasks/leaderboard/
+    # what its lm-eval code imports beyond our dependencies, and the lm-eval extra that has them
+    modules: tuple[str, ...] = ()
+    extra: str = ""
+    # NLTK data it needs (lm-eval's IFEval checker downloads what is missing as it is imported)
+    nltk_data: tuple[str, ...] = ()
+
+
+LEADERBOARD: dict[str, Leaderboard] = {
+    "leaderboard_ifeval": Leaderboard(
+        "ifeval/ifeval.yaml", ("langdetect", "immutabledict", "nltk"), "ifeval", ("tokenizers/punkt_tab",)
+    ),
+    "leaderboard_bbh": Leaderboard("bbh_mc/_leaderboard_bbh.yaml"),
+    "leaderboard_math_hard": Leaderboard("math/_leaderboard_math.yaml", ("sympy", "math_verify", "antlr4"), "math"),
+    "leaderboard_gpqa": Leaderboard("gpqa/_leaderboard_gpqa.yaml"),
+    "leaderboard_musr": Leaderboard("musr/_musr.yaml"),
+    "leaderboard_mmlu_pro": Leaderboard("mmlu_pro/mmlu_pro.yaml"),
+}
 
 
 @dataclass
 class BuiltTask:
     spec: TaskSpec
     config: dict  # an inline lm-eval task (or group) config
-    data: str  # where the documents come from: "hf:<repo>[/<name>]", "local:<sha256>", "file:<sha256>"
+    data: str  # where the documents come from: "hf:<repo>[/<name>]", "local:<sha256>", "file:<sha256>", "ours:<sha256>"
+    # what to do when its documents cannot be loaded, beyond the error itself
+    hint: str = ""
+
+
+class MissingData(SuiteError):
+    """Dataset repositories a task reads, of which the data directory holds no copy."""
+
+    def __init__(self, task: str, repos: list[str], data_dir: Path) -> None:
+        self.task, self.repos, self.data_dir = task, repos, data_dir
+        super().__init__(f"{task}: no copy of {', '.join(repos)} under {data_dir}. {_how_to_load(repos)}")
+
+
+def build_all(specs: tuple[TaskSpec, ...], data_dir: Path | None) -> list[BuiltTask]:
+    """Every task of a suite; the dataset repositories missing from the data directory are named
+    all at once, so that one round of copying brings them all."""
+    built, missing = [], []
+    for spec in specs:
+        try:
+            built.append(build(spec, data_dir))
+        except MissingData as exc:
+            missing.append(exc)
+    if missing:
+        where = "; ".join(f"{m.task}: {', '.join(m.repos)}" for m in missing)
+        repos = sorted({r for m in missing for r in m.repos})
+        raise SuiteError(
+            f"no copy under {data_dir} of the dataset repositories these tasks read ({where}). {_how_to_load(repos)}"
+        )
+    return built
 
 
 def build(spec: TaskSpec, data_dir: Path | None) -> BuiltTask:
@@ -139,10 +193,14 @@ def build(spec: TaskSpec, data_dir: Path | None) -> BuiltTask:
         return _user_task(spec)
     if spec.name == "mmlu":
         return _mmlu_group(spec, data_dir)
+    if spec.name == "ifollow":
+        return _ifollow(spec)
+    if spec.name in LEADERBOARD:
+        return _leaderboard(spec, data_dir)
     stock = STOCK.get(spec.name)
     if stock is None:
         raise SuiteError(
-            f"unknown task {spec.name!r}; built-in tasks: {', '.join([*STOCK, *GROUPS])} (or a local task file)"
+            f"unknown task {spec.name!r}; built-in tasks: {', '.join(stock_task_names())} (or a local task file)"
         )
     config = _stock_config(stock.yaml)
     config["num_fewshot"] = spec.num_fewshot
@@ -184,6 +242,129 @@ def _mmlu_group(spec: TaskSpec, data_dir: Path | None) -> BuiltTask:
     }
     data = f"local:{_sha256_text(''.join(digests))}" if data_dir is not None else "hf:cais/mmlu"
     return BuiltTask(spec, group, data)
+
+
+def _ifollow(spec: TaskSpec) -> BuiltTask:
+    import datasets
+
+    from evals import ifollow
+
+    if spec.num_fewshot:
+        raise SuiteError("ifollow: a zero-shot task (its prompts are instructions, with no examples to show)")
+    try:
+        rows = ifollow.load_prompts()
+    except (OSError, ValueError) as exc:
+        raise SuiteError(f"ifollow: its prompts cannot be read: {exc}") from None
+    config = {
+        "task": "ifollow",
+        "custom_dataset": _Splits(datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})),
+        "test_split": "test",
+        "output_type": "generate_until",
+        "doc_to_text": "{{prompt}}",
+        "doc_to_target": 0,
+        "process_results": ifollow.process_results,
+        "generation_kwargs": {
+            "until": [],
+            "do_sample": False,
+            "temperature": 0.0,
+            "max_gen_toks": ifollow.MAX_GEN_TOKS,
+        },
+        "metric_list": [{"metric": ifollow.METRIC, "aggregation": "mean", "higher_is_better": True}],
+        "num_fewshot": 0,
+        "metadata": {"version": 1.0},
+    }
+    return BuiltTask(spec, config, f"ours:{hashlib.sha256(ifollow.DATA.read_bytes()).hexdigest()}")
+
+
+def _leaderboard(spec: TaskSpec, data_dir: Path | None) -> BuiltTask:
+    """An Open LLM Leaderboard v2 task or group as lm-eval defines it, its documents read from the
+    dataset repository its files name: a copy at `<data_dir>/owner/name`, else through `datasets`
+    from HF_ENDPOINT (a hub holding that repository, or huggingface.co)."""
+    import lm_eval
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    board = LEADERBOARD[spec.name]
+    path = Path(lm_eval.__file__).parent / "tasks" / "leaderboard" / board.yaml
+    top = load_yaml(path, resolve_func=False)  # the plain keys: nothing of the task's code imported yet
+    if "group" in top:
+        named = {}
+        for member in sorted(path.parent.glob("*.yaml")):
+            raw = load_yaml(member, resolve_func=False)
+            if "group" not in raw:
+                named[raw["task"]] = member
+        files = [named[name] for name in top["task"]]
+    else:
+        files = [path]
+    repos = sorted({load_yaml(f, resolve_func=False)["dataset_path"] for f in files})
+    local = None
+    if data_dir is not None:
+        local = {repo: Path(data_dir) / repo for repo in repos}
+        missing = [repo for repo, folder in local.items() if not folder.is_dir()]
+        if missing:
+            raise MissingData(spec.name, missing, Path(data_dir))
+    _check_needs(spec.name, board)
+    children = []
+    for f in files:
+        config = deepcopy(load_yaml(f, resolve_func=True))
+        config.pop("tag", None)
+        config.pop("group", None)
+        config["num_fewshot"] = spec.num_fewshot
+        if local is not None:
+            config["dataset_path"] = str(local[config["dataset_path"]])
+        children.append(config)
+    if "group" in top:
+        config = {**{k: v for k, v in top.items() if k != "task"}, "task": children}
+    else:
+        config = children[0]
+    if local is not None:
+        data = f"local:{_sha256_text(''.join(_tree_digest(folder) for folder in local.values()))}"
+    else:
+        data = "hf:" + ",".join(repos)
+    return BuiltTask(spec, config, data, hint=_how_to_load(repos))
+
+
+def _how_to_load(repos: list[str]) -> str:
+    return (
+        f"The documents come from the dataset {'repositories' if len(repos) > 1 else 'repository'} "
+        f"{', '.join(repos)}. Where there is internet access, download each (`hf download OWNER/NAME --repo-type "
+        "dataset --local-dir FOLDER`), then either load it into this hub (`manage.py import_dataset FOLDER "
+        "OWNER/NAME`, or `hf upload OWNER/NAME FOLDER --repo-type dataset` with HF_ENDPOINT at the hub) and "
+        "evaluate with HF_ENDPOINT at the hub and no data directory, or copy FOLDER to <data directory>/OWNER/NAME "
+        "(HUB_EVAL_DATA_DIR on a worker)."
+    )
+
+
+def _check_needs(task: str, board: Leaderboard) -> None:
+    import importlib.util
+
+    import lm_eval
+
+    missing = [m for m in board.modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SuiteError(
+            f"{task}: lm-eval's code for it needs the Python packages {', '.join(missing)}, which are not installed: "
+            f"pip install 'lm-eval[{board.extra}]=={lm_eval.__version__}'"
+        )
+    if board.nltk_data:
+        import nltk
+
+        for resource in board.nltk_data:
+            try:
+                nltk.data.find(resource)
+            except LookupError:
+                raise SuiteError(
+                    f"{task}: lm-eval's checker needs NLTK's {resource} data, which is not installed (it would "
+                    f"download it): python -m nltk.downloader {resource.rsplit('/', 1)[-1]}"
+                ) from None
+
+
+def _tree_digest(folder: Path) -> str:
+    """sha256 over every file of a dataset repository's copy (not a download tool's cache)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.relative_to(folder).parts):
+        with open(path, "rb") as f:
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
 
 
 def _user_task(spec: TaskSpec) -> BuiltTask:
@@ -336,7 +517,7 @@ def _sha256_text(text: str) -> str:
 
 
 def stock_task_names() -> list[str]:
-    return [*STOCK, *GROUPS]
+    return [*STOCK, *GROUPS, *OWN, *LEADERBOARD]
 
 
-__all__ = ["STOCK", "BuiltTask", "build", "stock_task_names"]
+__all__ = ["STOCK", "BuiltTask", "build", "build_all", "stock_task_names"]

@@ -79,4 +79,6 @@ SUITES: dict[str, str] = {
     "quick": "Quick check on a CPU in minutes: ARC-Easy, HellaSwag, WinoGrande, LAMBADA subsets",
     "openllm-v1": "Open LLM Leaderboard v1: ARC-C, HellaSwag, MMLU, TruthfulQA, WinoGrande, GSM8K (GPU)",
     "wikitext": "WikiText-2 perplexity",
+    "chat-quick": "Chat check on a CPU: GSM8K 5-shot subset and instruction following, with the chat template",
+    "openllm-v2": "Open LLM Leaderboard v2: IFEval, BBH, MATH-hard, GPQA, MuSR, MMLU-Pro, chat template (GPU)",
 }

@@ -39,7 +39,7 @@ def task_setups(run: EvalRun, pretrained: str) -> dict[str, TaskSetup]:
             recorded=spec is not None,
             num_fewshot=spec.get("num_fewshot") if spec else None,
             limit=spec.get("limit") if spec else None,
-            chat_template=chat,
+            chat_template=bool(spec.get("chat_template", chat)) if spec else chat,
             command=lm_eval_command(settings, spec, pretrained) if spec else "",
             data_note=data_note(spec.get("data") or "") if spec else "",
         )
@@ -62,7 +62,8 @@ def lm_eval_command(settings: dict, spec: dict, pretrained: str) -> str:
         words += ["--limit", str(spec["limit"])]
     if settings.get("fewshot_seed") is not None:
         words += ["--seed", f"{SEEDS},{settings['fewshot_seed']}"]
-    if settings.get("chat_template"):
+    # a run records each task's flag (older runs: one for the whole run)
+    if spec.get("chat_template", settings.get("chat_template")):
         words += ["--apply_chat_template", "--fewshot_as_multiturn"]
     words += ["--log_samples", "--output_path", "out"]
     # names come from users' suites and repositories: quoted, they stay one word each
@@ -74,4 +75,6 @@ def data_note(data: str) -> str:
         return "scored on a local copy of the task's data: lm-eval reads the task's own dataset, which must hold the same documents"
     if data.startswith("file:"):
         return "a task file of the suite: add --include_path with the folder that holds it"
+    if data.startswith("ours:"):
+        return "a task of this hub's own (evals/), not one of lm-eval's: its hf backend scores it through evals.run"
     return ""

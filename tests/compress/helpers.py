@@ -3,6 +3,7 @@ from pathlib import Path
 
 import torch
 
+from compress.api import RECIPE_NAME
 from compress.calibration import CalibrationConfig, load_calibration
 from compress.pipeline import Runner, RunResult, plan_model
 from compress.quant import attach_activation_quant
@@ -11,7 +12,8 @@ from compress.save import save_checkpoint
 
 
 def compress_in_process(model_dir: Path, recipe: str, out: Path, data: Path, samples: int = 4, seq_len: int = 64):
-    """Run the pipeline and save, returning our fake-quantized model (dequantized weights as the
+    """Run the pipeline on the whole model loaded in memory and save it as transformers does,
+    with the recipe as planned, returning our fake-quantized model (dequantized weights as the
     pipeline left them, plus our own activation quantization) taken before saving."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -25,6 +27,7 @@ def compress_in_process(model_dir: Path, recipe: str, out: Path, data: Path, sam
     linears = {n: m for n, m in reference.named_modules() if isinstance(m, torch.nn.Linear)}
     attach_activation_quant(linears, result.schemes)
     save_checkpoint(model, result, out)
+    (out / RECIPE_NAME).write_text(r.to_yaml())
     return reference, result
 
 

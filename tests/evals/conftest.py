@@ -50,6 +50,37 @@ def data_dir(fixtures_dir: Path) -> Path:
     return fixtures_dir / "datasets"
 
 
+# a chat template of the usual shape (a turn per message, then the assistant's cue), for a model
+# that ships none
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def chat_stories(tmp_path_factory, stories260k: Path) -> Path:
+    """stories260k with a chat template beside its tokenizer, as a chat model ships one."""
+    out = tmp_path_factory.mktemp("stories260k-chat")
+    for f in stories260k.iterdir():
+        shutil.copy(f, out / f.name)
+    (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gsm8k_data(tmp_path_factory, data_dir: Path) -> Path:
+    """The fixture data with a GSM8K training split for its shots: the fixture copy holds the test
+    split only, so its last 20 problems become the shots and never a question."""
+    out = tmp_path_factory.mktemp("data")
+    lines = (data_dir / "gsm8k" / "test.jsonl").read_text().splitlines(keepends=True)
+    (out / "gsm8k").mkdir()
+    (out / "gsm8k" / "test.jsonl").write_text("".join(lines[:-20]))
+    (out / "gsm8k" / "train.jsonl").write_text("".join(lines[-20:]))
+    (out / "arc_easy").symlink_to(data_dir / "arc_easy")
+    return out
+
+
 @pytest.fixture(scope="session")
 def perturbed(tmp_path_factory, stories260k: Path) -> Path:
     """A real variant of stories260k: the same checkpoint with noise on every MLP weight, so its

@@ -48,7 +48,7 @@ def test_it_saves_results_and_samples_and_reads_them_back(tiny_result, tmp_path)
     back = EvalResult.load(tmp_path / "run.json")
     assert back.metrics == tiny_result.metrics and back.settings_key == tiny_result.settings_key
     assert len(back.samples) == len(tiny_result.samples) == 22
-    assert all(r.recovery == 1.0 and r.verdict == "pass" for r in compare(tiny_result, back, 0.99))
+    assert all(r.recovery == 1.0 and r.verdict == "validated" for r in compare(tiny_result, back, 0.99))
 
     samples = tmp_path / "run.samples.jsonl.gz"
     data = samples.read_bytes()
