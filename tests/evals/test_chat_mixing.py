@@ -64,3 +64,12 @@ def test_it_takes_the_flag_per_task_from_a_suite_file_and_the_whole_run_option(c
     forced = prepare(chat_stories, off, EvalOptions(data_dir=gsm8k_data, chat_template=True))
     assert [t["chat_template"] for t in forced.settings["tasks"]] == [True, True]
     assert forced.settings["chat_template"] and forced.settings_key != plan.settings_key
+
+
+def test_it_gives_each_task_the_lm_eval_command_of_its_own_setting(mixed):
+    from hub.results.reproduce import lm_eval_command
+
+    plan = mixed[0]
+    commands = {t["name"]: lm_eval_command(plan.settings, t, "model") for t in plan.settings["tasks"]}
+    assert "--apply_chat_template --fewshot_as_multiturn" in commands["gsm8k"]
+    assert "--apply_chat_template" not in commands["arc_easy"]
