@@ -7,8 +7,8 @@ The checkpoint is written at run time: TinyLlama-1.1B's widths (hidden 2048, int
 in 1 GB shards; stories260k's tokenizer (its ids fit the vocabulary). Each compression runs in
 a fresh process that reads its high-water mark of resident memory (`VmHWM`, file pages mapped
 in included; `ru_maxrss` would add what this script held when it forked) right after its
-imports (the baseline: Python, torch, transformers) and at the end. The two outputs are
-compared byte for byte.
+imports (the baseline: Python, torch, transformers) and at the end; on a shared machine its CPU
+time is a steadier measure than its wall time. The two outputs are compared byte for byte.
 
     git archive 3685952 compress common | tar -x -C /tmp/old-compress   # the code before
     .venv/bin/python bench/compress_memory.py [--old-tree /tmp/old-compress] [--preset w4a16-gptq]
@@ -18,6 +18,7 @@ compared byte for byte.
 import argparse
 import filecmp
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -49,9 +50,10 @@ CHILD = textwrap.dedent("""
     model, preset, data, samples, seq_len, out, threads = sys.argv[1:8]
     torch.set_num_threads(int(threads))
     baseline = high_water()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     report = compress(model, preset, out, calibration=CalibrationConfig(data, int(samples), int(seq_len)), device="cpu")
-    print(json.dumps({"seconds": time.perf_counter() - start, "baseline_rss": baseline, "peak_rss": high_water(),
+    print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
+                      "baseline_rss": baseline, "peak_rss": high_water(),
                       "decoder_layers_resident": report.peak_memory.get("decoder_layers_resident")}))
 """)
 
@@ -145,6 +147,7 @@ def main() -> None:
         "machine": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "threads": a.threads,
+        "load_average_at_start": os.getloadavg(),
         "preset": a.preset,
         "calibration": f"{a.samples} x {a.seq_len} tokens of LAMBADA",
         "layers": a.layers,
