@@ -21,7 +21,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -29,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from bench.evals_backend import both_backends  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 SHOTS_FROM = 1000  # GSM8K fixture problems from here on are the shots' pool
@@ -131,9 +132,8 @@ def main() -> None:
 
     import lm_eval
     import torch
-    from lm_eval.models.huggingface import HFLM
 
-    from evals import EvalOptions, prepare, run
+    from evals import EvalOptions, prepare
 
     torch.set_num_threads(a.threads)
     figures = {
@@ -156,16 +156,7 @@ def main() -> None:
             suite = defined[config]
             options = EvalOptions(data_dir=data_dir, dtype=a.dtype, device="cpu", bootstrap_iters=0)
             plan = prepare(model, suite, options)
-            # wall and CPU time of each arm, loading the model included: on a machine shared with
-            # other jobs the wall time moves with their load, the CPU time much less
-            started, cpu = time.perf_counter(), time.process_time()
-            ours = run(plan)
-            ours_s, ours_cpu = time.perf_counter() - started, time.process_time() - cpu
-            started, cpu = time.perf_counter(), time.process_time()
-            hf = HFLM(pretrained=str(model), device="cpu", dtype=a.dtype, batch_size=a.hf_batch_size)
-            theirs = run(plan, lm=hf)
-            hf_s, hf_cpu = time.perf_counter() - started, time.process_time() - cpu
-            del hf
+            ours, theirs, (ours_s, ours_cpu, hf_s, hf_cpu) = both_backends(plan, model, a.dtype, a.hf_batch_size)
             task = suite.tasks[0].name
             row = compare(config, ours, theirs, task)
             row.update(

@@ -20,6 +20,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+def both_backends(plan, model: Path, dtype: str, hf_batch_size: int):
+    """Our engine's run of `plan`, then lm-eval's `hf` backend's on the same plan, and the wall and
+    CPU seconds of each (ours_s, ours_cpu, hf_s, hf_cpu), model loading included: on a machine
+    shared with other jobs the wall time moves with their load, the CPU time much less."""
+    from lm_eval.models.huggingface import HFLM
+
+    from evals import run
+
+    started, cpu = time.perf_counter(), time.process_time()
+    ours = run(plan)
+    ours_s, ours_cpu = time.perf_counter() - started, time.process_time() - cpu
+    started, cpu = time.perf_counter(), time.process_time()
+    hf = HFLM(pretrained=str(model), device="cpu", dtype=dtype, batch_size=hf_batch_size)
+    theirs = run(plan, lm=hf)
+    hf_s, hf_cpu = time.perf_counter() - started, time.process_time() - cpu
+    return ours, theirs, (ours_s, ours_cpu, hf_s, hf_cpu)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path)
@@ -41,11 +59,10 @@ def main() -> None:
     model = a.model or build()
 
     import torch
-    from lm_eval.models.huggingface import HFLM
 
     torch.set_num_threads(a.threads)
 
-    from evals import EvalOptions, Suite, TaskSpec, prepare, run
+    from evals import EvalOptions, Suite, TaskSpec, prepare
 
     suite = Suite(
         "bench",
@@ -55,16 +72,7 @@ def main() -> None:
     )
     plan = prepare(model, suite, EvalOptions(data_dir=a.data_dir, dtype=a.dtype, device="cpu", bootstrap_iters=0))
 
-    # wall and CPU time of each arm, model loading included: on a machine shared with other jobs
-    # the wall ratio moves with their load, the CPU ratio much less
-    started, cpu = time.perf_counter(), time.process_time()
-    ours = run(plan)
-    ours_s, ours_cpu = time.perf_counter() - started, time.process_time() - cpu
-
-    started, cpu = time.perf_counter(), time.process_time()
-    hf = HFLM(pretrained=str(model), device="cpu", dtype=a.dtype, batch_size=a.hf_batch_size)
-    theirs = run(plan, lm=hf)
-    hf_s, hf_cpu = time.perf_counter() - started, time.process_time() - cpu
+    ours, theirs, (ours_s, ours_cpu, hf_s, hf_cpu) = both_backends(plan, model, a.dtype, a.hf_batch_size)
 
     figures = {
         "model": str(model),
