@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from kernels.gemm_wna16 import num_sms
-from kernels.util import interpreting
+from kernels.util import grouped_tile, interpreting
 
 HALF_RANGES = {torch.int8: 127.5, torch.float8_e4m3fn: 448.0}
 ZERO_ROW_SCALE = torch.finfo(torch.float32).eps
@@ -157,16 +157,7 @@ def _scaled_mm_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
 ):
-    # programs walk the output in column bands of GROUP_M row tiles, so neighbours share B in L2
-    pid = tl.program_id(0)
-    tiles_m = tl.cdiv(M, BLOCK_M)
-    tiles_n = tl.cdiv(N, BLOCK_N)
-    per_band = GROUP_M * tiles_n
-    band = pid // per_band
-    first_m = band * GROUP_M
-    rows_in_band = tl.minimum(tiles_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_band) % rows_in_band
-    pid_n = (pid % per_band) // rows_in_band
+    pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m = offs_m < M

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.util import interpreting
+from kernels.util import grouped_tile, interpreting
 
 
 @dataclass(frozen=True)
@@ -99,16 +99,8 @@ def _moe_gemm_kernel(
     """out[pair] = a[pair // ROWS_PER_A] @ b[expert].T over the blocks of sorted pairs. GATED: b
     holds 2N rows [gate | up] and out gets SiLU(gate) * up; ROUTED_WEIGHT: out is scaled by the
     pair's routing weight."""
-    # programs walk the output in column bands of GROUP_M row blocks, so neighbours share B in L2
-    pid = tl.program_id(0)
-    tiles_m = tl.num_programs(0) // tl.cdiv(N, BLOCK_N)
     tiles_n = tl.cdiv(N, BLOCK_N)
-    per_band = GROUP_M * tiles_n
-    band = pid // per_band
-    first_m = band * GROUP_M
-    rows_in_band = tl.minimum(tiles_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_band) % rows_in_band
-    pid_n = (pid % per_band) // rows_in_band
+    pid_m, pid_n = grouped_tile(tl.program_id(0), tl.num_programs(0) // tiles_n, tiles_n, GROUP_M)
     if pid_m * BLOCK_M >= tl.load(num_padded_ptr):
         return
     ids = tl.load(sorted_ids_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M))
