@@ -110,7 +110,6 @@ class Definition:
     description: str
     recovery_threshold: float | None
     fewshot_seed: int
-    chat_template: bool
     tasks: list[dict]  # evals.suites.suite_fields' task entries
     suite_file: str
     files: dict[str, bytes]
@@ -252,7 +251,6 @@ def check_upload(suite_file: str, files: dict[str, bytes], dataset: Callable[[st
         description=fields["description"],
         recovery_threshold=fields["recovery_threshold"],
         fewshot_seed=fields["fewshot_seed"],
-        chat_template=fields["chat_template"],
         tasks=fields["tasks"],
         suite_file=suite_file,
         files=files,

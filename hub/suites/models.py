@@ -80,7 +80,6 @@ class Suite(models.Model):
     description = models.TextField(blank=True)
     recovery_threshold = models.FloatField(null=True, blank=True, help_text="none: the recipe's default")
     fewshot_seed = models.BigIntegerField(default=1234)
-    chat_template = models.BooleanField(default=False, help_text="every task applies the tokenizer's chat template")
     tasks = models.JSONField(
         default=list, help_text="[{task, file, num_fewshot, limit, metric, filter, chat_template}]"
     )
@@ -111,6 +110,11 @@ class Suite(models.Model):
     @property
     def used(self) -> bool:
         return self.jobs.exists()
+
+    @property
+    def chat_template(self) -> bool:
+        """Every task applies the tokenizer's chat template."""
+        return all(t["chat_template"] for t in self.tasks)
 
     @classmethod
     def upload(
@@ -154,7 +158,6 @@ class Suite(models.Model):
             suite.description = definition.description
             suite.recovery_threshold = definition.recovery_threshold
             suite.fewshot_seed = definition.fewshot_seed
-            suite.chat_template = definition.chat_template
             suite.tasks = definition.tasks
             suite.suite_file = definition.suite_file
             suite.files = [
@@ -199,7 +202,6 @@ class Suite(models.Model):
             description=self.description,
             recovery_threshold=self.recovery_threshold,
             fewshot_seed=self.fewshot_seed,
-            chat_template=self.chat_template,
             tasks=self.tasks,
             suite_file=self.suite_file,
             files={f["name"]: store.get(f["sha256"]) for f in self.files},
