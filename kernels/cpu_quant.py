@@ -2,22 +2,29 @@
 
 The reference twins (`kernels.reference.wna16_gemm`, `scaled_mm`) dequantize the weight on
 every call, which made compressed models slower than their base on the CPU. Here each layer's
-weight is prepared once, after loading, for one of two plans:
+weight is prepared once, after loading, for one of three plans:
 
+- "native": our own kernel (`kernels.cpu_native`, AVX2), which reads the int4 / int8 / FP8
+  codes themselves, repacked once, and decodes them in registers. A decode step on the CPU is
+  bound by the weight bytes it reads, and this reads 1/8 (int4) or 1/4 (int8, FP8) of a float32
+  weight's, so it is faster than the float32 base (bench/cpu_quant.py, bench/RESULTS.md). The
+  weights it builds are the reference's to the bit; only the order of the float32 sums differs.
+  The default wherever it runs (an x86 CPU with AVX2, FMA and F16C, and a C compiler to build
+  it on first use); a layer it cannot take (N not a multiple of 8) takes the dense plan.
 - "dense": the weight dequantized once to the compute dtype, then a plain `F.linear`. The
   arithmetic is the reference's own (it dequantizes the same way and multiplies in float32),
   so the outputs are bit-identical to the reference path, and the speed is the dense model's.
+  The default where the native kernel cannot run.
 - "packed": PyTorch's quantized CPU kernels on the packed weight: `_weight_int4pack_mm_for_cpu`
   (int4, group scales and zeros), `_weight_int8pack_mm` (int8, per-channel scales) and
   `torch._int_mm` (int8 x int8 -> int32, for W8A8). ATen's int4 kernel has an AVX-512 body
   only and falls back to a scalar loop on AVX2; on a 2-core AVX2 EPYC, bench/cpu_quant.py
   measured all three at 0.05x to 0.7x the speed of float32 `F.linear` (bench/RESULTS.md).
+  FP8 has no PyTorch CPU math and takes the dense plan here.
 
-"dense" is the default on every CPU: its GEMM is the base model's (W8A8 / FP8 add only their
-per-token activation quantization), and the packed kernels' speed on AVX-512 CPUs is unmeasured
-here (run bench/cpu_quant.py there to decide). FP8 has no CPU math at all and always takes the
-dense plan. `HUB_CPU_QUANT` chooses: "dense", "packed" (refuses a layer the kernels cannot take,
-with the reason) or "reference" (no preparation: the per-call twins, kept as ground truth).
+`HUB_CPU_QUANT` chooses: "native" (refused where it cannot run, with the reason), "dense",
+"packed" (refuses a layer the kernels cannot take, with the reason) or "reference" (no
+preparation: the per-call twins, kept as ground truth).
 """
 
 import os
@@ -25,9 +32,10 @@ import os
 import torch
 import torch.nn.functional as F
 
+from kernels import cpu_native
 from kernels.reference import FP8_MAX, INT8_HALF_RANGE, dequantize_packed, unpack_int32
 
-PLANS = ("dense", "packed", "reference")
+PLANS = ("native", "dense", "packed", "reference")
 INT4_KERNEL_GROUPS = (256, 128, 64, 32)  # what _weight_int4pack_mm_for_cpu accepts, largest first
 INT4_INNER_K_TILES = 2  # K must be a multiple of 16 * this; 2 fits every group size above
 
@@ -37,10 +45,14 @@ class UnsupportedCPUQuantError(ValueError):
 
 
 def cpu_plan() -> str:
-    """The plan for this process: HUB_CPU_QUANT, "dense" unless set."""
-    plan = os.environ.get("HUB_CPU_QUANT", "").strip().lower() or "dense"
+    """The plan for this process: HUB_CPU_QUANT, else "native" where it runs and "dense" elsewhere."""
+    plan = os.environ.get("HUB_CPU_QUANT", "").strip().lower()
+    if not plan:
+        return "native" if cpu_native.unavailable() is None else "dense"
     if plan not in PLANS:
         raise ValueError(f"HUB_CPU_QUANT={plan!r}: expected one of {', '.join(PLANS)}")
+    if plan == "native" and (why := cpu_native.unavailable()) is not None:
+        raise ValueError(f"HUB_CPU_QUANT=native: {why}")
     return plan
 
 

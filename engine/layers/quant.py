@@ -11,9 +11,10 @@ them straight from the stored tensors (the layouts compressed-tensors writes).
   GPUs that have them (`sparsify_two_of_four`).
 
 On CPUs the stored tensors are kept, and each layer also gets, once after loading, the weight
-of its `kernels.cpu_quant` plan: dequantized to the compute dtype (bit-identical to the per-call
-reference twins, at the dense model's speed: the default) or, asked for, repacked for PyTorch's
-quantized CPU kernels. CUDA layers run the Triton kernels on the stored tensors.
+of its `kernels.cpu_quant` plan: repacked for our own CPU kernel (which reads the quantized codes:
+the default where it runs), dequantized to the compute dtype (bit-identical to the per-call
+reference twins, at the dense model's speed) or, asked for, repacked for PyTorch's quantized CPU
+kernels. CUDA layers run the Triton kernels on the stored tensors.
 
 W8A8 / FP8 layers other than o_proj get their input already quantized by the kernel in front
 (the RMSNorm, or the SiLU-and-mul): `fuse_input_quantization`, one kernel where there were two.
@@ -35,7 +36,7 @@ from torch import nn
 import kernels
 from engine.config import UnsupportedModelError
 from engine.layers.linear import DenseLinearMethod, Linear, LinearMethod, copy_weight
-from kernels import cpu_quant
+from kernels import cpu_native, cpu_quant
 from kernels.reference import unpack_int32
 
 _LINEAR_CLASSES = ("Linear",)  # class-name targets that select our Linear layers
@@ -250,6 +251,10 @@ class WNA16Method(LinearMethod):
         packed, scale, zero = layer.weight_packed.data, layer.weight_scale.data, layer.weight_zero_point
         zero = None if zero is None else zero.data
         n, k = layer.out_features, layer.in_features
+        if plan == "native" and cpu_native.refusal(n, k, layer.group_size) is None:
+            layer.cpu_native = cpu_native.pack_wna16(packed, scale, zero, self.bits)
+            layer.cpu_kind = "native"
+            return
         if plan == "packed" and self.bits == 4:
             if cpu_quant.int4_kernel_group(n, k, layer.group_size) is None:
                 raise UnsupportedModelError(f"HUB_CPU_QUANT=packed: {cpu_quant.int4_refusal(n, k, layer.group_size)}")
@@ -277,7 +282,10 @@ class WNA16Method(LinearMethod):
 
     def apply(self, layer: Linear, x: torch.Tensor) -> torch.Tensor:
         kind = getattr(layer, "cpu_kind", None)
-        if kind == "dense":
+        if kind == "native":
+            out = cpu_native.mm(x.reshape(-1, x.shape[-1]), layer.cpu_native).to(x.dtype)
+            out = out.view(*x.shape[:-1], out.shape[-1])
+        elif kind == "dense":
             out = cpu_quant.dense_wna16_mm(x, layer.cpu_weight)
         elif kind == "int4":
             x2 = x.reshape(-1, x.shape[-1])
@@ -323,6 +331,11 @@ class ScaledMMMethod(LinearMethod):
         layer.cpu_kind = None  # the per-call path: Triton / cuBLAS on CUDA, the reference twin on CPU
         if layer.weight.device.type != "cpu" or (plan := cpu_quant.cpu_plan()) == "reference":
             return
+        n, k = layer.weight.shape
+        if plan == "native" and cpu_native.refusal(n, k, k) is None:
+            layer.cpu_native = cpu_native.pack_scaled(layer.weight.data, layer.weight_scale.data)
+            layer.cpu_kind = "native"
+            return
         if plan == "packed" and self.qdtype == torch.int8:
             # torch._int_mm reads the stored [N, K] weight through a transposed view: no copy
             layer.register_buffer("cpu_scale", layer.weight_scale.data.float().reshape(1, -1), persistent=False)
@@ -343,6 +356,10 @@ class ScaledMMMethod(LinearMethod):
 
     def _scaled_mm(self, layer: Linear, q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         kind = getattr(layer, "cpu_kind", None)
+        if kind == "native":
+            # the reference's order: activations dequantized to float32, then the scaled GEMM
+            out = cpu_native.mm(q.float() * scale.float().reshape(-1, 1), layer.cpu_native)
+            return (out if layer.bias is None else out + layer.bias.float()).to(dtype)
         if kind == "dense":
             return cpu_quant.dense_scaled_mm(q, scale, layer.cpu_weight, dtype, layer.bias)
         if kind == "int_mm":

@@ -1,7 +1,8 @@
 """Quantized Linear layers on the CPU run from weights prepared once at load (kernels.cpu_quant)
 and compute what the per-call reference twins compute: the "dense" plan bit for bit, the
-"packed" plan (PyTorch's int4 / int8 CPU kernels) within float32 rounding; a quantized model's
-greedy tokens are the reference path's on either plan."""
+"native" plan (our AVX2 kernel on the codes) and the "packed" plan (PyTorch's int4 / int8 CPU
+kernels) within float32 rounding; a quantized model's greedy tokens are the reference path's on
+every plan."""
 
 from pathlib import Path
 
@@ -11,17 +12,19 @@ import torch
 from engine import LLM, SamplingParams, UnsupportedModelError
 from engine.layers.linear import Linear
 from engine.layers.quant import ScaledMMMethod, Scheme, WNA16Method
-from kernels import cpu_quant, reference
+from kernels import cpu_native, cpu_quant, reference
 
 GREEDY = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)
 BATCHES = (1, 5, 32)
 
-# The packed kernels sum K products in another order (blocked along K and N) than F.linear over
-# the dequantized weight, and the int4 kernel folds an integer zero point z into a float zero
-# -z * scale (one more rounding per weight). Both are float32 rounding, ~K * 2^-24 relative to
-# sum |x * w|: with K <= 512 and outputs of a few units, 2e-4 absolute / 1e-4 relative covers it
-# with margin, while one wrong code (an error of one scale, >= 0.01 here) would fail it.
+# The packed and native kernels sum K products in another order (blocked along K and N) than
+# F.linear over the dequantized weight, and ATen's int4 kernel folds an integer zero point z into
+# a float zero -z * scale (one more rounding per weight); the native kernel builds each weight as
+# the reference does. Both are float32 rounding, ~K * 2^-24 relative to sum |x * w|: with
+# K <= 512 and outputs of a few units, 2e-4 absolute / 1e-4 relative covers it with margin, while
+# one wrong code (an error of one scale, >= 0.01 here) would fail it.
 PACKED_TOL = dict(atol=2e-4, rtol=1e-4)
+NATIVE = pytest.mark.skipif(cpu_native.unavailable() is not None, reason=f"{cpu_native.unavailable()}")
 
 
 def _wna16_layer(bits: int, n: int, k: int, group: int | None, symmetric: bool, bias: bool = False) -> Linear:
@@ -101,6 +104,35 @@ def test_it_runs_pack_quantized_layers_as_the_reference_does(monkeypatch, bits, 
     torch.testing.assert_close(packed(x3), _reference(dense, x3.reshape(6, k)).view(2, 3, n), **PACKED_TOL)
 
 
+# every row count the native kernel tiles differently: in registers 1, 2, 3 and 4 rows at a time
+# (up to 8 rows), and over a decoded block 6 rows at a time with every remainder
+NATIVE_BATCHES = (1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 40)
+
+
+@NATIVE
+@pytest.mark.parametrize("bits, n, k, group, symmetric", WNA16_CASES)
+def test_it_runs_pack_quantized_layers_on_the_native_kernel_as_the_reference_does(
+    monkeypatch, bits, n, k, group, symmetric
+):
+    native = _prepare(_wna16_layer(bits, n, k, group, symmetric, bias=True), "native", monkeypatch)
+    assert native.cpu_kind == "native"
+    for m in NATIVE_BATCHES:
+        x = torch.randn(m, k, generator=torch.Generator().manual_seed(m))
+        torch.testing.assert_close(native(x), _reference(native, x), **PACKED_TOL)
+    x3 = torch.randn(2, 3, k)
+    torch.testing.assert_close(native(x3), _reference(native, x3.reshape(6, k)).view(2, 3, n), **PACKED_TOL)
+
+
+@NATIVE
+def test_it_decodes_every_fp8_code_exactly():
+    codes = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn)
+    values = codes.float()
+    finite = ~values.isnan()  # 0x7f and 0xff: e4m3fn's NaNs, which no quantizer writes
+    w = cpu_native.pack_scaled(codes.reshape(1, 256).expand(8, 256).contiguous(), torch.ones(8, 1))
+    picked = cpu_native.mm(torch.eye(256)[finite], w)[:, 0]  # one code per row, subnormals included
+    assert torch.equal(picked, values[finite])
+
+
 @pytest.mark.parametrize("qdtype", [torch.int8, torch.float8_e4m3fn], ids=["w8a8", "fp8"])
 @pytest.mark.parametrize("per_tensor", [False, True], ids=["channel", "tensor"])
 def test_it_runs_w8a8_and_fp8_layers_as_the_reference_does(monkeypatch, qdtype, per_tensor):
@@ -115,6 +147,18 @@ def test_it_runs_w8a8_and_fp8_layers_as_the_reference_does(monkeypatch, qdtype, 
         assert torch.equal(dense(x), want)
         # torch._int_mm's int32 sum is exact; the reference sums dequantized products in float32
         torch.testing.assert_close(packed(x), want, **PACKED_TOL)
+
+
+@NATIVE
+@pytest.mark.parametrize("qdtype", [torch.int8, torch.float8_e4m3fn], ids=["w8a8", "fp8"])
+@pytest.mark.parametrize("per_tensor", [False, True], ids=["channel", "tensor"])
+def test_it_runs_w8a8_and_fp8_layers_on_the_native_kernel_as_the_reference_does(monkeypatch, qdtype, per_tensor):
+    n, k = 96, 320
+    native = _prepare(_scaled_layer(qdtype, n, k, per_tensor), "native", monkeypatch)
+    assert native.cpu_kind == "native"
+    for m in NATIVE_BATCHES:
+        x = torch.randn(m, k, generator=torch.Generator().manual_seed(m)) * 3
+        torch.testing.assert_close(native(x), _reference(native, x), **PACKED_TOL)
 
 
 @pytest.mark.parametrize("qdtype", [torch.int8, torch.float8_e4m3fn], ids=["int8", "fp8"])
@@ -138,14 +182,47 @@ def test_it_refuses_packed_layers_the_kernels_cannot_take(monkeypatch):
         cpu_quant.cpu_plan()
 
 
-def test_it_dequantizes_once_unless_told_otherwise(monkeypatch):
-    # the packed kernels are slower than float32 F.linear on AVX2 (bench/cpu_quant.py) and
-    # unmeasured elsewhere: dense is the plan that is never slower than the base model
+@NATIVE
+def test_it_runs_layers_the_native_kernel_cannot_take_dense(monkeypatch):
+    # 36 output rows are not whole blocks of 8
+    assert _prepare(_wna16_layer(4, 36, 256, 32, True), "native", monkeypatch).cpu_kind == "dense"
+    assert _prepare(_scaled_layer(torch.int8, 36, 320, False), "native", monkeypatch).cpu_kind == "dense"
+
+
+def _has_native_cpu_features() -> bool:
+    return {"avx2", "fma", "f16c"} <= set(Path("/proc/cpuinfo").read_text().split())
+
+
+@pytest.mark.skipif(not _has_native_cpu_features(), reason="this CPU lacks AVX2, FMA or F16C")
+def test_it_builds_the_native_kernel_on_a_cpu_with_avx2():
+    # the default plan everywhere CI and users run on x86: a broken build must not pass quietly
+    assert cpu_native.unavailable() is None
+
+
+@NATIVE
+def test_it_takes_the_native_kernel_unless_told_otherwise(monkeypatch):
+    # the native kernel reads the quantized codes: faster than the float32 base model
+    # (bench/cpu_quant.py), where the dense plan is at best as fast as it
     monkeypatch.delenv("HUB_CPU_QUANT", raising=False)
-    assert cpu_quant.cpu_plan() == "dense"
+    assert cpu_quant.cpu_plan() == "native"
     layer = _wna16_layer(4, 64, 256, 32, True)
     layer.method.process_weights_after_loading(layer)
-    assert layer.cpu_kind == "dense"
+    assert layer.cpu_kind == "native"
+
+
+def test_it_dequantizes_once_where_the_native_kernel_cannot_be_built(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("HUB_KERNEL_CACHE", str(tmp_path / "cache"))  # nothing built there yet
+    cpu_native.library.cache_clear()
+    try:
+        assert "C compiler" in cpu_native.unavailable() or "AVX2" in cpu_native.unavailable()
+        monkeypatch.delenv("HUB_CPU_QUANT", raising=False)
+        assert cpu_quant.cpu_plan() == "dense"
+        monkeypatch.setenv("HUB_CPU_QUANT", "native")
+        with pytest.raises(ValueError, match="HUB_CPU_QUANT=native: .*"):
+            cpu_quant.cpu_plan()
+    finally:
+        cpu_native.library.cache_clear()
 
 
 # --- a small quantized model, end to end -------------------------------------------------------
@@ -204,7 +281,8 @@ def test_it_generates_the_reference_paths_tokens(compressed, monkeypatch, name):
     g = torch.Generator().manual_seed(5)
     prompts = [torch.randint(0, 128, (n,), generator=g).tolist() for n in (1, 7, 30)]
     tokens, kinds = {}, {}
-    for plan in ("reference", "dense", "packed"):
+    native = cpu_native.unavailable() is None
+    for plan in ("reference", "dense", "packed", *(["native"] if native else [])):
         monkeypatch.setenv("HUB_CPU_QUANT", plan)
         if PACKED_KINDS[name] is None and plan == "packed":
             with pytest.raises(UnsupportedModelError, match="per-channel scales"):
@@ -215,5 +293,7 @@ def test_it_generates_the_reference_paths_tokens(compressed, monkeypatch, name):
         tokens[plan] = [out.token_ids for out in llm.generate(prompts, GREEDY)]
     assert kinds["reference"] == {None} and kinds["dense"] == {"dense"}
     assert kinds.get("packed") == PACKED_KINDS[name]
+    assert kinds.get("native", {"native"}) == {"native"}
     assert tokens["dense"] == tokens["reference"]
     assert tokens.get("packed", tokens["reference"]) == tokens["reference"]
+    assert tokens.get("native", tokens["reference"]) == tokens["reference"]

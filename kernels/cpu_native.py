@@ -1,0 +1,181 @@
+"""Our own quantized GEMM for x86 CPUs (kernels/cpu_qgemm.c): float32 activations times int4,
+int8 or FP8 weights read in their quantized form, repacked once at load.
+
+A decode step on the CPU is bound by the bytes of weight it reads, so a dequantized copy (the
+"dense" plan) runs at the float32 model's speed at best, and PyTorch's packed CPU kernels have no
+AVX2 bodies. This kernel reads 1/8 (int4) or 1/4 (int8, FP8) of float32's bytes.
+
+The C file is compiled on first use with the machine's C compiler into a cache keyed by its
+source, the compiler's version and the flags (XDG_CACHE_HOME or ~/.cache, under hub/cpu-kernels;
+HUB_KERNEL_CACHE overrides), and loaded with ctypes, which releases the GIL while it runs. Where
+the CPU lacks AVX2 / FMA / F16C or there is no compiler, `unavailable()` says why and the layers
+take another plan.
+"""
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("cpu_qgemm.c")
+FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC")
+ROWS_PER_BLOCK = 8  # output rows per packed block: one 8-lane vector
+FP8_SHIFT_SCALE = 256.0  # e4m3 bits read as a half float are the value / 2^8
+KINDS = ("w4", "w8", "f8")
+
+
+class NativeUnavailable(RuntimeError):
+    """The native kernel cannot run in this process (CPU features, compiler)."""
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("HUB_KERNEL_CACHE"):
+        return Path(os.environ["HUB_KERNEL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hub" / "cpu-kernels"
+
+
+def _cpu_has_features() -> bool:
+    # AVX2 CPUs all have FMA and F16C except a few early VIA and emulated ones; ask the kernel's list
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return False
+    return {"avx2", "fma", "f16c"} <= flags
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    """The compiled kernel, built on first use."""
+    if not _cpu_has_features():
+        raise NativeUnavailable("the native CPU kernel needs an x86 CPU with AVX2, FMA and F16C")
+    cc = os.environ.get("CC") or "cc"
+    if shutil.which(cc) is None:
+        raise NativeUnavailable(f"the native CPU kernel is compiled on first use and no C compiler ({cc}) was found")
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join((SOURCE.read_text(), version, *FLAGS)).encode()).hexdigest()[:16]
+    path = _cache_dir() / f"cpu_qgemm-{key}.so"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # built beside its final name and renamed, so concurrent workers never load half a file
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            built = Path(tmp) / path.name
+            done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
+            if done.returncode:
+                raise NativeUnavailable(f"compiling {SOURCE.name} with {cc} failed: {done.stderr[-2000:]}")
+            os.replace(built, path)
+    lib = ctypes.CDLL(str(path))
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for kind in KINDS:
+        fn = getattr(lib, f"hub_qgemm_{kind}")
+        fn.restype, fn.argtypes = None, [p, i64, i64, p, p, p, i64, i64, p, i32]
+    return lib
+
+
+def unavailable() -> str | None:
+    """Why the native kernel cannot run here, or None where it can."""
+    try:
+        library()
+    except NativeUnavailable as e:
+        return str(e)
+    return None
+
+
+@dataclass(frozen=True)
+class NativeWeight:
+    """A weight [n, k] repacked for the kernel (layouts in kernels/cpu_qgemm.c)."""
+
+    kind: str  # w4 | w8 | f8
+    codes: torch.Tensor  # uint8: [n/8, k, 4] (w4) or [n/8, k, 8]
+    scale: torch.Tensor  # float32 [n/8, k/group, 8]
+    offset: torch.Tensor  # int32 [n/8, k/group, 8]
+    n: int
+    k: int
+    group: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.codes, self.scale, self.offset))
+
+
+def refusal(n: int, k: int, group: int) -> str | None:
+    """Why the kernel cannot take a weight [n, k] in groups of `group`, or None."""
+    if n % ROWS_PER_BLOCK or k % group or group % 4:
+        return f"the native CPU kernel needs N % 8 == 0 and groups of a multiple of 4 dividing K (got [{n}, {k}], group {group})"
+    return None
+
+
+def _blocks(t: torch.Tensor) -> torch.Tensor:
+    """[n, c] -> [n/8, c, 8]: eight rows side by side."""
+    n, c = t.shape
+    return t.reshape(n // ROWS_PER_BLOCK, ROWS_PER_BLOCK, c).transpose(1, 2).contiguous()
+
+
+def _check(n: int, k: int, group: int) -> None:
+    if (why := refusal(n, k, group)) is not None:
+        raise ValueError(why)
+
+
+def pack_codes(codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, bits: int) -> NativeWeight:
+    """Unsigned integer codes [n, k] (0..2^bits - 1) whose weight is (code - offset) * scale, with
+    scale and offset [n, k / group]."""
+    n, k = codes.shape
+    group = k // scale.shape[1]
+    _check(n, k, group)
+    blocked = _blocks(codes.to(torch.int32))  # [n/8, k, 8]
+    if bits == 4:
+        nibbles = blocked.reshape(n // ROWS_PER_BLOCK, k, 4, 2)
+        packed = (nibbles[..., 0] | (nibbles[..., 1] << 4)).to(torch.uint8).contiguous()  # little-endian words
+        kind = "w4"
+    elif bits == 8:
+        packed, kind = blocked.to(torch.uint8), "w8"
+    else:
+        raise ValueError(f"the native CPU kernel takes 4- or 8-bit codes, not {bits}")
+    return NativeWeight(kind, packed, _blocks(scale.float()), _blocks(offset.to(torch.int32)), n, k, group)
+
+
+def pack_wna16(
+    packed: torch.Tensor,  # [n, k * bits / 32] int32, compressed-tensors' pack-quantized layout
+    scale: torch.Tensor,  # [n, k / group]
+    zero: torch.Tensor | None,  # [n, k / group] signed zero points, or None
+    bits: int,
+) -> NativeWeight:
+    from kernels.reference import unpack_int32
+
+    offset = torch.full(scale.shape, 1 << (bits - 1), dtype=torch.int32)
+    if zero is not None:
+        offset += zero.to(torch.int32)
+    return pack_codes(unpack_int32(packed, bits), scale, offset, bits)
+
+
+def pack_scaled(weight: torch.Tensor, scale: torch.Tensor) -> NativeWeight:
+    """An int8 or float8_e4m3fn weight [n, k] with one scale per row."""
+    n, k = weight.shape
+    scale = scale.float().reshape(n, 1)
+    if weight.dtype == torch.int8:
+        return pack_codes(weight.to(torch.int32) + 128, scale, torch.full((n, 1), 128, dtype=torch.int32), 8)
+    if weight.dtype != torch.float8_e4m3fn:
+        raise ValueError(f"the native CPU kernel takes int8 or float8_e4m3fn weights, not {weight.dtype}")
+    _check(n, k, k)
+    offset = torch.zeros(n // ROWS_PER_BLOCK, 1, ROWS_PER_BLOCK, dtype=torch.int32)
+    return NativeWeight("f8", _blocks(weight.view(torch.uint8)), _blocks(scale * FP8_SHIFT_SCALE), offset, n, k, k)
+
+
+def mm(x: torch.Tensor, w: NativeWeight) -> torch.Tensor:
+    """x [m, k] @ W^T in float32 -> [m, n] float32."""
+    x = x.float().contiguous()
+    m = x.shape[0]
+    y = torch.empty(m, w.n, dtype=torch.float32)
+    if m:
+        getattr(library(), f"hub_qgemm_{w.kind}")(
+            x.data_ptr(), m, w.k, w.codes.data_ptr(), w.scale.data_ptr(), w.offset.data_ptr(),
+            w.n, w.group, y.data_ptr(), torch.get_num_threads(),
+        )  # fmt: skip
+    return y
