@@ -12,8 +12,8 @@ time over the path's: above 1 is faster than dense).
 
 With --e2e it instead times the engine end to end: tokens/s of greedy generation (16-token
 random prompts, 32 new tokens each, so decode steps dominate) of the base checkpoint and of each
-compressed one, every compressed one both on the per-call reference path (HUB_CPU_QUANT=
-reference, the CPU path before) and on this CPU's plan (HUB_CPU_QUANT unset), all models
+compressed one, every compressed one on each plan of --e2e-plans (HUB_CPU_QUANT; default
+"dense,native": the weight dequantized once, and our kernel reading the codes), all models
 loaded once and run interleaved in rounds.
 
 Paths (kernels.cpu_quant; "reference" is the per-call twin the CPU ran before):
@@ -21,15 +21,19 @@ Paths (kernels.cpu_quant; "reference" is the per-call twin the CPU ran before):
   w4a16-ref      reference.wna16_gemm: int4 dequantized on every call
   w4a16-dense    int4 dequantized once at load (the engine's CPU plan on AVX2)
   w4a16-int4mm   torch.ops.aten._weight_int4pack_mm_for_cpu (symmetric, group 128, or 64 if K needs it)
+  w4a16-native   kernels.cpu_native on the int4 codes (the engine's CPU plan where it builds)
   w8a16-int8mm   torch.ops.aten._weight_int8pack_mm (int8, per-channel scales)
+  w8a16-native   kernels.cpu_native on the int8 codes, per-channel scales
   w8a8-ref       reference.quantize_per_token + reference.scaled_mm (dequantized on every call)
   w8a8-dense     cpu_quant.quantize_per_token, then F.linear on the weight dequantized once
                  (the engine's CPU plan on AVX2)
   w8a8-intmm     cpu_quant.quantize_per_token, then torch._int_mm (int8 x int8 -> int32)
+  w8a8-native    kernels.cpu_native: per-token int8 activations, then the int8 weight
   fp8-ref        reference.quantize_per_token (FP8) + reference.scaled_mm
   fp8-dense      cpu_quant.quantize_per_token (FP8), then F.linear on the weight dequantized once
-                 (the engine's CPU plan)
-The -dense and -intmm paths include the per-token activation quantization each call needs (in
+                 (the engine's CPU plan where the native kernel cannot run)
+  fp8-native     kernels.cpu_native: per-token FP8 activations, then the FP8 weight
+The -dense, -intmm and -native W8A8 / FP8 paths include the per-token activation quantization each call needs (in
 the engine the norm in front does it for qkv, gate/up and down, with the reference quantizer).
 """
 
@@ -42,7 +46,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from kernels import cpu_quant, reference
+from kernels import cpu_native, cpu_quant, reference
 
 MODELS = {
     # hidden, intermediate, heads, kv heads, head dim
@@ -69,7 +73,8 @@ def make_paths(n: int, k: int, g: torch.Generator) -> dict[str, Callable[[torch.
     w4_dense = cpu_quant.dense_from_packed(packed4, scale4, None, 4, group)
     w4, sz4, g4 = cpu_quant.pack_int4(packed4, scale4, None, group, torch.float32)
     packed8 = torch.randint(-(2**31), 2**31 - 1, (n, k // 4), generator=g, dtype=torch.int32)
-    w8, s8, _ = cpu_quant.pack_int8_channel(packed8, torch.rand(n, 1, generator=g) * 0.01, None)
+    scale8 = torch.rand(n, 1, generator=g) * 0.01
+    w8, s8, _ = cpu_quant.pack_int8_channel(packed8, scale8, None)
     q8 = torch.randint(-128, 128, (n, k), generator=g).to(torch.int8)
     qs8 = torch.rand(n, 1, generator=g) * 0.01
     w8a8_dense = cpu_quant.dense_from_scaled(q8, qs8, torch.float32)
@@ -77,6 +82,12 @@ def make_paths(n: int, k: int, g: torch.Generator) -> dict[str, Callable[[torch.
     fs8 = torch.rand(n, 1, generator=g) * 0.001
     fp8_dense = cpu_quant.dense_from_scaled(fp8, fs8, torch.float32)
     qs8_row = qs8.reshape(1, -1)
+    native = {
+        "w4": cpu_native.pack_wna16(packed4, scale4, None, 4),
+        "w8": cpu_native.pack_wna16(packed8, scale8, None, 8),
+        "w8a8": cpu_native.pack_scaled(q8, qs8),
+        "fp8": cpu_native.pack_scaled(fp8, fs8),
+    }
 
     def scaled(x: torch.Tensor, qdtype: torch.dtype, run: Callable, fast: bool = True) -> torch.Tensor:
         q, s = (cpu_quant if fast else reference).quantize_per_token(x, qdtype)
@@ -87,7 +98,9 @@ def make_paths(n: int, k: int, g: torch.Generator) -> dict[str, Callable[[torch.
         "w4a16-ref": lambda x: reference.wna16_gemm(x, packed4, scale4, None, 4, group),
         "w4a16-dense": lambda x: cpu_quant.dense_wna16_mm(x, w4_dense),
         "w4a16-int4mm": lambda x: cpu_quant.int4_mm(x, w4, sz4, g4),
+        "w4a16-native": lambda x: cpu_native.mm(x, native["w4"]),
         "w8a16-int8mm": lambda x: cpu_quant.int8_channel_mm(x, w8, s8, None),
+        "w8a16-native": lambda x: cpu_native.mm(x, native["w8"]),
         "w8a8-ref": lambda x: scaled(
             x, torch.int8, lambda q, s: reference.scaled_mm(q, q8, s, qs8, x.dtype), fast=False
         ),
@@ -97,12 +110,14 @@ def make_paths(n: int, k: int, g: torch.Generator) -> dict[str, Callable[[torch.
         "w8a8-intmm": lambda x: scaled(
             x, torch.int8, lambda q, s: cpu_quant.int8_int_mm(q, s, q8.t(), qs8_row, x.dtype, None)
         ),
+        "w8a8-native": lambda x: cpu_native.mm(x, native["w8a8"], torch.int8),
         "fp8-ref": lambda x: scaled(
             x, torch.float8_e4m3fn, lambda q, s: reference.scaled_mm(q, fp8, s, fs8, x.dtype), fast=False
         ),
         "fp8-dense": lambda x: scaled(
             x, torch.float8_e4m3fn, lambda q, s: cpu_quant.dense_scaled_mm(q, s, fp8_dense, x.dtype, None)
         ),
+        "fp8-native": lambda x: cpu_native.mm(x, native["fp8"], torch.float8_e4m3fn),
     }
 
 
@@ -118,17 +133,17 @@ def time_layer(fns: list[Callable], xs: list[torch.Tensor], min_time: float) -> 
             return elapsed / calls
 
 
-def e2e(base: str, checkpoints: list[str], batches: list[int], rounds: int) -> None:
+def e2e(base: str, checkpoints: list[str], plans: list[str], batches: list[int], rounds: int) -> None:
     from engine import LLM, SamplingParams
 
     params = SamplingParams(max_tokens=32, temperature=0, ignore_eos=True)
     models: dict[str, LLM] = {}
-    for path, plan in [(base, None)] + [(c, p) for c in checkpoints for p in ("reference", None)]:
+    for path, plan in [(base, None)] + [(c, p) for c in checkpoints for p in plans]:
         if plan is None:
             os.environ.pop("HUB_CPU_QUANT", None)
         else:
             os.environ["HUB_CPU_QUANT"] = plan
-        label = os.path.basename(path.rstrip("/")) + ("" if path == base else f" [{plan or 'cpu plan'}]")
+        label = os.path.basename(path.rstrip("/")) + ("" if path == base else f" [{plan}]")
         models[label] = LLM(path, dtype="float32", device="cpu", num_kv_blocks=128, enable_prefix_caching=False)
     os.environ.pop("HUB_CPU_QUANT", None)
     g = torch.Generator().manual_seed(0)
@@ -166,6 +181,9 @@ def run() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--e2e", nargs="+", metavar="DIR", help="base checkpoint, then compressed ones")
     parser.add_argument("--e2e-batches", default="1,8")
+    parser.add_argument(
+        "--e2e-plans", default="dense,native", help="HUB_CPU_QUANT plans to run each compressed model on"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -174,7 +192,8 @@ def run() -> None:
         f"load average {os.getloadavg()[0]:.1f} (a shared machine: other processes stall OpenMP threads)"
     )
     if args.e2e:
-        return e2e(args.e2e[0], args.e2e[1:], [int(b) for b in args.e2e_batches.split(",")], args.rounds)
+        batches = [int(b) for b in args.e2e_batches.split(",")]
+        return e2e(args.e2e[0], args.e2e[1:], args.e2e_plans.split(","), batches, args.rounds)
     g = torch.Generator().manual_seed(0)
     for model in args.models.split(","):
         shapes = layer_shapes(*MODELS[model])

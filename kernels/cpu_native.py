@@ -76,6 +76,7 @@ def library() -> ctypes.CDLL:
     for kind in KINDS:
         fn = getattr(lib, f"hub_qgemm_{kind}")
         fn.restype, fn.argtypes = None, [p, i64, i64, p, p, p, i64, i64, p, i32]
+    lib.hub_fake_quant.restype, lib.hub_fake_quant.argtypes = None, [p, i64, i64, i32, p]
     return lib
 
 
@@ -168,9 +169,21 @@ def pack_scaled(weight: torch.Tensor, scale: torch.Tensor) -> NativeWeight:
     return NativeWeight("f8", _blocks(weight.view(torch.uint8)), _blocks(scale * FP8_SHIFT_SCALE), offset, n, k, k)
 
 
-def mm(x: torch.Tensor, w: NativeWeight) -> torch.Tensor:
-    """x [m, k] @ W^T in float32 -> [m, n] float32."""
+def fake_quantize(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x [m, k] quantized per row to int8 or float8_e4m3fn and back to float32: what
+    `reference.quantize_per_token` then `q.float() * scale` give, bit for bit, in one pass."""
+    if dtype not in (torch.int8, torch.float8_e4m3fn):
+        raise ValueError(f"per-token quantization to {dtype} is not supported (int8, float8_e4m3fn)")
     x = x.float().contiguous()
+    out = torch.empty_like(x)
+    library().hub_fake_quant(x.data_ptr(), x.shape[0], x.shape[1], int(dtype == torch.float8_e4m3fn), out.data_ptr())
+    return out
+
+
+def mm(x: torch.Tensor, w: NativeWeight, activations: torch.dtype | None = None) -> torch.Tensor:
+    """x [m, k] @ W^T in float32 -> [m, n] float32; with `activations` (int8 or FP8), x is first
+    quantized per token to it (`fake_quantize`), as W8A8 and FP8 models run."""
+    x = fake_quantize(x, activations) if activations is not None else x.float().contiguous()
     m = x.shape[0]
     y = torch.empty(m, w.n, dtype=torch.float32)
     if m:

@@ -14,6 +14,7 @@
  * scale passed in carries the 2^8 back.
  *
  * Threads split the blocks of rows (OpenMP; the process's own runtime, torch's). */
+#include <float.h>
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -150,3 +151,47 @@ void hub_qgemm_f8(const float *x, int64_t M, int64_t K, const uint8_t *w, const 
     gemm(F8, x, M, K, w, scale, off, N, group, y, threads);
 }
 
+
+/* x rounded to the nearest float8_e4m3fn (ties to even), for |x| <= 448: normals keep 3 of
+ * float32's 23 mantissa bits; below 2^-6 the e4m3 steps are 2^-9 apart. */
+static inline __m256 round_e4m3(__m256 x) {
+    const __m256i u = _mm256_castps_si256(x);
+    const __m256i even = _mm256_and_si256(_mm256_srli_epi32(u, 20), _mm256_set1_epi32(1));
+    const __m256i up = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFFF), even));
+    const __m256 normal = _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_set1_epi32(0xFFFFF), up));
+    const __m256 steps = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(512.0f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 sub = _mm256_mul_ps(steps, _mm256_set1_ps(1.0f / 512.0f));
+    const __m256 abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    return _mm256_blendv_ps(normal, sub, _mm256_cmp_ps(abs, _mm256_set1_ps(1.0f / 64.0f), _CMP_LT_OQ));
+}
+
+static inline __m256 fake_quant8(__m256 x, __m256 scale, int fp8) {
+    const float lo = fp8 ? -448.0f : -128.0f, hi = fp8 ? 448.0f : 127.0f;
+    __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(x, scale), _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
+    v = fp8 ? round_e4m3(v) : _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_mul_ps(v, scale);
+}
+
+/* Each row of x [M, K] quantized to int8 (fp8 = 0) or float8_e4m3fn and back to float32, in
+ * compressed-tensors' order of operations: scale = max|x| / half range (127.5 or 448; an
+ * all-zero row takes FLT_EPSILON), then x / scale clamped and rounded to nearest even, times
+ * scale. W8A8 and FP8 models were calibrated with these activations. */
+void hub_fake_quant(const float *x, int64_t M, int64_t K, int fp8, float *out) {
+    const int64_t body = K - K % 8;
+    for (int64_t m = 0; m < M; m++) {
+        const float *r = x + m * K;
+        float *o = out + m * K, tail[8] = {0};
+        for (int64_t k = body; k < K; k++) tail[k - body] = r[k];
+        __m256 amax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(tail));
+        for (int64_t k = 0; k < body; k += 8)
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(r + k)));
+        float lanes[8], top = 0.0f;
+        _mm256_storeu_ps(lanes, amax);
+        for (int j = 0; j < 8; j++) top = lanes[j] > top ? lanes[j] : top;
+        float s = top / (fp8 ? 448.0f : 127.5f);
+        const __m256 scale = _mm256_set1_ps(s == 0.0f ? FLT_EPSILON : s);
+        for (int64_t k = 0; k < body; k += 8) _mm256_storeu_ps(o + k, fake_quant8(_mm256_loadu_ps(r + k), scale, fp8));
+        _mm256_storeu_ps(tail, fake_quant8(_mm256_loadu_ps(tail), scale, fp8));
+        for (int64_t k = body; k < K; k++) o[k] = tail[k - body];
+    }
+}

@@ -17,7 +17,8 @@ reference twins, at the dense model's speed) or, asked for, repacked for PyTorch
 kernels. CUDA layers run the Triton kernels on the stored tensors.
 
 W8A8 / FP8 layers other than o_proj get their input already quantized by the kernel in front
-(the RMSNorm, or the SiLU-and-mul): `fuse_input_quantization`, one kernel where there were two.
+(the RMSNorm, or the SiLU-and-mul): `fuse_input_quantization`, one kernel where there were two;
+on the native CPU plan the kernel quantizes its own input instead.
 
 Config groups pick Linears the way compressed-tensors does: `ignore` first, then targets that
 are a class name ("Linear": every projection), an exact module name, or a `re:` regex over the
@@ -347,6 +348,10 @@ class ScaledMMMethod(LinearMethod):
         layer.cpu_kind = "dense"
 
     def apply(self, layer: Linear, x: "torch.Tensor | QuantizedActivation") -> torch.Tensor:
+        if getattr(layer, "cpu_kind", None) == "native":  # quantizes its own input (never fused)
+            out = cpu_native.mm(x.reshape(-1, x.shape[-1]), layer.cpu_native, self.qdtype)
+            out = (out if layer.bias is None else out + layer.bias.float()).to(x.dtype)
+            return out.view(*x.shape[:-1], out.shape[-1])
         if isinstance(x, QuantizedActivation):  # quantized by the norm in front (fuse_input_quantization)
             return self._scaled_mm(layer, x.q, x.scale, x.dtype)
         x2 = x.reshape(-1, x.shape[-1])
@@ -356,10 +361,6 @@ class ScaledMMMethod(LinearMethod):
 
     def _scaled_mm(self, layer: Linear, q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         kind = getattr(layer, "cpu_kind", None)
-        if kind == "native":
-            # the reference's order: activations dequantized to float32, then the scaled GEMM
-            out = cpu_native.mm(q.float() * scale.float().reshape(-1, 1), layer.cpu_native)
-            return (out if layer.bias is None else out + layer.bias.float()).to(dtype)
         if kind == "dense":
             return cpu_quant.dense_scaled_mm(q, scale, layer.cpu_weight, dtype, layer.bias)
         if kind == "int_mm":
@@ -389,7 +390,8 @@ def fuse_input_quantization(model: nn.Module) -> int:
         if mlp.down_proj.in_features <= kernels.FUSED_QUANT_MAX_COLS:
             pairs.append((mlp.act, mlp.down_proj))
         for producer, linear in pairs:
-            if isinstance(linear.method, ScaledMMMethod):
+            # the native CPU kernel quantizes its input itself, in one pass over it
+            if isinstance(linear.method, ScaledMMMethod) and getattr(linear, "cpu_kind", None) != "native":
                 producer.quant = linear.method.qdtype
                 fused += 1
     return fused

@@ -297,3 +297,23 @@ def test_it_generates_the_reference_paths_tokens(compressed, monkeypatch, name):
     assert tokens["dense"] == tokens["reference"]
     assert tokens.get("packed", tokens["reference"]) == tokens["reference"]
     assert tokens.get("native", tokens["reference"]) == tokens["reference"]
+
+
+@NATIVE
+@pytest.mark.parametrize("qdtype", [torch.int8, torch.float8_e4m3fn], ids=["int8", "fp8"])
+def test_it_quantizes_activations_in_the_native_kernel_as_the_reference_does(qdtype):
+    g = torch.Generator().manual_seed(2)
+    # K = 300: a tail past the last 8 columns; magnitudes from 1e-6 to 10 hit e4m3's subnormals
+    x = torch.randn(9, 300, generator=g) * torch.logspace(-6, 1, 300)
+    x[3] = 0  # an all-zero row takes scale eps
+    x[4] = x[4].abs()
+    x[5] = -x[5].abs()
+    x[6, ::2] = -x[6, ::2].abs().max()
+    # a row whose scale is 1, with values halfway between two int8 or two e4m3 codes (normal and
+    # subnormal): ties go to the even code
+    half_range = 448.0 if qdtype == torch.float8_e4m3fn else 127.5
+    ties = [half_range, 0.5, 1.5, 2.5, -2.5, 126.5, 1.0625, 1.1875, -1.0625, 17.0, 19.0, 2**-10, 3 * 2**-10, -(2**-10)]
+    x[7] = 0
+    x[7, : len(ties)] = torch.tensor(ties)
+    q, scale = reference.quantize_per_token(x, qdtype)
+    assert torch.equal(cpu_native.fake_quantize(x, qdtype), q.float() * scale)
