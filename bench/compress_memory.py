@@ -76,6 +76,7 @@ def write_checkpoint(folder: Path, layers: int) -> dict:
         rms_norm_eps=1e-5,
         tie_word_embeddings=False,
         dtype="bfloat16",
+        architectures=["LlamaForCausalLM"],
     )
     with init_empty_weights():
         shapes = {n: t.shape for n, t in AutoModelForCausalLM.from_config(config).state_dict().items()}

@@ -94,22 +94,18 @@ class NativeWeight:
     """A weight [n, k] repacked for the kernel (layouts in kernels/cpu_qgemm.c)."""
 
     kind: str  # w4 | w8 | f8
-    codes: torch.Tensor  # uint8: [n/8, k, 4] (w4) or [n/8, k, 8]
+    codes: torch.Tensor  # w4: int32 words [n/8, k/8, 8]; w8: int8 [n/8, k, 8]; f8: float8 bits [n/8, k, 8]
     scale: torch.Tensor  # float32 [n/8, k/group, 8]
-    offset: torch.Tensor  # int32 [n/8, k/group, 8]
+    offset: torch.Tensor  # int32 [n/8, k/group, 8]: the stored code that means zero
     n: int
     k: int
     group: int
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.codes, self.scale, self.offset))
-
 
 def refusal(n: int, k: int, group: int) -> str | None:
     """Why the kernel cannot take a weight [n, k] in groups of `group`, or None."""
-    if n % ROWS_PER_BLOCK or k % group or group % 4:
-        return f"the native CPU kernel needs N % 8 == 0 and groups of a multiple of 4 dividing K (got [{n}, {k}], group {group})"
+    if n % ROWS_PER_BLOCK or k % group or group % 8:
+        return f"the native CPU kernel needs N % 8 == 0 and groups of a multiple of 8 dividing K (got [{n}, {k}], group {group})"
     return None
 
 
@@ -124,48 +120,37 @@ def _check(n: int, k: int, group: int) -> None:
         raise ValueError(why)
 
 
-def pack_codes(codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, bits: int) -> NativeWeight:
-    """Unsigned integer codes [n, k] (0..2^bits - 1) whose weight is (code - offset) * scale, with
-    scale and offset [n, k / group]."""
-    n, k = codes.shape
-    group = k // scale.shape[1]
-    _check(n, k, group)
-    blocked = _blocks(codes.to(torch.int32))  # [n/8, k, 8]
-    if bits == 4:
-        nibbles = blocked.reshape(n // ROWS_PER_BLOCK, k, 4, 2)
-        packed = (nibbles[..., 0] | (nibbles[..., 1] << 4)).to(torch.uint8).contiguous()  # little-endian words
-        kind = "w4"
-    elif bits == 8:
-        packed, kind = blocked.to(torch.uint8), "w8"
-    else:
-        raise ValueError(f"the native CPU kernel takes 4- or 8-bit codes, not {bits}")
-    return NativeWeight(kind, packed, _blocks(scale.float()), _blocks(offset.to(torch.int32)), n, k, group)
-
-
 def pack_wna16(
     packed: torch.Tensor,  # [n, k * bits / 32] int32, compressed-tensors' pack-quantized layout
     scale: torch.Tensor,  # [n, k / group]
     zero: torch.Tensor | None,  # [n, k / group] signed zero points, or None
     bits: int,
 ) -> NativeWeight:
+    """A pack-quantized weight: w = (code - 2^(bits-1) - zero) * scale."""
     from kernels.reference import unpack_int32
 
-    offset = torch.full(scale.shape, 1 << (bits - 1), dtype=torch.int32)
-    if zero is not None:
-        offset += zero.to(torch.int32)
-    return pack_codes(unpack_int32(packed, bits), scale, offset, bits)
+    n, k = packed.shape[0], packed.shape[1] * 32 // bits
+    group = k // scale.shape[1]
+    _check(n, k, group)
+    zero = torch.zeros(scale.shape, dtype=torch.int32) if zero is None else zero.to(torch.int32)
+    if bits == 4:  # the stored words as they are: nibble i of word w is column 8w + i
+        return NativeWeight("w4", _blocks(packed), _blocks(scale.float()), _blocks(zero + 8), n, k, group)
+    if bits == 8:  # codes minus 128 fit int8; what remains of the offset is the zero point
+        codes = (unpack_int32(packed, 8) - 128).to(torch.int8)
+        return NativeWeight("w8", _blocks(codes), _blocks(scale.float()), _blocks(zero), n, k, group)
+    raise ValueError(f"the native CPU kernel takes 4- or 8-bit codes, not {bits}")
 
 
 def pack_scaled(weight: torch.Tensor, scale: torch.Tensor) -> NativeWeight:
-    """An int8 or float8_e4m3fn weight [n, k] with one scale per row."""
+    """An int8 or float8_e4m3fn weight [n, k] with one scale per row: w = weight * scale."""
     n, k = weight.shape
+    _check(n, k, k)
     scale = scale.float().reshape(n, 1)
+    offset = torch.zeros(n // ROWS_PER_BLOCK, 1, ROWS_PER_BLOCK, dtype=torch.int32)
     if weight.dtype == torch.int8:
-        return pack_codes(weight.to(torch.int32) + 128, scale, torch.full((n, 1), 128, dtype=torch.int32), 8)
+        return NativeWeight("w8", _blocks(weight), _blocks(scale), offset, n, k, k)
     if weight.dtype != torch.float8_e4m3fn:
         raise ValueError(f"the native CPU kernel takes int8 or float8_e4m3fn weights, not {weight.dtype}")
-    _check(n, k, k)
-    offset = torch.zeros(n // ROWS_PER_BLOCK, 1, ROWS_PER_BLOCK, dtype=torch.int32)
     return NativeWeight("f8", _blocks(weight.view(torch.uint8)), _blocks(scale * FP8_SHIFT_SCALE), offset, n, k, k)
 
 

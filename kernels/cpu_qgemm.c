@@ -1,17 +1,24 @@
 /* Quantized GEMM for x86 CPUs with AVX2, FMA and F16C: y[M, N] = x[M, K] @ W[N, K]^T in float32,
  * reading W in its quantized form so that a decode step moves a quarter (int8, FP8) or an
- * eighth (int4) of the bytes a float32 weight needs; on the CPU, decoding is memory-bound.
+ * eighth (int4) of the bytes a float32 weight needs.
  *
  * Weights are repacked once at load (kernels/cpu_native.py) into blocks of 8 output rows, so
- * that one k step of a block fills one 8-lane vector:
- *   W4: uint32 [N/8][K], nibble j of word (b, k) = the unsigned code of row 8b+j at column k;
- *   W8 / F8: uint8 [N/8][K][8], the unsigned int8 code or the float8_e4m3fn bits.
- * Scales are float32 [N/8][K/group][8] and integer offsets int32 [N/8][K/group][8] (the code
- * that means zero: 8 or 128 plus the zero point). A weight is (code - offset) * scale, computed
- * as the reference dequantizes it (one rounding), so only the order of the sums differs from a
- * float32 GEMM over the dequantized weight. FP8 codes become exact float32 through F16C: the
- * e4m3 bits shifted into a half float are the value times 2^-8 (subnormals included), and the
- * scale passed in carries the 2^8 back.
+ * that one column of a block fills one 8-lane vector:
+ *   W4: uint32 [N/8][K/8][8]: lane j holds row 8b+j's codes of columns 8kk..8kk+7, nibble i
+ *       for column 8kk+i (compressed-tensors' own int32 words, interleaved by rows);
+ *   W8: int8 [N/8][K][8], the code minus 128; F8: uint8 [N/8][K][8], float8_e4m3fn bits.
+ * Scales are float32 [N/8][K/group][8] and offsets int32 [N/8][K/group][8]: a weight is
+ * (code - offset) * scale, the offset being the stored code that means zero (8 plus the zero
+ * point for W4, the zero point for W8, 0 for F8). FP8 codes become exact float32 through F16C:
+ * the e4m3 bits shifted into a half float are the value times 2^-8 (subnormals included), and
+ * the scale passed in carries the 2^8 back.
+ *
+ * Up to DIRECT_ROWS activation rows (decode), each tile multiplies the codes themselves and
+ * applies a group's scale and offset once per group: sum(x * (c - o) * s) over a group is
+ * s * (sum(x * c) - o * sum(x)), which leaves one conversion and one FMA per 8 weights. A decode
+ * step is bound by this arithmetic rather than by memory once the weights are int4. Past that,
+ * each block's weights are built once, as the reference builds them ((c - o) * s, one rounding),
+ * into a buffer that stays in L2, and read from there by tiles of MR_DECODED rows.
  *
  * Threads split the blocks of rows (OpenMP; the process's own runtime, torch's). */
 #include <float.h>
@@ -20,69 +27,82 @@
 #include <stdlib.h>
 
 enum { W4 = 0, W8 = 1, F8 = 2 };
-#define MR 4 /* activation rows per tile that decodes in registers */
-#define DIRECT_ROWS 8 /* up to this many rows, each tile of MR rows decodes the weights itself */
-#define MR_DECODED 6 /* rows per tile over decoded weights */
+#define MR 4 /* activation rows per tile that multiplies the codes */
+#define DIRECT_ROWS 8 /* up to this many rows, tiles of MR rows multiply the codes */
+#define MR_DECODED 6 /* rows per tile over built weights */
 
-static inline __attribute__((always_inline)) __m256 decode(const int kind, const uint8_t *w, int64_t k, __m256i off,
-                                                           __m256 scale) {
-    __m256i v;
-    if (kind == F8) {
-        __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(w + 8 * k)));
-        __m128i mag = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7F)), 7);
-        __m128i sign = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8);
-        return _mm256_mul_ps(_mm256_cvtph_ps(_mm_or_si128(mag, sign)), scale);
-    }
-    if (kind == W4) {
-        v = _mm256_set1_epi32((int)((const uint32_t *)w)[k]);
-        v = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
-                             _mm256_set1_epi32(15));
-    } else {
-        v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w + 8 * k)));
-    }
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v, off)), scale);
+/* The 8 codes of column k8 + i of a block (k8 a multiple of 8), as floats; W4 takes the word
+ * vector of columns k8..k8+7. */
+static inline __attribute__((always_inline)) __m256 code(const int kind, const uint8_t *w, int64_t k8, int i,
+                                                         __m256i word) {
+    const int64_t k = k8 + i;
+    if (kind == W4)
+        return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(word, 4 * i), _mm256_set1_epi32(15)));
+    if (kind == W8)
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w + 8 * k))));
+    __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(w + 8 * k)));
+    __m128i mag = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7F)), 7);
+    __m128i sign = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8);
+    return _mm256_cvtph_ps(_mm_or_si128(mag, sign));
 }
 
-/* One block of 8 output columns for `mr` rows; `u` independent sums per row along k, so that
- * a single row is not held to one FMA per FMA latency. */
+static inline __attribute__((always_inline)) __m256i word_at(const int kind, const uint8_t *w, int64_t k) {
+    return kind == W4 ? _mm256_loadu_si256((const __m256i *)(w + 32 * (k / 8))) : _mm256_setzero_si256();
+}
+
+/* One block of 8 output columns for `mr` rows, from the codes; `u` independent sums per row,
+ * so that a single row is not held to one FMA per FMA latency. xsum [mr][groups]: each row's
+ * sum over each group. */
 static inline __attribute__((always_inline)) void tile(const int kind, const int mr, const int u, const float *x,
                                                        int64_t K, const uint8_t *w, const float *scale,
-                                                       const int32_t *off, int64_t group, float *y, int64_t N) {
-    __m256 acc[MR][4];
-    for (int m = 0; m < mr; m++)
-        for (int j = 0; j < u; j++) acc[m][j] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < K / group; g++) {
-        const __m256 s = _mm256_loadu_ps(scale + 8 * g);
-        const __m256i o = _mm256_loadu_si256((const __m256i *)(off + 8 * g));
-        for (int64_t k = g * group; k < (g + 1) * group; k += u) {
-            for (int j = 0; j < u; j++) {
-                const __m256 wv = decode(kind, w, k + j, o, s);
+                                                       const int32_t *off, int64_t group, const float *xsum,
+                                                       float *y, int64_t N) {
+    const int64_t groups = K / group;
+    __m256 acc[MR];
+    for (int m = 0; m < mr; m++) acc[m] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        __m256 part[MR][4];
+        for (int m = 0; m < mr; m++)
+            for (int j = 0; j < u; j++) part[m][j] = _mm256_setzero_ps();
+        for (int64_t k8 = g * group; k8 < (g + 1) * group; k8 += 8) {
+            const __m256i word = word_at(kind, w, k8);
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) {
+                const __m256 c = code(kind, w, k8, i, word);
                 for (int m = 0; m < mr; m++)
-                    acc[m][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + m * K + k + j), wv, acc[m][j]);
+                    part[m][i % u] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + m * K + k8 + i), c, part[m][i % u]);
             }
         }
+        const __m256 s = _mm256_loadu_ps(scale + 8 * g);
+        const __m256 o = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(off + 8 * g)));
+        for (int m = 0; m < mr; m++) {
+            __m256 sum = part[m][0];
+            for (int j = 1; j < u; j++) sum = _mm256_add_ps(sum, part[m][j]);
+            if (kind != F8) sum = _mm256_fnmadd_ps(o, _mm256_set1_ps(xsum[m * groups + g]), sum);
+            acc[m] = _mm256_fmadd_ps(s, sum, acc[m]);
+        }
     }
-    for (int m = 0; m < mr; m++) {
-        __m256 sum = acc[m][0];
-        for (int j = 1; j < u; j++) sum = _mm256_add_ps(sum, acc[m][j]);
-        _mm256_storeu_ps(y + m * N, sum);
-    }
+    for (int m = 0; m < mr; m++) _mm256_storeu_ps(y + m * N, acc[m]);
 }
 
-/* Many rows: the block's weights are decoded once into `buf` [K][8] (it stays in L2), and each
- * group of `mr` rows then reads them from there, as a float32 GEMM would. */
-static inline __attribute__((always_inline)) void decode_block(const int kind, const uint8_t *w, const float *scale,
-                                                               const int32_t *off, int64_t K, int64_t group,
-                                                               float *buf) {
+/* A block's weights [K][8], built as the reference builds them: (c - o) * s. */
+static inline __attribute__((always_inline)) void build_block(const int kind, const uint8_t *w, const float *scale,
+                                                              const int32_t *off, int64_t K, int64_t group,
+                                                              float *buf) {
     for (int64_t g = 0; g < K / group; g++) {
         const __m256 s = _mm256_loadu_ps(scale + 8 * g);
-        const __m256i o = _mm256_loadu_si256((const __m256i *)(off + 8 * g));
-        for (int64_t k = g * group; k < (g + 1) * group; k++) _mm256_store_ps(buf + 8 * k, decode(kind, w, k, o, s));
+        const __m256 o = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(off + 8 * g)));
+        for (int64_t k8 = g * group; k8 < (g + 1) * group; k8 += 8) {
+            const __m256i word = word_at(kind, w, k8);
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++)
+                _mm256_store_ps(buf + 8 * (k8 + i), _mm256_mul_ps(_mm256_sub_ps(code(kind, w, k8, i, word), o), s));
+        }
     }
 }
 
-static inline __attribute__((always_inline)) void tile_decoded(const int mr, const float *x, int64_t K,
-                                                               const float *buf, float *y, int64_t N) {
+static inline __attribute__((always_inline)) void tile_built(const int mr, const float *x, int64_t K,
+                                                             const float *buf, float *y, int64_t N) {
     __m256 acc[MR_DECODED];
     for (int m = 0; m < mr; m++) acc[m] = _mm256_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
@@ -92,65 +112,69 @@ static inline __attribute__((always_inline)) void tile_decoded(const int mr, con
     for (int m = 0; m < mr; m++) _mm256_storeu_ps(y + m * N, acc[m]);
 }
 
-static inline __attribute__((always_inline)) void gemm(const int kind, const float *x, int64_t M, int64_t K,
-                                                       const uint8_t *w, const float *scale, const int32_t *off,
-                                                       int64_t N, int64_t group, float *y, int threads) {
-    const int64_t blocks = N / 8, groups = K / group;
-    const int64_t block_bytes = kind == W4 ? 4 * K : 8 * K;
-#pragma omp parallel num_threads(threads)
-    {
-        float *buf = M > DIRECT_ROWS ? aligned_alloc(32, K * 8 * sizeof(float)) : NULL;
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < blocks; b++) {
-            const uint8_t *wb = w + b * block_bytes;
-            const float *sb = scale + b * groups * 8;
-            const int32_t *ob = off + b * groups * 8;
-            if (buf == NULL) {
-                for (int64_t m = 0; m < M; m += MR) {
-                    const float *xm = x + m * K;
-                    float *ym = y + m * N + 8 * b;
-                    switch (M - m < MR ? M - m : MR) {
-                    case 1: tile(kind, 1, 4, xm, K, wb, sb, ob, group, ym, N); break;
-                    case 2: tile(kind, 2, 2, xm, K, wb, sb, ob, group, ym, N); break;
-                    case 3: tile(kind, 3, 1, xm, K, wb, sb, ob, group, ym, N); break;
-                    default: tile(kind, MR, 1, xm, K, wb, sb, ob, group, ym, N); break;
-                    }
-                }
-                continue;
-            }
-            decode_block(kind, wb, sb, ob, K, group, buf);
-            for (int64_t m = 0; m < M; m += MR_DECODED) {
-                const float *xm = x + m * K;
-                float *ym = y + m * N + 8 * b;
-                switch (M - m < MR_DECODED ? M - m : MR_DECODED) {
-                case 1: tile_decoded(1, xm, K, buf, ym, N); break;
-                case 2: tile_decoded(2, xm, K, buf, ym, N); break;
-                case 3: tile_decoded(3, xm, K, buf, ym, N); break;
-                case 4: tile_decoded(4, xm, K, buf, ym, N); break;
-                case 5: tile_decoded(5, xm, K, buf, ym, N); break;
-                default: tile_decoded(MR_DECODED, xm, K, buf, ym, N); break;
-                }
+/* One block of 8 output columns for all M rows. */
+static inline __attribute__((always_inline)) void block(const int kind, const float *x, int64_t M, int64_t K,
+                                                        const uint8_t *w, const float *scale, const int32_t *off,
+                                                        int64_t group, const float *xsum, float *buf, float *y,
+                                                        int64_t N) {
+    const int64_t groups = K / group;
+    if (buf == NULL) {
+        for (int64_t m = 0; m < M; m += MR) {
+            const float *xm = x + m * K, *sm = xsum + m * groups;
+            float *ym = y + m * N;
+            switch (M - m < MR ? M - m : MR) {
+            case 1: tile(kind, 1, 4, xm, K, w, scale, off, group, sm, ym, N); break;
+            case 2: tile(kind, 2, 2, xm, K, w, scale, off, group, sm, ym, N); break;
+            case 3: tile(kind, 3, 1, xm, K, w, scale, off, group, sm, ym, N); break;
+            default: tile(kind, MR, 1, xm, K, w, scale, off, group, sm, ym, N); break;
             }
         }
-        free(buf);
+        return;
+    }
+    build_block(kind, w, scale, off, K, group, buf);
+    for (int64_t m = 0; m < M; m += MR_DECODED) {
+        const float *xm = x + m * K;
+        float *ym = y + m * N;
+        switch (M - m < MR_DECODED ? M - m : MR_DECODED) {
+        case 1: tile_built(1, xm, K, buf, ym, N); break;
+        case 2: tile_built(2, xm, K, buf, ym, N); break;
+        case 3: tile_built(3, xm, K, buf, ym, N); break;
+        case 4: tile_built(4, xm, K, buf, ym, N); break;
+        case 5: tile_built(5, xm, K, buf, ym, N); break;
+        default: tile_built(MR_DECODED, xm, K, buf, ym, N); break;
+        }
     }
 }
 
-void hub_qgemm_w4(const float *x, int64_t M, int64_t K, const uint8_t *w, const float *scale, const int32_t *off,
-                  int64_t N, int64_t group, float *y, int threads) {
-    gemm(W4, x, M, K, w, scale, off, N, group, y, threads);
+static void group_sums(const float *x, int64_t M, int64_t K, int64_t group, float *xsum) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t g = 0; g < K / group; g++) {
+            float s = 0.0f;
+            for (int64_t k = g * group; k < (g + 1) * group; k++) s += x[m * K + k];
+            xsum[m * (K / group) + g] = s;
+        }
 }
 
-void hub_qgemm_w8(const float *x, int64_t M, int64_t K, const uint8_t *w, const float *scale, const int32_t *off,
-                  int64_t N, int64_t group, float *y, int threads) {
-    gemm(W8, x, M, K, w, scale, off, N, group, y, threads);
-}
+/* One entry point per kind, each with its own parallel region: OpenMP outlines a region before
+ * inlining, so a region in a shared function would test the kind inside the inner loops. */
+#define QGEMM(NAME, KIND)                                                                                      \
+    void NAME(const float *x, int64_t M, int64_t K, const uint8_t *w, const float *scale, const int32_t *off, \
+              int64_t N, int64_t group, float *y, int threads) {                                              \
+        const int64_t groups = K / group, block_bytes = KIND == W4 ? 4 * K : 8 * K;                          \
+        float xsum[DIRECT_ROWS * groups];                                                                     \
+        if (M <= DIRECT_ROWS) group_sums(x, M, K, group, xsum);                                               \
+        _Pragma("omp parallel num_threads(threads)") {                                                        \
+            float *buf = M <= DIRECT_ROWS ? NULL : aligned_alloc(32, K * 8 * sizeof(float));                  \
+            _Pragma("omp for schedule(static)") for (int64_t b = 0; b < N / 8; b++)                           \
+                block(KIND, x, M, K, w + b * block_bytes, scale + b * groups * 8, off + b * groups * 8, group, \
+                      xsum, buf, y + 8 * b, N);                                                               \
+            free(buf);                                                                                        \
+        }                                                                                                     \
+    }
 
-void hub_qgemm_f8(const float *x, int64_t M, int64_t K, const uint8_t *w, const float *scale, const int32_t *off,
-                  int64_t N, int64_t group, float *y, int threads) {
-    gemm(F8, x, M, K, w, scale, off, N, group, y, threads);
-}
-
+QGEMM(hub_qgemm_w4, W4)
+QGEMM(hub_qgemm_w8, W8)
+QGEMM(hub_qgemm_f8, F8)
 
 /* x rounded to the nearest float8_e4m3fn (ties to even), for |x| <= 448: normals keep 3 of
  * float32's 23 mantissa bits; below 2^-6 the e4m3 steps are 2^-9 apart. */
