@@ -62,16 +62,19 @@ def library() -> ctypes.CDLL:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join((SOURCE.read_text(), version, *FLAGS)).encode()).hexdigest()[:16]
     path = _cache_dir() / f"cpu_qgemm-{key}.so"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # built beside its final name and renamed, so concurrent workers never load half a file
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            built = Path(tmp) / path.name
-            done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
-            if done.returncode:
-                raise NativeUnavailable(f"compiling {SOURCE.name} with {cc} failed: {done.stderr[-2000:]}")
-            os.replace(built, path)
-    lib = ctypes.CDLL(str(path))
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # built beside its final name and renamed, so concurrent workers never load half a file
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                built = Path(tmp) / path.name
+                done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
+                if done.returncode:
+                    raise NativeUnavailable(f"compiling {SOURCE.name} with {cc} failed: {done.stderr[-2000:]}")
+                os.replace(built, path)
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:  # a cache folder it cannot write, a library it cannot load
+        raise NativeUnavailable(f"the native CPU kernel could not be built or loaded in {path.parent}: {e}") from None
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     for kind in KINDS:
         fn = getattr(lib, f"hub_qgemm_{kind}")

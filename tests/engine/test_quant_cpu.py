@@ -225,6 +225,18 @@ def test_it_dequantizes_once_where_the_native_kernel_cannot_be_built(monkeypatch
         cpu_native.library.cache_clear()
 
 
+def test_it_says_why_when_the_kernel_cache_cannot_be_written(monkeypatch, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("HUB_KERNEL_CACHE", str(blocked / "cache"))  # under a file: no folder there
+    cpu_native.library.cache_clear()
+    try:
+        why = cpu_native.unavailable()
+        assert why is not None and ("could not be built" in why or "AVX2" in why)
+    finally:
+        cpu_native.library.cache_clear()
+
+
 # --- a small quantized model, end to end -------------------------------------------------------
 
 W4_ASYM = "num_bits: 4, type: int, symmetric: false, strategy: group, group_size: 32"
