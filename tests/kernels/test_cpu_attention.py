@@ -97,3 +97,24 @@ def test_it_matches_the_reference_with_an_fp8_cache(window, softcap):
     specs = [(200, 200), (150, 60), (40, 1), (300, 1), (290, 1), (3, 3)]
     batch = fp8_cache(make_batch(specs, 6, 2, 64, 16, torch.float32, "cpu"))
     check({**batch, "window": window, "softcap": softcap})
+
+
+def test_it_plans_each_layout_once_and_sees_a_changed_one():
+    batch = make_batch([(40, 1), (25, 1), (60, 4)], 6, 2, 64, 16, torch.float32, "cpu")
+    check(batch)
+    plans = cpu._last[-1]
+    check(batch)  # the next layer, same layout: the same plans
+    assert cpu._last[-1] is plans
+    # the same lengths with other blocks (a table written in place) is another layout
+    tables = batch["block_tables"]
+    tables.copy_(tables.flip(0))
+    check(batch)
+    assert cpu._last[-1] is not plans
+
+
+def test_it_attends_a_single_decode_over_exactly_its_context():
+    for ctx in (1, 15, 16, 17, 100):
+        batch = make_batch([(ctx, 1)], 8, 2, 64, 16, torch.float32, "cpu")
+        check(batch)
+        (plan,) = cpu._last[-1]
+        assert plan.width == ctx and plan.visible is None
