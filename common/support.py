@@ -2,6 +2,8 @@
 model architectures the engine loads, the GPUs each compression scheme needs for its fast path,
 and the weight groups a model's widths allow."""
 
+# the architectures a job runs end to end; the engine also loads mixture-of-experts models
+# (Qwen2-MoE, Qwen3-MoE, Mixtral), which compression does not take yet
 SUPPORTED_ARCHITECTURES = (
     "LlamaForCausalLM",
     "MistralForCausalLM",
@@ -9,6 +11,8 @@ SUPPORTED_ARCHITECTURES = (
     "Qwen3ForCausalLM",
     "GraniteForCausalLM",
     "Phi3ForCausalLM",
+    "Gemma2ForCausalLM",
+    "Gemma3ForCausalLM",
 )
 
 

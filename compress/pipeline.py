@@ -26,7 +26,7 @@ from common.work import CancelCheck, Cancelled, Progress
 from compress.gptq import gptq_quantize
 from compress.quant import QuantizedWeight, attach_activation_quant, quantize_weight
 from compress.recipe import PruneStep, QuantizeStep, Recipe, SmoothStep
-from compress.smooth import apply_scales, awq_search, resolve_mappings, smoothquant_scales
+from compress.smooth import apply_scales, awq_search, default_mappings, resolve_mappings, smoothquant_scales
 from compress.sparse import magnitude_prune, sparsegpt_prune
 
 _MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
@@ -488,7 +488,12 @@ class Runner:
             self.result.pruned[name] = {"structure": step.structure, "sparsity": stats["sparsity"]}
 
     def smooth(self, i: int, layer: torch.nn.Module, prefix: str, step: SmoothStep) -> None:
-        mappings, notes = resolve_mappings(layer, prefix, step.mappings, step.ignore)
+        specs = (
+            step.mappings
+            if step.mappings is not None
+            else default_mappings(step.algorithm, self.model.config.model_type)
+        )
+        mappings, notes = resolve_mappings(layer, prefix, specs, step.ignore)
         if step.algorithm == "awq":
             # AWQ searches against the quantization that follows; mappings onto unquantized layers are skipped
             kept = [m for m in mappings if all(n in self.plan.quant for n in m.balance_names)]

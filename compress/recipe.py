@@ -20,7 +20,6 @@ from compressed_tensors.quantization.quant_scheme import PRESET_SCHEMES
 
 from common.recipe_args import WEIGHT_OBSERVERS, check_arguments
 from compress.quant import check_supported
-from compress.smooth import AWQ_MAPPINGS, SMOOTHQUANT_MAPPINGS
 from compress.sparse import parse_mask_structure
 
 
@@ -146,7 +145,7 @@ class SmoothStep:
     """SmoothQuantModifier or AWQModifier: rescaling only; a later quantization step quantizes."""
 
     algorithm: str  # "smoothquant" | "awq"
-    mappings: list[tuple[str, list[str]]]
+    mappings: list[tuple[str, list[str]]] | None  # None: `compress.smooth.default_mappings`
     ignore: list[str]
     source: tuple[str, str, str]
     smoothing_strength: float = 0.5
@@ -338,10 +337,11 @@ def _parse_quantization(args: dict, source: tuple, algorithm: str = "rtn") -> li
     return [step]
 
 
-def _mappings(raw: Any, default: list, where: str, awq: bool) -> list[tuple[str, list[str]]]:
-    """AWQ mappings are [{smooth_layer, balance_layers}], SmoothQuant's [[balance...], smooth]."""
+def _mappings(raw: Any, where: str, awq: bool) -> list[tuple[str, list[str]]] | None:
+    """AWQ mappings are [{smooth_layer, balance_layers}], SmoothQuant's [[balance...], smooth];
+    None when the recipe names none (the model family's defaults then apply)."""
     if raw is None:
-        return default
+        return None
     out = []
     for m in raw:
         if awq and isinstance(m, dict) and set(m) <= {"smooth_layer", "balance_layers"} and len(m) == 2:
@@ -362,7 +362,7 @@ def _parse_awq(args: dict, source: tuple) -> list[Step]:
     steps: list[Step] = [
         SmoothStep(
             "awq",
-            _mappings(args.get("mappings"), AWQ_MAPPINGS, where, True),
+            _mappings(args.get("mappings"), where, True),
             [],
             source,
             n_grid=int(args.get("n_grid", 20)),
@@ -384,7 +384,7 @@ def _parse_smoothquant(args: dict, source: tuple) -> list[Step]:
     return [
         SmoothStep(
             "smoothquant",
-            _mappings(args.get("mappings"), SMOOTHQUANT_MAPPINGS, where, False),
+            _mappings(args.get("mappings"), where, False),
             _as_list(args.get("ignore") or []),
             source,
             smoothing_strength=strength,

@@ -31,6 +31,20 @@ AWQ_MAPPINGS = [
     ("re:.*post_attention_layernorm$", ["re:.*gate_proj$", "re:.*up_proj$"]),
     ("re:.*up_proj$", ["re:.*down_proj$"]),
 ]
+# Gemma 2 / 3: the post-attention norm's output joins the residual stream, and the MLP reads the
+# pre-feedforward norm's
+_GEMMA = {"re:.*post_attention_layernorm$": "re:.*pre_feedforward_layernorm$"}
+_GEMMA_TYPES = ("gemma2", "gemma3", "gemma3_text")
+# RMSNorms that scale by (1 + weight)
+_UNIT_OFFSET_NORMS = ("GemmaRMSNorm", "Gemma2RMSNorm", "Gemma3RMSNorm")
+
+
+def default_mappings(algorithm: str, model_type: str) -> list[tuple[str, list[str]]]:
+    """The mappings a SmoothQuant or AWQ step uses when its recipe names none."""
+    mappings = AWQ_MAPPINGS if algorithm == "awq" else SMOOTHQUANT_MAPPINGS
+    if model_type in _GEMMA_TYPES:
+        return [(_GEMMA.get(smooth, smooth), balance) for smooth, balance in mappings]
+    return mappings
 
 
 @dataclass
@@ -92,6 +106,8 @@ def apply_scales(mapping: Mapping, s: torch.Tensor) -> None:
         smooth.weight.div_(s.unsqueeze(1))
         if smooth.bias is not None:
             smooth.bias.div_(s)
+    elif type(smooth).__name__ in _UNIT_OFFSET_NORMS:  # (1 + w) / s = 1 + ((1 + w) / s - 1)
+        smooth.weight.copy_((1 + smooth.weight.float()).div_(s.float()).sub_(1).to(smooth.weight.dtype))
     else:
         smooth.weight.div_(s)
         if getattr(smooth, "bias", None) is not None:

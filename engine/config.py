@@ -191,8 +191,6 @@ class ModelConfig:
             raise UnsupportedModelError(
                 f"{arch}: MoE experts are not yet supported quantized; run the unquantized checkpoint"
             )
-        if gemma and cfg.get("quantization_config"):
-            raise UnsupportedModelError(f"{arch} is not yet supported quantized; run the unquantized checkpoint")
         rope, local_rope = _gemma3_ropes(cfg) if arch == "Gemma3ForCausalLM" else (_rope_config(cfg), None)
         gen = generation_config or {}
         eos = gen.get("eos_token_id", cfg.get("eos_token_id"))

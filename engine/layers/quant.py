@@ -386,8 +386,11 @@ def fuse_input_quantization(model: nn.Module) -> int:
     fused = 0
     for layer in model.model.layers:
         mlp = layer.mlp
-        pairs = [(layer.input_layernorm, layer.self_attn.qkv_proj), (layer.post_attention_layernorm, mlp.gate_up_proj)]
-        if mlp.down_proj.in_features <= kernels.FUSED_QUANT_MAX_COLS:
+        # Gemma's norm in front of the MLP is its pre-feedforward one (the post-attention norm
+        # feeds that), and its GeGLU has no quantizing kernel: down_proj quantizes its own input
+        mlp_norm = layer.pre_feedforward_layernorm if layer.gemma else layer.post_attention_layernorm
+        pairs = [(layer.input_layernorm, layer.self_attn.qkv_proj), (mlp_norm, mlp.gate_up_proj)]
+        if hasattr(mlp.act, "quant") and mlp.down_proj.in_features <= kernels.FUSED_QUANT_MAX_COLS:
             pairs.append((mlp.act, mlp.down_proj))
         for producer, linear in pairs:
             # the native CPU kernel quantizes its input itself, in one pass over it

@@ -169,7 +169,7 @@ def check_config(config_path: Path) -> dict:
     unsupported = [a for a in architectures if a not in SUPPORTED_ARCHITECTURES]
     if unsupported:
         raise CheckpointError(
-            f"unsupported architecture {', '.join(map(str, unsupported))}: the hub handles the Llama family "
+            f"unsupported architecture {', '.join(map(str, unsupported))}: the hub handles the Llama family and Gemma "
             f"({', '.join(SUPPORTED_ARCHITECTURES)})"
         )
     for key, limit in CONFIG_LIMITS.items():

@@ -11,7 +11,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
 def make_model(tmp_path_factory, stories260k):
     """A random Llama-family checkpoint (512-token vocabulary, stories260k's tokenizer) with the
     given widths, written once per argument set."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, Qwen3Config
 
     made: dict[tuple, Path] = {}
 
@@ -24,7 +24,7 @@ def make_model(tmp_path_factory, stories260k):
     ) -> Path:
         key = (hidden, intermediate, layers, arch, dtype)
         if key not in made:
-            cls = {"llama": LlamaConfig, "qwen3": Qwen3Config}[arch]
+            cls = {"llama": LlamaConfig, "qwen3": Qwen3Config, "gemma3": Gemma3TextConfig}[arch]
             config = cls(
                 hidden_size=hidden,
                 intermediate_size=intermediate,

@@ -7,6 +7,7 @@ from compressed_tensors.quantization import preset_name_to_scheme
 from compress import CalibrationConfig, compress
 from compress.gptq import gptq_quantize
 from compress.quant import quantize_weight
+from compress.smooth import AWQ_MAPPINGS, default_mappings
 
 
 def _problem(seed=0, rows=96, cols=256):
@@ -94,6 +95,29 @@ def test_smoothing_alone_leaves_the_function_unchanged(stories260k, lambada, tmp
     ids = torch.tensor([[1, 400, 7, 33, 90, 12]])
     with torch.no_grad():
         torch.testing.assert_close(base(ids).logits, smoothed(ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_smoothing_leaves_gemmas_function_unchanged(make_model, lambada, tmp_path):
+    # Gemma's MLP reads its pre-feedforward norm, and its norms scale by (1 + weight)
+    from transformers import AutoModelForCausalLM
+
+    base_dir = make_model(arch="gemma3", dtype=torch.float32)
+    recipe = "s_stage:\n  s_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 0.8}\n"
+    compress(base_dir, recipe, tmp_path / "out", calibration=CalibrationConfig(str(lambada), 4, 64))
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    smoothed = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    before, after = base.model.layers[0], smoothed.model.layers[0]
+    assert not torch.allclose(before.pre_feedforward_layernorm.weight, after.pre_feedforward_layernorm.weight)
+    assert torch.equal(before.post_attention_layernorm.weight, after.post_attention_layernorm.weight)
+    ids = torch.tensor([[1, 400, 7, 33, 90, 12]])
+    with torch.no_grad():
+        torch.testing.assert_close(base(ids).logits, smoothed(ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_awq_balances_gemmas_mlp_against_its_pre_feedforward_norm():
+    smooth = [s for s, _ in default_mappings("awq", "gemma3_text")]
+    assert "re:.*pre_feedforward_layernorm$" in smooth and "re:.*post_attention_layernorm$" not in smooth
+    assert default_mappings("awq", "llama") == AWQ_MAPPINGS
 
 
 def test_the_mse_observer_finds_scales_with_less_weight_error_than_min_max():

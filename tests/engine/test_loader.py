@@ -273,12 +273,6 @@ def test_it_refuses_gemma_configs_it_cannot_run(config, message):
         ModelConfig.from_dict({**TINY_LLAMA, "architectures": ["Gemma3ForCausalLM"], **config})
 
 
-def test_it_refuses_quantized_gemma_checkpoints_for_now():
-    config = {**TINY_LLAMA, "architectures": ["Gemma2ForCausalLM"], "quantization_config": {"quant_method": "x"}}
-    with pytest.raises(UnsupportedModelError, match="Gemma2ForCausalLM is not yet supported quantized"):
-        ModelConfig.from_dict(config)
-
-
 def test_it_scales_gemma_embeddings_in_the_model_dtype(make_checkpoint):
     """sqrt(72) is 8.49 but 8.5 in bfloat16, which transformers multiplies by."""
     path = make_checkpoint("gemma2", dtype=torch.bfloat16, hidden_size=72)

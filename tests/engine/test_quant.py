@@ -47,8 +47,11 @@ RECIPES = {
 
 # the families whose module layout differs in what compression must carry: Granite scales
 # embeddings, block outputs, attention scores and logits around the same linears; Phi-3 stores
-# q/k/v and gate/up fused
+# q/k/v and gate/up fused; Gemma 2 / 3 put their MLP behind a pre-feedforward norm and a GeGLU,
+# with windowed layers and soft-capped scores
 FAMILIES = {
+    "gemma2": {},
+    "gemma3": {},
     "llama": {},
     "granite": {
         "embedding_multiplier": 12.0,
@@ -142,6 +145,21 @@ def test_it_generates_what_transformers_generates_from_the_same_checkpoint(compr
     prompts = random_prompts()
     outputs = llm.generate(prompts, GREEDY)
     assert_greedy_matches(outputs, load_transformers(path), prompts, GREEDY.max_tokens)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_it_quantizes_w8a8_inputs_in_the_norm_in_front(compressed, monkeypatch, arch):
+    # the dense CPU plan, as CUDA layers do, takes its input quantized by the norm in front:
+    # for Gemma the pre-feedforward norm, and down_proj quantizes its own (there is no GeGLU kernel)
+    monkeypatch.setenv("HUB_CPU_QUANT", "dense")
+    path = compressed("w8a8-int8", arch=arch)
+    llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=64)
+    layer = llm.model.model.layers[0]
+    mlp_norm = layer.pre_feedforward_layernorm if arch == "gemma3" else layer.post_attention_layernorm
+    assert layer.input_layernorm.quant == mlp_norm.quant == torch.int8
+    assert getattr(layer.mlp.act, "quant", None) == (None if arch == "gemma3" else torch.int8)
+    prompts = random_prompts()
+    assert_greedy_matches(llm.generate(prompts, GREEDY), load_transformers(path), prompts, GREEDY.max_tokens)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,19 @@ def test_it_refuses_architectures_outside_the_llama_family(tmp_path):
         inspect_checkpoint(tmp_path)
 
 
+@pytest.mark.parametrize("architecture", ["Gemma2ForCausalLM", "Gemma3ForCausalLM"])
+def test_it_takes_gemma_checkpoints(tmp_path, architecture):
+    write_tiny_checkpoint(tmp_path, architecture=architecture)
+    assert inspect_checkpoint(tmp_path).architecture == architecture
+
+
+@pytest.mark.parametrize("architecture", ["Qwen3MoeForCausalLM", "MixtralForCausalLM"])
+def test_it_refuses_mixture_of_experts_checkpoints_which_compression_cannot_take_yet(tmp_path, architecture):
+    write_tiny_checkpoint(tmp_path, architecture=architecture)
+    with pytest.raises(CheckpointError, match=f"unsupported architecture {architecture}"):
+        inspect_checkpoint(tmp_path)
+
+
 def test_it_refuses_a_directory_without_safetensors(tmp_path):
     write_tiny_checkpoint(tmp_path)
     (tmp_path / "model.safetensors").unlink()
