@@ -23,10 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 SOURCE = Path(__file__).with_name("cpu_qgemm.c")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC")
 ROWS_PER_BLOCK = 8  # output rows per packed block: one 8-lane vector
+# from this many activation rows on (prefills), slabs of the weight are built in float32 and
+# PyTorch's GEMM multiplies them: it blocks over the rows, where the kernel streams every row
+# past each block of 8 columns (bench/cpu_quant.py)
+PREFILL_ROWS = 64
+PREFILL_WEIGHTS = 1 << 22  # floats per slab (16 MiB)
 FP8_SHIFT_SCALE = 256.0  # e4m3 bits read as a half float are the value / 2^8
 KINDS = ("w4", "w8", "f8")
 
@@ -77,8 +83,12 @@ def library() -> ctypes.CDLL:
         raise NativeUnavailable(f"the native CPU kernel could not be built or loaded in {path.parent}: {e}") from None
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     for kind in KINDS:
-        fn = getattr(lib, f"hub_qgemm_{kind}")
-        fn.restype, fn.argtypes = None, [p, i64, i64, p, p, p, i64, i64, p, i32]
+        for name, args in (
+            (f"hub_qgemm_{kind}", [p, i64, i64, p, p, p, i64, i64, p, i32]),
+            (f"hub_dequant_{kind}", [p, p, p, i64, i64, i64, p, i32]),
+        ):
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = None, args
     lib.hub_fake_quant.restype, lib.hub_fake_quant.argtypes = None, [p, i64, i64, i32, p]
     return lib
 
@@ -168,11 +178,45 @@ def fake_quantize(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return out
 
 
+def dequantize(
+    w: NativeWeight, start: int = 0, stop: int | None = None, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Rows start:stop (multiples of 8) of the float32 weight, (code - offset) * scale as the
+    reference builds it, into `out` if given."""
+    stop = w.n if stop is None else stop
+    if start % ROWS_PER_BLOCK or stop % ROWS_PER_BLOCK:
+        raise ValueError(f"rows {start}:{stop} are not whole blocks of {ROWS_PER_BLOCK}")
+    out = torch.empty(stop - start, w.k, dtype=torch.float32) if out is None else out
+    blocks = slice(start // ROWS_PER_BLOCK, stop // ROWS_PER_BLOCK)
+    getattr(library(), f"hub_dequant_{w.kind}")(
+        w.codes[blocks].data_ptr(), w.scale[blocks].data_ptr(), w.offset[blocks].data_ptr(), stop - start, w.k,
+        w.group, out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return out
+
+
+def _prefill_mm(x: torch.Tensor, w: NativeWeight) -> torch.Tensor:
+    """x @ W^T for many rows: PREFILL_WEIGHTS floats of weight built at a time, each slab
+    multiplied by PyTorch's float32 GEMM, so a prefill runs at the float32 model's speed."""
+    rows = max(ROWS_PER_BLOCK, PREFILL_WEIGHTS // w.k // ROWS_PER_BLOCK * ROWS_PER_BLOCK)
+    if rows >= w.n:
+        return F.linear(x, dequantize(w))
+    out = torch.empty(x.shape[0], w.n, dtype=torch.float32)
+    slab = torch.empty(rows, w.k, dtype=torch.float32)
+    for start in range(0, w.n, rows):
+        stop = min(w.n, start + rows)
+        out[:, start:stop] = F.linear(x, dequantize(w, start, stop, slab[: stop - start]))
+    return out
+
+
 def mm(x: torch.Tensor, w: NativeWeight, activations: torch.dtype | None = None) -> torch.Tensor:
     """x [m, k] @ W^T in float32 -> [m, n] float32; with `activations` (int8 or FP8), x is first
-    quantized per token to it (`fake_quantize`), as W8A8 and FP8 models run."""
+    quantized per token to it (`fake_quantize`), as W8A8 and FP8 models run. From PREFILL_ROWS
+    rows on, the weight is built for the call (`_prefill_mm`)."""
     x = fake_quantize(x, activations) if activations is not None else x.float().contiguous()
     m = x.shape[0]
+    if m >= PREFILL_ROWS:
+        return _prefill_mm(x, w)
     y = torch.empty(m, w.n, dtype=torch.float32)
     if m:
         getattr(library(), f"hub_qgemm_{w.kind}")(

@@ -155,6 +155,55 @@ static void group_sums(const float *x, int64_t M, int64_t K, int64_t group, floa
         }
 }
 
+/* The float32 weight [N, K], row-major, built as the reference builds it: for many activation
+ * rows (a prefill), multiplying it with a float32 GEMM library, which blocks over the rows and
+ * keeps them in cache, beats streaming all of them past each block of 8 columns. Eight columns
+ * of a block are built at once and transposed, so each row is written 8 floats at a time. */
+static inline __attribute__((always_inline)) void dequant_block(const int kind, const uint8_t *w, const float *scale,
+                                                                const int32_t *off, int64_t K, int64_t group,
+                                                                float *out) {
+    for (int64_t g = 0; g < K / group; g++) {
+        const __m256 s = _mm256_loadu_ps(scale + 8 * g);
+        const __m256 o = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(off + 8 * g)));
+        for (int64_t k8 = g * group; k8 < (g + 1) * group; k8 += 8) {
+            const __m256i word = word_at(kind, w, k8);
+            __m256 c[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) c[i] = _mm256_mul_ps(_mm256_sub_ps(code(kind, w, k8, i, word), o), s);
+            /* c[i] holds column k8+i of rows 0..7: transpose to rows */
+            __m256 t0 = _mm256_unpacklo_ps(c[0], c[1]), t1 = _mm256_unpackhi_ps(c[0], c[1]);
+            __m256 t2 = _mm256_unpacklo_ps(c[2], c[3]), t3 = _mm256_unpackhi_ps(c[2], c[3]);
+            __m256 t4 = _mm256_unpacklo_ps(c[4], c[5]), t5 = _mm256_unpackhi_ps(c[4], c[5]);
+            __m256 t6 = _mm256_unpacklo_ps(c[6], c[7]), t7 = _mm256_unpackhi_ps(c[6], c[7]);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            _mm256_storeu_ps(out + 0 * K + k8, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(out + 1 * K + k8, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(out + 2 * K + k8, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(out + 3 * K + k8, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(out + 4 * K + k8, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(out + 5 * K + k8, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(out + 6 * K + k8, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(out + 7 * K + k8, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    }
+}
+
+#define DEQUANT(NAME, KIND)                                                                                    \
+    void NAME(const uint8_t *w, const float *scale, const int32_t *off, int64_t N, int64_t K, int64_t group,  \
+              float *out, int threads) {                                                                      \
+        const int64_t groups = K / group, block_bytes = KIND == W4 ? 4 * K : 8 * K;                          \
+        _Pragma("omp parallel for schedule(static) num_threads(threads)") for (int64_t b = 0; b < N / 8; b++) \
+            dequant_block(KIND, w + b * block_bytes, scale + b * groups * 8, off + b * groups * 8, K, group,   \
+                          out + 8 * b * K);                                                                   \
+    }
+
+DEQUANT(hub_dequant_w4, W4)
+DEQUANT(hub_dequant_w8, W8)
+DEQUANT(hub_dequant_f8, F8)
+
 /* One entry point per kind, each with its own parallel region: OpenMP outlines a region before
  * inlining, so a region in a shared function would test the kind inside the inner loops. */
 #define QGEMM(NAME, KIND)                                                                                      \

@@ -105,8 +105,9 @@ def test_it_runs_pack_quantized_layers_as_the_reference_does(monkeypatch, bits, 
 
 
 # every row count the native kernel tiles differently: in registers 1, 2, 3 and 4 rows at a time
-# (up to 8 rows), and over a decoded block 6 rows at a time with every remainder
-NATIVE_BATCHES = (1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 40)
+# (up to 8 rows), over a decoded block 6 rows at a time with every remainder, and from
+# PREFILL_ROWS rows on the weight built in slabs for PyTorch's GEMM
+NATIVE_BATCHES = (1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 40, 64, 150)
 
 
 @NATIVE
@@ -121,6 +122,20 @@ def test_it_runs_pack_quantized_layers_on_the_native_kernel_as_the_reference_doe
         torch.testing.assert_close(native(x), _reference(native, x), **PACKED_TOL)
     x3 = torch.randn(2, 3, k)
     torch.testing.assert_close(native(x3), _reference(native, x3.reshape(6, k)).view(2, 3, n), **PACKED_TOL)
+
+
+@NATIVE
+@pytest.mark.parametrize("bits, n, k, group, symmetric", WNA16_CASES)
+def test_it_builds_the_reference_weights_in_slabs(monkeypatch, bits, n, k, group, symmetric):
+    layer = _prepare(_wna16_layer(bits, n, k, group, symmetric), "native", monkeypatch)
+    want = reference.dequantize_packed(
+        layer.weight_packed, layer.weight_scale, layer.weight_zero_point, bits, layer.group_size
+    )
+    assert torch.equal(cpu_native.dequantize(layer.cpu_native), want)
+    # a prefill with slabs of 16 rows: every slab, the last one short
+    monkeypatch.setattr(cpu_native, "PREFILL_WEIGHTS", 16 * k)
+    x = torch.randn(cpu_native.PREFILL_ROWS + 3, k, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(layer(x), _reference(layer, x), **PACKED_TOL)
 
 
 @NATIVE
