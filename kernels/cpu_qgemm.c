@@ -18,7 +18,9 @@
  * s * (sum(x * c) - o * sum(x)), which leaves one conversion and one FMA per 8 weights. A decode
  * step is bound by this arithmetic rather than by memory once the weights are int4. Past that,
  * each block's weights are built once, as the reference builds them ((c - o) * s, one rounding),
- * into a buffer that stays in L2, and read from there by tiles of MR_DECODED rows.
+ * into a buffer that stays in L2, and read from there by tiles of MR_DECODED rows. Prefills
+ * (kernels/cpu_native.py decides from how many rows) instead take the weight built whole, in
+ * slabs, for a float32 GEMM library (hub_dequant_*).
  *
  * Threads split the blocks of rows (OpenMP; the process's own runtime, torch's). */
 #include <float.h>
@@ -85,7 +87,15 @@ static inline __attribute__((always_inline)) void tile(const int kind, const int
     for (int m = 0; m < mr; m++) _mm256_storeu_ps(y + m * N, acc[m]);
 }
 
-/* A block's weights [K][8], built as the reference builds them: (c - o) * s. */
+/* Columns k8..k8+7 of a block's weights, built as the reference builds them: (c - o) * s. */
+static inline __attribute__((always_inline)) void build8(const int kind, const uint8_t *w, int64_t k8, __m256 o,
+                                                         __m256 s, __m256 c[8]) {
+    const __m256i word = word_at(kind, w, k8);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) c[i] = _mm256_mul_ps(_mm256_sub_ps(code(kind, w, k8, i, word), o), s);
+}
+
+/* A block's weights [K][8], column after column. */
 static inline __attribute__((always_inline)) void build_block(const int kind, const uint8_t *w, const float *scale,
                                                               const int32_t *off, int64_t K, int64_t group,
                                                               float *buf) {
@@ -93,10 +103,9 @@ static inline __attribute__((always_inline)) void build_block(const int kind, co
         const __m256 s = _mm256_loadu_ps(scale + 8 * g);
         const __m256 o = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(off + 8 * g)));
         for (int64_t k8 = g * group; k8 < (g + 1) * group; k8 += 8) {
-            const __m256i word = word_at(kind, w, k8);
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++)
-                _mm256_store_ps(buf + 8 * (k8 + i), _mm256_mul_ps(_mm256_sub_ps(code(kind, w, k8, i, word), o), s));
+            __m256 c[8];
+            build8(kind, w, k8, o, s, c);
+            for (int i = 0; i < 8; i++) _mm256_store_ps(buf + 8 * (k8 + i), c[i]);
         }
     }
 }
@@ -166,10 +175,8 @@ static inline __attribute__((always_inline)) void dequant_block(const int kind, 
         const __m256 s = _mm256_loadu_ps(scale + 8 * g);
         const __m256 o = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(off + 8 * g)));
         for (int64_t k8 = g * group; k8 < (g + 1) * group; k8 += 8) {
-            const __m256i word = word_at(kind, w, k8);
             __m256 c[8];
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) c[i] = _mm256_mul_ps(_mm256_sub_ps(code(kind, w, k8, i, word), o), s);
+            build8(kind, w, k8, o, s, c);
             /* c[i] holds column k8+i of rows 0..7: transpose to rows */
             __m256 t0 = _mm256_unpacklo_ps(c[0], c[1]), t1 = _mm256_unpackhi_ps(c[0], c[1]);
             __m256 t2 = _mm256_unpacklo_ps(c[2], c[3]), t3 = _mm256_unpackhi_ps(c[2], c[3]);

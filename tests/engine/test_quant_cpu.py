@@ -204,11 +204,7 @@ def test_it_runs_layers_the_native_kernel_cannot_take_dense(monkeypatch):
     assert _prepare(_scaled_layer(torch.int8, 36, 320, False), "native", monkeypatch).cpu_kind == "dense"
 
 
-def _has_native_cpu_features() -> bool:
-    return {"avx2", "fma", "f16c"} <= set(Path("/proc/cpuinfo").read_text().split())
-
-
-@pytest.mark.skipif(not _has_native_cpu_features(), reason="this CPU lacks AVX2, FMA or F16C")
+@pytest.mark.skipif(not cpu_native._cpu_has_features(), reason="this CPU lacks AVX2, FMA or F16C")
 def test_it_builds_the_native_kernel_on_a_cpu_with_avx2():
     # the default plan everywhere CI and users run on x86: a broken build must not pass quietly
     assert cpu_native.unavailable() is None
