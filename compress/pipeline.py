@@ -133,24 +133,34 @@ def plan_model(model: torch.nn.Module, recipe: Recipe) -> Plan:
 
 
 def _fit_group_size(scheme, modules, recipe, step, where, notes) -> QuantizationScheme:
+    """A group size (or an FP8 block's width, and its activation groups with it) that divides
+    every targeted input width: compressed-tensors stores whole groups, and vLLM whole column blocks."""
     args = scheme.weights
-    if args.strategy != "group":
+    if args.strategy not in ("group", "block"):
         return scheme
+    what = "group_size" if args.strategy == "group" else "block width"
+    size = args.group_size if args.strategy == "group" else args.block_structure[1]
     widths = sorted({m.in_features for _, m in modules})
-    fits = fitting_group_size(widths, args.group_size, fall_back=recipe.name is not None)
-    if fits == args.group_size:
+    fits = fitting_group_size(widths, size, fall_back=recipe.name is not None)
+    if fits == size:
         return scheme
-    bad = [w for w in widths if w % args.group_size]
+    bad = [w for w in widths if w % size]
     if fits is None:
-        smaller = fitting_group_size(widths, args.group_size, fall_back=True)
-        hint = f"group_size {smaller}" if smaller else "strategy: channel"
+        smaller = fitting_group_size(widths, size, fall_back=True)
+        hint = f"{what} {smaller}" if smaller else "strategy: channel"
         raise ValueError(
-            f"{where}: group_size {args.group_size} does not divide the input width(s) {bad} of targeted Linears "
+            f"{where}: {what} {size} does not divide the input width(s) {bad} of targeted Linears "
             f"(compressed-tensors needs whole groups); use {hint}"
         )
-    notes.append(f"{where}: group_size {args.group_size} does not divide input width(s) {bad}; used group_size {fits}")
+    notes.append(f"{where}: {what} {size} does not divide input width(s) {bad}; used {what} {fits}")
     step.adjusted = True
-    return scheme.model_copy(update={"weights": args.model_copy(update={"group_size": fits})})
+    if args.strategy == "group":
+        return scheme.model_copy(update={"weights": args.model_copy(update={"group_size": fits})})
+    update = {"weights": args.model_copy(update={"block_structure": [args.block_structure[0], fits]})}
+    acts = scheme.input_activations
+    if acts is not None and acts.strategy == "group":
+        update["input_activations"] = acts.model_copy(update={"group_size": fits})
+    return scheme.model_copy(update=update)
 
 
 class _Recorder(torch.nn.Module):
@@ -404,11 +414,13 @@ class Runner:
             _trim()
             h, names = groups.pop(leader)
             # rows are independent given H: Linears with one input and one scheme are solved stacked
-            # (a per-tensor scale is per module, so those are solved alone)
+            # (a per-tensor scale is per module, and a block's rows may straddle two modules, so
+            # those are solved alone)
             stacks: dict[int | str, list[str]] = {}
             for name in names:
                 scheme = self.plan.quant[name][1]
-                stacks.setdefault(name if scheme.weights.strategy == "tensor" else id(scheme), []).append(name)
+                alone = scheme.weights.strategy in ("tensor", "block")
+                stacks.setdefault(name if alone else id(scheme), []).append(name)
             for group in stacks.values():
                 # gptq_quantize works on a copy: one module needs none of its own
                 w = modules[group[0]].weight if len(group) == 1 else torch.cat([modules[n].weight for n in group])

@@ -10,6 +10,7 @@ dynamic per-token activation quantization, op for op, so logits can be compared 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 from compressed_tensors.quantization.utils.helpers import calculate_qparams
 
@@ -38,19 +39,26 @@ def check_supported(scheme: QuantizationScheme, where: str) -> None:
         raise NotImplementedError(
             f"{where}: only FP8 float weights are supported (not {w.num_bits}-bit, e.g. NVFP4/MXFP4)"
         )
-    if w.strategy not in ("group", "channel", "tensor"):
+    if w.strategy not in ("group", "channel", "tensor", "block"):
         raise NotImplementedError(
-            f"{where}: weight strategy {w.strategy!r} is not supported (group, channel, tensor are)"
+            f"{where}: weight strategy {w.strategy!r} is not supported (group, channel, tensor, block are)"
         )
+    if w.strategy == "block" and (w.type != "float" or len(w.block_structure or []) != 2):
+        raise NotImplementedError(f"{where}: block weights are supported for FP8 with a [rows, cols] block_structure")
     if w.type == "float" and not w.symmetric:
         raise NotImplementedError(f"{where}: asymmetric FP8 weights are not supported")
     if w.dynamic:
         raise NotImplementedError(f"{where}: dynamic weight quantization is not supported")
-    if a is not None and not (a.dynamic is True and a.strategy == "token" and a.symmetric):
+    if a is not None and not (a.dynamic is True and a.symmetric and a.strategy in ("token", "group")):
         raise NotImplementedError(
-            f"{where}: only dynamic symmetric per-token input activations are supported "
-            f"(e.g. W8A8, FP8_DYNAMIC); static activation scales (e.g. the FP8 preset) need calibrated "
+            f"{where}: only dynamic symmetric per-token (or per-token-group) input activations are supported "
+            f"(e.g. W8A8, FP8_DYNAMIC, FP8_BLOCK); static activation scales (e.g. the FP8 preset) need calibrated "
             f"input_scale, which is not implemented"
+        )
+    if a is not None and a.strategy == "group" and not (w.strategy == "block" and a.group_size == w.block_structure[1]):
+        raise NotImplementedError(
+            f"{where}: per-token-group activations are supported with block weights whose block width is the group "
+            "size (FP8_BLOCK)"
         )
     if a is not None and not (a.type == w.type and a.num_bits == 8):
         raise NotImplementedError(f"{where}: input activations must be int8 with int weights or FP8 with FP8 weights")
@@ -59,7 +67,14 @@ def check_supported(scheme: QuantizationScheme, where: str) -> None:
 
 
 def _grouped(w: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
-    """View [out, in] as [out, groups, group_size] (channel: one group, tensor: everything)."""
+    """View [out, in] as [out, groups, group_size] (channel: one group, tensor: everything;
+    block: [row blocks, column blocks, block elements], ragged edges padded with zeros, which
+    change no block's range since the range always takes in zero)."""
+    if args.strategy == "block":
+        bh, bw = args.block_structure
+        rows, cols = -(-w.shape[0] // bh), -(-w.shape[1] // bw)
+        w = F.pad(w, (0, cols * bw - w.shape[1], 0, rows * bh - w.shape[0]))
+        return w.reshape(rows, bh, cols, bw).transpose(1, 2).flatten(2)
     if args.strategy == "group":
         return w.unflatten(-1, (w.shape[-1] // args.group_size, args.group_size))
     if args.strategy == "channel":
@@ -78,7 +93,7 @@ def compute_qparams(
     minimises sum |w - q(w)|^norm (llm-compressor's observer_kwargs, defaults 100, 0.2, 2.4).
     The scale is rounded to the dtype it is stored in before anything uses it, so quantization
     and the checkpoint agree bit for bit. Returns scale [out, groups] ([out, 1] channel, [1]
-    tensor) and int8 zero points or None."""
+    tensor) and int8 zero points or None (block: scale [row blocks, column blocks])."""
     g = _grouped(w.float(), args)
     lo, hi = g.amin(dim=-1), g.amax(dim=-1)
     scale, zp = _qparams(lo, hi, args, scale_dtype)
@@ -120,6 +135,9 @@ def expand_qparams(t: torch.Tensor | None, args: QuantizationArgs, shape: torch.
     if t is None:
         return None
     t = t.float()
+    if args.strategy == "block":
+        bh, bw = args.block_structure
+        return t.repeat_interleave(bh, dim=0).repeat_interleave(bw, dim=1)[: shape[0], : shape[1]]
     if args.strategy == "group":
         return t.repeat_interleave(args.group_size, dim=-1)
     return t.expand(shape) if args.strategy == "channel" else t.reshape(1, 1).expand(shape)
@@ -156,8 +174,15 @@ def codes(q: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
 
 
 def fake_quantize_activation(x: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
-    """Dynamic symmetric per-token quantize-dequantize, in x's dtype, in the same order of
-    operations as compressed-tensors (so the result matches it exactly)."""
+    """Dynamic symmetric per-token (or per-token-group) quantize-dequantize, in x's dtype, in
+    the same order of operations as compressed-tensors (so the result matches it exactly)."""
+    if args.strategy == "group":
+        groups = x.unflatten(-1, (x.shape[-1] // args.group_size, args.group_size))
+        return _fake_quantize_rows(groups, args).flatten(-2)
+    return _fake_quantize_rows(x, args)
+
+
+def _fake_quantize_rows(x: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
     lo = torch.clamp(x.amin(dim=-1, keepdim=True), max=0)
     hi = torch.clamp(x.amax(dim=-1, keepdim=True), min=0)
     if args.type == "float":

@@ -81,6 +81,13 @@ default_stage:
   default_modifiers:
     QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: FP8_DYNAMIC}
 """),
+    # FP8 E4M3 weights with a scale per 128x128 block, FP8 activations with a scale per token and
+    # group of 128 inputs (DeepSeek-V3's layout; no calibration data)
+    "fp8-block": _yaml("""
+default_stage:
+  default_modifiers:
+    QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: FP8_BLOCK}
+"""),
     # FP8 E4M3 per-channel weights placed by GPTQ (calibrated), dynamic per-token FP8 activations:
     # the same checkpoint format as fp8-dynamic, with GPTQ's error feedback where a small model
     # loses too much to round-to-nearest (SmolLM2-135M: +1.2% WikiText-2 perplexity vs +3.4%)

@@ -58,8 +58,10 @@ wna16_gemm = _op(reference.wna16_gemm, "gemm_wna16")
 quantize_per_token = _op(cpu_quant.quantize_per_token, "gemm_scaled")
 # on CUDA: cuBLAS for the FP8 products it runs, the Triton kernel for the rest
 scaled_mm = _op(reference.scaled_mm, "gemm_scaled", "scaled_mm_fastest")
+block_scaled_mm = _op(reference.block_scaled_mm, "gemm_scaled")
 
 __all__ = [
+    "block_scaled_mm",
     "fused_add_rms_norm",
     "fused_add_rms_norm_quant",
     "fused_moe",

@@ -5,6 +5,9 @@
 accumulated over K and both scales applied once in the epilogue: per token (row of a) and per
 output channel (row of b), or per tensor. The weight keeps the checkpoint's [N, K] layout: K is
 contiguous in both operands, which is the K-major order the 8-bit tensor-core instructions want.
+`block_scaled_mm` (FP8 block weights, twin `kernels.reference.block_scaled_mm`) has scales that
+change along K, a scale per token and group of K on one side, per row and group on the other:
+each K tile's product is scaled before it joins the float32 accumulator.
 """
 
 import functools
@@ -249,6 +252,75 @@ def scaled_mm(
         INT=a.dtype == torch.int8,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8,
         num_warps=warps, num_stages=stages,
+    )  # fmt: skip
+    return out
+
+
+@triton.jit
+def _block_scaled_mm_kernel(
+    a_ptr, b_ptr, sa_ptr, sb_ptr, bias_ptr, out_ptr, M, N, K,
+    stride_am, stride_bn, stride_om, stride_sam, stride_sbn,
+    GROUP: tl.constexpr, HAS_BIAS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):  # fmt: skip
+    # BLOCK_K divides GROUP: each K tile lies in one scale group, so its product is scaled
+    # once and added to the float32 accumulator (the scales change along K)
+    pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    offs_k = tl.arange(0, BLOCK_K)
+    a_rows = a_ptr + offs_m.to(tl.int64)[:, None] * stride_am
+    b_cols = b_ptr + offs_n.to(tl.int64)[None, :] * stride_bn
+    sa_rows = sa_ptr + offs_m.to(tl.int64) * stride_sam
+    sb_cols = sb_ptr + offs_n.to(tl.int64) * stride_sbn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + offs_k
+        a = tl.load(a_rows + ks[None, :], mask=mask_m[:, None], other=0.0)
+        b = tl.load(b_cols + ks[:, None], mask=mask_n[None, :], other=0.0)
+        sa = tl.load(sa_rows + k0 // GROUP, mask=mask_m, other=0.0)
+        sb = tl.load(sb_cols + k0 // GROUP, mask=mask_n, other=0.0)
+        acc += tl.dot(a, b) * sa[:, None] * sb[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    o = out_ptr + offs_m.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+    tl.store(o, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+def block_scaled_mm(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale_a: torch.Tensor,
+    scale_b: torch.Tensor,
+    out_dtype: torch.dtype,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """FP8 GEMM with a float32 scale per token (row of a) and group of K, and per output row of
+    b and group of K (an FP8 block weight's scales repeated over its rows)."""
+    if a.dtype != torch.float8_e4m3fn or b.dtype != torch.float8_e4m3fn:
+        raise ValueError(f"block_scaled_mm takes float8_e4m3fn operands, got {a.dtype} and {b.dtype}")
+    m, k = a.shape
+    n = b.shape[0]
+    group = k // scale_a.shape[1]
+    if b.shape[1] != k or scale_b.shape != (n, k // group) or group * scale_a.shape[1] != k or group % 16:
+        raise ValueError(
+            f"block_scaled_mm: a {tuple(a.shape)}, b {tuple(b.shape)}, scales {tuple(scale_a.shape)} and "
+            f"{tuple(scale_b.shape)} do not describe whole groups of a multiple of 16"
+        )
+    out = torch.empty((m, n), dtype=out_dtype, device=a.device)
+    bk = min(group, 128) if group & (group - 1) == 0 else 16  # a power of two dividing the group
+    if interpreting():
+        bm, bn, stages = max(16, min(64, triton.next_power_of_2(m))), 64, 1
+    else:
+        bm, bn, stages = (64 if m > 32 else 16), 128, 4
+    grid = (triton.cdiv(m, bm) * triton.cdiv(n, bn),)
+    _block_scaled_mm_kernel[grid](
+        a, b, scale_a, scale_b, bias if bias is not None else scale_a, out,
+        m, n, k, a.stride(0), b.stride(0), out.stride(0), scale_a.stride(0), scale_b.stride(0),
+        GROUP=group, HAS_BIAS=bias is not None, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8,
+        num_warps=4, num_stages=stages,
     )  # fmt: skip
     return out
 

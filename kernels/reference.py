@@ -285,3 +285,21 @@ def scaled_mm(
     b_deq = b.float() * scale_b.float().reshape(-1, 1)
     out = torch.nn.functional.linear(a_deq, b_deq, None if bias is None else bias.float())
     return out.to(out_dtype)
+
+
+def block_scaled_mm(
+    a: torch.Tensor,  # [M, K] float8_e4m3fn
+    b: torch.Tensor,  # [N, K] float8_e4m3fn
+    scale_a: torch.Tensor,  # [M, K / group] float32: per token and group of K
+    scale_b: torch.Tensor,  # [N, K / group] float32: per output row and group of K
+    out_dtype: torch.dtype,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(scale_a * a) @ (scale_b * b).T (+ bias) with a scale per group of K on both sides (FP8
+    block weights, their 128x128 blocks' scales repeated per row), on the dequantized operands
+    in float32."""
+    group = a.shape[1] // scale_a.shape[1]
+    a_deq = a.float() * scale_a.float().repeat_interleave(group, dim=1)
+    b_deq = b.float() * scale_b.float().repeat_interleave(group, dim=1)
+    out = torch.nn.functional.linear(a_deq, b_deq, None if bias is None else bias.float())
+    return out.to(out_dtype)

@@ -7,6 +7,8 @@ them straight from the stored tensors (the layouts compressed-tensors writes).
   quantized per token at run time): `ScaledMMMethod` over int8;
 - float-quantized FP8 (E4M3 weights, per-channel or per-tensor, FP8 activations per token):
   `ScaledMMMethod` over float8_e4m3fn;
+- float-quantized FP8 block (E4M3 weights with a scale per 128 x 128 block, FP8 activations
+  per token and group of 128): `BlockScaledMMMethod`;
 - 2:4 sparse models, saved dense: `Sparse24Method`, PyTorch's semi-structured sparse tensors on
   GPUs that have them (`sparsify_two_of_four`).
 
@@ -49,9 +51,10 @@ class Scheme:
     weight_type: str  # int | float
     bits: int
     symmetric: bool
-    strategy: str  # group | channel | tensor
-    group_size: int | None
-    activations: str | None  # None (weight-only), or "int" / "float": 8-bit dynamic per-token
+    strategy: str  # group | channel | tensor | block
+    group_size: int | None  # group weights: inputs per scale; block weights: the activations' group (block width)
+    activations: str | None  # None (weight-only), or "int" / "float": 8-bit dynamic per token (block: per token group)
+    block_rows: int | None = None  # block weights: rows per block
 
 
 def _infer_format(weights: dict, activations: dict | None) -> str:
@@ -79,20 +82,30 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
         raise UnsupportedModelError(f"{where}: dynamic weight quantization is not supported")
     if weights.get("actorder") == "group" or weights.get("actorder") == "dynamic":
         raise UnsupportedModelError(f"{where}: group activation ordering (weight_g_idx) is not supported")
-    if strategy not in ("group", "channel", "tensor"):
-        raise UnsupportedModelError(f"{where}: weight strategy {strategy!r} is not supported (group, channel, tensor)")
+    if strategy not in ("group", "channel", "tensor", "block"):
+        raise UnsupportedModelError(
+            f"{where}: weight strategy {strategy!r} is not supported (group, channel, tensor, block)"
+        )
+    block = weights.get("block_structure") if strategy == "block" else None
+    if strategy == "block" and not (
+        isinstance(block, list) and len(block) == 2 and all(isinstance(b, int) and b > 0 for b in block)
+    ):
+        raise UnsupportedModelError(f"{where}: block weights need a block_structure [rows, cols], got {block!r}")
     activations = None
     if acts is not None:
+        # block weights take their activations per token and group of the block's width
+        per = ("group", block[1]) if block else ("token", None)
         if not (
             acts.get("dynamic") is True
-            and acts.get("strategy") == "token"
+            and (acts.get("strategy"), acts.get("group_size") if block else None) == per
             and acts.get("symmetric", True)
             and acts.get("num_bits", 8) == 8
             and acts.get("type", "int") == wtype
         ):
             raise UnsupportedModelError(
-                f"{where}: input activations must be dynamic symmetric per-token 8-bit of the weights' type "
-                f"(W8A8, FP8_DYNAMIC); static activation scales (e.g. the FP8 preset) are not supported yet"
+                f"{where}: input activations must be dynamic symmetric 8-bit of the weights' type, per token "
+                f"(W8A8, FP8_DYNAMIC) or, with block weights, per token and group of the block's width "
+                f"(FP8_BLOCK); static activation scales (e.g. the FP8 preset) are not supported yet"
             )
         activations = wtype
     scheme = Scheme(
@@ -101,8 +114,9 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
         bits,
         bool(weights.get("symmetric", True)),
         strategy,
-        group_size if strategy == "group" else None,
+        group_size if strategy == "group" else block[1] if block else None,
         activations,
+        block[0] if block else None,
     )
     supported = (
         (fmt == "pack-quantized" and wtype == "int" and bits in (4, 8) and activations is None
@@ -110,7 +124,7 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
         or (fmt == "int-quantized" and wtype == "int" and bits == 8 and scheme.symmetric and activations == "int"
             and strategy in ("channel", "tensor"))
         or (fmt == "float-quantized" and wtype == "float" and bits == 8 and activations == "float"
-            and strategy in ("channel", "tensor"))
+            and strategy in ("channel", "tensor", "block"))
     )  # fmt: skip
     if not supported:
         raise UnsupportedModelError(
@@ -118,7 +132,7 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
             + (f" with {activations} activations" if activations else " without activation quantization")
             + " are not supported yet; supported: pack-quantized int4/int8 (group or channel, symmetric or "
             "asymmetric, no activation quantization), int-quantized W8A8 and float-quantized FP8 (channel or "
-            "tensor weights, dynamic per-token activations)"
+            "tensor weights, dynamic per-token activations; or block weights, dynamic per-token-group activations)"
         )
     return scheme
 
@@ -183,7 +197,12 @@ class CompressedTensorsMethod(LinearMethod):
         if scheme is None:
             return DenseLinearMethod()
         if scheme not in self._methods:
-            self._methods[scheme] = WNA16Method(scheme) if scheme.format == "pack-quantized" else ScaledMMMethod(scheme)
+            cls = (
+                WNA16Method if scheme.format == "pack-quantized"
+                else BlockScaledMMMethod if scheme.strategy == "block"
+                else ScaledMMMethod
+            )  # fmt: skip
+            self._methods[scheme] = cls(scheme)
         return self._methods[scheme]
 
 
@@ -366,6 +385,66 @@ class ScaledMMMethod(LinearMethod):
         if kind == "int_mm":
             return cpu_quant.int8_int_mm(q, scale, layer.weight.t(), layer.cpu_scale, dtype, layer.bias)
         return kernels.scaled_mm(q, layer.weight, scale, layer.weight_scale, dtype, layer.bias)
+
+
+class BlockScaledMMMethod(LinearMethod):
+    """FP8 weights [N, K] with a scale per block of rows x columns (DeepSeek-V3's 128 x 128),
+    FP8 activations quantized per token and group of the block's width on every call. The block
+    scales are repeated over their rows at load ([N, K / width]): a fused layer's shards need
+    not start on a block, and the kernel reads each row's scales directly."""
+
+    def __init__(self, scheme: Scheme) -> None:
+        self.block_rows, self.group = scheme.block_rows, scheme.group_size
+
+    def create_weights(self, layer: Linear, dtype: torch.dtype) -> None:
+        n, k = layer.out_features, layer.in_features
+        if k % self.group or self.group % 16:
+            raise UnsupportedModelError(
+                f"FP8 block weights: in_features {k} is not a multiple of the block width {self.group}, "
+                "or the width is not a multiple of 16"
+            )
+        layer.weight = nn.Parameter(torch.empty(n, k, dtype=torch.float8_e4m3fn), requires_grad=False)
+        layer.weight_scale = nn.Parameter(torch.empty(n, k // self.group, dtype=torch.float32), requires_grad=False)
+        layer.cpu_dtype = dtype
+
+    def load_weight(self, layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
+        if name == "weight":
+            if tensor.dtype != torch.float8_e4m3fn:
+                raise ValueError(f"{name}: checkpoint dtype {tensor.dtype} is not float8_e4m3fn")
+            return copy_weight(layer.output_slice(layer.weight, shard), tensor, name)
+        if name == "weight_scale":
+            rows = layer.output_slice(layer.weight_scale, shard)
+            if tensor.shape != (-(-rows.shape[0] // self.block_rows), rows.shape[1]):
+                raise ValueError(
+                    f"{name}: shape {tuple(tensor.shape)} is not one scale per {self.block_rows} x {self.group} "
+                    f"block of a {rows.shape[0]} x {layer.in_features} weight"
+                )
+            return copy_weight(rows, tensor.repeat_interleave(self.block_rows, dim=0)[: rows.shape[0]], name)
+        raise KeyError(f"unexpected tensor {name!r} for an FP8 block quantized linear layer")
+
+    def process_weights_after_loading(self, layer: Linear) -> None:
+        layer.cpu_kind = None  # the Triton kernel on CUDA, the reference twin on CPU
+        if layer.weight.device.type != "cpu" or cpu_quant.cpu_plan() == "reference":
+            return
+        # no CPU has FP8 math: the weight is dequantized once, in the compute dtype
+        scale = layer.weight_scale.data.repeat_interleave(self.group, dim=1)
+        dense = (layer.weight.data.float() * scale).to(layer.cpu_dtype).contiguous()
+        layer.register_buffer("cpu_weight", dense, persistent=False)
+        layer.cpu_kind = "dense"
+
+    def apply(self, layer: Linear, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, x.shape[-1])
+        m, k = x2.shape
+        # per token and group: the per-token quantization of each group as a row of its own
+        q, scale = kernels.quantize_per_token(x2.reshape(m * k // self.group, self.group), torch.float8_e4m3fn)
+        q, scale = q.view(m, k), scale.view(m, k // self.group)
+        if getattr(layer, "cpu_kind", None) == "dense":
+            a = (q.float().view(-1, self.group) * scale.view(-1, 1)).view(m, k).to(layer.cpu_weight.dtype)
+            bias = None if layer.bias is None else layer.bias.to(a.dtype)
+            out = F.linear(a, layer.cpu_weight, bias).to(x.dtype)
+        else:
+            out = kernels.block_scaled_mm(q, layer.weight, scale, layer.weight_scale, x.dtype, layer.bias)
+        return out.view(*x.shape[:-1], out.shape[-1])
 
 
 @dataclass(frozen=True)

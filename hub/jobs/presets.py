@@ -43,6 +43,13 @@ PRESETS: dict[str, Preset] = {
     "fp8-gptq": Preset(
         "FP8_DYNAMIC", "fp8 e4m3 weights per channel placed by GPTQ, dynamic per-token activations", 0.99
     ),
+    # the block's width falls back as a group does
+    "fp8-block": Preset(
+        "FP8_BLOCK",
+        "fp8 e4m3 weights per 128x128 block, dynamic activations per token and 128 inputs",
+        0.99,
+        group_size=128,
+    ),
     "2of4": Preset("2:4", "2:4 sparsity, SparseGPT", 0.96),
     "2of4-magnitude": Preset("2:4", "2:4 sparsity, magnitude pruning", 0.96),
     "2of4-fp8": Preset("2:4+FP8_DYNAMIC", "2:4 sparsity (SparseGPT) with fp8 dynamic quantization", 0.96),

@@ -65,7 +65,7 @@ def test_int4_codes_are_packed_eight_to_a_word_low_nibble_first_offset_by_eight(
     assert torch.equal(scale, result.quantized[name].scale) and scale.dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("scheme", ["W8A8", "FP8_DYNAMIC"])
+@pytest.mark.parametrize("scheme", ["W8A8", "FP8_DYNAMIC", "FP8_BLOCK"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_our_activation_quantization_is_compressed_tensors_own(scheme, dtype):
     from compressed_tensors.quantization import preset_name_to_scheme
@@ -73,7 +73,39 @@ def test_our_activation_quantization_is_compressed_tensors_own(scheme, dtype):
     from compressed_tensors.quantization.utils import compute_dynamic_scales_and_zp
 
     args = preset_name_to_scheme(scheme, ["Linear"]).input_activations
-    x = (torch.randn(3, 17, 64, generator=torch.Generator().manual_seed(0)) * torch.logspace(-3, 2, 64)).to(dtype)
+    x = (torch.randn(3, 17, 256, generator=torch.Generator().manual_seed(0)) * torch.logspace(-3, 2, 256)).to(dtype)
     x[0, 0] = 0  # an all-zero token takes the epsilon scale
     scale, zp = compute_dynamic_scales_and_zp(x, args, module=None)
     assert torch.equal(fake_quantize_activation(x, args), fake_quantize(x, scale, zp, args))
+
+
+def test_fp8_block_checkpoints_hold_a_scale_per_128x128_block_and_per_token_group_activations(
+    make_model, lambada, tmp_path
+):
+    _, result = compress_in_process(make_model(), "fp8-block", tmp_path / "out", lambada)
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as f:
+        # k_proj has 64 rows: one ragged row block; down_proj has 256 inputs: two column blocks
+        for name, shape in (("self_attn.k_proj", (1, 1)), ("mlp.down_proj", (1, 2)), ("mlp.up_proj", (2, 1))):
+            weight = f.get_tensor(f"model.layers.0.{name}.weight")
+            scale = f.get_tensor(f"model.layers.0.{name}.weight_scale")
+            assert weight.dtype == torch.float8_e4m3fn and tuple(scale.shape) == shape, name
+    group = json.loads((tmp_path / "out" / "config.json").read_text())["quantization_config"]["config_groups"]
+    (scheme,) = group.values()
+    assert scheme["weights"]["strategy"] == "block" and scheme["weights"]["block_structure"] == [128, 128]
+    assert scheme["input_activations"]["strategy"] == "group" and scheme["input_activations"]["group_size"] == 128
+
+
+def test_gptq_places_fp8_block_weights_module_by_module(make_model, lambada, tmp_path):
+    # k_proj's 64 rows would straddle a 128-row block if q/k/v were solved stacked
+    from transformers import AutoModelForCausalLM
+
+    recipe = (
+        "default_stage:\n  default_modifiers:\n    GPTQModifier: {targets: [Linear], ignore: [lm_head], "
+        "scheme: FP8_BLOCK, block_size: 128, dampening_frac: 0.01, actorder: static}\n"
+    )
+    reference, result = compress_in_process(make_model(), recipe, tmp_path / "out", lambada)
+    assert tuple(result.quantized["model.layers.0.self_attn.k_proj"].scale.shape) == (1, 1)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype="auto").eval()
+    ids = torch.randint(0, 512, (2, 48), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(reference(ids).logits, loaded(ids).logits)

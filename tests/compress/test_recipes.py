@@ -162,15 +162,16 @@ def test_it_implements_every_preset_the_hub_offers():
 
 
 def test_it_quantizes_in_the_groups_the_hub_checks_at_submission():
-    """The hub refuses a preset whose groups a base cannot take from its own copy of each
-    preset's group size, without loading the library: the copy must say what the preset does."""
+    """The hub refuses a preset whose groups (or FP8 blocks' widths) a base cannot take from its
+    own copy of each preset's group size, without loading the library: the copy must say what
+    the preset does."""
     from hub.jobs.presets import PRESETS as OFFERED
 
     for name, text in PRESETS.items():
         groups = {
-            s.weights.group_size
+            s.weights.group_size if s.weights.strategy == "group" else s.weights.block_structure[1]
             for step in load_recipe(text).steps
             for s in getattr(step, "schemes", [])
-            if s.weights is not None and s.weights.strategy == "group"
+            if s.weights is not None and s.weights.strategy in ("group", "block")
         }
         assert groups == ({OFFERED[name].group_size} - {None}), name

@@ -8,7 +8,7 @@ engine's tokens gives transformers' logits after every prefix the engine took, a
 must have taken the argmax each time. By induction that is the same as comparing with
 `generate`, at a fraction of its cost.
 
-Schemes that quantize activations per token (W8A8, FP8) round every activation on every call,
+Schemes that quantize activations per token (W8A8, FP8; FP8 block per token and group) round every activation on every call,
 and SmolLM2's few huge activation channels make the steps coarse: float32 noise of 1e-6 that
 any change of matmul shape brings flips some roundings, and 30 layers grow that into logit
 differences of 0.1 to 1. transformers disagrees with itself that way (its `generate` and a full
@@ -41,11 +41,12 @@ PRESETS = [
     "w8a8-int8",
     "fp8-dynamic",
     "fp8-gptq",
+    "fp8-block",
     "2of4",
     "2of4-fp8",
     "2of4-w4a16",
 ]
-ACTIVATION_QUANTIZED = {"w8a8-int8", "fp8-dynamic", "fp8-gptq", "2of4-fp8"}
+ACTIVATION_QUANTIZED = {"w8a8-int8", "fp8-dynamic", "fp8-gptq", "fp8-block", "2of4-fp8"}
 GREEDY = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
 PROMPT_TOKENS = 48  # prompts cut to this length: the check is per token, and shorter runs faster
 TIE = 1e-3

@@ -104,6 +104,11 @@ def scaled_gemm_for(fp8: bool) -> None:
     build(gemm_scaled._scaled_mm_kernel,
           dict(SA_PER_ROW=True, SB_PER_ROW=True, HAS_BIAS=False, INT=not fp8, BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=8),
           {"a_ptr": q, "b_ptr": q, "sa_ptr": "*fp32", "sb_ptr": "*fp32"}, num_warps=8)  # fmt: skip
+    if fp8:  # FP8 block weights: a scale per group of 128 along K on both sides
+        for block_m in (16, 64):
+            build(gemm_scaled._block_scaled_mm_kernel,
+                  dict(GROUP=128, HAS_BIAS=False, BLOCK_M=block_m, BLOCK_N=128, BLOCK_K=128, GROUP_M=8),
+                  {"a_ptr": q, "b_ptr": q, "sa_ptr": "*fp32", "sb_ptr": "*fp32"}, num_stages=4)  # fmt: skip
 
 
 def w4a16_paths() -> None:

@@ -88,6 +88,38 @@ def test_scaled_mm_refuses_mixed_operands():
         scaled_mm(a, a.to(torch.float8_e4m3fn), torch.ones(1), torch.ones(1), torch.float32)
 
 
+def _per_group(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    q, scale = reference.quantize_per_token(x.reshape(-1, group), torch.float8_e4m3fn)
+    return q.view(x.shape), scale.view(x.shape[0], -1)
+
+
+@pytest.mark.parametrize("group", [128, 32, 48])
+@pytest.mark.parametrize("m", [1, 45])
+def test_block_scaled_mm_matches_the_reference(device, group, m):
+    from kernels.gemm_scaled import block_scaled_mm
+
+    n, k = 96, 384
+    a, scale_a = _per_group(activations(m, k, device), group)
+    b, scale_b = _per_group(torch.randn(n, k, device=device) * torch.logspace(-2, 1, n, device=device)[:, None], group)
+    bias = torch.randn(n, device=device).to(torch.bfloat16)
+    out = block_scaled_mm(a, b, scale_a, scale_b, torch.float32)
+    ref = reference.block_scaled_mm(a, b, scale_a, scale_b, torch.float32)
+    if device == "cuda":  # Hopper's FP8 tensor cores add with fewer mantissa bits than float32
+        assert ((out - ref).norm() / ref.norm()).item() < 2e-4
+    else:
+        assert_close(out, ref)
+    with_bias = block_scaled_mm(a, b, scale_a, scale_b, torch.bfloat16, bias)
+    assert_close(with_bias, reference.block_scaled_mm(a, b, scale_a, scale_b, torch.bfloat16, bias))
+
+
+def test_block_scaled_mm_refuses_scales_that_are_not_whole_groups():
+    from kernels.gemm_scaled import block_scaled_mm
+
+    a = torch.zeros(2, 96, dtype=torch.float8_e4m3fn)
+    with pytest.raises(ValueError, match="whole groups"):
+        block_scaled_mm(a, a, torch.ones(2, 3), torch.ones(2, 2), torch.float32)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("qdtype", QDTYPES, ids=["int8", "fp8"])
 def test_the_dispatcher_sends_cuda_tensors_to_the_fastest_kernel(qdtype):
