@@ -192,6 +192,8 @@ def _scheme_name(scheme) -> str:
     for name, preset in PRESET_SCHEMES.items():
         pw, pa = preset.get("weights"), preset.get("input_activations")
         if key(pw) == key(scheme.weights) and key(pa) == key(scheme.input_activations):
+            if pw.block_structure != scheme.weights.block_structure:
+                return f"{name} (block {'x'.join(map(str, scheme.weights.block_structure))})"
             if pw.group_size == scheme.weights.group_size:
                 return name
             return f"{name} (group_size {scheme.weights.group_size})"

@@ -13,7 +13,7 @@ half-precision models on a CPU without native bf16); Hessians, statistics and so
 
 import ctypes
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 import torch
@@ -24,7 +24,7 @@ from common.dtypes import compute_dtype
 from common.support import fitting_group_size
 from common.work import CancelCheck, Cancelled, Progress
 from compress.gptq import gptq_quantize
-from compress.quant import QuantizedWeight, attach_activation_quant, quantize_weight
+from compress.quant import QuantizedWeight, attach_activation_quant, quantize_weight, static_input_scale
 from compress.recipe import PruneStep, QuantizeStep, Recipe, SmoothStep
 from compress.smooth import apply_scales, awq_search, default_mappings, resolve_mappings, smoothquant_scales
 from compress.sparse import magnitude_prune, sparsegpt_prune
@@ -353,7 +353,9 @@ class Runner:
         with torch.no_grad():
             for step in self.recipe.steps:
                 self.first_output = None
-                if data and reference is None and not step.needs_data:
+                # a step that runs the calibration batches keeps its first output as the reference
+                calibrates = step.needs_data and not (isinstance(step, QuantizeStep) and step.algorithm == "rtn")
+                if data and reference is None and not calibrates:
                     reference = _forward(layer, self.hidden[0], self.kw(i, self.hidden[0]))
                 if isinstance(step, QuantizeStep):
                     self.quantize(
@@ -371,11 +373,17 @@ class Runner:
             # what the checkpoint will hold: every parameter rounded to the model's dtype
             _move(layer, self.device, self.model_dtype)
             if data:
+                _move(layer, self.device, self.dtype)
                 if reference is None:  # no step touched this layer
                     reference = _forward(layer, self.hidden[0], self.kw(i, self.hidden[0]))
-                _move(layer, self.device, self.dtype)
                 schemes = {n: self.plan.quant[n][1] for n in linears if n in self.plan.quant}
-                handles = attach_activation_quant(linears, schemes)
+                static = {n: s.input_activations for n, s in schemes.items() if _static(s)}
+                for n, (lo, hi) in self.observe_input_ranges(i, layer, {n: linears[n] for n in static}).items():
+                    scale = static_input_scale(lo, hi, static[n], self.model_dtype)
+                    self.result.quantized[n] = replace(self.result.quantized[n], input_scale=scale)
+                    report.modules[n]["input_scale"] = scale.item()
+                input_scales = {n: self.result.quantized[n].input_scale for n in static}
+                handles = attach_activation_quant(linears, schemes, input_scales)
                 try:
                     last = i == len(self.plan.layers) - 1
                     hidden = self.hidden[:1] if last else self.hidden
@@ -390,6 +398,33 @@ class Runner:
         # a quantization step keeps pruned weights at zero within this layer only
         self.masks.clear()
         return report
+
+    def observe_input_ranges(
+        self, index: int, layer: torch.nn.Module, modules: dict[str, torch.nn.Linear]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The smallest and largest input each of `modules` sees over all calibration batches,
+        with the layer's weights quantized and no activation quantized inside it."""
+        ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def observer(name: str):
+            def hook(module, args):
+                lo, hi = torch.aminmax(args[0].float())
+                if name in ranges:
+                    lo, hi = torch.minimum(ranges[name][0], lo), torch.maximum(ranges[name][1], hi)
+                ranges[name] = (lo, hi)
+
+            return hook
+
+        if not modules:
+            return ranges
+        handles = [m.register_forward_pre_hook(observer(n)) for n, m in modules.items()]
+        try:
+            for h in self.hidden:
+                _forward(layer, h, self.kw(index, h))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return ranges
 
     # steps
 
@@ -568,6 +603,11 @@ class Runner:
                 )
                 cached[key].clear()
             apply_scales(m, s)
+
+
+def _static(scheme: QuantizationScheme) -> bool:
+    """Whether the scheme quantizes input activations with a calibrated (static) scale."""
+    return scheme.input_activations is not None and not scheme.input_activations.dynamic
 
 
 def _rows(t: torch.Tensor | None, rows: slice) -> torch.Tensor | None:

@@ -26,6 +26,7 @@ class QuantizedWeight:
     scale: torch.Tensor  # stored dtype (the model's), shape as compressed-tensors expects
     zero_point: torch.Tensor | None  # int8 codes for asymmetric int, else None
     dequant: torch.Tensor  # float32 [out, in]
+    input_scale: torch.Tensor | None = None  # static activation quantization: [1], stored dtype
 
 
 def check_supported(scheme: QuantizationScheme, where: str) -> None:
@@ -49,11 +50,11 @@ def check_supported(scheme: QuantizationScheme, where: str) -> None:
         raise NotImplementedError(f"{where}: asymmetric FP8 weights are not supported")
     if w.dynamic:
         raise NotImplementedError(f"{where}: dynamic weight quantization is not supported")
-    if a is not None and not (a.dynamic is True and a.symmetric and a.strategy in ("token", "group")):
+    static = a is not None and a.dynamic is False and a.strategy == "tensor"
+    if a is not None and not (a.symmetric and (static or (a.dynamic is True and a.strategy in ("token", "group")))):
         raise NotImplementedError(
-            f"{where}: only dynamic symmetric per-token (or per-token-group) input activations are supported "
-            f"(e.g. W8A8, FP8_DYNAMIC, FP8_BLOCK); static activation scales (e.g. the FP8 preset) need calibrated "
-            f"input_scale, which is not implemented"
+            f"{where}: input activations must be symmetric, dynamic per token (or per token group) or static "
+            f"per tensor (e.g. W8A8, FP8_DYNAMIC, FP8_BLOCK, FP8)"
         )
     if a is not None and a.strategy == "group" and not (w.strategy == "block" and a.group_size == w.block_structure[1]):
         raise NotImplementedError(
@@ -173,40 +174,72 @@ def codes(q: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
     return q.to(torch.float8_e4m3fn if args.type == "float" else torch.int8)
 
 
-def fake_quantize_activation(x: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
-    """Dynamic symmetric per-token (or per-token-group) quantize-dequantize, in x's dtype, in
-    the same order of operations as compressed-tensors (so the result matches it exactly)."""
+def fake_quantize_activation(
+    x: torch.Tensor, args: QuantizationArgs, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Symmetric quantize-dequantize, in x's dtype, in the same order of operations as
+    compressed-tensors (so the result matches it exactly): dynamic per token (or per token
+    group), or static with the calibrated per-tensor `scale`."""
+    if not args.dynamic:
+        if scale is None:
+            raise ValueError("static activation quantization needs its calibrated scale")
+        return _quantize_dequantize(x, scale, args)
     if args.strategy == "group":
         groups = x.unflatten(-1, (x.shape[-1] // args.group_size, args.group_size))
         return _fake_quantize_rows(groups, args).flatten(-2)
     return _fake_quantize_rows(x, args)
 
 
+def _code_range(args: QuantizationArgs) -> tuple[float, float]:
+    if args.type == "float":
+        return -FP8_MAX, FP8_MAX
+    return -(2.0 ** (args.num_bits - 1)), 2.0 ** (args.num_bits - 1) - 1
+
+
 def _fake_quantize_rows(x: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
     lo = torch.clamp(x.amin(dim=-1, keepdim=True), max=0)
     hi = torch.clamp(x.amax(dim=-1, keepdim=True), min=0)
-    if args.type == "float":
-        qmin, qmax = -FP8_MAX, FP8_MAX
-    else:
-        qmin, qmax = -(2.0 ** (args.num_bits - 1)), 2.0 ** (args.num_bits - 1) - 1
+    qmin, qmax = _code_range(args)
     half_range = torch.tensor(qmax - qmin, device=x.device).to(x.dtype) / 2
     scale = torch.maximum(lo.abs(), hi.abs()) / half_range
     scale = torch.where(
         scale == 0, torch.tensor(torch.finfo(scale.dtype).eps, dtype=scale.dtype, device=x.device), scale
     )
+    return _quantize_dequantize(x, scale, args)
+
+
+def _quantize_dequantize(x: torch.Tensor, scale: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
+    qmin, qmax = _code_range(args)
     y = torch.clamp(x / scale, torch.tensor(qmin, device=x.device), torch.tensor(qmax, device=x.device))
     y = y.to(torch.float8_e4m3fn).to(x.dtype) if args.type == "float" else torch.round(y)
-    return y.to(scale.dtype) * scale
+    # a static scale is stored in the checkpoint's dtype, which need not be x's
+    return (y.to(scale.dtype) * scale).to(x.dtype)
 
 
-def attach_activation_quant(modules: dict[str, torch.nn.Module], schemes: dict[str, QuantizationScheme]) -> list:
-    """Fake-quantize the inputs of the Linears whose scheme quantizes input activations.
-    Returns the hook handles (remove them to detach)."""
+def static_input_scale(lo: torch.Tensor, hi: torch.Tensor, args: QuantizationArgs, dtype: torch.dtype) -> torch.Tensor:
+    """A static per-tensor activation scale from the smallest and largest input seen in
+    calibration (compressed-tensors' qparams, as its "static_minmax" observer gives them),
+    rounded to the dtype it is stored in: [1]."""
+    scale, _ = calculate_qparams(lo.float().reshape(1), hi.float().reshape(1), args)
+    return scale.to(dtype).reshape(1)
+
+
+def attach_activation_quant(
+    modules: dict[str, torch.nn.Module],
+    schemes: dict[str, QuantizationScheme],
+    input_scales: dict[str, torch.Tensor] | None = None,
+) -> list:
+    """Fake-quantize the inputs of the Linears whose scheme quantizes input activations (the
+    static ones with their scale from `input_scales`). Returns the hook handles (remove them
+    to detach)."""
     handles = []
     for name, module in modules.items():
         act = schemes[name].input_activations if name in schemes else None
         if act is not None:
+            scale = None if act.dynamic else (input_scales or {})[name].to(module.weight.device)
             handles.append(
-                module.register_forward_pre_hook(lambda m, a, act=act: (fake_quantize_activation(a[0], act),))
+                module.register_forward_pre_hook(
+                    lambda m, a, act=act, scale=scale: (fake_quantize_activation(a[0], act, scale),)
+                )
             )
     return handles

@@ -81,6 +81,14 @@ default_stage:
   default_modifiers:
     QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: FP8_DYNAMIC}
 """),
+    # FP8 E4M3 weights with one scale per tensor, FP8 activations with one static scale per
+    # tensor calibrated on the data (compressed-tensors' FP8 scheme; the scale is the largest
+    # input seen over 448)
+    "fp8-static": _yaml("""
+default_stage:
+  default_modifiers:
+    QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: FP8}
+"""),
     # FP8 E4M3 weights with a scale per 128x128 block, FP8 activations with a scale per token and
     # group of 128 inputs (DeepSeek-V3's layout; no calibration data)
     "fp8-block": _yaml("""
@@ -144,7 +152,11 @@ class QuantizeStep:
     actorder: bool = False
     adjusted: bool = False  # schemes changed for the model (group-size fallback)
 
-    needs_data = property(lambda self: self.algorithm == "gptq")
+    @property
+    def needs_data(self) -> bool:
+        # static activation scales are calibrated
+        static = any(s.input_activations is not None and not s.input_activations.dynamic for s in self.schemes)
+        return self.algorithm == "gptq" or static
 
 
 @dataclass

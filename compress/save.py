@@ -74,6 +74,8 @@ def pack_linear(module: torch.nn.Linear, qw: QuantizedWeight, scheme: Quantizati
     module.weight_scale.data = qw.scale.to(module.weight_scale.dtype)
     if qw.zero_point is not None:
         module.weight_zero_point.data = qw.zero_point.to(module.weight_zero_point.dtype)
+    if qw.input_scale is not None:
+        module.input_scale.data = qw.input_scale.to(module.input_scale.dtype)
     module.weight = torch.nn.Parameter(qw.dequant, requires_grad=False)
     module.quantization_status = QuantizationStatus.FROZEN
     compress_module(module)

@@ -59,6 +59,8 @@ quantize_per_token = _op(cpu_quant.quantize_per_token, "gemm_scaled")
 # on CUDA: cuBLAS for the FP8 products it runs, the Triton kernel for the rest
 scaled_mm = _op(reference.scaled_mm, "gemm_scaled", "scaled_mm_fastest")
 block_scaled_mm = _op(reference.block_scaled_mm, "gemm_scaled")
+# static scales: one elementwise pass, PyTorch's own on either device
+quantize_per_tensor = reference.quantize_per_tensor
 
 __all__ = [
     "block_scaled_mm",
@@ -66,6 +68,7 @@ __all__ = [
     "fused_add_rms_norm_quant",
     "fused_moe",
     "paged_attention",
+    "quantize_per_tensor",
     "quantize_per_token",
     "rms_norm",
     "rms_norm_quant",

@@ -271,6 +271,18 @@ def quantize_per_token(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tenso
     return q, scale
 
 
+def quantize_per_tensor(x: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Static symmetric quantization of x [M, K] with a calibrated scale [1] (compressed-tensors'
+    order of operations: clamp(x / scale), then round to the code). Returns (q, scale as float32)."""
+    scale = scale.float().reshape(1)
+    y = x.float() / scale
+    if dtype == torch.float8_e4m3fn:
+        return torch.clamp(y, -FP8_MAX, FP8_MAX).to(dtype), scale
+    if dtype == torch.int8:
+        return torch.round(torch.clamp(y, -128, 127)).to(dtype), scale
+    raise ValueError(f"per-tensor quantization to {dtype} is not supported (int8, float8_e4m3fn)")
+
+
 def scaled_mm(
     a: torch.Tensor,  # [M, K] int8 or float8_e4m3fn
     b: torch.Tensor,  # [N, K], same dtype

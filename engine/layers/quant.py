@@ -6,7 +6,8 @@ them straight from the stored tensors (the layouts compressed-tensors writes).
 - int-quantized W8A8 (int8 weights with per-channel or per-tensor scales, int8 activations
   quantized per token at run time): `ScaledMMMethod` over int8;
 - float-quantized FP8 (E4M3 weights, per-channel or per-tensor, FP8 activations per token):
-  `ScaledMMMethod` over float8_e4m3fn;
+  `ScaledMMMethod` over float8_e4m3fn; it and W8A8 also take activations quantized with a static
+  per-tensor scale calibrated by compress (`input_scale`, compressed-tensors' FP8 scheme);
 - float-quantized FP8 block (E4M3 weights with a scale per 128 x 128 block, FP8 activations
   per token and group of 128): `BlockScaledMMMethod`;
 - 2:4 sparse models, saved dense: `Sparse24Method`, PyTorch's semi-structured sparse tensors on
@@ -55,6 +56,7 @@ class Scheme:
     group_size: int | None  # group weights: inputs per scale; block weights: the activations' group (block width)
     activations: str | None  # None (weight-only), or "int" / "float": 8-bit dynamic per token (block: per token group)
     block_rows: int | None = None  # block weights: rows per block
+    static_input: bool = False  # activations quantized with one calibrated scale per tensor (input_scale)
 
 
 def _infer_format(weights: dict, activations: dict | None) -> str:
@@ -91,21 +93,24 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
         isinstance(block, list) and len(block) == 2 and all(isinstance(b, int) and b > 0 for b in block)
     ):
         raise UnsupportedModelError(f"{where}: block weights need a block_structure [rows, cols], got {block!r}")
-    activations = None
+    activations, static = None, False
     if acts is not None:
         # block weights take their activations per token and group of the block's width
         per = ("group", block[1]) if block else ("token", None)
+        dynamic = (
+            acts.get("dynamic") is True and (acts.get("strategy"), acts.get("group_size") if block else None) == per
+        )
+        static = acts.get("dynamic") is False and acts.get("strategy") == "tensor" and not block
         if not (
-            acts.get("dynamic") is True
-            and (acts.get("strategy"), acts.get("group_size") if block else None) == per
+            (dynamic or static)
             and acts.get("symmetric", True)
             and acts.get("num_bits", 8) == 8
             and acts.get("type", "int") == wtype
         ):
             raise UnsupportedModelError(
-                f"{where}: input activations must be dynamic symmetric 8-bit of the weights' type, per token "
-                f"(W8A8, FP8_DYNAMIC) or, with block weights, per token and group of the block's width "
-                f"(FP8_BLOCK); static activation scales (e.g. the FP8 preset) are not supported yet"
+                f"{where}: input activations must be symmetric 8-bit of the weights' type, dynamic per token "
+                f"(W8A8, FP8_DYNAMIC) or static per tensor (FP8) or, with block weights, dynamic per token and "
+                f"group of the block's width (FP8_BLOCK)"
             )
         activations = wtype
     scheme = Scheme(
@@ -117,6 +122,7 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
         group_size if strategy == "group" else block[1] if block else None,
         activations,
         block[0] if block else None,
+        static,
     )
     supported = (
         (fmt == "pack-quantized" and wtype == "int" and bits in (4, 8) and activations is None
@@ -329,11 +335,15 @@ class ScaledMMMethod(LinearMethod):
 
     def __init__(self, scheme: Scheme) -> None:
         self.qdtype = torch.int8 if scheme.weight_type == "int" else torch.float8_e4m3fn
+        self.static = scheme.static_input
 
     def create_weights(self, layer: Linear, dtype: torch.dtype) -> None:
         n, k = layer.out_features, layer.in_features
         layer.weight = nn.Parameter(torch.empty(n, k, dtype=self.qdtype), requires_grad=False)
         layer.weight_scale = nn.Parameter(torch.empty(n, 1, dtype=torch.float32), requires_grad=False)
+        if self.static:
+            # the shards of a fused layer read one input: their scales are one (else the largest, as vLLM)
+            layer.input_scale = nn.Parameter(torch.zeros(1, dtype=torch.float32), requires_grad=False)
         layer.cpu_dtype = dtype  # a CPU weight dequantized at load takes the compute dtype
 
     def load_weight(self, layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
@@ -345,6 +355,11 @@ class ScaledMMMethod(LinearMethod):
             rows = layer.output_slice(layer.weight_scale, shard)
             src = tensor.reshape(-1, 1)
             return copy_weight(rows, src.expand(rows.shape[0], 1) if src.numel() == 1 else src, name)
+        if name == "input_scale" and self.static:
+            if tensor.numel() != 1:
+                raise ValueError(f"{name}: a static per-tensor scale has one value, got shape {tuple(tensor.shape)}")
+            layer.input_scale.data = torch.maximum(layer.input_scale.data, tensor.float().reshape(1))
+            return None
         raise KeyError(f"unexpected tensor {name!r} for a {self.qdtype} quantized linear layer")
 
     def process_weights_after_loading(self, layer: Linear) -> None:
@@ -352,7 +367,8 @@ class ScaledMMMethod(LinearMethod):
         if layer.weight.device.type != "cpu" or (plan := cpu_quant.cpu_plan()) == "reference":
             return
         n, k = layer.weight.shape
-        if plan == "native" and cpu_native.refusal(n, k, k) is None:
+        # the native kernel quantizes its input per token: static scales take the dense plan
+        if plan == "native" and not self.static and cpu_native.refusal(n, k, k) is None:
             layer.cpu_native = cpu_native.pack_scaled(layer.weight.data, layer.weight_scale.data)
             layer.cpu_kind = "native"
             return
@@ -374,7 +390,10 @@ class ScaledMMMethod(LinearMethod):
         if isinstance(x, QuantizedActivation):  # quantized by the norm in front (fuse_input_quantization)
             return self._scaled_mm(layer, x.q, x.scale, x.dtype)
         x2 = x.reshape(-1, x.shape[-1])
-        q, scale = kernels.quantize_per_token(x2, self.qdtype)
+        if self.static:
+            q, scale = kernels.quantize_per_tensor(x2, layer.input_scale, self.qdtype)
+        else:
+            q, scale = kernels.quantize_per_token(x2, self.qdtype)
         out = self._scaled_mm(layer, q, scale, x.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
 
@@ -473,7 +492,13 @@ def fuse_input_quantization(model: nn.Module) -> int:
             pairs.append((mlp.act, mlp.down_proj))
         for producer, linear in pairs:
             # the native CPU kernel quantizes its input itself, in one pass over it
-            if isinstance(linear.method, ScaledMMMethod) and getattr(linear, "cpu_kind", None) != "native":
+            # and a static scale is the layer's own
+            method = linear.method
+            if (
+                isinstance(method, ScaledMMMethod)
+                and not method.static
+                and getattr(linear, "cpu_kind", None) != "native"
+            ):
                 producer.quant = linear.method.qdtype
                 fused += 1
     return fused

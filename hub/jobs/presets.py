@@ -43,6 +43,7 @@ PRESETS: dict[str, Preset] = {
     "fp8-gptq": Preset(
         "FP8_DYNAMIC", "fp8 e4m3 weights per channel placed by GPTQ, dynamic per-token activations", 0.99
     ),
+    "fp8-static": Preset("FP8", "fp8 e4m3 weights per tensor, static per-tensor activation scales (calibrated)", 0.99),
     # the block's width falls back as a group does
     "fp8-block": Preset(
         "FP8_BLOCK",

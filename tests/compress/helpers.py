@@ -25,7 +25,7 @@ def compress_in_process(model_dir: Path, recipe: str, out: Path, data: Path, sam
     result: RunResult = Runner(model, r, plan_model(model, r), torch.device("cpu")).run(calib)
     reference = copy.deepcopy(model)
     linears = {n: m for n, m in reference.named_modules() if isinstance(m, torch.nn.Linear)}
-    attach_activation_quant(linears, result.schemes)
+    attach_activation_quant(linears, result.schemes, {n: q.input_scale for n, q in result.quantized.items()})
     save_checkpoint(model, result, out)
     (out / RECIPE_NAME).write_text(r.to_yaml())
     return reference, result

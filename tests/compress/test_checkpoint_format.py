@@ -109,3 +109,28 @@ def test_gptq_places_fp8_block_weights_module_by_module(make_model, lambada, tmp
     ids = torch.randint(0, 512, (2, 48), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(reference(ids).logits, loaded(ids).logits)
+
+
+INT8_STATIC = (
+    "default_stage:\n  default_modifiers:\n    QuantizationModifier:\n      ignore: [lm_head]\n"
+    "      config_groups: {g: {targets: [Linear], weights: {num_bits: 8, type: int, strategy: channel}, "
+    "input_activations: {num_bits: 8, type: int, strategy: tensor, dynamic: false}}}\n"
+)
+
+
+@pytest.mark.parametrize("recipe", ["fp8-static", INT8_STATIC], ids=["fp8", "int8"])
+def test_static_activation_scales_are_calibrated_stored_and_used_by_transformers(recipe, make_model, lambada, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    reference, result = compress_in_process(make_model(), recipe, tmp_path / "out", lambada)
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as f:
+        for name, qw in result.quantized.items():
+            stored = f.get_tensor(f"{name}.input_scale")
+            assert stored.shape == (1,) and stored.item() > 0 and torch.equal(stored, qw.input_scale), name
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype="auto").eval()
+    ids = torch.randint(0, 512, (2, 48), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(reference(ids).logits, loaded(ids).logits)
+    q = json.loads((tmp_path / "out" / "config.json").read_text())["quantization_config"]["config_groups"]
+    (scheme,) = q.values()
+    assert scheme["input_activations"]["dynamic"] is False and scheme["input_activations"]["strategy"] == "tensor"

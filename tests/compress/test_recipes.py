@@ -87,7 +87,13 @@ quant_stage:
             NotImplementedError,
             ["weight_g_idx"],
         ),
-        ("s_stage:\n  m_modifiers:\n    QuantizationModifier: {scheme: FP8}\n", NotImplementedError, ["static"]),
+        (
+            "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups: {g: {targets: [Linear], weights: {num_bits: 8, "
+            "type: int, strategy: channel}, input_activations: {num_bits: 8, type: int, strategy: tensor, "
+            "dynamic: false, symmetric: false}}}\n",
+            NotImplementedError,
+            ["must be symmetric"],
+        ),
         ("s_stage:\n  m_modifiers:\n    QuantizationModifier: {scheme: NVFP4}\n", NotImplementedError, ["FP8"]),
         ("s_stage:\n  m_modifiers:\n    QuantizationModifier: {scheme: W5A5}\n", ValueError, ["W5A5"]),
         (

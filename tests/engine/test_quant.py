@@ -31,6 +31,7 @@ def _rtn(weights: str, activations: str = "null", ignore: tuple[str, ...] = ("lm
 W4_ASYM = "num_bits: 4, type: int, symmetric: false, strategy: group, group_size: 32"
 W8_CHANNEL = "num_bits: 8, type: int, symmetric: true, strategy: channel"
 A8_TOKEN = "{num_bits: 8, type: int, symmetric: true, strategy: token, dynamic: true}"
+A8_STATIC = "{num_bits: 8, type: int, symmetric: true, strategy: tensor, dynamic: false}"
 
 
 # round-to-nearest recipes need no calibration data; each writes the format of its preset
@@ -195,6 +196,31 @@ def test_it_keeps_the_stored_tensors_instead_of_a_dense_weight(compressed, name,
     assert decoder.input_layernorm.quant == decoder.post_attention_layernorm.quant == decoder.mlp.act.quant == expected
 
 
+@pytest.mark.parametrize(
+    "recipe, qdtype",
+    [("fp8-static", torch.float8_e4m3fn), (_rtn(W8_CHANNEL, A8_STATIC), torch.int8)],
+    ids=["fp8", "int8"],
+)
+def test_it_quantizes_activations_with_their_calibrated_static_scale(
+    make_text_checkpoint, fixtures_dir, tmp_path, recipe, qdtype
+):
+    from compress import CalibrationConfig, compress
+
+    lambada = fixtures_dir / "datasets" / "lambada_openai" / "test.jsonl"
+    calibration = CalibrationConfig(str(lambada), 4, 64)
+    compress(make_text_checkpoint("llama"), recipe, tmp_path / "out", calibration=calibration, device="cpu")
+    llm = LLM(tmp_path / "out", dtype="float32", device="cpu", num_kv_blocks=64)
+    decoder = llm.model.model.layers[0]
+    stored = load_file(tmp_path / "out" / "model.safetensors")
+    # q/k/v read one input, calibrated once: the fused layer's scale is each shard's
+    assert decoder.self_attn.qkv_proj.input_scale.item() == stored["model.layers.0.self_attn.k_proj.input_scale"].item()
+    assert decoder.self_attn.qkv_proj.weight.dtype == qdtype and decoder.self_attn.qkv_proj.cpu_kind != "native"
+    # a norm in front quantizes per token, so it leaves a static layer's input to the layer
+    assert decoder.input_layernorm.quant is None and decoder.mlp.act.quant is None
+    prompts = random_prompts()
+    assert_greedy_matches(llm.generate(prompts, GREEDY), load_transformers(tmp_path / "out"), prompts, 10)
+
+
 def test_it_leaves_the_layers_a_config_ignores_dense(compressed):
     path = compressed("w4a16-ignore-down", _rtn(W4_ASYM, ignore=("lm_head", "re:.*down_proj$")))
     llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=64)
@@ -226,14 +252,14 @@ def _with_config(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
-def _static_activations(q: dict) -> None:
-    q["config_groups"]["group_0"]["input_activations"].update(dynamic=False, strategy="tensor")
+def _static_per_token_activations(q: dict) -> None:
+    q["config_groups"]["group_0"]["input_activations"].update(dynamic=False)
 
 
 @pytest.mark.parametrize(
     "name, edit, message",
     [
-        ("fp8-dynamic", _static_activations, "static activation scales"),
+        ("fp8-dynamic", _static_per_token_activations, "static per tensor"),
         ("w4a16", lambda q: q.update(ignore=["lm_head", "re:.*k_proj$"]), "quantized differently"),
         ("w4a16", lambda q: q.update(ignore=[]), "quantized lm_head"),
         ("w4a16", lambda q: q.update(quant_method="gptq"), "quant_method 'gptq'"),
@@ -243,7 +269,16 @@ def _static_activations(q: dict) -> None:
         ("w4a16", lambda q: q.update(kv_cache_scheme={"num_bits": 8, "type": "int"}), "kv_cache_scheme with"),
         ("w4a16", lambda q: q.update(kv_cache_scheme={"type": "float", "strategy": "attn_head"}), "attn_head"),
     ],
-    ids=["static-fp8", "mixed-qkv", "lm-head", "gptq-format", "int3", "g-idx", "int8-kv-cache", "per-head-kv-cache"],
+    ids=[
+        "static-per-token",
+        "mixed-qkv",
+        "lm-head",
+        "gptq-format",
+        "int3",
+        "g-idx",
+        "int8-kv-cache",
+        "per-head-kv-cache",
+    ],
 )
 def test_it_refuses_what_it_cannot_run_with_a_clear_error(compressed, tmp_path, name, edit, message):
     path = _with_config(compressed(name), tmp_path / "model", edit)
