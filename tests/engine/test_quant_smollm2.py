@@ -42,11 +42,12 @@ PRESETS = [
     "fp8-dynamic",
     "fp8-gptq",
     "fp8-block",
+    "fp8-static",
     "2of4",
     "2of4-fp8",
     "2of4-w4a16",
 ]
-ACTIVATION_QUANTIZED = {"w8a8-int8", "fp8-dynamic", "fp8-gptq", "fp8-block", "2of4-fp8"}
+ACTIVATION_QUANTIZED = {"w8a8-int8", "fp8-dynamic", "fp8-gptq", "fp8-block", "fp8-static", "2of4-fp8"}
 GREEDY = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
 PROMPT_TOKENS = 48  # prompts cut to this length: the check is per token, and shorter runs faster
 TIE = 1e-3
@@ -142,6 +143,7 @@ def test_it_generates_what_transformers_generates_for_every_preset(smollm2_compr
     quantized = f"{32 - len(found)}/32 prompts equal, largest gap {gap:.3f}"
     # the same comparison with per-token activation quantization off on both sides
     monkeypatch.setattr(kernels, "quantize_per_token", lambda x, dtype: (x.float(), torch.ones(len(x), 1)))
+    monkeypatch.setattr(kernels, "quantize_per_tensor", lambda x, scale, dtype: (x.float(), torch.ones(1)))
     # and no norm quantizes for its layer, so every layer input goes through that quantizer
     monkeypatch.setattr(engine.loader, "fuse_input_quantization", lambda model: 0)
     # the native CPU kernel quantizes its input inside itself, past that switch
