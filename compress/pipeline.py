@@ -17,14 +17,22 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 import torch
-from compressed_tensors.quantization import QuantizationScheme
+from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 from compressed_tensors.utils.match import match_named_modules
 
 from common.dtypes import compute_dtype
 from common.support import fitting_group_size
 from common.work import CancelCheck, Cancelled, Progress
 from compress.gptq import gptq_quantize
-from compress.quant import QuantizedWeight, attach_activation_quant, quantize_weight, static_input_scale
+from compress.quant import (
+    QuantizedWeight,
+    attach_activation_quant,
+    fp4_global_scale,
+    is_fp4,
+    quantize_fp4,
+    quantize_weight,
+    static_input_scale,
+)
 from compress.recipe import PruneStep, QuantizeStep, Recipe, SmoothStep
 from compress.smooth import apply_scales, awq_search, default_mappings, resolve_mappings, smoothquant_scales
 from compress.sparse import magnitude_prune, sparsegpt_prune
@@ -437,10 +445,14 @@ class Runner:
         if not modules:
             return
         if step.algorithm == "rtn":
+            global_scales = _fused_global_scales(modules, {n: self.plan.quant[n][1].weights for n in modules})
             for name, m in modules.items():
-                self._store(
-                    name, m, quantize_weight(m.weight, self.plan.quant[name][1].weights, self.model_dtype), report
-                )
+                args = self.plan.quant[name][1].weights
+                if is_fp4(args):
+                    qw = quantize_fp4(m.weight, args, global_scales.get(name))
+                else:
+                    qw = quantize_weight(m.weight, args, self.model_dtype)
+                self._store(name, m, qw, report)
             return
         groups = self._hessian_groups(i, modules)
         # the widest input first: its H and inverse are the layer's biggest working set, best met
@@ -487,8 +499,13 @@ class Runner:
     def _store(self, name: str, module: torch.nn.Linear, qw: QuantizedWeight, report: LayerReport) -> None:
         w = module.weight.float()
         report.modules.setdefault(name, {})["weight_rel_error"] = ((qw.dequant - w).norm() / w.norm()).item()
-        self.result.quantized[name] = QuantizedWeight(
-            qw.q.cpu(), qw.scale.cpu(), None if qw.zero_point is None else qw.zero_point.cpu(), qw.dequant.cpu()
+        self.result.quantized[name] = replace(
+            qw,
+            q=qw.q.cpu(),
+            scale=qw.scale.cpu(),
+            zero_point=None if qw.zero_point is None else qw.zero_point.cpu(),
+            dequant=qw.dequant.cpu(),
+            global_scale=None if qw.global_scale is None else qw.global_scale.cpu(),
         )
         self.result.schemes[name] = self.plan.quant[name][1]
         module.weight.copy_(qw.dequant.to(self.model_dtype).to(module.weight.dtype))
@@ -603,6 +620,26 @@ class Runner:
                 )
                 cached[key].clear()
             apply_scales(m, s)
+
+
+# Linears the engine (and vLLM) runs as one matmul: NVFP4 gives them one global scale
+_FUSED = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def _fused_global_scales(
+    modules: dict[str, torch.nn.Linear], weights: dict[str, QuantizationArgs]
+) -> dict[str, torch.Tensor]:
+    """NVFP4 global scales: each Linear's own, the smallest of its fused group's where it has one
+    (so no group scale of any member overflows FP8), as llm-compressor does."""
+    own = {n: fp4_global_scale(m.weight) for n, m in modules.items() if weights[n].strategy == "tensor_group"}
+    shared = dict(own)
+    for name in own:
+        parent, _, leaf = name.rpartition(".")
+        group = next((g for g in _FUSED if leaf in g), ())
+        members = [f"{parent}.{other}" for other in group if f"{parent}.{other}" in own]
+        if members:
+            shared[name] = torch.stack([own[n] for n in members]).amin(dim=0)
+    return shared
 
 
 def _static(scheme: QuantizationScheme) -> bool:

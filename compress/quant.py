@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
-from compressed_tensors.quantization.utils.helpers import calculate_qparams
+from compressed_tensors.quantization.lifecycle.forward import fake_quantize as ct_fake_quantize
+from compressed_tensors.quantization.lifecycle.forward import quantize as ct_quantize
+from compressed_tensors.quantization.utils.helpers import calculate_qparams, generate_gparam
 
 FP8_MAX = torch.finfo(torch.float8_e4m3fn).max
 
@@ -27,6 +29,7 @@ class QuantizedWeight:
     zero_point: torch.Tensor | None  # int8 codes for asymmetric int, else None
     dequant: torch.Tensor  # float32 [out, in]
     input_scale: torch.Tensor | None = None  # static activation quantization: [1], stored dtype
+    global_scale: torch.Tensor | None = None  # NVFP4: [1] float32, the group scales' divisor
 
 
 def check_supported(scheme: QuantizationScheme, where: str) -> None:
@@ -36,9 +39,17 @@ def check_supported(scheme: QuantizationScheme, where: str) -> None:
         raise NotImplementedError(f"{where}: activation-only schemes are not supported")
     if w.type == "int" and not 2 <= w.num_bits <= 8:
         raise NotImplementedError(f"{where}: int weights need 2..8 bits, got {w.num_bits}")
+    if is_fp4(w):
+        if a is not None:
+            raise NotImplementedError(
+                f"{where}: FP4 weights are supported with 16-bit activations (NVFP4A16, MXFP4A16); FP4 activations "
+                "(NVFP4, MXFP4) are not supported yet"
+            )
+        return
     if w.type == "float" and w.num_bits != 8:
         raise NotImplementedError(
-            f"{where}: only FP8 float weights are supported (not {w.num_bits}-bit, e.g. NVFP4/MXFP4)"
+            f"{where}: float weights are FP8, or FP4 as NVFP4A16 (group 16 over a global scale) or MXFP4A16 "
+            f"(group 32, E8M0 scales); not {w.num_bits}-bit {w.strategy} groups of {w.group_size}"
         )
     if w.strategy not in ("group", "channel", "tensor", "block"):
         raise NotImplementedError(
@@ -65,6 +76,30 @@ def check_supported(scheme: QuantizationScheme, where: str) -> None:
         raise NotImplementedError(f"{where}: input activations must be int8 with int weights or FP8 with FP8 weights")
     if scheme.output_activations is not None:
         raise NotImplementedError(f"{where}: output activation quantization is not supported")
+
+
+def is_fp4(args: QuantizationArgs) -> bool:
+    """FP4 E2M1 weights in compressed-tensors' two layouts: NVFP4 (groups of 16, FP8 scales over
+    a per-tensor global scale) and MXFP4 (groups of 32, power-of-two E8M0 scales)."""
+    return (
+        args.type == "float" and args.num_bits == 4 and args.symmetric
+        and (args.strategy, args.group_size) in (("tensor_group", 16), ("group", 32))
+    )  # fmt: skip
+
+
+def fp4_global_scale(w: torch.Tensor) -> torch.Tensor:
+    """NVFP4's per-tensor scale: maps the tensor's largest |w| to FP8's largest scale times FP4's largest code."""
+    return generate_gparam(w.float().amin(), w.float().amax())
+
+
+def quantize_fp4(w: torch.Tensor, args: QuantizationArgs, global_scale: torch.Tensor | None) -> QuantizedWeight:
+    """Round-to-nearest FP4 by compressed-tensors' own qparams and quantizer (NVFP4 needs
+    `global_scale`; several Linears that the engine fuses share one, as vLLM requires)."""
+    g = w.float().unflatten(-1, (w.shape[-1] // args.group_size, args.group_size))
+    scale, _ = calculate_qparams(g.amin(dim=-1), g.amax(dim=-1), args, global_scale=global_scale)
+    q = ct_quantize(w.float(), scale, None, args, dtype=torch.float32, global_scale=global_scale)
+    dequant = ct_fake_quantize(w.float(), scale, None, args, global_scale=global_scale)
+    return QuantizedWeight(q, scale, None, dequant, global_scale=global_scale)
 
 
 def _grouped(w: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:

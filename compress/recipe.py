@@ -19,7 +19,7 @@ from compressed_tensors.quantization import QuantizationConfig, QuantizationSche
 from compressed_tensors.quantization.quant_scheme import PRESET_SCHEMES
 
 from common.recipe_args import WEIGHT_OBSERVERS, check_arguments
-from compress.quant import check_supported
+from compress.quant import MSE_OBSERVERS, check_supported, is_fp4
 from compress.sparse import parse_mask_structure
 
 
@@ -103,6 +103,19 @@ default_stage:
 default_stage:
   default_modifiers:
     GPTQModifier: {targets: [Linear], ignore: [lm_head], scheme: FP8_DYNAMIC, block_size: 128, dampening_frac: 0.01, actorder: static}
+"""),
+    # FP4 E2M1 weights in groups of 16 with FP8 scales over a per-tensor global scale (shared by
+    # the Linears the engine fuses), 16-bit activations; round-to-nearest, no calibration data
+    "nvfp4a16": _yaml("""
+default_stage:
+  default_modifiers:
+    QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: NVFP4A16}
+"""),
+    # FP4 E2M1 weights in groups of 32 with power-of-two (E8M0) scales, 16-bit activations
+    "mxfp4a16": _yaml("""
+default_stage:
+  default_modifiers:
+    QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: MXFP4A16}
 """),
     # 2:4 semi-structured sparsity by SparseGPT, saved dense
     "2of4": _yaml("""
@@ -321,6 +334,10 @@ def _resolve_schemes(args: dict[str, Any], where: str) -> list[QuantizationSchem
                 f"{where}: weight observer {s.weights.observer!r} is not supported (accepted: {list(WEIGHT_OBSERVERS)})"
             )
         check_supported(s, where)
+        if is_fp4(s.weights) and s.weights.observer in MSE_OBSERVERS:
+            raise NotImplementedError(
+                f"{where}: FP4 weights take min/max scales; the {s.weights.observer!r} observer is not supported"
+            )
         if s.weights.actorder == "group":
             raise NotImplementedError(
                 f"{where}: actorder 'group' writes weight_g_idx, which vLLM rejects; use 'static'"
@@ -332,6 +349,8 @@ def _parse_quantization(args: dict, source: tuple, algorithm: str = "rtn") -> li
     where = _where(source)
     schemes = _resolve_schemes(args, where)
     step = QuantizeStep(algorithm, schemes, _as_list(args.get("ignore", DEFAULT_IGNORE)), source)
+    if algorithm == "gptq" and any(is_fp4(s.weights) for s in schemes):
+        raise NotImplementedError(f"{where}: GPTQ with FP4 weights is not supported yet; use QuantizationModifier")
     if algorithm == "gptq":
         step.block_size = int(args.get("block_size", 128))
         damp = args.get("dampening_frac", 0.01)

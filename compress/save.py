@@ -76,6 +76,8 @@ def pack_linear(module: torch.nn.Linear, qw: QuantizedWeight, scheme: Quantizati
         module.weight_zero_point.data = qw.zero_point.to(module.weight_zero_point.dtype)
     if qw.input_scale is not None:
         module.input_scale.data = qw.input_scale.to(module.input_scale.dtype)
+    if qw.global_scale is not None:
+        module.weight_global_scale.data = qw.global_scale.to(module.weight_global_scale.dtype)
     module.weight = torch.nn.Parameter(qw.dequant, requires_grad=False)
     module.quantization_status = QuantizationStatus.FROZEN
     compress_module(module)

@@ -10,6 +10,8 @@ them straight from the stored tensors (the layouts compressed-tensors writes).
   per-tensor scale calibrated by compress (`input_scale`, compressed-tensors' FP8 scheme);
 - float-quantized FP8 block (E4M3 weights with a scale per 128 x 128 block, FP8 activations
   per token and group of 128): `BlockScaledMMMethod`;
+- nvfp4- / mxfp4-pack-quantized FP4 weights with 16-bit activations (NVFP4A16, MXFP4A16):
+  `FP4DecodedMethod`, decoded to the compute dtype at load;
 - 2:4 sparse models, saved dense: `Sparse24Method`, PyTorch's semi-structured sparse tensors on
   GPUs that have them (`sparsify_two_of_four`).
 
@@ -46,13 +48,18 @@ from kernels.reference import unpack_int32
 _LINEAR_CLASSES = ("Linear",)  # class-name targets that select our Linear layers
 
 
+# FP4 formats: (weight strategy, group size) of each; the E2M1 codes' scales are FP8 over a
+# global scale per tensor (NVFP4) or powers of two (MXFP4's E8M0)
+FP4_FORMATS = {"nvfp4-pack-quantized": ("tensor_group", 16), "mxfp4-pack-quantized": ("group", 32)}
+
+
 @dataclass(frozen=True)
 class Scheme:
     format: str  # pack-quantized | int-quantized | float-quantized
     weight_type: str  # int | float
     bits: int
     symmetric: bool
-    strategy: str  # group | channel | tensor | block
+    strategy: str  # group | channel | tensor | block | tensor_group
     group_size: int | None  # group weights: inputs per scale; block weights: the activations' group (block width)
     activations: str | None  # None (weight-only), or "int" / "float": 8-bit dynamic per token (block: per token group)
     block_rows: int | None = None  # block weights: rows per block
@@ -84,9 +91,9 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
         raise UnsupportedModelError(f"{where}: dynamic weight quantization is not supported")
     if weights.get("actorder") == "group" or weights.get("actorder") == "dynamic":
         raise UnsupportedModelError(f"{where}: group activation ordering (weight_g_idx) is not supported")
-    if strategy not in ("group", "channel", "tensor", "block"):
+    if strategy not in ("group", "channel", "tensor", "block", "tensor_group"):
         raise UnsupportedModelError(
-            f"{where}: weight strategy {strategy!r} is not supported (group, channel, tensor, block)"
+            f"{where}: weight strategy {strategy!r} is not supported (group, channel, tensor, block, tensor_group)"
         )
     block = weights.get("block_structure") if strategy == "block" else None
     if strategy == "block" and not (
@@ -119,11 +126,19 @@ def _parse_scheme(name: str, group: dict, model_format: str | None) -> Scheme:
         bits,
         bool(weights.get("symmetric", True)),
         strategy,
-        group_size if strategy == "group" else block[1] if block else None,
+        group_size if strategy in ("group", "tensor_group") else block[1] if block else None,
         activations,
         block[0] if block else None,
         static,
     )
+    if fmt in FP4_FORMATS:
+        if not (wtype == "float" and bits == 4 and activations is None and scheme.symmetric
+                and (strategy, scheme.group_size) == FP4_FORMATS[fmt]):  # fmt: skip
+            raise UnsupportedModelError(
+                f"{where}: {fmt} is supported as FP4 weights in groups of {FP4_FORMATS[fmt][1]} with 16-bit "
+                "activations (NVFP4A16, MXFP4A16); FP4 activations (NVFP4, MXFP4) are not supported yet"
+            )
+        return scheme
     supported = (
         (fmt == "pack-quantized" and wtype == "int" and bits in (4, 8) and activations is None
          and strategy in ("group", "channel"))
@@ -205,6 +220,7 @@ class CompressedTensorsMethod(LinearMethod):
         if scheme not in self._methods:
             cls = (
                 WNA16Method if scheme.format == "pack-quantized"
+                else FP4DecodedMethod if scheme.format in FP4_FORMATS
                 else BlockScaledMMMethod if scheme.strategy == "block"
                 else ScaledMMMethod
             )  # fmt: skip
@@ -464,6 +480,64 @@ class BlockScaledMMMethod(LinearMethod):
         else:
             out = kernels.block_scaled_mm(q, layer.weight, scale, layer.weight_scale, x.dtype, layer.bias)
         return out.view(*x.shape[:-1], out.shape[-1])
+
+
+class FP4DecodedMethod(LinearMethod):
+    """FP4 E2M1 weights, two to a byte, with 16-bit activations (NVFP4A16, MXFP4A16). No GPU the
+    engine runs on has FP4 math (sm_100 brings it) and no CPU does: each checkpoint shard is
+    decoded once at load by compressed-tensors' own decompressor (the values transformers
+    computes with) into the compute dtype, and the layer runs dense, without the memory saving."""
+
+    def __init__(self, scheme: Scheme) -> None:
+        self.format, self.group = scheme.format, scheme.group_size
+
+    def create_weights(self, layer: Linear, dtype: torch.dtype) -> None:
+        n, k = layer.out_features, layer.in_features
+        if k % self.group:
+            raise UnsupportedModelError(
+                f"FP4 weights: in_features {k} is not a multiple of the group size {self.group}"
+            )
+        nv = self.format == "nvfp4-pack-quantized"
+        layer.weight_packed = nn.Parameter(torch.empty(n, k // 2, dtype=torch.uint8), requires_grad=False)
+        scale_dtype = torch.float8_e4m3fn if nv else torch.uint8
+        layer.weight_scale = nn.Parameter(torch.empty(n, k // self.group, dtype=scale_dtype), requires_grad=False)
+        if nv:  # one per checkpoint shard
+            layer.weight_global_scale = nn.Parameter(torch.empty(len(layer.output_sizes)), requires_grad=False)
+        layer.cpu_dtype = dtype
+
+    def load_weight(self, layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
+        if name == "weight_global_scale" and hasattr(layer, name):
+            i = shard or 0
+            return copy_weight(layer.weight_global_scale[i : i + 1], tensor.float().reshape(1), name)
+        if name not in ("weight_packed", "weight_scale"):
+            raise KeyError(f"unexpected tensor {name!r} for an FP4 ({self.format}) linear layer")
+        param = getattr(layer, name)
+        if tensor.dtype != param.dtype:
+            raise ValueError(f"{name}: checkpoint dtype {tensor.dtype} is not {self.format}'s {param.dtype}")
+        copy_weight(layer.output_slice(param, shard), tensor, name)
+
+    def process_weights_after_loading(self, layer: Linear) -> None:
+        from compressed_tensors.compressors.base import BaseCompressor
+        from compressed_tensors.quantization import preset_name_to_scheme
+
+        nv = self.format == "nvfp4-pack-quantized"
+        compressor = BaseCompressor.get_value_from_registry(self.format)
+        scheme = preset_name_to_scheme("NVFP4A16" if nv else "MXFP4A16", ["Linear"])
+        dense = torch.empty(
+            layer.out_features, layer.in_features, dtype=layer.cpu_dtype, device=layer.weight_packed.device
+        )
+        for i in range(len(layer.output_sizes)):
+            state = {name: layer.output_slice(getattr(layer, name), i) for name in ("weight_packed", "weight_scale")}
+            if nv:
+                state["weight_global_scale"] = layer.weight_global_scale[i : i + 1]
+            layer.output_slice(dense, i).copy_(compressor.decompress(state, scheme)["weight"])
+        del layer.weight_packed, layer.weight_scale
+        if nv:
+            del layer.weight_global_scale
+        layer.weight = nn.Parameter(dense, requires_grad=False)
+
+    def apply(self, layer: Linear, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, layer.weight, layer.bias)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ PRESETS: dict[str, Preset] = {
         0.99,
         group_size=128,
     ),
+    "nvfp4a16": Preset("NVFP4A16", "fp4 e2m1 weights, group 16, fp8 scales over a global scale", 0.96, group_size=16),
+    "mxfp4a16": Preset("MXFP4A16", "fp4 e2m1 weights, group 32, power-of-two scales", 0.96, group_size=32),
     "2of4": Preset("2:4", "2:4 sparsity, SparseGPT", 0.96),
     "2of4-magnitude": Preset("2:4", "2:4 sparsity, magnitude pruning", 0.96),
     "2of4-fp8": Preset("2:4+FP8_DYNAMIC", "2:4 sparsity (SparseGPT) with fp8 dynamic quantization", 0.96),

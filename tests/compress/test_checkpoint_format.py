@@ -134,3 +134,24 @@ def test_static_activation_scales_are_calibrated_stored_and_used_by_transformers
     q = json.loads((tmp_path / "out" / "config.json").read_text())["quantization_config"]["config_groups"]
     (scheme,) = q.values()
     assert scheme["input_activations"]["dynamic"] is False and scheme["input_activations"]["strategy"] == "tensor"
+
+
+@pytest.mark.parametrize("preset", ["nvfp4a16", "mxfp4a16"])
+def test_fp4_checkpoints_pack_two_codes_a_byte_with_their_group_scales(preset, make_model, lambada, tmp_path):
+    compress_in_process(make_model(), preset, tmp_path / "out", lambada)
+    nv = preset == "nvfp4a16"
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as f:
+        packed = f.get_tensor("model.layers.0.mlp.down_proj.weight_packed")
+        scale = f.get_tensor("model.layers.0.mlp.down_proj.weight_scale")
+        assert packed.dtype == torch.uint8 and tuple(packed.shape) == (128, 256 // 2)
+        assert scale.dtype == (torch.float8_e4m3fn if nv else torch.uint8)
+        assert tuple(scale.shape) == (128, 256 // (16 if nv else 32))
+        if nv:  # the Linears the engine fuses share one global scale, as vLLM requires
+            for fused in (
+                ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+                ("mlp.gate_proj", "mlp.up_proj"),
+            ):
+                scales = {f.get_tensor(f"model.layers.1.{m}.weight_global_scale").item() for m in fused}
+                assert len(scales) == 1, fused
+        else:
+            assert "model.layers.0.mlp.down_proj.weight_global_scale" not in f.keys()

@@ -94,7 +94,11 @@ quant_stage:
             NotImplementedError,
             ["must be symmetric"],
         ),
-        ("s_stage:\n  m_modifiers:\n    QuantizationModifier: {scheme: NVFP4}\n", NotImplementedError, ["FP8"]),
+        (
+            "s_stage:\n  m_modifiers:\n    QuantizationModifier: {scheme: NVFP4}\n",
+            NotImplementedError,
+            ["FP4 activations"],
+        ),
         ("s_stage:\n  m_modifiers:\n    QuantizationModifier: {scheme: W5A5}\n", ValueError, ["W5A5"]),
         (
             "s_stage:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, kv_cache_scheme: {num_bits: 8}}\n",
@@ -175,9 +179,9 @@ def test_it_quantizes_in_the_groups_the_hub_checks_at_submission():
 
     for name, text in PRESETS.items():
         groups = {
-            s.weights.group_size if s.weights.strategy == "group" else s.weights.block_structure[1]
+            s.weights.block_structure[1] if s.weights.strategy == "block" else s.weights.group_size
             for step in load_recipe(text).steps
             for s in getattr(step, "schemes", [])
-            if s.weights is not None and s.weights.strategy in ("group", "block")
+            if s.weights is not None and s.weights.strategy in ("group", "tensor_group", "block")
         }
         assert groups == ({OFFERED[name].group_size} - {None}), name

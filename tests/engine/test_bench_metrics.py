@@ -124,8 +124,10 @@ def test_it_computes_speedups_as_ratios_above_one_when_the_variant_is_better():
 
 def test_it_knows_which_gpus_run_which_schemes_as_the_presets_say():
     needs = {name: preset.min_compute_capability for name, preset in PRESETS.items()}
-    assert needs["fp8-dynamic"] == needs["fp8-gptq"] == needs["2of4-fp8"] == 8.9
+    fp8 = ("fp8-dynamic", "fp8-gptq", "fp8-static", "fp8-block", "2of4-fp8")
+    assert {needs[name] for name in fp8} == {8.9}
     assert needs["2of4"] == needs["2of4-magnitude"] == needs["2of4-w4a16"] == 8.0
+    # FP4 weights run decoded at load: any GPU
     assert {name for name, need in needs.items() if need is None} == {
         "w4a16",
         "w4a16-gptq",
@@ -133,6 +135,8 @@ def test_it_knows_which_gpus_run_which_schemes_as_the_presets_say():
         "w4a16-asym",
         "w8a16",
         "w8a8-int8",
+        "nvfp4a16",
+        "mxfp4a16",
     }
     assert min_compute_capability("2:4 + W4A16") == 8.0 and min_compute_capability("fp8_dynamic") == 8.9
     a100 = {"device": "cuda", "gpu_name": "NVIDIA A100", "compute_capability": "8.0"}

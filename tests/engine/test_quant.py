@@ -43,6 +43,8 @@ RECIPES = {
     "w8a8-int8": _rtn(W8_CHANNEL, A8_TOKEN),
     "fp8-dynamic": "fp8-dynamic",
     "fp8-block": "fp8-block",
+    "nvfp4a16": "nvfp4a16",
+    "mxfp4a16": "mxfp4a16",
     "2of4-magnitude": "2of4-magnitude",
 }
 
@@ -86,8 +88,17 @@ def load_transformers(path: Path):
 
     # transformers reads packed asymmetric zero points only when it dequantizes at load time
     # (compressed-tensors 0.20); the other schemes load the default way, packed, and decompress
-    asym = '"symmetric": false' in (path / "config.json").read_text()
-    if not asym:
+    config = (path / "config.json").read_text()
+    asym = '"symmetric": false' in config
+    if "fp4-pack-quantized" in config:
+        # compressed-tensors 0.20 decodes FP4 weights to bf16 whatever the model's dtype (on the
+        # first forward pass): decode them now and widen them, exactly, to the model's float32
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        model.hf_quantizer.compressor.decompress_model(model)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.data = module.weight.data.float()
+    elif not asym:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     else:
         # that dequantization computes in the scales' dtype: bf16 scales would round every

@@ -43,6 +43,8 @@ PRESETS = [
     "fp8-gptq",
     "fp8-block",
     "fp8-static",
+    "nvfp4a16",
+    "mxfp4a16",
     "2of4",
     "2of4-fp8",
     "2of4-w4a16",
