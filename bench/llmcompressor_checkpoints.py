@@ -14,13 +14,18 @@ Each checkpoint is then loaded here by the engine (CPU, float32) and by transfor
 engine's greedy tokens for 32 prompts are checked step by step against transformers' logits (as
 tests/engine/test_quant_smollm2.py does): "equal" counts prompts where the engine took
 transformers' argmax at every step; "largest gap" is how far below transformers' best logit an
-engine token was. A checkpoint the engine refuses is reported with the refusal.
+engine token was. Schemes that quantize activations are compared again with activation
+quantization off on both sides (float32 noise flips per-token codes; see that test). The
+KV-cache checkpoint is compared with the engine's cache unquantized (transformers ignores the
+stored k_scale / v_scale), and the engine's FP8 cache is checked to read those scales. A
+checkpoint the engine refuses is reported with the refusal.
 
     .venv/bin/python bench/llmcompressor_checkpoints.py [--schemes W4A16,W8A8,...] [--work DIR] [--venv DIR]
 """
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import traceback
@@ -82,26 +87,64 @@ def base_model(work: Path) -> Path:
 
 
 def compare(path: Path) -> dict:
-    """The engine's greedy tokens against transformers' logits after each of its prefixes."""
+    """The engine's greedy tokens against transformers' logits after each of its prefixes; for
+    schemes that quantize activations, also with activation quantization off on both sides (as
+    tests/engine/test_quant_smollm2.py does: per-token codes turn float32 noise into logit steps)."""
     from transformers import AutoTokenizer
 
+    import engine.loader
+    import kernels
     from engine import LLM, SamplingParams, UnsupportedModelError
     from tests.engine.helpers import mixed_prompts
     from tests.engine.test_quant import load_transformers
     from tests.engine.test_quant_smollm2 import PROMPT_TOKENS, divergences, transformers_steps
 
-    kv = "fp8" if "kv_cache_scheme" in (path / "config.json").read_text() else "auto"
-    try:
-        llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=64, kv_cache_dtype=kv)
-    except UnsupportedModelError as e:
-        return {"engine": f"refused: {e}"}
+    quantization = json.loads((path / "config.json").read_text()).get("quantization_config") or {}
     prompts = [p[:PROMPT_TOKENS] for p in mixed_prompts(AutoTokenizer.from_pretrained(path), 32)]
     params = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)
-    outputs = [o.token_ids for o in llm.generate(prompts, params)]
-    steps = transformers_steps(load_transformers(path), prompts, outputs)
-    found = divergences(steps, outputs)
-    gap = max((s.max(-1).values - s[range(len(o)), o]).max().item() for s, o in zip(steps, outputs))
-    return {"engine": "runs", "kv_cache_dtype": kv, "equal": f"{32 - len(found)}/32", "largest_gap": round(gap, 4)}
+    hf = load_transformers(path)
+
+    def check(kv: str = "auto") -> dict:
+        llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=64, kv_cache_dtype=kv)
+        outputs = [o.token_ids for o in llm.generate(prompts, params)]
+        steps = transformers_steps(hf, prompts, outputs)
+        gap = max((s.max(-1).values - s[range(len(o)), o]).max().item() for s, o in zip(steps, outputs))
+        return {"equal": f"{32 - len(divergences(steps, outputs))}/32", "largest_gap": round(gap, 4)}
+
+    try:
+        result = {"engine": "runs", **check()}
+    except UnsupportedModelError as e:
+        return {"engine": f"refused: {e}"}
+    if quantization.get("kv_cache_scheme"):
+        # transformers ignores k_scale / v_scale (its load report lists them as unexpected) and
+        # keeps K and V unquantized, so it is no reference for the FP8 cache: the comparison
+        # above ran the engine's cache in float32 too; here, the FP8 cache reads the stored scales
+        from safetensors.torch import load_file
+
+        stored = load_file(path / "model.safetensors")
+        llm = LLM(path, dtype="float32", device="cpu", num_kv_blocks=64, kv_cache_dtype="fp8")
+        attentions = [layer.self_attn.attn for layer in llm.model.model.layers]
+        result["fp8_kv_scales_read"] = all(
+            a.k_scale == stored[f"model.layers.{i}.self_attn.k_scale"].float().item()
+            and a.v_scale == stored[f"model.layers.{i}.self_attn.v_scale"].float().item()
+            for i, a in enumerate(attentions)
+        )
+        result["fp8_kv_vs_unquantized_kv_transformers"] = check("fp8")
+    if any((g.get("input_activations") for g in (quantization.get("config_groups") or {}).values())):
+        saved = kernels.quantize_per_token, kernels.quantize_per_tensor, engine.loader.fuse_input_quantization
+        kernels.quantize_per_token = lambda x, dtype: (x.float(), torch.ones(len(x), 1))
+        kernels.quantize_per_tensor = lambda x, scale, dtype: (x.float(), torch.ones(1))
+        engine.loader.fuse_input_quantization = lambda model: 0
+        os.environ["HUB_CPU_QUANT"] = "dense"  # the native kernel quantizes inside itself
+        for module in hf.modules():
+            if getattr(module, "quantization_scheme", None) is not None:
+                module.quantization_enabled = False
+        try:
+            result["activations_unquantized"] = check()
+        finally:
+            kernels.quantize_per_token, kernels.quantize_per_tensor, engine.loader.fuse_input_quantization = saved
+            del os.environ["HUB_CPU_QUANT"]
+    return result
 
 
 def main() -> None:

@@ -3,8 +3,8 @@ checks a recipe with `check_arguments` when a user submits it, and the compressi
 the same function when a worker parses it: a value out of range (an `n_grid` of 10^12 that would
 build a list that long, a NaN, an infinity) is refused by name before anything is allocated.
 
-A value of the right type that the library does not implement (`actorder: group`, a
-`kv_cache_scheme`) raises NotImplementedError; everything else wrong raises ValueError.
+A value of the right type that the library does not implement (`actorder: group`, an int8 KV
+cache) raises NotImplementedError; everything else wrong raises ValueError.
 
 Plain Python, no torch and no Django: the hub's web process and the libraries both import it."""
 
@@ -285,7 +285,7 @@ _QUANTIZATION: dict[str, Spec] = {
     "scheme": Either(Text(64), MapOf(Names())),
     "config_groups": MapOf(SCHEME),
     "weight_observer": Unsupported(Text(64), *WEIGHT_OBSERVERS),
-    "kv_cache_scheme": Unsupported(QUANT_ARGS, None),
+    "kv_cache_scheme": Optional(QUANT_ARGS),
     "bypass_divisibility_checks": Unsupported(Flag(), False),
     "input_observer": Unsupported(Text(64), *OBSERVERS),
     "output_observer": Unsupported(Text(64), *OBSERVERS),

@@ -12,7 +12,10 @@ half-precision models on a CPU without native bf16); Hessians, statistics and so
 """
 
 import ctypes
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
@@ -70,6 +73,7 @@ class RunResult:
     layers: list[LayerReport]
     notes: list[str]
     resident_layers: int = 0  # the most decoder layers holding real tensors while one was compressed
+    kv_cache: QuantizationArgs | None = None  # the KV cache's scheme, its scales on each attention module
 
 
 class Weights(Protocol):
@@ -262,12 +266,14 @@ class Runner:
         layer_done: Callable[[int, torch.nn.Module], None] | None = None,
     ):
         self.model, self.recipe, self.plan, self.device = model, recipe, plan, device
+        kv = [s.kv_cache for s in recipe.steps if isinstance(s, QuantizeStep) and s.kv_cache is not None]
+        self.kv_cache: QuantizationArgs | None = kv[0] if kv else None
         self.progress, self.cancelled = progress, cancelled
         self.weights, self.layer_done = weights or InMemory(), layer_done
         self.model_dtype = next(model.parameters()).dtype
         # forward passes run in the dtype inference computes in on this device
         self.dtype = getattr(torch, compute_dtype(str(self.model_dtype).removeprefix("torch."), device.type))
-        self.result = RunResult({}, {}, {}, [], list(plan.notes))
+        self.result = RunResult({}, {}, {}, [], list(plan.notes), kv_cache=self.kv_cache)
         # the calibration activations entering the next layer, each layer's keyword arguments by
         # batch size, and the first batch's output of the layer being compressed (for its error)
         self.hidden: list[torch.Tensor] = []
@@ -392,13 +398,21 @@ class Runner:
                     report.modules[n]["input_scale"] = scale.item()
                 input_scales = {n: self.result.quantized[n].input_scale for n in static}
                 handles = attach_activation_quant(linears, schemes, input_scales)
+                kv_ranges: dict[torch.nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
                 try:
                     last = i == len(self.plan.layers) - 1
-                    hidden = self.hidden[:1] if last else self.hidden
-                    outputs = [_forward(layer, h, self.kw(i, h)) for h in hidden]
+                    # the KV cache's scales are calibrated on every batch, the last layer's too
+                    hidden = self.hidden[:1] if last and self.kv_cache is None else self.hidden
+                    with _observing_kv(self.model.config, kv_ranges, self.kv_cache is not None):
+                        outputs = [_forward(layer, h, self.kw(i, h)) for h in hidden]
                 finally:
                     for h in handles:
                         h.remove()
+                for attention, (k_max, v_max) in kv_ranges.items():
+                    for name, largest in (("k_scale", k_max), ("v_scale", v_max)):
+                        scale = static_input_scale(-largest, largest, self.kv_cache, self.model_dtype)
+                        setattr(attention, name, torch.nn.Parameter(scale.to(self.device), requires_grad=False))
+                        report.modules.setdefault(f"{prefix}.self_attn", {})[name] = scale.item()
                 report.output_rel_error = ((outputs[0] - reference).norm() / reference.norm()).item()
                 if not last:
                     self.hidden = outputs
@@ -640,6 +654,41 @@ def _fused_global_scales(
         if members:
             shared[name] = torch.stack([own[n] for n in members]).amin(dim=0)
     return shared
+
+
+@contextmanager
+def _observing_kv(config, ranges: dict, on: bool) -> Iterator[None]:
+    """While on, records in `ranges` each attention module's largest |K| (after the rotary
+    embedding: what the cache stores) and |V|, through an attention function of transformers'
+    registry that wraps the model's own."""
+    if not on:
+        yield
+        return
+    from transformers import AttentionInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    impl = config._attn_implementation
+
+    def observe(module, query, key, value, *args, **kwargs):
+        k, v = key.detach().abs().amax().float(), value.detach().abs().amax().float()
+        if module in ranges:
+            k, v = torch.maximum(ranges[module][0], k), torch.maximum(ranges[module][1], v)
+        ranges[module] = (k, v)
+        inner = (
+            sys.modules[type(module).__module__].eager_attention_forward if impl == "eager"
+            else ALL_ATTENTION_FUNCTIONS[impl]
+        )  # fmt: skip
+        return inner(module, query, key, value, *args, **kwargs)
+
+    AttentionInterface.register(_KV_OBSERVER, observe)
+    config._attn_implementation = _KV_OBSERVER
+    try:
+        yield
+    finally:
+        config._attn_implementation = impl
+
+
+_KV_OBSERVER = "hub_kv_observer"
 
 
 def _static(scheme: QuantizationScheme) -> bool:

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from compressed_tensors.quantization import QuantizationConfig, QuantizationScheme, preset_name_to_scheme
+from compressed_tensors.quantization import (
+    QuantizationArgs,
+    QuantizationConfig,
+    QuantizationScheme,
+    preset_name_to_scheme,
+)
 from compressed_tensors.quantization.quant_scheme import PRESET_SCHEMES
 
 from common.recipe_args import WEIGHT_OBSERVERS, check_arguments
@@ -164,12 +169,13 @@ class QuantizeStep:
     dampening_frac: float = 0.01
     actorder: bool = False
     adjusted: bool = False  # schemes changed for the model (group-size fallback)
+    kv_cache: QuantizationArgs | None = None  # K and V quantized in the cache with calibrated scales
 
     @property
     def needs_data(self) -> bool:
         # static activation scales are calibrated
         static = any(s.input_activations is not None and not s.input_activations.dynamic for s in self.schemes)
-        return self.algorithm == "gptq" or static
+        return self.algorithm == "gptq" or static or self.kv_cache is not None
 
 
 @dataclass
@@ -349,6 +355,8 @@ def _parse_quantization(args: dict, source: tuple, algorithm: str = "rtn") -> li
     where = _where(source)
     schemes = _resolve_schemes(args, where)
     step = QuantizeStep(algorithm, schemes, _as_list(args.get("ignore", DEFAULT_IGNORE)), source)
+    if args.get("kv_cache_scheme") is not None:
+        step.kv_cache = _kv_cache_args(args["kv_cache_scheme"], where)
     if algorithm == "gptq" and any(is_fp4(s.weights) for s in schemes):
         raise NotImplementedError(f"{where}: GPTQ with FP4 weights is not supported yet; use QuantizationModifier")
     if algorithm == "gptq":
@@ -373,6 +381,22 @@ def _parse_quantization(args: dict, source: tuple, algorithm: str = "rtn") -> li
         if step.block_size <= 0:
             raise ValueError(f"{where}: block_size must be positive")
     return [step]
+
+
+def _kv_cache_args(raw: dict, where: str) -> QuantizationArgs:
+    """The KV-cache scheme vLLM and our engine read: FP8 E4M3, one static scale per tensor for K
+    and one for V in each layer, calibrated here."""
+    try:
+        args = QuantizationArgs.model_validate(raw)
+    except Exception as e:
+        raise ValueError(f"{where}: invalid kv_cache_scheme: {e}") from None
+    if not (args.type == "float" and args.num_bits == 8 and args.strategy == "tensor" and args.symmetric
+            and not args.dynamic):  # fmt: skip
+        raise NotImplementedError(
+            f"{where}: kv_cache_scheme must be static symmetric per-tensor FP8 (num_bits 8, type float, strategy "
+            f"tensor, dynamic false), what vLLM and the engine read; got {raw}"
+        )
+    return args
 
 
 def _mappings(raw: Any, where: str, awq: bool) -> list[tuple[str, list[str]]] | None:

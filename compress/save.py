@@ -95,6 +95,7 @@ def save_checkpoint(model: torch.nn.Module, result: RunResult, out: Path) -> Non
     model.save_pretrained(out)
     if compressor is not None:
         compressor.update_config(str(out))
+        _record_kv_cache(out, result)
 
 
 @torch.no_grad()
@@ -120,6 +121,19 @@ def write_config(model: torch.nn.Module, result: RunResult, out: Path) -> None:
         model.generation_config.save_pretrained(out)
     if result.schemes:
         ModelCompressor.from_pretrained_model(model).update_config(str(out))
+        _record_kv_cache(out, result)
+
+
+def _record_kv_cache(out: Path, result: RunResult) -> None:
+    """config.json's `kv_cache_scheme`, as llm-compressor writes it (compressed-tensors derives
+    it only from attention modules it has quantized itself); the scales are each layer's
+    `self_attn.k_scale` / `v_scale`."""
+    if result.kv_cache is None:
+        return
+    path = out / "config.json"
+    config = json.loads(path.read_text())
+    config["quantization_config"]["kv_cache_scheme"] = result.kv_cache.model_dump(mode="json")
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 class ShardWriter:

@@ -155,3 +155,34 @@ def test_fp4_checkpoints_pack_two_codes_a_byte_with_their_group_scales(preset, m
                 assert len(scales) == 1, fused
         else:
             assert "model.layers.0.mlp.down_proj.weight_global_scale" not in f.keys()
+
+
+def test_kv_cache_scales_are_the_largest_key_and_value_seen_over_448(make_model, lambada, tmp_path):
+    from compress.calibration import CalibrationConfig, load_calibration
+    from compress.pipeline import _observing_kv
+
+    recipe = (
+        "default_stage:\n  default_modifiers:\n    QuantizationModifier: {targets: [Linear], ignore: [lm_head], "
+        "scheme: FP8_DYNAMIC, kv_cache_scheme: {num_bits: 8, type: float, strategy: tensor, dynamic: false, "
+        "symmetric: true}}\n"
+    )
+    model_dir = make_model()
+    reference, _ = compress_in_process(model_dir, recipe, tmp_path / "out", lambada)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())["quantization_config"]
+    assert config["kv_cache_scheme"]["type"] == "float" and config["kv_cache_scheme"]["strategy"] == "tensor"
+    # the keys (after the rotary embedding) and values the compressed model computes on the
+    # calibration windows, observed in transformers' own forward pass
+    from transformers import AutoTokenizer
+
+    ids = load_calibration(
+        AutoTokenizer.from_pretrained(model_dir), CalibrationConfig(str(lambada), 4, 64).resolved("cpu")
+    )
+    seen: dict = {}
+    with torch.no_grad(), _observing_kv(reference.config, seen, True):
+        reference(ids)
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as f:
+        for i, attention in enumerate(layer.self_attn for layer in reference.model.layers):
+            for name, largest in zip(("k_scale", "v_scale"), seen[attention]):
+                stored = f.get_tensor(f"model.layers.{i}.self_attn.{name}")
+                assert stored.shape == (1,) and stored.dtype == torch.bfloat16
+                assert stored.float().item() * 448 == pytest.approx(largest.item(), rel=0.02), (i, name)
