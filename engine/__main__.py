@@ -16,7 +16,12 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint directory (config.json + safetensors)")
     p.add_argument("--dtype", default="auto", help="auto (the checkpoint's), float32, bfloat16 or float16")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    p.add_argument("--kv-cache-dtype", default="auto", help="auto (the compute dtype) or fp8 (E4M3, scaled per layer)")
+    p.add_argument(
+        "--kv-cache-dtype",
+        default="auto",
+        help="auto (FP8 where the checkpoint has a kv_cache_scheme, else the compute dtype), fp8 (E4M3, "
+        "scaled per layer), bfloat16, float16 or float32",
+    )
     p.add_argument("--block-size", type=int, default=16)
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--max-num-batched-tokens", type=int, default=None)

@@ -431,19 +431,26 @@ def resolve_dtype(dtype: str | torch.dtype, model: ModelConfig, device: torch.de
     return _DTYPES[name]
 
 
-KV_CACHE_DTYPES = ("auto", "fp8")
+KV_CACHE_DTYPES = ("auto", "fp8", "bfloat16", "float16", "float32")
 _KV_CACHE_ALIASES = {"fp8_e4m3": "fp8"}
 
 
-def resolve_kv_cache_dtype(kv_cache_dtype: str, dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    """The dtype K and V are stored in: "auto" is the compute dtype; "fp8" (or "fp8_e4m3", as
-    vLLM names it) is float8_e4m3fn with a float32 scale per layer for K and for V."""
+def resolve_kv_cache_dtype(
+    kv_cache_dtype: str, dtype: torch.dtype, device: torch.device, quantization: dict | None = None
+) -> torch.dtype:
+    """The dtype K and V are stored in. "auto" is the checkpoint's choice, as vLLM reads it: FP8
+    where its compressed-tensors `quantization_config` has a `kv_cache_scheme` (and the device
+    has FP8), else the compute dtype; "fp8" (or "fp8_e4m3", as vLLM names it) is float8_e4m3fn
+    with a float32 scale per layer for K and for V; a float dtype's name stores K and V in it."""
     name = _KV_CACHE_ALIASES.get(kv_cache_dtype, kv_cache_dtype)
     if name not in KV_CACHE_DTYPES:
         raise ValueError(f"kv_cache_dtype {kv_cache_dtype!r} is not one of {', '.join(KV_CACHE_DTYPES)} (fp8_e4m3)")
+    old_gpu = device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9)
     if name == "auto":
-        return dtype
-    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        return torch.float8_e4m3fn if (quantization or {}).get("kv_cache_scheme") and not old_gpu else dtype
+    if name != "fp8":
+        return getattr(torch, name)
+    if old_gpu:
         major, minor = torch.cuda.get_device_capability(device)
         raise ValueError(f"an FP8 KV cache needs a GPU of compute capability 8.9 or newer; this one is {major}.{minor}")
     return torch.float8_e4m3fn

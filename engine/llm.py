@@ -82,9 +82,10 @@ class LLM:
         seed: int = 0,
         enforce_eager: bool = False,
     ) -> None:
-        """`kv_cache_dtype`: "auto" stores K/V in the compute dtype, "fp8" in FP8 E4M3 scaled per
-        layer (the checkpoint's k_scale / v_scale, else 1.0), which holds 2x (bf16) or 4x (fp32)
-        the tokens in the same memory, and is lossy. `enforce_eager`: on CUDA, run decode steps
+        """`kv_cache_dtype`: "fp8" stores K/V in FP8 E4M3 scaled per layer (the checkpoint's
+        k_scale / v_scale, else 1.0), which holds 2x (bf16) or 4x (fp32) the tokens in the same
+        memory, and is lossy; "auto" is FP8 where the checkpoint declares a kv_cache_scheme (as
+        vLLM does), else the compute dtype; "bfloat16" / "float16" / "float32" store them so. `enforce_eager`: on CUDA, run decode steps
         eagerly instead of replaying CUDA graphs."""
         model_dir = Path(model)
         model_cfg = ModelConfig.from_pretrained(model_dir)
@@ -110,7 +111,7 @@ class LLM:
             kv_cache_memory=kv_cache_memory,
             enable_prefix_caching=enable_prefix_caching,
             seed=seed,
-            kv_cache_dtype=resolve_kv_cache_dtype(kv_cache_dtype, compute_dtype, dev),
+            kv_cache_dtype=resolve_kv_cache_dtype(kv_cache_dtype, compute_dtype, dev, model_cfg.quantization),
         )
         self.model = load_model(model_dir, self.config.dtype, dev, max_position=max_model_len)
         self.weights_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())

@@ -89,8 +89,10 @@ def test_it_quantizes_with_the_checkpoints_scales(tiny, tmp_path, k_name, v_name
     assert max(diffs) <= MAX_LOGPROB_DIFF and sum(diffs) / len(diffs) <= MEAN_LOGPROB_DIFF
     clipped = _logprob_diffs(full, LLM(clipping, device="cpu", num_kv_blocks=128, kv_cache_dtype="fp8"))
     assert sum(clipped) / len(clipped) > 10 * MEAN_LOGPROB_DIFF
-    # a cache of the compute dtype has no use for them
-    assert _logprob_diffs(full, LLM(clipping, device="cpu", num_kv_blocks=128)) == [0.0] * len(diffs)
+    # a cache of the compute dtype has no use for them; "auto" takes the checkpoint's FP8
+    unquantized = LLM(clipping, device="cpu", num_kv_blocks=128, kv_cache_dtype="float32")
+    assert _logprob_diffs(full, unquantized) == [0.0] * len(diffs)
+    assert LLM(fitting, device="cpu", num_kv_blocks=16).runner.kv_cache.dtype == torch.float8_e4m3fn
 
 
 @pytest.mark.parametrize(
@@ -156,5 +158,8 @@ def test_it_runs_the_scales_compress_calibrates(make_text_checkpoint, fixtures_d
     # measured on this FP8_DYNAMIC model: log-probs differ by at most 0.30 (mean 0.052), as with
     # scales of 1.0 (0.24, 0.053): FP8's relative precision is the same at any scale; the
     # calibrated scales keep keys and values past 448 from clipping
-    diffs = _logprob_diffs(LLM(tmp_path / "out", device="cpu", num_kv_blocks=128), fp8)
+    full = LLM(tmp_path / "out", device="cpu", num_kv_blocks=128, kv_cache_dtype="float32")
+    diffs = _logprob_diffs(full, fp8)
     assert 0 < max(diffs) <= 0.4 and sum(diffs) / len(diffs) <= 0.07
+    # the checkpoint declares its cache FP8: "auto" follows it, as vLLM does
+    assert LLM(tmp_path / "out", device="cpu", num_kv_blocks=16).runner.kv_cache.dtype == torch.float8_e4m3fn
