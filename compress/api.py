@@ -212,6 +212,8 @@ def _unique_schemes(result):
 def _summary(recipe: Recipe, result) -> str:
     parts = sorted({p["structure"] for p in result.pruned.values()})
     parts += [_scheme_name(s) for s in _unique_schemes(result)]
+    if result.kv_cache is not None:
+        parts.append("FP8 KV cache")
     return " + ".join(parts) or "none"
 
 

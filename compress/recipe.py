@@ -86,6 +86,17 @@ default_stage:
   default_modifiers:
     QuantizationModifier: {targets: [Linear], ignore: [lm_head], scheme: FP8_DYNAMIC}
 """),
+    # fp8-dynamic, and the KV cache in FP8 with a scale per layer for K and for V, calibrated on
+    # the data (the largest K and V over 448): twice the tokens in the same cache memory
+    "fp8-kv": _yaml("""
+default_stage:
+  default_modifiers:
+    QuantizationModifier:
+      targets: [Linear]
+      ignore: [lm_head]
+      scheme: FP8_DYNAMIC
+      kv_cache_scheme: {num_bits: 8, type: float, strategy: tensor, dynamic: false, symmetric: true}
+"""),
     # FP8 E4M3 weights with one scale per tensor, FP8 activations with one static scale per
     # tensor calibrated on the data (compressed-tensors' FP8 scheme; the scale is the largest
     # input seen over 448)

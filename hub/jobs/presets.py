@@ -43,6 +43,9 @@ PRESETS: dict[str, Preset] = {
     "fp8-gptq": Preset(
         "FP8_DYNAMIC", "fp8 e4m3 weights per channel placed by GPTQ, dynamic per-token activations", 0.99
     ),
+    "fp8-kv": Preset(
+        "FP8_DYNAMIC+KV_FP8", "fp8-dynamic, and an fp8 KV cache with calibrated scales (twice the tokens)", 0.99
+    ),
     "fp8-static": Preset("FP8", "fp8 e4m3 weights per tensor, static per-tensor activation scales (calibrated)", 0.99),
     # the block's width falls back as a group does
     "fp8-block": Preset(

@@ -124,7 +124,7 @@ def test_it_computes_speedups_as_ratios_above_one_when_the_variant_is_better():
 
 def test_it_knows_which_gpus_run_which_schemes_as_the_presets_say():
     needs = {name: preset.min_compute_capability for name, preset in PRESETS.items()}
-    fp8 = ("fp8-dynamic", "fp8-gptq", "fp8-static", "fp8-block", "2of4-fp8")
+    fp8 = ("fp8-dynamic", "fp8-gptq", "fp8-kv", "fp8-static", "fp8-block", "2of4-fp8")
     assert {needs[name] for name in fp8} == {8.9}
     assert needs["2of4"] == needs["2of4-magnitude"] == needs["2of4-w4a16"] == 8.0
     # FP4 weights run decoded at load: any GPU
