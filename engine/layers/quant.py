@@ -344,6 +344,13 @@ class WNA16Method(LinearMethod):
         return out if layer.bias is None else out + layer.bias
 
 
+def _copy_codes(layer: Linear, tensor: torch.Tensor, shard: int | None, dtype: torch.dtype) -> None:
+    """A shard's int8 / FP8 weight codes, stored as they are (a cast would change them)."""
+    if tensor.dtype != dtype:
+        raise ValueError(f"weight: checkpoint dtype {tensor.dtype} is not the scheme's {dtype}")
+    copy_weight(layer.output_slice(layer.weight, shard), tensor, "weight")
+
+
 class ScaledMMMethod(LinearMethod):
     """int8 (W8A8) or FP8 weights [N, K] with per-channel or per-tensor scales; activations are
     quantized per token on every call and the product is scaled in the GEMM's epilogue. A
@@ -364,9 +371,7 @@ class ScaledMMMethod(LinearMethod):
 
     def load_weight(self, layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
         if name == "weight":
-            if tensor.dtype != self.qdtype:
-                raise ValueError(f"{name}: checkpoint dtype {tensor.dtype} is not the scheme's {self.qdtype}")
-            return copy_weight(layer.output_slice(layer.weight, shard), tensor, name)
+            return _copy_codes(layer, tensor, shard, self.qdtype)
         if name == "weight_scale":
             rows = layer.output_slice(layer.weight_scale, shard)
             src = tensor.reshape(-1, 1)
@@ -444,9 +449,7 @@ class BlockScaledMMMethod(LinearMethod):
 
     def load_weight(self, layer: Linear, name: str, tensor: torch.Tensor, shard: int | None) -> None:
         if name == "weight":
-            if tensor.dtype != torch.float8_e4m3fn:
-                raise ValueError(f"{name}: checkpoint dtype {tensor.dtype} is not float8_e4m3fn")
-            return copy_weight(layer.output_slice(layer.weight, shard), tensor, name)
+            return _copy_codes(layer, tensor, shard, torch.float8_e4m3fn)
         if name == "weight_scale":
             rows = layer.output_slice(layer.weight_scale, shard)
             if tensor.shape != (-(-rows.shape[0] // self.block_rows), rows.shape[1]):
