@@ -11,6 +11,8 @@ shapes, in one process on one CUDA device.
 - W8A8 int8 and FP8 at batch 256, 1024, 2048: the GEMM alone (Triton tiles; `torch._int_mm` plus
   a scaling pass; `torch._scaled_mm` row-wise for FP8) and with the per-token quantization of
   the bf16 activations in front, as the engine runs it;
+- FP8 block weights (`block_scaled_mm`: a scale per 128 x 128 block, activations per token and
+  128 inputs) against the per-channel FP8 dispatch on the same codes and bf16, batch 1 to 2048;
 - 2:4 sparse (PyTorch semi-structured, cuSPARSELt) against dense bf16 at batch 1 to 2048.
 Times are per call inside a CUDA graph whose calls cycle through enough weight copies to spill
 the L2 cache (bench.kernel_speed.graph_ms), so every call reads its weight from DRAM. Each kernel's
@@ -28,7 +30,7 @@ import triton
 
 from bench.kernel_speed import eager_ms, graph_ms
 from kernels import reference
-from kernels.gemm_scaled import quantize_per_token, scaled_mm, scaled_mm_fastest
+from kernels.gemm_scaled import block_scaled_mm, quantize_per_token, scaled_mm, scaled_mm_fastest
 from kernels.gemm_wna16 import Config, default_config, split_for, wna16_gemm
 
 SHAPES = {"qkv_proj": (6144, 4096), "o_proj": (4096, 4096), "gate_up_proj": (28672, 4096), "down_proj": (4096, 14336)}
@@ -183,6 +185,42 @@ def bench_scaled(batches: list[int], dev: torch.device, quick: bool) -> list[dic
     return rows
 
 
+def bench_block(batches: list[int], dev: torch.device) -> list[dict]:
+    """FP8 block weights (a scale per 128 x 128 block, activations per token and 128 inputs)
+    against the per-channel FP8 dispatch on the same codes, and bf16."""
+    rows = []
+    for name, (n, k) in SHAPES.items():
+        dense = [torch.randn(n, k, device=dev, dtype=DTYPE) * 0.02 for _ in range(copies_for(n * k * 2))]
+        weights = []
+        for _ in range(copies_for(n * k)):
+            b, sb = quantize_per_token(torch.randn(n, k, device=dev, dtype=DTYPE).reshape(-1, 128), torch.float8_e4m3fn)
+            weights.append((b.view(n, k), sb.view(n, k // 128), torch.ones(n, 1, device=dev)))
+        for m in batches:
+            x = torch.randn(m, k, device=dev, dtype=DTYPE)
+            a, sa = quantize_per_token(x.reshape(-1, 128), torch.float8_e4m3fn)
+            a, sa = a.view(m, k), sa.view(m, k // 128)
+            a_tok, sa_tok = quantize_per_token(x, torch.float8_e4m3fn)
+            base = graph_ms([lambda w=w: F.linear(x, w) for w in dense])
+            block = graph_ms([lambda b=b, sb=sb: block_scaled_mm(a, b, sa, sb, DTYPE) for b, sb, _ in weights])
+            channel = graph_ms(
+                [lambda b=b, one=one: scaled_mm_fastest(a_tok, b, sa_tok, one, DTYPE) for b, _, one in weights]
+            )
+            b0, sb0, _ = weights[0]
+            row = {"shape": name, "n": n, "k": k, "batch": m, "bf16_ms": base, "block_ms": block,
+                   "per_channel_fp8_ms": channel, "speedup_block": base / block, "block_over_channel": block / channel,
+                   "rel_err": rel_err(block_scaled_mm(a, b0, sa, sb0, DTYPE),
+                                      reference.block_scaled_mm(a, b0, sa, sb0, DTYPE))}  # fmt: skip
+            rows.append(row)
+            print(
+                f"fp8-block {name:13s} m={m:4d}  bf16 {base * 1e3:7.1f} us  block {block * 1e3:7.1f}  per-channel "
+                f"{channel * 1e3:7.1f} -> {row['speedup_block']:.2f}x of bf16, {row['block_over_channel']:.2f}x the "
+                f"per-channel time  err {row['rel_err']:.1e}",
+                flush=True,
+            )
+        del weights, dense
+    return rows
+
+
 def timed(calls: list) -> float | None:
     try:
         return graph_ms(calls)
@@ -232,7 +270,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write all figures here")
     parser.add_argument("--quick", action="store_true", help="heuristics only, no sweeps")
-    parser.add_argument("--only", choices=["wna16", "scaled", "sparse"], action="append")
+    parser.add_argument("--only", choices=["wna16", "scaled", "block", "sparse"], action="append")
     args = parser.parse_args()
     dev = torch.device("cuda")
     torch.manual_seed(0)
@@ -243,12 +281,14 @@ def main() -> None:
         "torch": torch.__version__,
         "triton": triton.__version__,
     }
-    parts = args.only or ["wna16", "scaled", "sparse"]
+    parts = args.only or ["wna16", "scaled", "block", "sparse"]
     try:
         if "wna16" in parts:
             result["wna16"] = bench_wna16([1, 4, 8, 16, 32, 64], dev, args.quick)
         if "scaled" in parts:
             result["scaled"] = bench_scaled([256, 1024, 2048], dev, args.quick)
+        if "block" in parts:
+            result["block"] = bench_block([1, 16, 256, 2048], dev)
         if "sparse" in parts:
             result["sparse"] = bench_sparse([1, 16, 256, 2048], dev)
     finally:
