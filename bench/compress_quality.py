@@ -1,13 +1,14 @@
 """WikiText-2 perplexity of SmolLM2-135M-Instruct, base vs every compression preset.
 
-Perplexity: the first 32,768 tokens of the WikiText-2 raw test file, 32 windows of 1,024 tokens
-each scored independently (token 0 of a window is context only), exp of the mean token NLL, in
-the checkpoint's dtype on the CPU. Compressed checkpoints are loaded by transformers (which
+Perplexity: the first 32,768 tokens (`--tokens`) of the WikiText-2 raw test file, windows of
+1,024 tokens each scored independently (token 0 of a window is context only), exp of the mean
+token NLL, in the checkpoint's dtype (`--dtype`) on the CPU. Compressed checkpoints are loaded by transformers (which
 decompresses them with compressed-tensors and quantizes activations where the scheme says so);
 asymmetric ones, which transformers cannot load with compressed-tensors 0.20, are decoded with
 `compress.save.load_dequantized`. Calibration: LAMBADA (OpenAI) text, disjoint from WikiText.
 
     .venv/bin/python bench/compress_quality.py [--presets w4a16 w4a16-gptq ...] [--samples 64 --seq-len 512]
+        [--tokens 32768] [--dtype auto|float32]
 """
 
 import argparse
@@ -34,21 +35,32 @@ def smollm2() -> Path:
     return build()
 
 
-def load_model(path: Path):
+def load_model(path: Path, dtype: str = "auto"):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = json.loads((path / "config.json").read_text())
+    quantization = config.get("quantization_config", {})
     asym = any(
-        not (g.get("weights") or {}).get("symmetric", True)
-        for g in config.get("quantization_config", {}).get("config_groups", {}).values()
+        not (g.get("weights") or {}).get("symmetric", True) for g in quantization.get("config_groups", {}).values()
     )
+    if "fp4-pack-quantized" in json.dumps(quantization) and dtype not in ("auto", "bfloat16"):
+        # compressed-tensors 0.20 decodes FP4 weights to bf16 whatever the model's dtype (on the
+        # first forward pass): decode them now and widen them, exactly, to the model's dtype
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+        model.hf_quantizer.compressor.decompress_model(model)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.data = module.weight.data.to(getattr(torch, dtype))
+        return model
     if not asym:
-        return AutoModelForCausalLM.from_pretrained(path, dtype="auto").eval()
+        return AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype if dtype == "auto" else getattr(torch, dtype)
+        ).eval()
     from compress.save import load_dequantized
 
     cfg = AutoConfig.from_pretrained(path)
     del cfg.quantization_config
-    model = AutoModelForCausalLM.from_config(cfg, dtype=cfg.dtype)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=cfg.dtype if dtype == "auto" else getattr(torch, dtype))
     missing, unexpected = model.load_state_dict(load_dequantized(path), strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
     model.tie_weights()
@@ -56,11 +68,11 @@ def load_model(path: Path):
 
 
 @torch.no_grad()
-def perplexity(path: Path, tokens: int = 32768, window: int = 1024) -> float:
+def perplexity(path: Path, tokens: int = 32768, window: int = 1024, dtype: str = "auto") -> float:
     from transformers import AutoTokenizer
 
     ids = AutoTokenizer.from_pretrained(path)(WIKITEXT.read_text()).input_ids[:tokens]
-    model = load_model(path)
+    model = load_model(path, dtype)
     nll, count = 0.0, 0
     for start in range(0, len(ids) - window + 1, window):
         x = torch.tensor([ids[start : start + window]])
@@ -78,11 +90,18 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--work", type=Path, default=ROOT / "var" / "compress-quality")
+    p.add_argument("--tokens", type=int, default=32768, help="WikiText-2 tokens scored, in windows of 1,024")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="transformers' compute dtype: auto (the checkpoint's) or e.g. float32, "
+        "several times faster than bfloat16 on a CPU without bf16 math",
+    )
     a = p.parse_args()
     base = smollm2()
     a.work.mkdir(parents=True, exist_ok=True)
     calib = CalibrationConfig(str(LAMBADA), a.samples, a.seq_len)
-    rows = [("base (bf16)", perplexity(base), None, "")]
+    rows = [(f"base ({a.dtype})", perplexity(base, a.tokens, dtype=a.dtype), None, "")]
     print(f"base: {rows[0][1]:.3f}", flush=True)
     for preset in a.presets:
         out = a.work / preset
@@ -92,7 +111,7 @@ def main() -> None:
         else:
             r = json.loads((out / "compression_report.json").read_text())
             seconds, scheme = r["seconds"]["total"], r["scheme"]
-        rows.append((preset, perplexity(out), seconds, scheme))
+        rows.append((preset, perplexity(out, a.tokens, dtype=a.dtype), seconds, scheme))
         print(f"{preset}: {rows[-1][1]:.3f} ({scheme}, {seconds:.0f} s)", flush=True)
     print("\n| recipe | scheme | WikiText-2 ppl | vs base | compress time (s) |\n|---|---|---:|---:|---:|")
     for name, ppl, seconds, scheme in rows:
