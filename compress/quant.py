@@ -95,7 +95,7 @@ def fp4_global_scale(w: torch.Tensor) -> torch.Tensor:
 def quantize_fp4(w: torch.Tensor, args: QuantizationArgs, global_scale: torch.Tensor | None) -> QuantizedWeight:
     """Round-to-nearest FP4 by compressed-tensors' own qparams and quantizer (NVFP4 needs
     `global_scale`; several Linears that the engine fuses share one, as vLLM requires)."""
-    g = w.float().unflatten(-1, (w.shape[-1] // args.group_size, args.group_size))
+    g = _grouped(w.float(), args)
     scale, _ = calculate_qparams(g.amin(dim=-1), g.amax(dim=-1), args, global_scale=global_scale)
     q = ct_quantize(w.float(), scale, None, args, dtype=torch.float32, global_scale=global_scale)
     dequant = ct_fake_quantize(w.float(), scale, None, args, global_scale=global_scale)
@@ -111,7 +111,7 @@ def _grouped(w: torch.Tensor, args: QuantizationArgs) -> torch.Tensor:
         rows, cols = -(-w.shape[0] // bh), -(-w.shape[1] // bw)
         w = F.pad(w, (0, cols * bw - w.shape[1], 0, rows * bh - w.shape[0]))
         return w.reshape(rows, bh, cols, bw).transpose(1, 2).flatten(2)
-    if args.strategy == "group":
+    if args.strategy in ("group", "tensor_group"):
         return w.unflatten(-1, (w.shape[-1] // args.group_size, args.group_size))
     if args.strategy == "channel":
         return w.unsqueeze(1)

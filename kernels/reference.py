@@ -310,8 +310,12 @@ def block_scaled_mm(
     """(scale_a * a) @ (scale_b * b).T (+ bias) with a scale per group of K on both sides (FP8
     block weights, their 128x128 blocks' scales repeated per row), on the dequantized operands
     in float32."""
-    group = a.shape[1] // scale_a.shape[1]
-    a_deq = a.float() * scale_a.float().repeat_interleave(group, dim=1)
-    b_deq = b.float() * scale_b.float().repeat_interleave(group, dim=1)
-    out = torch.nn.functional.linear(a_deq, b_deq, None if bias is None else bias.float())
+    out = torch.nn.functional.linear(
+        dequantize_groups(a, scale_a), dequantize_groups(b, scale_b), None if bias is None else bias.float()
+    )
     return out.to(out_dtype)
+
+
+def dequantize_groups(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Codes [R, K] times their scales [R, K / group] (each scale over a group of K), in float32."""
+    return x.float() * scale.float().repeat_interleave(x.shape[1] // scale.shape[1], dim=1)

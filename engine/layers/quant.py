@@ -43,7 +43,7 @@ import kernels
 from engine.config import UnsupportedModelError
 from engine.layers.linear import DenseLinearMethod, Linear, LinearMethod, copy_weight
 from kernels import cpu_native, cpu_quant
-from kernels.reference import unpack_int32
+from kernels.reference import dequantize_groups, unpack_int32
 
 _LINEAR_CLASSES = ("Linear",)  # class-name targets that select our Linear layers
 
@@ -465,8 +465,7 @@ class BlockScaledMMMethod(LinearMethod):
         if layer.weight.device.type != "cpu" or cpu_quant.cpu_plan() == "reference":
             return
         # no CPU has FP8 math: the weight is dequantized once, in the compute dtype
-        scale = layer.weight_scale.data.repeat_interleave(self.group, dim=1)
-        dense = (layer.weight.data.float() * scale).to(layer.cpu_dtype).contiguous()
+        dense = dequantize_groups(layer.weight.data, layer.weight_scale.data).to(layer.cpu_dtype).contiguous()
         layer.register_buffer("cpu_weight", dense, persistent=False)
         layer.cpu_kind = "dense"
 
